@@ -1,0 +1,86 @@
+"""Build the native core.
+
+Switches (environment variables read at build time):
+  FASTMSG_DEBUG=1     -O0 -g, assertions and the core's debug checks (FASTMSG_DEBUG macro) on.
+  FASTMSG_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang only); implies a
+                      debug build. Run Python with the ASan runtime preloaded, see README.
+"""
+
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+CSRC = "src/fastmsg/_core/csrc"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip() not in ("", "0", "false", "no")
+
+
+def _build_flags():
+    debug = _flag("FASTMSG_DEBUG")
+    sanitize = _flag("FASTMSG_SANITIZE")
+    msvc = sys.platform == "win32"
+    compile_args, link_args, macros = [], [], []
+    if msvc:
+        compile_args += ["/O2"] if not (debug or sanitize) else ["/Od", "/Zi"]
+    else:
+        compile_args += ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-function", "-fno-strict-aliasing"]
+        compile_args += ["-O0", "-g3"] if (debug or sanitize) else ["-O3"]
+    if debug or sanitize:
+        macros += [("FASTMSG_DEBUG", "1")]
+        macros += [("CYTHON_CLINE_IN_TRACEBACK", "1")]
+        compile_args += [] if msvc else ["-UNDEBUG"]
+    if sanitize:
+        if msvc:
+            raise SystemExit("FASTMSG_SANITIZE needs GCC or Clang")
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+        compile_args += san
+        link_args += san
+    return compile_args, link_args, macros, debug or sanitize
+
+
+def _c(*names):
+    return [f"{CSRC}/{n}" for n in names]
+
+
+def extensions():
+    compile_args, link_args, macros, debug = _build_flags()
+
+    def ext(name, sources):
+        return Extension(
+            f"fastmsg._core.{name}",
+            sources=[f"src/fastmsg/_core/{name}.pyx", *sources],
+            include_dirs=[CSRC],
+            define_macros=macros,
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+        )
+
+    crc_kernels = _c(
+        "cpu_features.c",
+        "crc32c_dispatch.c",
+        "crc32c_portable.c",
+        "crc32c_sse42.c",
+        "crc32c_pclmul.c",
+        "crc32c_vpclmul.c",
+        "crc32c_armv8.c",
+    )
+    exts = [
+        ext("crc", crc_kernels),
+    ]
+    directives = {
+        "language_level": 3,
+        "freethreading_compatible": True,
+        "boundscheck": debug,
+        "wraparound": False,
+        "initializedcheck": debug,
+        "cdivision": True,
+        "embedsignature": True,
+    }
+    return cythonize(exts, compiler_directives=directives, include_path=["src"])
+
+
+setup(ext_modules=extensions())

@@ -1,0 +1,19 @@
+"""fastmsg: a fast, checked message transport with a native core."""
+
+from fastmsg._core.crc import crc32c, crc32c_combine
+from fastmsg._core.crc import implementation as crc32c_implementation
+from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Closed",
+    "FastmsgError",
+    "Full",
+    "ProtocolError",
+    "Timeout",
+    "__version__",
+    "crc32c",
+    "crc32c_combine",
+    "crc32c_implementation",
+]

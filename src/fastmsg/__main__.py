@@ -1,0 +1,5 @@
+import sys
+
+from fastmsg._cli import main
+
+sys.exit(main())

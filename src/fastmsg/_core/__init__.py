@@ -1,0 +1,1 @@
+"""fastmsg's native core: Cython modules over small C files in csrc/."""
