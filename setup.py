@@ -83,4 +83,6 @@ def extensions():
     return cythonize(exts, compiler_directives=directives, include_path=["src"])
 
 
-setup(ext_modules=extensions())
+# Always recompile: setuptools skips an extension whose .so is newer than its sources, which would
+# silently keep a release build when a sanitizer build was asked for (or the reverse).
+setup(ext_modules=extensions(), options={"build_ext": {"force": True}})
