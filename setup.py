@@ -70,6 +70,7 @@ def extensions():
     )
     exts = [
         ext("crc", crc_kernels),
+        ext("ring", _c("ring_wait.c", "futex.c", "shm.c")),
     ]
     directives = {
         "language_level": 3,

@@ -2,6 +2,7 @@
 
 from fastmsg._core.crc import crc32c, crc32c_combine
 from fastmsg._core.crc import implementation as crc32c_implementation
+from fastmsg._core.ring import Record, RingBuffer, SharedRing
 from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
 
 __version__ = "0.1.0.dev0"
@@ -11,6 +12,9 @@ __all__ = [
     "FastmsgError",
     "Full",
     "ProtocolError",
+    "Record",
+    "RingBuffer",
+    "SharedRing",
     "Timeout",
     "__version__",
     "crc32c",
