@@ -77,6 +77,9 @@ def crc32c(data, value=0):
     `value` continues a running CRC: ``crc32c(b, crc32c(a)) == crc32c(a + b)``.
     """
     cdef uint32_t start = 0 if value is 0 else _as_u32(value, "crc32c() value")
+    if PyBytes_CheckExact(data) and PyBytes_GET_SIZE(data) < NOGIL_MIN_LEN:
+        # The common case, kept free of buffer and exception-handling machinery.
+        return fastmsg_crc32c(start, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
     return _checksum(NULL, data, start)
 
 
