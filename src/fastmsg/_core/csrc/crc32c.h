@@ -69,20 +69,14 @@ typedef struct {
 } fastmsg_crc32c_fold_k;
 
 extern struct fastmsg_crc32c_fold_constants {
-    fastmsg_crc32c_fold_k by16, by32, by64, by256; /* distances in bytes */
-    fastmsg_crc32c_fold_k fused_step;              /* FASTMSG_CRC32C_FUSED_FOLD_REGS * 32 bytes */
+    fastmsg_crc32c_fold_k by16, by32, by64, by128, by192, by256; /* distances in bytes */
     /* Multipliers that advance a raw CRC over one stream of a small or a big fused chunk. */
     uint64_t fused_small_stream, fused_big_stream;
 } fastmsg_crc32c_fold;
 
-/* Layout of the fused kernel's chunks (crc32c_vpclmul.c): each step folds FOLD_REGS ymm
- * registers and feeds STREAM_STEP bytes to each of three crc32-instruction streams. */
-#ifndef FASTMSG_CRC32C_FUSED_FOLD_REGS
-#define FASTMSG_CRC32C_FUSED_FOLD_REGS 6
-#endif
-#ifndef FASTMSG_CRC32C_FUSED_STREAM_STEP
+/* Chunks of the fused kernels (crc32c_fused.inc): each step feeds STREAM_STEP bytes to each of
+ * three crc32-instruction streams while vector registers fold the rest. */
 #define FASTMSG_CRC32C_FUSED_STREAM_STEP 64
-#endif
 #define FASTMSG_CRC32C_FUSED_SMALL_STEPS 8
 #define FASTMSG_CRC32C_FUSED_BIG_STEPS 64
 

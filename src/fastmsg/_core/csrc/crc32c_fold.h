@@ -28,4 +28,12 @@ FOLD128_TARGET static inline uint32_t fold128_finish(__m128i x, const uint8_t *p
     return fastmsg_crc32c_sse42((uint32_t)crc, p, len);
 }
 
+/* The raw CRC of n xmm registers that cover consecutive 16-byte blocks. */
+FOLD128_TARGET static inline uint32_t fold128_reduce(const __m128i *x, int n) {
+    const __m128i k16 = fold128_k(fastmsg_crc32c_fold.by16);
+    __m128i acc = x[0];
+    for (int i = 1; i < n; i++) acc = _mm_xor_si128(fold128(acc, k16), x[i]);
+    return fold128_finish(acc, NULL, 0);
+}
+
 #endif

@@ -54,8 +54,9 @@ void fastmsg_crc32c_portable_init(void) {
     fastmsg_crc32c_fold.by16 = fold_constant(16);
     fastmsg_crc32c_fold.by32 = fold_constant(32);
     fastmsg_crc32c_fold.by64 = fold_constant(64);
+    fastmsg_crc32c_fold.by128 = fold_constant(128);
+    fastmsg_crc32c_fold.by192 = fold_constant(192);
     fastmsg_crc32c_fold.by256 = fold_constant(256);
-    fastmsg_crc32c_fold.fused_step = fold_constant(FASTMSG_CRC32C_FUSED_FOLD_REGS * 32);
     /* A raw CRC c times x^(8n-33), reduced by the crc32 instruction (which multiplies by x^32
      * and pclmulqdq's extra x), is c advanced over n zero bytes. */
     fastmsg_crc32c_fold.fused_small_stream =
