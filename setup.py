@@ -71,6 +71,7 @@ def extensions():
     exts = [
         ext("crc", crc_kernels),
         ext("ring", _c("ring_wait.c", "futex.c", "shm.c")),
+        ext("protocol", [*crc_kernels, *_c("protocol.c")]),
     ]
     directives = {
         "language_level": 3,

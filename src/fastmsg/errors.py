@@ -19,4 +19,8 @@ class Timeout(FastmsgError, TimeoutError):
 
 class ProtocolError(FastmsgError):
     """Bytes that do not follow fastmsg's layout: a foreign peer, a foreign shared-memory segment,
-    an incompatible version, or corruption."""
+    an incompatible version, or corruption. `code` is the wire protocol's error code, if any."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code

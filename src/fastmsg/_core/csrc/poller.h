@@ -1,0 +1,39 @@
+/* Readiness polling behind one small interface: epoll on Linux, poll() everywhere (and on Linux
+ * when forced, so the portable path stays tested). Level-triggered in both backends. kqueue and
+ * WSAPoll would be further backends behind the same functions. */
+#ifndef FASTMSG_POLLER_H
+#define FASTMSG_POLLER_H
+
+#include <stdint.h>
+
+enum {
+    FASTMSG_POLL_IN = 1,   /* readable, or a listening socket has a connection */
+    FASTMSG_POLL_OUT = 2,  /* writable */
+    FASTMSG_POLL_ERR = 4,  /* error or hang-up: the owner should read to find out which */
+};
+
+typedef enum { FASTMSG_POLLER_AUTO = 0, FASTMSG_POLLER_EPOLL = 1, FASTMSG_POLLER_POLL = 2 } fastmsg_poller_kind;
+
+typedef struct {
+    int fd;
+    uint32_t events; /* FASTMSG_POLL_* that are ready */
+    void *data;      /* what the fd was registered with */
+} fastmsg_poll_event;
+
+typedef struct fastmsg_poller fastmsg_poller;
+
+/* NULL with errno set on failure (ENOSYS for a backend this platform lacks). */
+fastmsg_poller *fastmsg_poller_new(fastmsg_poller_kind kind);
+void fastmsg_poller_free(fastmsg_poller *p);
+const char *fastmsg_poller_name(const fastmsg_poller *p);
+
+/* Register, change or drop interest in fd. Return 0, or -errno. */
+int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data);
+int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data);
+int fastmsg_poller_remove(fastmsg_poller *p, int fd);
+
+/* Waits up to timeout_ms (-1: no limit) for readiness; fills at most max events. Returns how
+ * many (0 on timeout), or -errno (-EINTR when a signal arrived: the caller decides to retry). */
+int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms);
+
+#endif

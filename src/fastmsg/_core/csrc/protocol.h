@@ -1,0 +1,106 @@
+/* Wire protocol v1: frame layouts, encoders and validating decoders (docs/protocol.md).
+ *
+ * A frame is a ring record: an 8-byte header (uint32 LE body length, uint32 LE kind), the body,
+ * zero bytes up to a multiple of 8. Decoders check every length against the limits before the
+ * caller allocates or waits for a body, and return a fastmsg_proto_error code, never crash. */
+#ifndef FASTMSG_PROTOCOL_H
+#define FASTMSG_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FASTMSG_PROTO_MAJOR 1
+#define FASTMSG_PROTO_MINOR 0
+#define FASTMSG_FRAME_HDR 8u
+#define FASTMSG_HELLO_BODY 48u      /* HELLO and WELCOME, before extensions */
+#define FASTMSG_HELLO_MAX_EXT 4048u /* so that a handshake frame fits in 4 KiB */
+#define FASTMSG_DATA_HDR 16u        /* DATA body before its records */
+#define FASTMSG_CONTROL_BODY 8u     /* ACK, PING, PONG, CLOSE */
+#define FASTMSG_ERROR_MAX_TEXT 1024u
+/* The largest payload a message record can describe; DATA bodies stay below 2**32 bytes too. */
+#define FASTMSG_MESSAGE_LIMIT (UINT32_MAX - FASTMSG_DATA_HDR - 2 * FASTMSG_FRAME_HDR - 7u)
+
+extern const uint8_t fastmsg_proto_magic[8];
+
+typedef enum {
+    FASTMSG_HELLO = 1,
+    FASTMSG_WELCOME = 2,
+    FASTMSG_DATA = 3,
+    FASTMSG_ACK = 4,
+    FASTMSG_PING = 5,
+    FASTMSG_PONG = 6,
+    FASTMSG_CLOSE = 7,
+    FASTMSG_ERROR = 8,
+} fastmsg_frame_kind;
+
+/* Why a frame was refused; also the code carried by an ERROR frame. 0 is success. */
+typedef enum {
+    FASTMSG_PERR_OK = 0,
+    FASTMSG_PERR_MALFORMED = 1,   /* a length, count or reserved field that breaks the layout */
+    FASTMSG_PERR_BAD_KIND = 2,    /* unknown frame kind, or one not allowed at this point */
+    FASTMSG_PERR_BAD_MAGIC = 3,   /* the peer does not speak fastmsg */
+    FASTMSG_PERR_VERSION = 4,     /* a major version this side does not speak */
+    FASTMSG_PERR_TOO_LARGE = 5,   /* a frame or message over the negotiated maximum */
+    FASTMSG_PERR_CRC = 6,         /* a DATA batch whose CRC32C does not match */
+    FASTMSG_PERR_SEQUENCE = 7,    /* a DATA batch that does not continue the sequence */
+    FASTMSG_PERR_SHUTDOWN = 8,    /* the peer is closing */
+    FASTMSG_PERR_LIMIT = 9,       /* a resource limit, e.g. too many connections */
+    FASTMSG_PERR_AUTH = 10,       /* authentication failed (reserved for a later version) */
+    FASTMSG_PERR_COUNT_
+} fastmsg_proto_error;
+
+const char *fastmsg_proto_strerror(int code);
+
+/* HELLO (sender -> receiver) and WELCOME (the answer) share a layout. */
+typedef struct {
+    uint16_t major, minor;
+    uint32_t capabilities;     /* FASTMSG_CAP_* bits */
+    uint64_t session_id;       /* the sender's random session; echoed in WELCOME */
+    uint64_t seq;              /* HELLO: next sequence to send; WELCOME: first one not yet delivered */
+    uint32_t max_message;      /* largest message payload this side sends (HELLO) / accepts (WELCOME) */
+    uint32_t max_batch;        /* largest DATA record bytes this side sends / accepts */
+    uint32_t heartbeat_ms;     /* PING interval this side uses; 0 = none */
+    uint32_t ext_len;          /* extension bytes after the fixed body (0 in v1) */
+} fastmsg_hello;
+
+#define FASTMSG_CAP_ACK 1u       /* the sender wants cumulative ACKs */
+#define FASTMSG_CAP_HEARTBEAT 2u /* PING/PONG are in use */
+
+/* What a side accepts; checked before any allocation. */
+typedef struct {
+    uint32_t max_message; /* payload bytes of one message */
+    uint32_t max_batch;   /* record bytes of one DATA body (a single message may exceed it) */
+} fastmsg_limits;
+
+/* Validates a frame header for the given limits; sets *kind and *body_len (unpadded). The whole
+ * frame is fastmsg_frame_size(*body_len) bytes. */
+int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_t *kind, uint32_t *body_len);
+
+static inline uint64_t fastmsg_frame_size(uint32_t body_len) {
+    return FASTMSG_FRAME_HDR + (((uint64_t)body_len + 7u) & ~(uint64_t)7u);
+}
+
+/* Encoders write a whole frame to `out` and return its size. */
+size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h);
+size_t fastmsg_encode_control(uint8_t out[16], uint32_t kind, uint64_t value);
+size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len);
+
+/* The 24 bytes that open a DATA frame whose records (`records_len` bytes, `count` of them) follow
+ * in the same stream. Returns the CRC32C of the bytes the batch CRC covers so far (the frame
+ * header, count and first_seq); the caller continues it over the records, wherever they lie,
+ * and stores the result with fastmsg_data_set_crc. */
+uint32_t fastmsg_data_open(uint8_t out[24], uint32_t records_len, uint32_t count, uint64_t first_seq);
+void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc);
+
+/* Decoders take a whole frame (header included, `size` bytes from fastmsg_frame_size). */
+int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out);
+int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value);
+int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, const uint8_t **text, uint32_t *text_len);
+
+/* Checks a DATA frame: the CRC, then that its records exactly fill the body, their count, their
+ * reserved flags and the message limit. Sets *count and *first_seq; records start at
+ * frame + FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR. */
+int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
+                        uint64_t *first_seq);
+
+#endif

@@ -1,0 +1,54 @@
+# Declarations of csrc/protocol.h: wire protocol v1 frames.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef extern from "protocol.h" nogil:
+    enum:
+        FASTMSG_PROTO_MAJOR
+        FASTMSG_PROTO_MINOR
+        FASTMSG_FRAME_HDR
+        FASTMSG_HELLO_BODY
+        FASTMSG_DATA_HDR
+        FASTMSG_ERROR_MAX_TEXT
+        FASTMSG_HELLO
+        FASTMSG_WELCOME
+        FASTMSG_DATA
+        FASTMSG_ACK
+        FASTMSG_PING
+        FASTMSG_PONG
+        FASTMSG_CLOSE
+        FASTMSG_ERROR
+        FASTMSG_PERR_OK
+        FASTMSG_PERR_COUNT_
+        FASTMSG_CAP_ACK
+        FASTMSG_CAP_HEARTBEAT
+    uint32_t FASTMSG_MESSAGE_LIMIT
+
+    ctypedef struct fastmsg_hello:
+        uint16_t major
+        uint16_t minor
+        uint32_t capabilities
+        uint64_t session_id
+        uint64_t seq
+        uint32_t max_message
+        uint32_t max_batch
+        uint32_t heartbeat_ms
+        uint32_t ext_len
+
+    ctypedef struct fastmsg_limits:
+        uint32_t max_message
+        uint32_t max_batch
+
+    const char *fastmsg_proto_strerror(int code)
+    int fastmsg_frame_check(const uint8_t *hdr, const fastmsg_limits *lim, uint32_t *kind, uint32_t *body_len)
+    uint64_t fastmsg_frame_size(uint32_t body_len)
+    size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h)
+    size_t fastmsg_encode_control(uint8_t *out, uint32_t kind, uint64_t value)
+    size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len)
+    uint32_t fastmsg_data_open(uint8_t *out, uint32_t records_len, uint32_t count, uint64_t first_seq)
+    void fastmsg_data_set_crc(uint8_t *hdr, uint32_t crc)
+    int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out)
+    int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value)
+    int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, const uint8_t **text,
+                             uint32_t *text_len)
+    int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
+                            uint64_t *first_seq)

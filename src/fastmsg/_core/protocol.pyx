@@ -1,0 +1,152 @@
+# cython: freethreading_compatible = True
+"""Wire protocol v1 from Python: encode and decode whole frames (docs/protocol.md).
+
+The engine uses the C functions directly; this module serves tests, tools and test vectors,
+and turns the C error codes into ProtocolError with the reason a peer would be shown."""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from fastmsg._core.includes.crc32c cimport fastmsg_crc32c, use_selected_kernel
+from fastmsg._core.includes.protocol cimport *
+
+from fastmsg.errors import ProtocolError
+
+use_selected_kernel()
+
+KINDS = {
+    "HELLO": FASTMSG_HELLO, "WELCOME": FASTMSG_WELCOME, "DATA": FASTMSG_DATA, "ACK": FASTMSG_ACK,
+    "PING": FASTMSG_PING, "PONG": FASTMSG_PONG, "CLOSE": FASTMSG_CLOSE, "ERROR": FASTMSG_ERROR,
+}
+KIND_NAMES = {v: k for k, v in KINDS.items()}
+VERSION = (FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR)
+MESSAGE_LIMIT = FASTMSG_MESSAGE_LIMIT
+CAP_ACK = FASTMSG_CAP_ACK
+CAP_HEARTBEAT = FASTMSG_CAP_HEARTBEAT
+ERROR_CODES = {code: fastmsg_proto_strerror(code).decode() for code in range(FASTMSG_PERR_COUNT_)}
+
+
+cdef int _check(int code, str what) except -1:
+    if code != FASTMSG_PERR_OK:
+        raise ProtocolError(f"{what}: {fastmsg_proto_strerror(code).decode()}", code)
+    return 0
+
+
+cdef fastmsg_limits _limits(uint64_t max_message, uint64_t max_batch) except *:
+    if max_message > FASTMSG_MESSAGE_LIMIT:
+        raise ValueError(f"max_message {max_message} exceeds the protocol's {FASTMSG_MESSAGE_LIMIT}")
+    if max_batch > 0xFFFFFFFF:
+        raise ValueError(f"max_batch {max_batch} exceeds 2**32-1")
+    cdef fastmsg_limits lim
+    lim.max_message = <uint32_t>max_message
+    lim.max_batch = <uint32_t>max_batch
+    return lim
+
+
+def frame_size(uint32_t body_len):
+    """Bytes a frame with a body of body_len bytes occupies, padding included."""
+    return fastmsg_frame_size(body_len)
+
+
+def check_header(const uint8_t[::1] header, uint64_t max_message, uint64_t max_batch):
+    """(kind, body_len, frame_size) of an 8-byte frame header, or ProtocolError."""
+    if header.shape[0] < FASTMSG_FRAME_HDR:
+        raise ProtocolError(f"frame header needs {FASTMSG_FRAME_HDR} bytes, got {header.shape[0]}")
+    cdef fastmsg_limits lim = _limits(max_message, max_batch)
+    cdef uint32_t kind, body_len
+    _check(fastmsg_frame_check(&header[0], &lim, &kind, &body_len), "frame header")
+    return kind, body_len, fastmsg_frame_size(body_len)
+
+
+def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t max_message,
+                 uint32_t max_batch, uint32_t capabilities=0, uint32_t heartbeat_ms=0,
+                 int major=FASTMSG_PROTO_MAJOR, int minor=FASTMSG_PROTO_MINOR):
+    if kind != FASTMSG_HELLO and kind != FASTMSG_WELCOME:
+        raise ValueError(f"kind must be HELLO or WELCOME, got {kind}")
+    cdef fastmsg_hello h
+    h.major, h.minor, h.capabilities = major, minor, capabilities
+    h.session_id, h.seq = session_id, seq
+    h.max_message, h.max_batch, h.heartbeat_ms, h.ext_len = max_message, max_batch, heartbeat_ms, 0
+    cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY]
+    cdef size_t n = fastmsg_encode_hello(out, kind, &h)
+    return PyBytes_FromStringAndSize(<char *>out, n)
+
+
+def encode_control(uint32_t kind, uint64_t value):
+    if kind not in (FASTMSG_ACK, FASTMSG_PING, FASTMSG_PONG, FASTMSG_CLOSE):
+        raise ValueError(f"kind must be ACK, PING, PONG or CLOSE, got {kind}")
+    cdef uint8_t out[16]
+    return PyBytes_FromStringAndSize(<char *>out, fastmsg_encode_control(out, kind, value))
+
+
+def encode_error(uint32_t code, str text):
+    cdef bytes raw = text.encode()[:FASTMSG_ERROR_MAX_TEXT]
+    cdef uint8_t out[16 + FASTMSG_ERROR_MAX_TEXT + 8]
+    cdef size_t n = fastmsg_encode_error(out, code, raw, len(raw))
+    return PyBytes_FromStringAndSize(<char *>out, n)
+
+
+def encode_data(uint64_t first_seq, messages):
+    """A DATA frame carrying `messages` (buffers) as records, its CRC32C computed as the engine does."""
+    cdef list payloads = [memoryview(m).cast("B") for m in messages]
+    if not payloads:
+        raise ValueError("a DATA batch carries at least one message")
+    cdef Py_ssize_t records_len = 0
+    for p in payloads:
+        records_len += 8 + ((len(p) + 7) & ~7)
+    if records_len + FASTMSG_DATA_HDR > 0xFFFFFFFF:
+        raise ValueError("batch too large for one DATA frame")
+    cdef bytearray frame = bytearray(24 + records_len)
+    cdef uint8_t *out = <uint8_t *><char *>frame
+    cdef uint32_t crc = fastmsg_data_open(out, <uint32_t>records_len, <uint32_t>len(payloads), first_seq)
+    cdef Py_ssize_t pos = 24, n
+    cdef const uint8_t[::1] view
+    for p in payloads:
+        n = len(p)
+        out[pos] = n & 0xFF
+        out[pos + 1] = (n >> 8) & 0xFF
+        out[pos + 2] = (n >> 16) & 0xFF
+        out[pos + 3] = (n >> 24) & 0xFF
+        if n:
+            view = p
+            memcpy(out + pos + 8, &view[0], n)
+        pos += 8 + ((n + 7) & ~7)
+    crc = fastmsg_crc32c(crc, out + 24, records_len)
+    fastmsg_data_set_crc(out, crc)
+    return bytes(frame)
+
+
+def decode(const uint8_t[::1] frame, uint64_t max_message=FASTMSG_MESSAGE_LIMIT, uint64_t max_batch=0xFFFFFFFF):
+    """(kind name, fields) of one whole frame; ProtocolError naming what is wrong otherwise."""
+    cdef Py_ssize_t size = frame.shape[0]
+    if size < FASTMSG_FRAME_HDR:
+        raise ProtocolError(f"a frame has at least {FASTMSG_FRAME_HDR} bytes, got {size}")
+    cdef fastmsg_limits lim = _limits(max_message, max_batch)
+    cdef uint32_t kind, body_len, count, code, text_len
+    cdef uint64_t value, first_seq
+    cdef fastmsg_hello h
+    cdef const uint8_t *text
+    _check(fastmsg_frame_check(&frame[0], &lim, &kind, &body_len), "frame header")
+    if <uint64_t>size != fastmsg_frame_size(body_len):
+        raise ProtocolError(f"frame of {size} bytes, its header says {fastmsg_frame_size(body_len)}")
+    name = KIND_NAMES[kind]
+    if kind == FASTMSG_HELLO or kind == FASTMSG_WELCOME:
+        _check(fastmsg_decode_hello(&frame[0], size, &h), name)
+        return name, dict(version=(h.major, h.minor), capabilities=h.capabilities, session_id=h.session_id,
+                          seq=h.seq, max_message=h.max_message, max_batch=h.max_batch,
+                          heartbeat_ms=h.heartbeat_ms)
+    if kind == FASTMSG_DATA:
+        _check(fastmsg_decode_data(&frame[0], size, &lim, &count, &first_seq), name)
+        messages = []
+        pos = FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR
+        while pos < size:
+            n = int.from_bytes(bytes(frame[pos:pos + 4]), "little")
+            messages.append(bytes(frame[pos + 8:pos + 8 + n]))
+            pos += 8 + ((n + 7) & ~7)
+        return name, dict(first_seq=first_seq, messages=messages)
+    if kind == FASTMSG_ERROR:
+        _check(fastmsg_decode_error(&frame[0], size, &code, &text, &text_len), name)
+        return name, dict(code=code, text=(<const char *>text)[:text_len].decode(errors="replace"))
+    _check(fastmsg_decode_control(&frame[0], size, &value), name)
+    return name, dict(value=value)
