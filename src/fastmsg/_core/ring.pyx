@@ -204,7 +204,8 @@ cdef class _Ring:
         r._flags = rec.flags
         r.start = rec.start
         r.end = rec.end
-        self.live += 1
+        with cython.critical_section(self):  # Records may be released from other threads
+            self.live += 1
         return r
 
     def read(self, timeout=0):
@@ -248,6 +249,12 @@ cdef class _Ring:
         return out
 
     cdef void _give_back(self, uint64_t start, uint64_t end) noexcept:
+        # A Record may be released on any thread; without the GIL (free-threaded builds) this
+        # bookkeeping must still run one thread at a time.
+        with cython.critical_section(self):
+            self._give_back_locked(start, end)
+
+    cdef void _give_back_locked(self, uint64_t start, uint64_t end) noexcept:
         # Space goes back in ring order. A span released before those ahead of it is marked in
         # `early`; when the span at release_pos goes, release_pos walks over the marked spans
         # after it (records hand out in order, so every span in the window is one of ours).
