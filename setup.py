@@ -49,14 +49,15 @@ def _c(*names):
 def extensions():
     compile_args, link_args, macros, debug = _build_flags()
 
-    def ext(name, sources):
+    def ext(name, sources, threads=False):
+        pthread = ["-pthread"] if threads and sys.platform != "win32" else []
         return Extension(
             f"fastmsg._core.{name}",
             sources=[f"src/fastmsg/_core/{name}.pyx", *sources],
             include_dirs=[CSRC],
             define_macros=macros,
-            extra_compile_args=compile_args,
-            extra_link_args=link_args,
+            extra_compile_args=compile_args + pthread,
+            extra_link_args=link_args + pthread,
         )
 
     crc_kernels = _c(
@@ -72,6 +73,8 @@ def extensions():
         ext("crc", crc_kernels),
         ext("ring", _c("ring_wait.c", "futex.c", "shm.c")),
         ext("protocol", [*crc_kernels, *_c("protocol.c")]),
+        ext("transport", [*crc_kernels, *_c("protocol.c", "ring_wait.c", "futex.c", "poller.c", "netio.c",
+                                             "engine_ctx.c", "engine_send.c", "engine_recv.c")], threads=True),
     ]
     directives = {
         "language_level": 3,

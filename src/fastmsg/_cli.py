@@ -1,6 +1,8 @@
-"""The `fastmsg` command: what this build is and how fast its kernels run here."""
+"""The `fastmsg` command: what this build is and how fast its kernels run here (no command);
+`fastmsg bench` measures the transport against its peers; `send` and `recv` try it from a shell."""
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -58,11 +60,181 @@ def _info(args, out):
     return 0
 
 
-def main(argv=None):
+def _csv(parse, choices=None):
+    def convert(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty list {text!r}")
+        out = []
+        for item in items:
+            if choices is not None and item not in choices:
+                raise argparse.ArgumentTypeError(f"unknown {item!r} (choose from {', '.join(choices)})")
+            try:
+                value = parse(item)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+            if value not in out:
+                out.append(value)
+        return out
+    return convert
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s is out of range (0, 3600]")
+    return value
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _endpoint(text):
+    from fastmsg.endpoint import parse
+
+    try:
+        return str(parse(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bench(args, out):
+    from fastmsg._bench import payload, runner, table
+
+    peers = list(args.peers) if args.peers else (list(runner.PEERS) if args.compare else ["fastmsg"])
+    skipped = {}
+    for peer in list(peers):
+        reason = importlib.import_module(f"fastmsg._bench.peer_{peer}").unavailable()
+        if reason:
+            skipped[peer] = reason
+            peers.remove(peer)
+            sys.stderr.write(f"bench: {peer}: {reason}, skipped\n")
+    sizes = args.sizes or [payload.parse_size(s) for s in ("64", "1k", "64k", "1m")]
+    duration = args.duration or (0.1 if args.quick else 0.5)
+    header = [f"fastmsg {fastmsg.__version__} bench (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs); "
+              f"{duration:g} s per run, payload MB = 10^6 bytes, received side timed first to last message"]
+    if not peers:
+        out.write(table.render({}, sizes, skipped, header))
+        if "fastmsg" in skipped and not args.compare:
+            out.write("(fastmsg bench --compare measures pyzmq and plain sockets)\n")
+        return 0
+    bench = runner.Bench(peers, args.transports or list(runner.TRANSPORTS), sizes, args.pin,
+                         duration, args.timeout, args.quick)
+    results = bench.run()
+    out.write(table.render(results, sizes, skipped, header + [bench.pin_note]))
+    if bench.failures:
+        out.write("\nFAILED (no number is reported for these runs):\n")
+        out.write("".join(f"  {f}\n" for f in bench.failures))
+        return 1
+    return 0
+
+
+def _transport_missing():
+    if hasattr(fastmsg, "Sender") and hasattr(fastmsg, "Receiver"):
+        return False
+    sys.stderr.write("fastmsg: the fastmsg transport (Sender/Receiver) is not available in this build\n")
+    return True
+
+
+def _send(args, out):
+    if _transport_missing():
+        return 1
+    with fastmsg.Sender(args.endpoint) as tx:
+        for line in sys.stdin.buffer:
+            if line.endswith(b"\n"):
+                line = line[:-1]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+            tx.send(line)
+        if not tx.flush(timeout=args.timeout):
+            sys.stderr.write(f"fastmsg send: not everything was delivered to {args.endpoint} within {args.timeout:g} s\n")
+            return 1
+    return 0
+
+
+def _recv(args, out):
+    if _transport_missing():
+        return 1
+    with fastmsg.Receiver(args.endpoint) as rx:
+        sys.stderr.write(f"fastmsg recv: listening on {rx.endpoint}\n")
+        sys.stderr.flush()
+        stdout = out.buffer if hasattr(out, "buffer") else None
+        received = 0
+        while args.count is None or received < args.count:
+            try:  # without --timeout, wait in 1 s slices so that Ctrl-C is seen promptly
+                msg = rx.recv(timeout=args.timeout or 1.0)
+            except fastmsg.Timeout:
+                if args.timeout is None:
+                    continue
+                sys.stderr.write(f"fastmsg recv: nothing arrived for {args.timeout:g} s\n")
+                return 1
+            data = bytes(msg)
+            msg.release()
+            if stdout is not None:
+                stdout.write(data + b"\n")
+                stdout.flush()
+            else:
+                out.write(data.decode(errors="replace") + "\n")
+            received += 1
+    return 0
+
+
+def _parser():
+    from fastmsg._bench import payload, runner
+
     parser = argparse.ArgumentParser(prog="fastmsg", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="print the build information only")
-    args = parser.parse_args(argv)
-    return _info(args, sys.stdout)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    bench = sub.add_parser("bench", help="measure fastmsg (and with --compare its peers) here",
+                           description="Throughput (msg/s, MB/s) and 64 B round trip between two processes, "
+                                       "over TCP and Unix sockets, with the processes on one CPU and on two.")
+    bench.add_argument("--compare", action="store_true", help="add pyzmq (if installed) and plain sockets")
+    bench.add_argument("--sizes", type=_csv(payload.parse_size), metavar="LIST",
+                       help="message sizes (default 64,1k,64k,1m)")
+    bench.add_argument("--transports", type=_csv(str, runner.TRANSPORTS), metavar="LIST",
+                       help="tcp, ipc or both (default tcp,ipc)")
+    bench.add_argument("--peers", type=_csv(str, runner.PEERS), metavar="LIST",
+                       help="run exactly these: fastmsg, pyzmq, sockets")
+    bench.add_argument("--pin", choices=["same", "split", "both"], default="both",
+                       help="both processes on one CPU, on two, or both layouts (default)")
+    bench.add_argument("--duration", type=_seconds, metavar="SECONDS",
+                       help="length of each timed run (default 0.5, --quick 0.1)")
+    bench.add_argument("--timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="a run fails when nothing arrives for this long (default 5)")
+    bench.add_argument("--quick", action="store_true", help="short runs: the whole bench in seconds")
+
+    send = sub.add_parser("send", help="send each line of stdin as a message to ENDPOINT")
+    send.add_argument("endpoint", type=_endpoint, metavar="ENDPOINT", help="tcp://host:port or ipc:///path")
+    send.add_argument("--timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                      help="how long to wait at the end for everything to be delivered (default 10)")
+
+    recv = sub.add_parser("recv", help="bind ENDPOINT and print each message received, one per line")
+    recv.add_argument("endpoint", type=_endpoint, metavar="ENDPOINT", help="tcp://host:port (port 0: any) or ipc:///path")
+    recv.add_argument("--count", type=_positive, metavar="N", help="exit after N messages")
+    recv.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                      help="exit with an error when nothing arrives for this long (default: wait)")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    run = {None: _info, "bench": _bench, "send": _send, "recv": _recv}[args.command]
+    try:
+        return run(args, sys.stdout)
+    except KeyboardInterrupt:
+        sys.stderr.write("fastmsg: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

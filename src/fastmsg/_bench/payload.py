@@ -1,0 +1,127 @@
+"""Sizes, the messages a run sends, and how the receiving side checks them."""
+
+import os
+import random
+import re
+import time
+
+from fastmsg import crc32c, crc32c_combine
+
+MAX_SIZE = 16 << 20
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20}
+
+
+def parse_size(text):
+    """'64', '1k', '64KiB', '1m' -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"invalid size {text!r} (examples: 64, 1k, 64k, 1m)")
+    size = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not 1 <= size <= MAX_SIZE:
+        raise ValueError(f"size {text!r} out of range 1 B .. {MAX_SIZE >> 20} MiB")
+    return size
+
+
+def size_label(size):
+    for shift, unit in ((20, "MiB"), (10, "KiB")):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return f"{size} B"
+
+
+def pool(size):
+    """Distinct payloads of `size` bytes, sent in turn so that reordering changes the checksum."""
+    count = max(2, min(61, (16 << 20) // size))
+    rng = random.Random(size)
+    return [rng.randbytes(size) for _ in range(count)]
+
+
+def expected_crc(payloads, count):
+    """CRC32C of the first `count` messages of the cycle over `payloads`, all concatenated."""
+    size = len(payloads[0])
+    cycle = 0
+    for p in payloads:
+        cycle = crc32c(p, cycle)
+    full, rest = divmod(count, len(payloads))
+    crc, cycle_len = 0, size * len(payloads)
+    while full:  # square-and-multiply over whole cycles
+        if full & 1:
+            crc = crc32c_combine(crc, cycle, cycle_len)
+        cycle = crc32c_combine(cycle, cycle, cycle_len)
+        cycle_len *= 2
+        full >>= 1
+    for p in payloads[:rest]:
+        crc = crc32c(p, crc)
+    return crc
+
+
+def batches(payloads, count, peer, limit=1024):
+    """Lists of payloads to send, `count` in all, at most `limit` per list.
+
+    Test hook: FASTMSG_BENCH_FAULT=<peer>:drop leaves one message out (the sender still claims
+    it), <peer>:corrupt flips a byte of one; both must make the run fail."""
+    fault = None
+    spec = os.environ.get("FASTMSG_BENCH_FAULT", "")
+    if spec.partition(":")[0] == peer:
+        fault = spec.partition(":")[2]
+    victim = count // 2
+    n, sent = len(payloads), 0
+    while sent < count:
+        start = sent % n
+        take = min(limit, count - sent, n - start)
+        batch = payloads[start:start + take]
+        if fault and sent <= victim < sent + take:
+            i = victim - sent
+            if fault == "drop":
+                batch = batch[:i] + batch[i + 1:]
+            elif fault == "corrupt":
+                bad = bytearray(batch[i])
+                bad[len(bad) // 2] ^= 1
+                batch = batch[:i] + [bytes(bad)] + batch[i + 1:]
+        sent += take
+        yield batch
+
+
+class Check:
+    """What a receiving side saw: count, length of every message, CRC32C over the payloads."""
+
+    def __init__(self, size, count):
+        self.size, self.expected = size, count
+        self.count = 0
+        self.crc = 0
+        self.first_ns = self.last_ns = 0
+        self.untimed = 0  # messages of the first batch: they arrive before the clock starts
+
+    def add(self, messages):
+        """Check a batch of received messages; the clock runs from the first batch to the last."""
+        now = time.perf_counter_ns()
+        if not self.first_ns:
+            self.first_ns, self.untimed = now, len(messages)
+        self.last_ns = now
+        size, crc = self.size, self.crc
+        for m in messages:
+            if len(m) != size:
+                raise AssertionError(f"message {self.count + 1} has {len(m)} bytes, expected {size}")
+            crc = crc32c(m, crc)
+            self.count += 1
+        self.crc = crc
+        if self.count > self.expected:
+            raise AssertionError(f"received {self.count} messages, more than the {self.expected} sent")
+
+    def missing(self, why):
+        return AssertionError(f"received {self.count} of {self.expected} messages, "
+                              f"{self.expected - self.count} missing ({why})")
+
+    def result(self, payloads):
+        want = expected_crc(payloads, self.expected)
+        if self.crc != want:
+            raise AssertionError(f"all {self.count} messages arrived but their content differs from what "
+                                 f"was sent (CRC32C {self.crc:08x}, expected {want:08x})")
+        return {"received": self.count, "timed": self.count - self.untimed,
+                "elapsed_ns": self.last_ns - self.first_ns}
+
+
+def percentiles(samples_ns):
+    s = sorted(samples_ns)
+    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]
+    return {"trips": len(s), "p50_ns": pick(0.50), "p99_ns": pick(0.99)}

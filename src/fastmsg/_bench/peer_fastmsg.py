@@ -1,0 +1,108 @@
+"""fastmsg: Sender.send_many / Receiver.recv_many for throughput; for the round trip each side
+has a Receiver and a Sender, and the pinger's first message tells the echoer where to answer."""
+
+import os
+import time
+
+import fastmsg
+from fastmsg._bench.payload import Check, batches, percentiles, pool
+
+NAME = "fastmsg"
+
+
+def unavailable():
+    if not (hasattr(fastmsg, "Sender") and hasattr(fastmsg, "Receiver")):
+        return "not available in this build"
+    return None
+
+
+def _bind(spec, tag):
+    if spec["transport"] == "ipc":
+        return fastmsg.Receiver("ipc://" + os.path.join(spec["ipc_dir"], f"fastmsg-{tag}-{os.getpid()}-{time.monotonic_ns()}"))
+    return fastmsg.Receiver("tcp://127.0.0.1:0")
+
+
+def serve(spec, ready):
+    rx = _bind(spec, "rx")
+    try:
+        ready(rx.endpoint)
+        if spec["mode"] == "pingpong":
+            return _echo(rx, spec)
+        return _receive(rx, spec)
+    finally:
+        rx.close()
+
+
+def drive(spec, endpoint):
+    tx = fastmsg.Sender(endpoint)
+    try:
+        if spec["mode"] == "pingpong":
+            return _ping(tx, spec)
+        return _send(tx, spec)
+    finally:
+        tx.close()
+
+
+def _send(tx, spec):
+    count = spec["count"]
+    for batch in batches(pool(spec["size"]), count, NAME):
+        tx.send_many(batch)
+    if not tx.flush(timeout=spec["timeout"]):
+        raise AssertionError(f"flush() did not finish within {spec['timeout']} s")
+    return {"sent": count}
+
+
+def _receive(rx, spec):
+    size, count = spec["size"], spec["count"]
+    check = Check(size, count)
+    try:
+        while check.count < count:
+            msgs = rx.recv_many(min(1024, count - check.count), timeout=spec["timeout"])
+            check.add(msgs)
+            del msgs
+    except fastmsg.Timeout:
+        raise check.missing(f"nothing arrived for {spec['timeout']} s") from None
+    return check.result(pool(size))
+
+
+def _echo(rx, spec):
+    size, total, timeout = spec["size"], spec["count"] + spec["warmup"], spec["timeout"]
+    back = fastmsg.Sender(bytes(rx.recv(timeout=timeout)).decode())
+    try:
+        for i in range(total):
+            try:
+                msg = rx.recv(timeout=timeout)
+            except fastmsg.Timeout:
+                raise AssertionError(f"round trip {i + 1} of {total}: nothing arrived for {timeout} s") from None
+            if len(msg) != size:
+                raise AssertionError(f"message {i + 1} has {len(msg)} bytes, expected {size}")
+            back.send(msg)
+            msg.release()
+        back.flush(timeout=timeout)
+    finally:
+        back.close()
+    return {"received": total}
+
+
+def _ping(tx, spec):
+    size, count, warmup, timeout = spec["size"], spec["count"], spec["warmup"], spec["timeout"]
+    rx = _bind(spec, "pong")
+    try:
+        tx.send(rx.endpoint.encode())
+        payloads = pool(size)
+        samples = []
+        clock = time.perf_counter_ns
+        for i in range(warmup + count):
+            p = payloads[i % len(payloads)]
+            t0 = clock()
+            tx.send(p)
+            reply = rx.recv(timeout=timeout)
+            t1 = clock()
+            if bytes(reply) != p:
+                raise AssertionError(f"round trip {i + 1}: the reply differs from the message sent")
+            reply.release()
+            if i >= warmup:
+                samples.append(t1 - t0)
+    finally:
+        rx.close()
+    return {"sent": warmup + count, **percentiles(samples)}

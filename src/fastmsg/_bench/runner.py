@@ -1,0 +1,203 @@
+"""Run the cases: two worker processes per pinning, each case checked before it counts."""
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from fastmsg._bench import payload
+
+PEERS = ("fastmsg", "pyzmq", "sockets")
+TRANSPORTS = ("tcp", "ipc")
+RTT_SIZE = 64
+
+
+class CaseFailed(Exception):
+    pass
+
+
+class Worker:
+    """One worker process and its JSON-lines channel; every read has a deadline."""
+
+    def __init__(self, cpu):
+        self.cpu = cpu
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fastmsg._bench.worker", "-" if cpu is None else str(cpu)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        self.pending = b""
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def send(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def read(self, deadline):
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                raise CaseFailed("no answer from a worker process in time")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise CaseFailed(f"a worker process exited (status {self.proc.wait(5)})")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.sel.close()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class Pair:
+    """The receiving (serving) worker and the sending (driving) worker of one pinning."""
+
+    def __init__(self, rx_cpu, tx_cpu):
+        self.cpus = (rx_cpu, tx_cpu)
+        self.rx = self.tx = None
+        self.start()
+
+    def start(self):
+        self.rx, self.tx = Worker(self.cpus[0]), Worker(self.cpus[1])
+
+    def close(self):
+        for w in (self.rx, self.tx):
+            if w is not None:
+                w.close()
+
+    def restart(self):
+        self.close()
+        self.start()
+
+    def run(self, peer, spec, wait_s):
+        """Run one case; returns (serving side's result, driving side's result)."""
+        deadline = time.monotonic() + wait_s
+        try:
+            self.rx.send(op="serve", peer=peer, spec=spec)
+            ready = self.rx.read(deadline)
+            if ready["event"] != "ready":
+                raise CaseFailed(_error(ready))
+            self.tx.send(op="drive", peer=peer, spec=spec, endpoint=ready["endpoint"])
+            sent, got = self.tx.read(deadline), self.rx.read(deadline)
+        except CaseFailed:
+            self.restart()  # a worker may be stuck mid-case: start afresh
+            raise
+        problems = [_error(ev) for ev in (got, sent) if ev["event"] != "done"]
+        if problems:
+            raise CaseFailed("; ".join(problems))
+        return got["result"], sent["result"]
+
+
+def _error(event):
+    if event.get("detail"):
+        sys.stderr.write(event["detail"])
+    return event.get("error", f"unexpected answer {event!r}")
+
+
+def pinnings(mode):
+    """[(name, receiver cpu, sender cpu)], and a sentence saying what was used."""
+    if not hasattr(os, "sched_setaffinity"):
+        return [("none", None, None)], "pinning: not available on this platform (processes unpinned)"
+    cpus = sorted(os.sched_getaffinity(0))
+    plans, notes = [], []
+    if mode in ("same", "both"):
+        plans.append(("same", cpus[0], cpus[0]))
+        notes.append(f"same = both processes on CPU {cpus[0]}")
+    if mode in ("split", "both"):
+        if len(cpus) < 2:
+            notes.append("split skipped: only one CPU available")
+        else:
+            plans.append(("split", cpus[0], cpus[1]))
+            notes.append(f"split = receiver on CPU {cpus[0]}, sender on CPU {cpus[1]}")
+    return plans, "pinning (os.sched_setaffinity): " + "; ".join(notes)
+
+
+class Bench:
+    def __init__(self, peers, transports, sizes, pin, duration, timeout, quick, err=sys.stderr):
+        self.peers, self.transports, self.sizes = peers, transports, sizes
+        self.pin, self.duration, self.timeout, self.quick = pin, duration, timeout, quick
+        self.err = err
+        self.failures = []
+        self.done = 0
+
+    def _progress(self, text):
+        tty = self.err.isatty()
+        self.err.write(("\r\x1b[K" if tty else "") + f"bench: {text} {self.done + 1}/{self.total}" + ("" if tty else "\n"))
+        self.err.flush()
+
+    def _spec(self, transport, mode, size, count, warmup=0):
+        return {"transport": transport, "mode": mode, "size": size, "count": count, "warmup": warmup,
+                "timeout": self.timeout, "ipc_dir": self.ipc_dir}
+
+    def _wait(self, seconds):
+        return 2 * self.timeout + 10 * seconds + 10
+
+    def throughput(self, pair, peer, transport, size):
+        span = (1 << 20 if self.quick else 8 << 20) // size
+        count = max(8, min(span, 4000 if self.quick else 20000))
+        for final in (False, True):
+            got, sent = pair.run(peer, self._spec(transport, "throughput", size, count),
+                                 self._wait(self.duration if final else 0.5))
+            if sent["sent"] != count or got["received"] != count:
+                raise CaseFailed(f"sent {sent['sent']}, received {got['received']} of {count}")
+            rate = got["timed"] / max(got["elapsed_ns"], 1000) * 1e9
+            if not final:
+                count = int(max(count, min(rate * self.duration, 50_000_000)))
+        return rate, rate * size / 1e6
+
+    def round_trip(self, pair, peer, transport):
+        count, warmup = (100, 20)
+        for final in (False, True):
+            _, res = pair.run(peer, self._spec(transport, "pingpong", RTT_SIZE, count, warmup),
+                              self._wait(self.duration if final else 0.5))
+            if not final:
+                count = int(max(200, min(self.duration / max(res["p50_ns"], 1) * 1e9 * 0.8, 200_000)))
+                warmup = 100
+        return res["p50_ns"] / 1000, res["p99_ns"] / 1000
+
+    def run(self):
+        """{(pin, transport, peer): {size or "rtt": value or "FAILED"}}."""
+        plans, self.pin_note = pinnings(self.pin)
+        self.total = len(plans) * len(self.transports) * len(self.peers) * (len(self.sizes) + 1)
+        results = {}
+        self.ipc_dir = tempfile.mkdtemp(prefix="fmb-")
+        pair = None
+        try:
+            for pin, rx_cpu, tx_cpu in plans:
+                pair = Pair(rx_cpu, tx_cpu)
+                for transport in self.transports:
+                    for peer in self.peers:
+                        row = results.setdefault((pin, transport, peer), {})
+                        for size in self.sizes + ["rtt"]:
+                            label = "round trip 64 B" if size == "rtt" else payload.size_label(size)
+                            self._progress(f"{pin} {transport} {peer} {label}")
+                            try:
+                                if size == "rtt":
+                                    row[size] = self.round_trip(pair, peer, transport)
+                                else:
+                                    row[size] = self.throughput(pair, peer, transport, size)
+                            except CaseFailed as e:
+                                row[size] = "FAILED"
+                                self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
+                                self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
+                            self.done += 1
+                pair.close()
+                pair = None
+            if self.err.isatty():
+                self.err.write("\n")
+        finally:
+            if pair is not None:
+                pair.close()
+            shutil.rmtree(self.ipc_dir, ignore_errors=True)
+        return results

@@ -1,0 +1,35 @@
+"""The bench table: one row per pinning, transport and peer; msg/s and MB/s per size, then the
+round trip at 64 B."""
+
+from fastmsg._bench.payload import size_label
+
+
+def _rate(x):
+    for div, unit in ((1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _mb(x):
+    return f"{x:.3g}" if x < 1000 else f"{x:.0f}"
+
+
+def render(results, sizes, skipped, notes):
+    """`results` from Bench.run; `skipped` {peer: reason} shown instead of that peer's rows."""
+    lines = list(notes)
+    lead = f"{'pin':<6}{'transport':<10}{'peer':<9}"
+    top = " " * len(lead) + "".join(f"{size_label(s):^17}" for s in sizes) + f"{'round trip 64 B':^16}"
+    sub = lead + "".join(f"{'msg/s':>8} {'MB/s':>7} " for _ in sizes) + f"{'p50 µs':>8}{'p99 µs':>8}"
+    lines += [top.rstrip(), sub]
+    for (pin, transport, peer), row in results.items():
+        cells = []
+        for s in sizes:
+            v = row.get(s)
+            cells.append(f"{v:>16} " if isinstance(v, str) or v is None else f"{_rate(v[0]):>8} {_mb(v[1]):>7} ")
+        v = row.get("rtt")
+        cells.append(f"{v:>16}" if isinstance(v, str) or v is None else f"{v[0]:8.1f}{v[1]:8.1f}")
+        lines.append(f"{pin:<6}{transport:<10}{peer:<9}" + "".join(cells))
+    for peer, reason in skipped.items():
+        lines.append(f"{peer} transport: {reason}" if peer == "fastmsg" else f"{peer}: {reason}, skipped")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,112 @@
+/* The I/O engine: one background thread per context moves records between rings and sockets.
+ *
+ * Python threads produce into a sender's ring and consume from a receiver's connection rings
+ * (ring.h); the I/O thread is the other side of each ring. It never takes the GIL. Layout and
+ * flow: docs/architecture.md, "I/O engine". */
+#ifndef FASTMSG_ENGINE_H
+#define FASTMSG_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "poller.h"
+#include "ring.h"
+
+#ifndef _WIN32
+#include <sys/socket.h>
+#endif
+
+typedef struct fm_ctx fm_ctx;
+typedef struct fm_sender fm_sender;
+typedef struct fm_receiver fm_receiver;
+typedef struct fm_rxbuf fm_rxbuf;
+
+/* A record flag (beside FASTMSG_REC_PAD): the record holds {uint64 pointer, uint64 length} of a
+ * payload kept outside the ring, for messages too large for it. Never on the wire. */
+#define FM_REC_EXTERNAL 0x40000000u
+/* A record kind in a connection ring: {pointer, size} of a whole DATA frame too large for the
+ * ring, which the consumer takes over (and frees). */
+#define FM_RX_EXTERNAL 0x100u
+
+/* ---- counters (exact; the I/O thread adds, Python reads) ---- */
+enum {
+    FM_SENT_MESSAGES, FM_SENT_BYTES, FM_SENT_BATCHES, FM_WRITE_CALLS, FM_CONNECTS, FM_DISCONNECTS,
+    FM_RECV_MESSAGES, FM_RECV_BYTES, FM_RECV_BATCHES, FM_READ_CALLS, FM_ACCEPTS, FM_CONNECTIONS,
+    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_STAT_COUNT
+};
+extern const char *const fm_stat_names[FM_STAT_COUNT];
+
+/* ---- context ---- */
+
+/* Starts the I/O thread. NULL and a reason in err on failure. */
+fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen);
+/* Stops the thread after closing every endpoint still open, and frees the context. */
+void fm_ctx_free(fm_ctx *ctx);
+const char *fm_ctx_poller_name(const fm_ctx *ctx);
+
+/* ---- sender ---- */
+
+typedef struct {
+    uint64_t ring_capacity; /* power of two */
+    uint64_t hwm_bytes;     /* queued bytes at which send waits */
+    uint32_t max_message;   /* largest payload accepted by send */
+    uint32_t max_batch;     /* largest DATA record bytes per frame */
+    uint64_t session_id;    /* non-zero */
+} fm_sender_config;
+
+/* Registers a sender that connects to addr (and reconnects) from the I/O thread. */
+fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg);
+/* Producer handle of the sender's ring: Python writes records with ring.h and then calls kick. */
+fastmsg_ring *fm_sender_ring(fm_sender *s);
+/* Bytes queued and not yet written (what hwm_bytes limits). */
+uint64_t fm_sender_queued(fm_sender *s);
+/* After publishing: wakes the I/O thread if it is parked (no syscall otherwise). */
+void fm_sender_kick(fm_sender *s);
+/* Waits until everything published before the call is written, or the deadline (-1: none).
+ * FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
+int fm_sender_flush(fm_sender *s, int64_t deadline_ns);
+int fm_sender_connected(fm_sender *s);
+void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
+/* Last error the peer reported or the connection met ("" if none), copied into buf. */
+void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
+/* Unregisters, closes the socket and frees; the ring's unsent records are dropped. */
+void fm_sender_close(fm_sender *s);
+
+/* ---- receiver ---- */
+
+typedef struct {
+    uint64_t conn_ring_capacity; /* per connection, power of two */
+    uint32_t max_message;
+    uint32_t max_batch;
+    uint32_t max_connections;
+    uint32_t handshake_timeout_ms;
+} fm_receiver_config;
+
+/* Binds and listens on addr; NULL and a reason in err on failure. */
+fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
+                             char *err, size_t errlen);
+/* The bound address (the real port when 0 was asked). */
+int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, socklen_t *len);
+/* A connection ring with published records, with a reference for the caller (fm_rxbuf_decref),
+ * or NULL if none is ready. The caller drains it, then calls fm_receiver_done. */
+fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx);
+/* The caller has consumed b's records up to ring position `consumed` and hands back its
+ * reference; b is queued again if more records were published meanwhile. */
+void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed);
+/* Waits until some connection has records, or the deadline (-1: none). */
+int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns);
+void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
+void fm_receiver_close(fm_receiver *rx);
+
+/* ---- a connection's receive ring, shared by the I/O thread (producer) and Python ---- */
+fastmsg_ring_ctl *fm_rxbuf_ctl(fm_rxbuf *b);
+uint8_t *fm_rxbuf_data(fm_rxbuf *b);
+uint64_t fm_rxbuf_capacity(fm_rxbuf *b);
+/* 1 once the connection is gone: after its last records, nothing more will come. */
+int fm_rxbuf_closed(fm_rxbuf *b);
+/* After the consumer released ring space: lets the I/O thread read again if it had stopped. */
+void fm_rxbuf_space_released(fm_rxbuf *b);
+void fm_rxbuf_incref(fm_rxbuf *b);
+void fm_rxbuf_decref(fm_rxbuf *b);
+
+#endif

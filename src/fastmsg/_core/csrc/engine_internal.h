@@ -1,0 +1,143 @@
+/* What the engine's three files share: the context, sender and receiver structures. */
+#ifndef FASTMSG_ENGINE_INTERNAL_H
+#define FASTMSG_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "atomics.h"
+#include "crc32c.h"
+#include "engine.h"
+#include "futex.h"
+#include "netio.h"
+#include "protocol.h"
+
+#define FM_STAT_ADD(obj, i, n) __atomic_fetch_add(&(obj)->stats[(i)], (uint64_t)(n), __ATOMIC_RELAXED)
+#define FM_MS 1000000LL
+/* The loop wakes at least this often even when idle: timers need no finer grain. */
+#define FM_IDLE_WAIT_NS (100 * FM_MS)
+
+/* Every fd in the poller carries a pointer to one of these, first member of its owner. */
+typedef enum { FM_H_WAKER, FM_H_SENDER, FM_H_LISTENER, FM_H_RXCONN } fm_handle_kind;
+typedef struct {
+    fm_handle_kind kind;
+} fm_handle;
+
+typedef enum { FM_CMD_ADD_SENDER, FM_CMD_CLOSE_SENDER, FM_CMD_ADD_RECEIVER, FM_CMD_CLOSE_RECEIVER } fm_cmd_kind;
+typedef struct fm_cmd {
+    fm_cmd_kind kind;
+    void *obj;
+    struct fm_cmd *next;
+} fm_cmd;
+
+struct fm_ctx {
+    pthread_t thread;
+    fastmsg_poller *poller;
+    int wake_rd, wake_wr; /* eventfd (both the same) or a pipe */
+    fm_handle waker;
+    uint32_t parked; /* the I/O thread is waiting, or about to, in the poller */
+    uint32_t kicked; /* a wake-up is pending in the waker fd */
+    uint32_t stop;
+    pthread_mutex_t lock; /* guards cmds */
+    fm_cmd *cmds;
+    fm_sender *senders; /* I/O thread only */
+    fm_receiver *receivers;
+};
+
+/* Wakes the I/O thread if it is parked. */
+void fm_ctx_kick(fm_ctx *ctx);
+/* Queues a command for the I/O thread and waits (no GIL held) until it has run. */
+void fm_ctx_command(fm_ctx *ctx, fm_cmd_kind kind, void *obj, uint32_t *done);
+
+/* ---- sender ---- */
+typedef enum { FM_S_IDLE, FM_S_CONNECTING, FM_S_HANDSHAKE, FM_S_READY } fm_sender_state;
+
+struct fm_sender {
+    fm_handle h;
+    fm_ctx *ctx;
+    fm_sender *next;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    fm_sender_config cfg;
+    void *mem;              /* ring control block + records */
+    fastmsg_ring producer;  /* Python's handle */
+    fastmsg_ring io;        /* the I/O thread's (consumer) handle */
+    /* connection (I/O thread only) */
+    fm_sender_state state;
+    int fd;
+    uint32_t interest;
+    int64_t next_attempt_ns, backoff_ns, handshake_deadline_ns;
+    uint32_t peer_max_message, peer_max_batch;
+    uint64_t next_seq;
+    /* the frame being written: a control frame (HELLO) or a DATA batch */
+    uint8_t hdr[24], ext_hdr[8];
+    struct iovec iov[4];
+    int iovcnt;
+    size_t frame_left;
+    int frame_is_data;
+    uint64_t batch_end, batch_first_seq;
+    uint32_t batch_count;
+    uint64_t batch_bytes;
+    uint8_t *batch_external; /* payload of an external record, freed once written */
+    uint8_t hello[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
+    uint8_t in[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT + 16];
+    size_t in_len;
+    /* shared with Python */
+    uint32_t closed_done;
+    uint32_t connected;
+    pthread_mutex_t err_lock;
+    char last_error[FASTMSG_ERROR_MAX_TEXT + 64];
+    uint64_t stats[FM_STAT_COUNT];
+};
+
+void fm_sender_attach(fm_sender *s);     /* ADD command, I/O thread */
+void fm_sender_detach(fm_sender *s);     /* CLOSE command, I/O thread */
+void fm_sender_step(fm_sender *s, int64_t now, int64_t *next_deadline);
+void fm_sender_event(fm_sender *s, uint32_t events, int64_t now);
+int fm_sender_has_work(fm_sender *s);
+
+/* ---- receiver ---- */
+typedef struct fm_rxconn fm_rxconn;
+
+struct fm_rxbuf {
+    uint32_t refs;
+    uint32_t closed;  /* the connection is gone */
+    uint32_t queued;  /* in the receiver's ready queue (or being drained) */
+    uint32_t blocked; /* the I/O thread stopped reading for want of space */
+    uint32_t resume;  /* the consumer released space since */
+    fm_ctx *ctx;
+    uint64_t capacity;
+    fastmsg_ring_ctl *ctl;
+    uint8_t *data;
+    void *mem;
+};
+
+struct fm_receiver {
+    fm_handle h; /* the listener */
+    fm_ctx *ctx;
+    fm_receiver *next;
+    fm_receiver_config cfg;
+    int lfd;
+    fm_rxconn *conns;
+    uint32_t nconns;
+    /* sessions seen: where each resumes */
+    struct fm_session {
+        uint64_t id, next_seq;
+    } *sessions;
+    uint32_t nsessions, session_cap;
+    /* ready queue, shared with Python */
+    pthread_mutex_t qlock;
+    fm_rxbuf **queue;
+    uint32_t qhead, qlen, qcap;
+    uint32_t ready_seq, waiters;
+    uint32_t closed_done;
+    uint64_t stats[FM_STAT_COUNT];
+};
+
+void fm_receiver_attach(fm_receiver *rx);
+void fm_receiver_detach(fm_receiver *rx);
+void fm_receiver_step(fm_receiver *rx, int64_t now, int64_t *next_deadline);
+void fm_receiver_accept(fm_receiver *rx, int64_t now);
+void fm_rxconn_event(fm_rxconn *c, uint32_t events, int64_t now);
+int fm_receiver_has_work(fm_receiver *rx);
+
+#endif

@@ -1,0 +1,178 @@
+/* See netio.h. */
+#define _GNU_SOURCE
+#include "netio.h"
+
+#ifndef _WIN32
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <stddef.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on the socket instead */
+#endif
+
+static int set_flags(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return -errno;
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    return 0;
+}
+
+/* Messages are batched by the engine, so Nagle's delay would only add latency. */
+static void tune_stream(int fd, int family) {
+    int one = 1;
+    if (family == AF_INET || family == AF_INET6) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int new_socket(int family) {
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0) return -errno;
+    int rc = set_flags(fd);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog) {
+    int fd = new_socket(addr->sa_family);
+    if (fd < 0) return fd;
+    int one = 1;
+    if (addr->sa_family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, addr, len) < 0 || listen(fd, backlog) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int fastmsg_local_addr(int fd, struct sockaddr_storage *out, socklen_t *len) {
+    *len = sizeof *out;
+    return getsockname(fd, (struct sockaddr *)out, len) < 0 ? -errno : 0;
+}
+
+int fastmsg_accept(int lfd) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    int fd;
+    do {
+        fd = accept(lfd, (struct sockaddr *)&peer, &len);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+    int rc = set_flags(fd);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    tune_stream(fd, peer.ss_family);
+    return fd;
+}
+
+int fastmsg_connect_start(const struct sockaddr *addr, socklen_t len) {
+    int fd = new_socket(addr->sa_family);
+    if (fd < 0) return fd;
+    tune_stream(fd, addr->sa_family);
+    int rc;
+    do {
+        rc = connect(fd, addr, len);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int fastmsg_connect_result(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+    return -err;
+}
+
+ptrdiff_t fastmsg_read(int fd, void *buf, size_t len) {
+    ssize_t n;
+    do {
+        n = recv(fd, buf, len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+    return n;
+}
+
+ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n) {
+    struct msghdr msg = {0};
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = (size_t)n;
+    ssize_t w;
+    do {
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL); /* a closed peer is an error code, never SIGPIPE */
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+    return w;
+}
+
+void fastmsg_close(int fd) {
+    if (fd >= 0) close(fd);
+}
+
+int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
+                          struct sockaddr_storage *out, socklen_t *len) {
+    memset(out, 0, sizeof *out);
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)out;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) return -EINVAL;
+        *len = sizeof *a;
+        return 0;
+    }
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)out;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_scope_id = scope_id;
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return -EINVAL;
+        *len = sizeof *a;
+        return 0;
+    }
+    if (family == AF_UNIX) {
+        struct sockaddr_un *a = (struct sockaddr_un *)out;
+        size_t n = strlen(path);
+        if (n == 0 || n >= sizeof a->sun_path) return -EINVAL;
+        a->sun_family = AF_UNIX;
+        memcpy(a->sun_path, path, n + 1);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int fastmsg_sockaddr_host_port(const struct sockaddr_storage *addr, char *host, size_t hostlen, int *port) {
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+        *port = ntohs(a->sin_port);
+        return inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen) ? 0 : -EINVAL;
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+        *port = ntohs(a->sin6_port);
+        return inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)hostlen) ? 0 : -EINVAL;
+    }
+    return -EINVAL;
+}
+#endif

@@ -1,0 +1,45 @@
+/* Non-blocking stream sockets for the engine: listen, accept, connect, and errno-style results.
+ * Addresses come resolved from Python (struct sockaddr bytes), so no name lookup happens here. */
+#ifndef FASTMSG_NETIO_H
+#define FASTMSG_NETIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef _WIN32
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#endif
+
+/* A listening socket bound to addr; returns the fd or -errno. For AF_UNIX a stale socket file
+ * is not removed here: the caller decides. */
+int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog);
+
+/* The bound address of fd (to learn an ephemeral port); 0 or -errno. */
+int fastmsg_local_addr(int fd, struct sockaddr_storage *out, socklen_t *len);
+
+/* Accepts one connection, non-blocking and close-on-exec; fd, -EAGAIN when none, or -errno. */
+int fastmsg_accept(int lfd);
+
+/* Starts a non-blocking connect; fd (connected or in progress) or -errno. */
+int fastmsg_connect_start(const struct sockaddr *addr, socklen_t len);
+
+/* The outcome of a connect that became writable: 0 or -errno. */
+int fastmsg_connect_result(int fd);
+
+/* read/writev that retry EINTR; bytes, 0 at EOF (read), -EAGAIN, or -errno. */
+ptrdiff_t fastmsg_read(int fd, void *buf, size_t len);
+ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n);
+
+void fastmsg_close(int fd);
+
+/* Builds a socket address: AF_INET/AF_INET6 from a numeric host, port and IPv6 scope, or AF_UNIX
+ * from a path. 0, or -EINVAL for an address that does not parse or a path that does not fit. */
+int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
+                          struct sockaddr_storage *out, socklen_t *len);
+
+/* The numeric host and port of an AF_INET/AF_INET6 address. 0 or -EINVAL. */
+int fastmsg_sockaddr_host_port(const struct sockaddr_storage *addr, char *host, size_t hostlen, int *port);
+
+#endif

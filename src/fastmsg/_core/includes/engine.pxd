@@ -1,0 +1,83 @@
+# Declarations of csrc/engine.h: the I/O engine, callable without the GIL.
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+from fastmsg._core.includes.ring cimport fastmsg_ring, fastmsg_ring_ctl
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        pass
+    struct sockaddr_storage:
+        pass
+
+cdef extern from "poller.h" nogil:
+    ctypedef enum fastmsg_poller_kind:
+        FASTMSG_POLLER_AUTO
+        FASTMSG_POLLER_EPOLL
+        FASTMSG_POLLER_POLL
+
+cdef extern from "engine.h" nogil:
+    ctypedef struct fm_ctx:
+        pass
+    ctypedef struct fm_sender:
+        pass
+    ctypedef struct fm_receiver:
+        pass
+    ctypedef struct fm_rxbuf:
+        pass
+
+    const uint32_t FM_REC_EXTERNAL
+    const uint32_t FM_RX_EXTERNAL
+    enum:
+        FM_STAT_COUNT
+    const char *const fm_stat_names[]
+
+    fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen)
+    void fm_ctx_free(fm_ctx *ctx)
+    const char *fm_ctx_poller_name(const fm_ctx *ctx)
+
+    ctypedef struct fm_sender_config:
+        uint64_t ring_capacity
+        uint64_t hwm_bytes
+        uint32_t max_message
+        uint32_t max_batch
+        uint64_t session_id
+
+    fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg)
+    fastmsg_ring *fm_sender_ring(fm_sender *s)
+    uint64_t fm_sender_queued(fm_sender *s)
+    void fm_sender_kick(fm_sender *s)
+    int fm_sender_flush(fm_sender *s, int64_t deadline_ns)
+    int fm_sender_connected(fm_sender *s)
+    void fm_sender_stats(fm_sender *s, uint64_t *out)
+    void fm_sender_last_error(fm_sender *s, char *buf, size_t length)
+    void fm_sender_close(fm_sender *s)
+
+    ctypedef struct fm_receiver_config:
+        uint64_t conn_ring_capacity
+        uint32_t max_message
+        uint32_t max_batch
+        uint32_t max_connections
+        uint32_t handshake_timeout_ms
+
+    fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
+                                 const fm_receiver_config *cfg, char *err, size_t errlen)
+    int fm_receiver_local_addr(fm_receiver *rx, sockaddr_storage *out, socklen_t *length)
+    fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx)
+    void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed)
+    int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns)
+    void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
+    void fm_receiver_close(fm_receiver *rx)
+
+    fastmsg_ring_ctl *fm_rxbuf_ctl(fm_rxbuf *b)
+    uint8_t *fm_rxbuf_data(fm_rxbuf *b)
+    uint64_t fm_rxbuf_capacity(fm_rxbuf *b)
+    int fm_rxbuf_closed(fm_rxbuf *b)
+    void fm_rxbuf_space_released(fm_rxbuf *b)
+    void fm_rxbuf_incref(fm_rxbuf *b)
+    void fm_rxbuf_decref(fm_rxbuf *b)
+
+cdef extern from "netio.h" nogil:
+    int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
+                              sockaddr_storage *out, socklen_t *length)
+    int fastmsg_sockaddr_host_port(const sockaddr_storage *addr, char *host, size_t hostlen, int *port)

@@ -1,0 +1,191 @@
+"""Endpoints: ``tcp://host:port`` and ``ipc:///absolute/path``.
+
+``parse(text)`` checks an endpoint and returns an `Endpoint`; ``str(endpoint)`` gives the text back
+(an IPv6 address in brackets). Nothing is resolved or opened here except by `Endpoint.resolve`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass
+
+__all__ = ["MAX_IPC_PATH", "Endpoint", "parse"]
+
+# sockaddr_un.sun_path is 108 bytes on Linux and 104 on macOS and the BSDs; a path must leave room
+# for its terminating NUL, so the longest usable path is one byte less.
+_SUN_PATH = 104 if sys.platform == "darwin" or "bsd" in sys.platform else 108
+MAX_IPC_PATH = _SUN_PATH - 1
+
+_SCHEMES = ("tcp", "ipc")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def _check_host(host: str) -> str | None:
+    """None if `host` is a valid IPv4 address, IPv6 address or host name; else what is wrong."""
+    if not host:
+        return "empty host"
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"invalid IPv6 address {host!r}"
+        return None
+    if host.replace(".", "").isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"invalid IPv4 address {host!r}"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not name or not all(_LABEL.match(label) for label in name.split(".")):
+        return f"invalid host name {host!r} (letters, digits, '-', '_' and dots)"
+    return None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A checked endpoint: ``scheme`` is "tcp" (with ``host``, ``port``) or "ipc" (with ``path``)."""
+
+    scheme: str
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    def __post_init__(self):
+        if self.scheme == "tcp":
+            if not isinstance(self.host, str) or type(self.port) is not int or self.path is not None:
+                raise TypeError("a tcp Endpoint needs host (str) and port (int), and no path")
+            problem = _check_host(self.host)
+            if problem is None and not 0 <= self.port <= 65535:
+                problem = f"port {self.port} out of range 0..65535"
+        elif self.scheme == "ipc":
+            if not isinstance(self.path, str) or self.host is not None or self.port is not None:
+                raise TypeError("an ipc Endpoint needs path (str), and no host or port")
+            problem = _check_path(self.path)
+        else:
+            problem = f"unknown scheme {self.scheme!r} (expected tcp or ipc)"
+        if problem is not None:
+            raise ValueError(f"invalid endpoint {str(self)!r}: {problem}")
+
+    @classmethod
+    def tcp(cls, host: str, port: int) -> Endpoint:
+        return cls("tcp", host=host, port=port)
+
+    @classmethod
+    def ipc(cls, path: str) -> Endpoint:
+        return cls("ipc", path=path)
+
+    def __str__(self) -> str:
+        if self.scheme == "ipc":
+            return f"ipc://{self.path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def socket_family(self) -> int:
+        """AF_UNIX for ipc, AF_INET / AF_INET6 for an address, AF_UNSPEC for a host name."""
+        if self.scheme == "ipc":
+            return socket.AF_UNIX
+        if ":" in self.host:
+            return socket.AF_INET6
+        try:
+            ipaddress.IPv4Address(self.host)
+        except ValueError:
+            return socket.AF_UNSPEC
+        return socket.AF_INET
+
+    def sockaddr(self):
+        """The address as the socket module takes it: the path for ipc, (host, port) for tcp."""
+        if self.scheme == "ipc":
+            return self.path
+        return (self.host, self.port)
+
+    def resolve(self, passive: bool = False) -> list[tuple[int, object]]:
+        """[(family, sockaddr), ...] to try in order; host names are looked up with getaddrinfo.
+
+        `passive` asks for addresses to bind to. An unresolvable name raises socket.gaierror
+        (an OSError) naming the endpoint."""
+        if self.scheme == "ipc":
+            return [(socket.AF_UNIX, self.path)]
+        flags = socket.AI_PASSIVE if passive else 0
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, flags)
+        except socket.gaierror as e:
+            raise socket.gaierror(e.errno, f"cannot resolve host {self.host!r} of endpoint '{self}': {e.strerror}") from e
+        out = []
+        for family, _type, _proto, _name, addr in infos:
+            if (family, addr) not in out:
+                out.append((family, addr))
+        return out
+
+
+def _check_path(path: str) -> str | None:
+    if "\0" in path:
+        return "contains a NUL byte"
+    if not path:
+        return "empty path (expected ipc:///absolute/path)"
+    if not path.startswith("/"):
+        return f"relative path {path!r}; ipc needs an absolute path, like ipc:///run/app.sock"
+    size = len(os.fsencode(path))
+    if size > MAX_IPC_PATH:
+        return (f"path is {size} bytes; a Unix socket path holds at most {MAX_IPC_PATH} on this "
+                f"platform (sockaddr_un has {_SUN_PATH} with the terminating NUL)")
+    return None
+
+
+def _fail(text: str, problem: str):
+    raise ValueError(f"invalid endpoint {text!r}: {problem}")
+
+
+def parse(text: str) -> Endpoint:
+    """Check `text` and return its Endpoint; ValueError naming `text` and the problem if invalid."""
+    if isinstance(text, Endpoint):
+        return text
+    if not isinstance(text, str):
+        raise TypeError(f"an endpoint is a str like 'tcp://127.0.0.1:5555', not {type(text).__name__}")
+    if "\0" in text:
+        _fail(text, "contains a NUL byte")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        _fail(text, "missing scheme (expected tcp://host:port or ipc:///path)")
+    scheme_l = scheme.lower()
+    if scheme_l not in _SCHEMES:
+        _fail(text, f"unknown scheme {scheme!r} (expected tcp or ipc)")
+    if scheme_l == "ipc":
+        problem = _check_path(rest)
+        if problem:
+            _fail(text, problem)
+        return Endpoint("ipc", path=rest)
+
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0:
+            _fail(text, "IPv6 address has '[' but no ']'")
+        host, after = rest[1:close], rest[close + 1:]
+        if not host:
+            _fail(text, "empty host")
+        if ":" not in host:
+            _fail(text, f"brackets hold an IPv6 address, not {host!r}")
+        if not after.startswith(":"):
+            _fail(text, "missing port after ']' (expected [address]:port)" if not after
+                  else f"unexpected {after!r} after ']' (expected :port)")
+        port_text = after[1:]
+    else:
+        if "]" in rest:
+            _fail(text, "IPv6 address has ']' but no '['")
+        host, sep, port_text = rest.rpartition(":")
+        if not sep:
+            _fail(text, "missing port (expected tcp://host:port; 0 picks a free port)")
+        if ":" in host:
+            _fail(text, "an IPv6 address must be in brackets, like tcp://[::1]:5555")
+    if not port_text:
+        _fail(text, "missing port (expected tcp://host:port; 0 picks a free port)")
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5 or int(port_text) > 65535:
+        _fail(text, f"invalid port {port_text!r} (expected 0..65535)")
+    problem = _check_host(host)
+    if problem:
+        _fail(text, problem)
+    return Endpoint("tcp", host=host, port=int(port_text))

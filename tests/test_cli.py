@@ -1,0 +1,131 @@
+"""The `fastmsg` command, run as a real process."""
+
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fastmsg
+
+HAS_TRANSPORT = hasattr(fastmsg, "Sender") and hasattr(fastmsg, "Receiver")
+try:
+    import zmq  # noqa: F401
+    HAS_ZMQ = True
+except ImportError:
+    HAS_ZMQ = False
+
+
+def run(*args, timeout=120, env=None):
+    return subprocess.run([sys.executable, "-m", "fastmsg", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_quick_info():
+    r = run("--quick")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"fastmsg {fastmsg.__version__} (Python ")
+    assert f"CRC32C kernel: {fastmsg.crc32c_implementation}" in r.stdout
+    assert "throughput" not in r.stdout
+
+
+def test_bench_quick_compare():
+    r = run("bench", "--quick", "--compare", timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert any(l.startswith("pinning") for l in lines)
+    assert "64 B" in r.stdout and "1 KiB" in r.stdout and "64 KiB" in r.stdout and "1 MiB" in r.stdout
+    assert "p50 µs" in r.stdout and "p99 µs" in r.stdout
+    peers = ["sockets"] + (["pyzmq"] if HAS_ZMQ else []) + (["fastmsg"] if HAS_TRANSPORT else [])
+    for peer in peers:
+        for pin in ("same", "split") if len(os.sched_getaffinity(0)) > 1 else ("same",):
+            for transport in ("tcp", "ipc"):
+                row = [l for l in lines if l.split()[:3] == [pin, transport, peer]]
+                assert len(row) == 1, (peer, pin, transport, r.stdout)
+                assert "FAILED" not in row[0]
+                assert len(row[0].split()) == 3 + 2 * 4 + 2  # msg/s and MB/s per size, p50, p99
+    if not HAS_TRANSPORT:
+        assert "fastmsg transport: not available in this build" in r.stdout
+    if not HAS_ZMQ:
+        assert "pyzmq: not installed" in r.stdout
+    assert re.search(r"bench: same tcp sockets 64 B \d+/\d+", r.stderr)  # progress went to stderr
+
+
+@pytest.mark.parametrize("fault,message", [
+    ("drop", r"received \d+ of \d+ messages, 1 missing \(the sender closed the connection\)"),
+    ("corrupt", "content differs from what was sent"),
+])
+def test_bench_detects_a_lossy_peer(fault, message):
+    r = run("bench", "--peers", "sockets", "--sizes", "1k", "--transports", "tcp", "--pin", "same",
+            "--quick", env={"FASTMSG_BENCH_FAULT": f"sockets:{fault}"}, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(message, r.stdout), r.stdout
+    assert "FAILED (no number is reported for these runs)" in r.stdout
+    row = [l for l in r.stdout.splitlines() if l.startswith("same  tcp       sockets")]
+    assert row and "FAILED" in row[0]
+
+
+def test_bench_without_compare_when_transport_missing():
+    if HAS_TRANSPORT:
+        pytest.skip("the fastmsg transport is present")
+    r = run("bench", "--quick")
+    assert r.returncode == 0, r.stderr
+    assert "fastmsg transport: not available in this build" in r.stdout
+    assert "--compare" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["bench", "--sizes", "64,huge"], "invalid size 'huge'"),
+    (["bench", "--sizes", "0"], "out of range"),
+    (["bench", "--transports", "udp"], "unknown 'udp'"),
+    (["bench", "--pin", "sideways"], "invalid choice: 'sideways'"),
+    (["bench", "--duration", "-1"], "out of range"),
+    (["bench", "--peers", "nng"], "unknown 'nng'"),
+    (["send", "localhost:5"], "invalid endpoint 'localhost:5': missing scheme"),
+    (["send"], "the following arguments are required: ENDPOINT"),
+    (["recv", "tcp://127.0.0.1:0", "--count", "0"], "must be at least 1"),
+    (["recv", "ipc://relative.sock"], "relative path"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments(args, message):
+    r = run(*args, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.startswith("usage: fastmsg")
+    assert message in r.stderr
+
+
+@pytest.mark.skipif(HAS_TRANSPORT, reason="the fastmsg transport is present")
+@pytest.mark.parametrize("cmd", ["send", "recv"])
+def test_send_recv_without_transport(cmd):
+    r = run(cmd, "tcp://127.0.0.1:9", timeout=30)
+    assert r.returncode == 1
+    assert "not available in this build" in r.stderr
+
+
+@pytest.mark.skipif(not HAS_TRANSPORT, reason="the fastmsg transport is not in this build yet")
+def test_send_and_recv():
+    recv = subprocess.Popen([sys.executable, "-m", "fastmsg", "recv", "tcp://127.0.0.1:0", "--count", "3",
+                             "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(recv.stderr, selectors.EVENT_READ)
+        line, deadline = b"", time.monotonic() + 20
+        while not line.endswith(b"\n"):
+            assert time.monotonic() < deadline and sel.select(deadline - time.monotonic()), line
+            chunk = os.read(recv.stderr.fileno(), 1)
+            assert chunk, line
+            line += chunk
+        assert line.startswith(b"fastmsg recv: listening on tcp://127.0.0.1:")
+        endpoint = line.split()[-1].decode()
+        send = subprocess.run([sys.executable, "-m", "fastmsg", "send", endpoint],
+                              input=b"one\ntwo words\r\nthree", capture_output=True, timeout=30)
+        assert send.returncode == 0, send.stderr
+        out, _ = recv.communicate(timeout=30)
+        assert recv.returncode == 0
+        assert out == b"one\ntwo words\nthree\n"
+    finally:
+        recv.kill()
+        recv.wait()
