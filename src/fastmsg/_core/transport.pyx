@@ -34,6 +34,8 @@ DEFAULT_HWM_BYTES = 4 << 20
 DEFAULT_MAX_MESSAGE = 16 << 20
 DEFAULT_MAX_BATCH = 256 << 10
 DEFAULT_CONN_RING = 4 << 20
+# Blocking waits wake at least this often to notice a close() from another thread.
+cdef int64_t WAIT_SLICE_NS = 50 * 1000 * 1000
 # A message bigger than this fraction of the sender's ring is copied to its own allocation.
 cdef uint64_t RING_SHARE = 4
 
@@ -204,7 +206,8 @@ cdef class Sender:
     cdef readonly str endpoint
     cdef uint64_t max_message, small_max, hwm
     cdef int gen
-    cdef object lock          # one producer at a time on the ring
+    cdef object lock          # one producer at a time on the ring; close() takes it too
+    cdef bint closing         # close() has begun: waiting send() calls give up
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH):
@@ -247,18 +250,24 @@ cdef class Sender:
 
     cdef int _wait_room(self, uint64_t size, int64_t deadline, object timeout) except -1:
         cdef int rc
+        cdef int64_t until
         cdef uint64_t target = fastmsg_ring_space_target(self.ring, <uint32_t>size)
         if deadline == -2:
             raise Full(f"the send queue is full ({self.hwm} bytes); nothing was sent")
         while True:
+            # In slices, so that a close() from another thread is noticed.
+            until = fastmsg_monotonic_ns() + WAIT_SLICE_NS
+            if deadline >= 0 and deadline < until:
+                until = deadline
             with nogil:
-                rc = fastmsg_ring_wait_space(self.ring, target, deadline)
+                rc = fastmsg_ring_wait_space(self.ring, target, until)
             if rc == FASTMSG_WAIT_READY:
                 return 0
-            if rc == FASTMSG_WAIT_TIMEOUT:
+            if self.closing:
+                raise Closed("the Sender was closed while send() waited; the message was not sent")
+            if rc == FASTMSG_WAIT_TIMEOUT and until == deadline:
                 raise Timeout(f"the send queue stayed full for {timeout} s; nothing was sent")
             PyErr_CheckSignals()
-            self._check()
 
     cdef int _put(self, const uint8_t *src, Py_ssize_t size, int64_t deadline, object timeout, bint publish) except -1:
         cdef uint8_t *dst
@@ -308,10 +317,9 @@ cdef class Sender:
         is full: timeout=None waits as long as it takes, 0 raises Full at once, a number of
         seconds raises Timeout when it runs out. Nothing is queued when it raises."""
         cdef Py_buffer view
-        cdef int64_t deadline
-        self._check()
-        deadline = -2 if (timeout is not None and timeout == 0) else _deadline(timeout)
+        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else _deadline(timeout)
         with self.lock:
+            self._check()
             if PyBytes_CheckExact(data):
                 self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, True)
                 return
@@ -328,10 +336,9 @@ cdef class Sender:
         as send() does. Returns how many were queued (all of them, unless it raises)."""
         cdef Py_buffer view
         cdef Py_ssize_t n = 0
-        cdef int64_t deadline
-        self._check()
-        deadline = -2 if (timeout is not None and timeout == 0) else _deadline(timeout)
+        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else _deadline(timeout)
         with self.lock:
+            self._check()
             try:
                 for data in buffers:
                     if PyBytes_CheckExact(data):
@@ -354,16 +361,20 @@ cdef class Sender:
         """Waits until every message queued so far has been written to the socket. True when
         done, False if the timeout ran out first."""
         cdef int rc
-        cdef int64_t deadline = _deadline(timeout)
-        self._check()
-        while True:
-            with nogil:
-                rc = fm_sender_flush(self.s, deadline)
-            if rc == FASTMSG_WAIT_READY:
-                return True
-            if rc == FASTMSG_WAIT_TIMEOUT:
-                return False
-            PyErr_CheckSignals()
+        cdef int64_t until, deadline = _deadline(timeout)
+        with self.lock:  # the sender cannot be closed under the wait
+            self._check()
+            while True:
+                until = fastmsg_monotonic_ns() + WAIT_SLICE_NS
+                if deadline >= 0 and deadline < until:
+                    until = deadline
+                with nogil:
+                    rc = fm_sender_flush(self.s, until)
+                if rc == FASTMSG_WAIT_READY:
+                    return True
+                if self.closing or (rc == FASTMSG_WAIT_TIMEOUT and until == deadline):
+                    return False
+                PyErr_CheckSignals()
 
     @property
     def connected(self):
@@ -388,12 +399,15 @@ cdef class Sender:
         cdef bint written = True
         if self.gen == _generation:
             written = self.flush(linger) if linger != 0 else fm_sender_queued(self.s) == 0
-        cdef fm_sender *s = self.s
-        self.s = NULL
-        self.ring = NULL
+        self.closing = True
+        with self.lock:  # a send() in progress finishes or gives up first
+            if self.s == NULL:
+                return written
+            s = self.s
+            self.s = NULL
+            self.ring = NULL
         if self.gen == _generation:
-            with nogil:
-                fm_sender_close(s)
+            _close_sender(<size_t>s)
         return written
 
     @property
@@ -413,6 +427,11 @@ cdef class Sender:
 
     def __repr__(self):
         return f"<fastmsg.Sender {self.endpoint}{' closed' if self.s == NULL else ''}>"
+
+
+cdef void _close_sender(size_t s) noexcept:
+    with nogil:
+        fm_sender_close(<fm_sender *>s)
 
 
 # ---- Receiver ----

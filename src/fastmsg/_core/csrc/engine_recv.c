@@ -264,6 +264,7 @@ static int refuse(fm_rxconn *c, int code) {
     c->out_len = c->out_off = 0; /* whatever was pending matters less than the reason */
     queue_out(c, frame, n);
     c->closing = 1;
+    c->deadline_ns = fastmsg_monotonic_ns() + 1000 * FM_MS; /* a peer that will not read is dropped */
     set_interest(c, FASTMSG_POLL_OUT);
     flush_out(c);
     return -1;
@@ -390,9 +391,8 @@ static void stage(fm_rxconn *c, uint64_t slot) {
     c->w.wcount++;
 }
 
-/* Puts the marker of a checked big frame in the ring. 0, or 1 if there is no room yet. */
-static int place_big(fm_rxconn *c) {
-    if (make_room(c, fastmsg_ring_slot(16))) return 1;
+/* Writes the marker of the checked big frame at c->at and stages it; the caller made room. */
+static void put_marker(fm_rxconn *c) {
     uint8_t *rec = c->w.data + (c->at & c->w.mask);
     uint32_t len = 16, flags = FM_RX_EXTERNAL;
     uint64_t size = c->big_size;
@@ -401,10 +401,41 @@ static int place_big(fm_rxconn *c) {
     memcpy(rec + 8, &c->big, sizeof c->big);
     memcpy(rec + 16, &size, 8);
     stage(c, fastmsg_ring_slot(16));
-    c->fill = c->at;
     c->big = NULL;
     c->big_done = 0;
+}
+
+/* Puts the marker of a big frame read outside the ring. 0, or 1 if there is no room yet. */
+static int place_big(fm_rxconn *c) {
+    if (make_room(c, fastmsg_ring_slot(16))) return 1;
+    put_marker(c);
+    c->fill = c->at;
     return 0;
+}
+
+/* A frame too large for the ring starts at c->at: it goes to its own buffer. If the ring
+ * already holds all of it, it is checked at once and its marker takes its place, with the
+ * bytes read after it moved up behind the marker. 1 if a marker was staged, 0 if the rest of
+ * the frame is still to be read, -1 if the connection was closed. */
+static int start_big(fm_rxconn *c, uint8_t *f, uint32_t kind, uint64_t size) {
+    size_t have = (size_t)(c->fill - c->at);
+    if (kind != FASTMSG_DATA) return refuse(c, FASTMSG_PERR_TOO_LARGE);
+    c->big = malloc((size_t)size);
+    if (!c->big) return refuse(c, FASTMSG_PERR_LIMIT);
+    c->big_size = (size_t)size;
+    if (have < size) {
+        memcpy(c->big, f, have);
+        c->big_have = have;
+        c->fill = c->at;
+        return 0;
+    }
+    memcpy(c->big, f, (size_t)size);
+    if (handle_data(c, c->big, (size_t)size) < 0) return -1;
+    size_t rest = have - (size_t)size;
+    memmove(f + fastmsg_ring_slot(16), f + size, rest); /* the marker is smaller than the frame */
+    put_marker(c);
+    c->fill = c->at + rest;
+    return 1;
 }
 
 /* Acts on every whole frame read so far. Returns 1 if frames were staged, 0 if none, -1 if the
@@ -421,13 +452,11 @@ static int parse(fm_rxconn *c, int *stalled) {
         if (rc) return refuse(c, rc);
         uint64_t size = fastmsg_frame_size(len);
         if (size > w->capacity / 2) { /* too large for the ring: its own buffer */
-            c->big = malloc((size_t)size);
-            if (!c->big) return refuse(c, FASTMSG_PERR_LIMIT);
-            c->big_size = (size_t)size;
-            c->big_have = (size_t)(c->fill - c->at);
-            memcpy(c->big, f, c->big_have);
-            c->fill = c->at;
-            break;
+            rc = start_big(c, f, kind, size);
+            if (rc < 0) return -1;
+            if (rc == 0) break;
+            staged = 1;
+            continue;
         }
         if (make_room(c, size)) {
             *stalled = 1;
@@ -465,11 +494,6 @@ static void pump_in(fm_rxconn *c) {
             }
             c->big_have += (size_t)n;
             if (c->big_have < c->big_size) continue;
-            uint32_t kind = fastmsg_load_le32(c->big + 4);
-            if (kind != FASTMSG_DATA) {
-                refuse(c, FASTMSG_PERR_TOO_LARGE);
-                return;
-            }
             if (handle_data(c, c->big, c->big_size) < 0) return;
             c->big_done = 1;
             continue;
@@ -572,6 +596,11 @@ void fm_receiver_detach(fm_receiver *rx) {
 void fm_receiver_step(fm_receiver *rx, int64_t now, int64_t *next) {
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
+        if (c->closing) {
+            if (now >= c->deadline_ns) close_conn(c);
+            else if (c->deadline_ns < *next) *next = c->deadline_ns;
+            continue;
+        }
         if (!c->ready) {
             if (now >= c->deadline_ns) {
                 FM_STAT_ADD(rx, FM_PROTOCOL_ERRORS, 1);
