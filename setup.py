@@ -73,9 +73,11 @@ def extensions():
         ext("crc", crc_kernels),
         ext("ring", _c("ring_wait.c", "futex.c", "shm.c")),
         ext("protocol", [*crc_kernels, *_c("protocol.c")]),
-        ext("transport", [*crc_kernels, *_c("protocol.c", "ring_wait.c", "futex.c", "poller.c", "netio.c",
-                                             "engine_ctx.c", "engine_send.c", "engine_recv.c")], threads=True),
     ]
+    if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come
+        engine = _c("protocol.c", "ring_wait.c", "futex.c", "poller.c", "netio.c", "engine_ctx.c", "engine_send.c",
+                    "engine_recv.c")
+        exts.append(ext("transport", [*crc_kernels, *engine], threads=True))
     directives = {
         "language_level": 3,
         "freethreading_compatible": True,

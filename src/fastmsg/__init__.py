@@ -1,29 +1,30 @@
 """fastmsg: a fast, checked message transport with a native core."""
 
+import sys
+
 from fastmsg._core.crc import crc32c, crc32c_combine
 from fastmsg._core.crc import implementation as crc32c_implementation
 from fastmsg._core.ring import Record, RingBuffer, SharedRing
-from fastmsg._core.transport import Context, Message, Receiver, Sender, default_context
 from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Closed",
-    "Context",
     "FastmsgError",
     "Full",
-    "Message",
     "ProtocolError",
-    "Receiver",
     "Record",
     "RingBuffer",
-    "Sender",
     "SharedRing",
     "Timeout",
     "__version__",
     "crc32c",
     "crc32c_combine",
     "crc32c_implementation",
-    "default_context",
 ]
+
+if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll backend to come)
+    from fastmsg._core.transport import Context, Message, Receiver, Sender, default_context
+
+    __all__ += ["Context", "Message", "Receiver", "Sender", "default_context"]
