@@ -146,15 +146,21 @@ class Bench:
     def throughput(self, pair, peer, transport, size):
         span = (1 << 20 if self.quick else 8 << 20) // size
         count = max(8, min(span, 4000 if self.quick else 20000))
-        for final in (False, True):
+        final = False
+        for attempt in range(6):
             got, sent = pair.run(peer, self._spec(transport, "throughput", size, count),
                                  self._wait(self.duration if final else 0.5))
             if sent["sent"] != count or got["received"] != count:
                 raise CaseFailed(f"sent {sent['sent']}, received {got['received']} of {count}")
             rate = got["timed"] / max(got["elapsed_ns"], 1000) * 1e9
-            if not final:
-                count = int(max(count, min(rate * self.duration, 50_000_000)))
-        return rate, rate * size / 1e6
+            if got["timed"] == 0:  # all arrived in the first batch: nothing was timed, send more
+                count *= 8
+                continue
+            if final:
+                return rate, rate * size / 1e6
+            count = int(max(count, min(rate * self.duration, 50_000_000)))
+            final = True
+        raise CaseFailed(f"could not time the transfer: {count} messages arrived in one batch")
 
     def round_trip(self, pair, peer, transport):
         count, warmup = (100, 20)
