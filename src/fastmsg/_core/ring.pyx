@@ -14,6 +14,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, strerror
 
 from fastmsg._core.includes.ring cimport *
+from fastmsg._core.includes.deadline cimport deadline_ns
 from fastmsg._core.includes.shm cimport *
 
 from operator import index as _index
@@ -34,18 +35,6 @@ def _capacity(capacity):
         raise ValueError(f"ring capacity must be in {FASTMSG_RING_MIN_CAPACITY}..{FASTMSG_RING_MAX_CAPACITY} "
                          f"bytes, got {n}")
     return 1 << (n - 1).bit_length()
-
-
-cdef int64_t _deadline(object timeout) except? -2:
-    """Absolute monotonic deadline in ns for a timeout in seconds; -1 for None (no limit)."""
-    if timeout is None:
-        return -1
-    cdef double t = timeout
-    if t < 0 or t != t:
-        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
-    if t > 1e9:
-        return -1
-    return fastmsg_monotonic_ns() + <int64_t>(t * 1e9)
 
 
 cdef int _get_view(object data, Py_buffer *view) except -1:
@@ -81,7 +70,7 @@ cdef class _Ring:
         pass
 
     cdef int _wait_data(self, object timeout) except -1:
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef int rc
         while True:
             with nogil:
@@ -94,7 +83,7 @@ cdef class _Ring:
             self._check_open()
 
     cdef int _wait_space(self, Py_ssize_t size, object timeout) except -1:
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         cdef uint64_t target = fastmsg_ring_space_target(&self.r, <uint32_t>size)
         cdef int rc
         while True:

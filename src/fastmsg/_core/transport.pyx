@@ -14,6 +14,7 @@ from libc.string cimport memcpy, memset
 from fastmsg._core.includes.crc32c cimport use_selected_kernel
 from fastmsg._core.includes.engine cimport *
 from fastmsg._core.includes.ring cimport *
+from fastmsg._core.includes.deadline cimport deadline_ns
 from fastmsg._core.ring cimport Record, _Ring
 
 import os
@@ -59,17 +60,6 @@ cdef inline int _check_generation(int gen, object obj) except -1:
     if gen != _generation:
         raise FastmsgError(f"{type(obj).__name__} was created before fork(); make a new one in this process")
     return 0
-
-
-cdef int64_t _deadline(object timeout) except? -2:
-    if timeout is None:
-        return -1
-    cdef double t = timeout
-    if t < 0 or t != t:
-        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
-    if t > 1e9:
-        return -1
-    return fastmsg_monotonic_ns() + <int64_t>(t * 1e9)
 
 
 cdef uint64_t _pow2(uint64_t n):
@@ -317,7 +307,7 @@ cdef class Sender:
         is full: timeout=None waits as long as it takes, 0 raises Full at once, a number of
         seconds raises Timeout when it runs out. Nothing is queued when it raises."""
         cdef Py_buffer view
-        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else _deadline(timeout)
+        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         with self.lock:
             self._check()
             if PyBytes_CheckExact(data):
@@ -336,7 +326,7 @@ cdef class Sender:
         as send() does. Returns how many were queued (all of them, unless it raises)."""
         cdef Py_buffer view
         cdef Py_ssize_t n = 0
-        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else _deadline(timeout)
+        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         with self.lock:
             self._check()
             try:
@@ -361,7 +351,7 @@ cdef class Sender:
         """Waits until every message queued so far has been written to the socket. True when
         done, False if the timeout ran out first."""
         cdef int rc
-        cdef int64_t until, deadline = _deadline(timeout)
+        cdef int64_t until, deadline = deadline_ns(timeout)
         with self.lock:  # the sender cannot be closed under the wait
             self._check()
             while True:
@@ -729,7 +719,7 @@ cdef class Receiver:
         cdef Message m = self._take()
         if m is not None:
             return m
-        cdef int64_t deadline = _deadline(timeout)
+        cdef int64_t deadline = deadline_ns(timeout)
         while True:
             if timeout is not None and timeout == 0:
                 raise Timeout("no message is waiting")
