@@ -330,7 +330,7 @@ static int handle_data(fm_rxconn *c, uint8_t *f, size_t size) {
     FM_STAT_ADD(c->rx, FM_DUPLICATES, skip);
     uint32_t skip32 = (uint32_t)skip;
     memcpy(f + 8, &skip32, 4);
-    s->next_seq = first + count;
+    if (first + count > s->next_seq) s->next_seq = first + count; /* a stale batch never rewinds it */
     uint64_t bytes = 0;
     const uint8_t *p = f + FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR;
     for (uint32_t i = 0; i < count; i++) {
@@ -450,6 +450,7 @@ static int parse(fm_rxconn *c, int *stalled) {
         uint32_t kind, len;
         int rc = fastmsg_frame_check(f, &lim, &kind, &len);
         if (rc) return refuse(c, rc);
+        if (!c->ready && kind != FASTMSG_HELLO) return refuse(c, FASTMSG_PERR_BAD_KIND);
         uint64_t size = fastmsg_frame_size(len);
         if (size > w->capacity / 2) { /* too large for the ring: its own buffer */
             rc = start_big(c, f, kind, size);
@@ -489,6 +490,7 @@ static void pump_in(fm_rxconn *c) {
             FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
             if (n == -EAGAIN) return;
             if (n <= 0) {
+                FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1); /* cut mid-frame */
                 close_conn(c);
                 return;
             }
@@ -512,6 +514,7 @@ static void pump_in(fm_rxconn *c) {
                 if (n == -EAGAIN) return;
                 if (n <= 0) {
                     if (w->wpos != __atomic_load_n(&w->ctl->tail, __ATOMIC_RELAXED)) publish(c);
+                    if (c->fill != c->at) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1); /* cut mid-frame */
                     close_conn(c);
                     return;
                 }

@@ -205,7 +205,10 @@ static int take_batch(fm_sender *s) {
             h = r->data + (pos & r->mask);
             uint32_t len = fastmsg_load_le32(h), flags = fastmsg_load_le32(h + 4);
             uint64_t slot = fastmsg_ring_slot(len);
-            if ((flags & (FASTMSG_REC_PAD | FM_REC_EXTERNAL)) || (count && pos + slot - start > limit)) break;
+            /* A batch is one contiguous slice: it stops where the ring ends, PAD or not. */
+            if ((flags & (FASTMSG_REC_PAD | FM_REC_EXTERNAL)) || (count && pos + slot - start > limit) ||
+                (pos != start && (pos & r->mask) == 0))
+                break;
             pos += slot;
             bytes += len;
             count++;
@@ -231,12 +234,13 @@ static void batch_done(fm_sender *s) {
     fastmsg_ring *r = &s->io;
     if (s->batch_external) free(s->batch_external);
     s->batch_external = NULL;
-    r->rpos = s->batch_end;
-    r->rcount += s->batch_count;
-    fastmsg_ring_release(r, s->batch_end); /* wakes a producer waiting for room or in flush */
+    /* Counters first: a flush() woken by the release must find them up to date. */
     FM_STAT_ADD(s, FM_SENT_MESSAGES, s->batch_count);
     FM_STAT_ADD(s, FM_SENT_BYTES, s->batch_bytes);
     FM_STAT_ADD(s, FM_SENT_BATCHES, 1);
+    r->rpos = s->batch_end;
+    r->rcount += s->batch_count;
+    fastmsg_ring_release(r, s->batch_end); /* wakes a producer waiting for room or in flush */
     s->frame_is_data = 0;
 }
 
