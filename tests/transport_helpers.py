@@ -171,3 +171,29 @@ def fill_ring_and_report(endpoint, hwm_bytes, conn):
     conn.send(dict(flushed=flushed, stats=tx.stats(), rss_growth_kb=rss_end - rss_start))
     tx.close()
     os._exit(0)
+
+
+def rss_bytes():
+    """Resident set size of this process now (Linux), or None where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def stream_and_report_rss(endpoint, total, batch, report):
+    """Child: sends `total` 64-byte messages in send_many batches; reports its RSS after the
+    first tenth and at the end, so the parent can see that memory stays flat."""
+    import fastmsg
+
+    tx = fastmsg.Sender(endpoint)
+    msgs = [i.to_bytes(8, "little") * 8 for i in range(batch)]
+    early = None
+    for n in range(0, total, batch):
+        tx.send_many(msgs)
+        if early is None and n >= total // 10:
+            early = rss_bytes()
+    tx.flush(timeout=60)
+    report.put((early, rss_bytes()))
+    tx.close()

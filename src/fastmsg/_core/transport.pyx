@@ -170,7 +170,7 @@ atexit.register(_close_default_at_exit)
 
 
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
-                "protocol_errors")
+                "protocol_errors", "rejected")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
                   "connections", "crc_errors", "protocol_errors", "duplicates", "lost")
 
@@ -265,6 +265,9 @@ cdef class Sender:
         cdef uint64_t length = <uint64_t>size
         if <uint64_t>size > self.max_message:
             raise ValueError(f"a {size}-byte message is larger than max_message_size ({self.max_message})")
+        cdef uint32_t peer_max = fm_sender_peer_max_message(self.s)
+        if peer_max and <uint64_t>size > peer_max:
+            raise ValueError(f"a {size}-byte message is larger than the receiver's max_message_size ({peer_max})")
         if length <= self.small_max:
             dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
             while dst == NULL:

@@ -32,7 +32,7 @@ typedef struct fm_rxbuf fm_rxbuf;
 enum {
     FM_SENT_MESSAGES, FM_SENT_BYTES, FM_SENT_BATCHES, FM_WRITE_CALLS, FM_CONNECTS, FM_DISCONNECTS,
     FM_RECV_MESSAGES, FM_RECV_BYTES, FM_RECV_BATCHES, FM_READ_CALLS, FM_ACCEPTS, FM_CONNECTIONS,
-    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_STAT_COUNT
+    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_REJECTED, FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
 
@@ -66,6 +66,8 @@ void fm_sender_kick(fm_sender *s);
  * FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns);
 int fm_sender_connected(fm_sender *s);
+/* The receiver's max_message from its WELCOME, or 0 before the first handshake. */
+uint32_t fm_sender_peer_max_message(fm_sender *s);
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
 /* Last error the peer reported or the connection met ("" if none), copied into buf. */
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len);

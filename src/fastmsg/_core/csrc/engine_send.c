@@ -53,6 +53,8 @@ int fm_sender_flush(fm_sender *s, int64_t deadline_ns) {
 
 int fm_sender_connected(fm_sender *s) { return (int)__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE); }
 
+uint32_t fm_sender_peer_max_message(fm_sender *s) { return __atomic_load_n(&s->peer_max_message, __ATOMIC_ACQUIRE); }
+
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]) {
     for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&s->stats[i], __ATOMIC_RELAXED);
 }
@@ -162,10 +164,40 @@ static void send_hello(fm_sender *s) {
     s->state = FM_S_HANDSHAKE;
 }
 
+/* Drops the records at the cursor that the receiver announced it would refuse (larger than its
+ * max_message), counting each as rejected and saying why in last_error: sending them would only
+ * get the connection refused, again after every reconnect. */
+static void drop_oversized(fm_sender *s) {
+    fastmsg_ring *r = &s->io;
+    for (;;) {
+        uint64_t tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE), pos = r->rpos;
+        if (pos == tail) return;
+        const uint8_t *h = r->data + (pos & r->mask);
+        if (fastmsg_load_le32(h + 4) & FASTMSG_REC_PAD) {
+            pos += (uint64_t)fastmsg_load_le32(h) + FASTMSG_REC_HDR;
+            h = r->data;
+        }
+        uint32_t len = fastmsg_load_le32(h), flags = fastmsg_load_le32(h + 4);
+        uint64_t msg_len = len;
+        if (flags & FM_REC_EXTERNAL) memcpy(&msg_len, h + FASTMSG_REC_HDR + 8, sizeof msg_len);
+        if (msg_len <= s->peer_max_message) return;
+        if (flags & FM_REC_EXTERNAL) free_external(h);
+        char detail[64];
+        snprintf(detail, sizeof detail, "%llu", (unsigned long long)msg_len);
+        set_error(s, "a %s-byte message is larger than the receiver's max_message_size: dropped", detail);
+        FM_STAT_ADD(s, FM_REJECTED, 1);
+        pos += fastmsg_ring_slot(len);
+        r->rpos = pos;
+        r->rcount++;
+        fastmsg_ring_release(r, pos);
+    }
+}
+
 /* Takes the next batch from the ring: a run of whole records within the peer's max_batch, or one
  * external record alone. 0 if there is nothing to send. */
 static int take_batch(fm_sender *s) {
     fastmsg_ring *r = &s->io;
+    drop_oversized(s);
     uint64_t tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE);
     uint64_t pos = r->rpos, start;
     if (pos == tail) return 0;
@@ -207,6 +239,7 @@ static int take_batch(fm_sender *s) {
             uint64_t slot = fastmsg_ring_slot(len);
             /* A batch is one contiguous slice: it stops where the ring ends, PAD or not. */
             if ((flags & (FASTMSG_REC_PAD | FM_REC_EXTERNAL)) || (count && pos + slot - start > limit) ||
+                len > s->peer_max_message ||
                 (pos != start && (pos & r->mask) == 0))
                 break;
             pos += slot;
@@ -290,7 +323,7 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
             fail(s, now, "receiver resumes past what was sent%s", "");
             return;
         }
-        s->peer_max_message = w.max_message;
+        __atomic_store_n(&s->peer_max_message, w.max_message, __ATOMIC_RELEASE);
         s->peer_max_batch = w.max_batch < s->cfg.max_batch ? w.max_batch : s->cfg.max_batch;
         s->state = FM_S_READY;
         s->backoff_ns = BACKOFF_MIN_NS;
