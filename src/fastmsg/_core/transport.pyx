@@ -35,6 +35,8 @@ DEFAULT_HWM_BYTES = 4 << 20
 DEFAULT_MAX_MESSAGE = 16 << 20
 DEFAULT_MAX_BATCH = 256 << 10
 DEFAULT_CONN_RING = 4 << 20
+# A send this long after the previous one, with nothing queued, writes from the caller's thread.
+cdef int64_t DIRECT_GAP_NS = 20 * 1000
 # Blocking waits wake at least this often to notice a close() from another thread.
 cdef int64_t WAIT_SLICE_NS = 50 * 1000 * 1000
 # A message bigger than this fraction of the sender's ring is copied to its own allocation.
@@ -198,6 +200,7 @@ cdef class Sender:
     cdef int gen
     cdef object lock          # one producer at a time on the ring; close() takes it too
     cdef bint closing         # close() has begun: waiting send() calls give up
+    cdef int64_t last_send_ns # when send()/send_many() last published
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH):
@@ -299,11 +302,26 @@ cdef class Sender:
             memcpy(dst + 8, &length, 8)
             size = 16
         if publish:
+            idle = fm_sender_queued(self.s) == 0
             fastmsg_ring_commit(self.ring, <uint32_t>size)
-            fm_sender_kick(self.s)
+            self._hand_over(idle)
         else:
             fastmsg_ring_stage(self.ring, <uint32_t>size)
         return 0
+
+    cdef void _hand_over(self, bint idle) noexcept:
+        """After publishing: a message that follows a pause (nothing was queued, and the last
+        send was a while ago) is written from this thread, sparing the wake-up of the I/O
+        thread; in a stream of sends the I/O thread batches them instead."""
+        cdef int64_t now = fastmsg_monotonic_ns()
+        cdef int done = 0
+        cdef fm_sender *s = self.s
+        if idle and now - self.last_send_ns > DIRECT_GAP_NS:
+            with nogil:
+                done = fm_sender_write_direct(s)
+        if not done:
+            fm_sender_kick(s)
+        self.last_send_ns = now
 
     def send(self, data, *, timeout=None):
         """Queues one message (any bytes-like object, copied) and returns. Waits while the queue
@@ -330,8 +348,10 @@ cdef class Sender:
         cdef Py_buffer view
         cdef Py_ssize_t n = 0
         cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
+        cdef bint idle
         with self.lock:
             self._check()
+            idle = fm_sender_queued(self.s) == 0
             try:
                 for data in buffers:
                     if PyBytes_CheckExact(data):
@@ -347,7 +367,7 @@ cdef class Sender:
                     n += 1
             finally:
                 fastmsg_ring_publish(self.ring)
-                fm_sender_kick(self.s)
+                self._hand_over(idle)
         return n
 
     def flush(self, timeout=None):

@@ -62,6 +62,10 @@ fastmsg_ring *fm_sender_ring(fm_sender *s);
 uint64_t fm_sender_queued(fm_sender *s);
 /* After publishing: wakes the I/O thread if it is parked (no syscall otherwise). */
 void fm_sender_kick(fm_sender *s);
+/* After publishing, when the connection was idle: writes what is queued from the calling thread
+ * (call without the GIL), sparing the hand-off to the I/O thread. 1 if everything was written;
+ * 0 if the I/O thread must do it (busy, not connected, socket full, error): then kick. */
+int fm_sender_write_direct(fm_sender *s);
 /* Waits until everything published before the call is written, or the deadline (-1: none).
  * FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns);

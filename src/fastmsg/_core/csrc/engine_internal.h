@@ -82,6 +82,10 @@ struct fm_sender {
     uint8_t in[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT + 16];
     size_t in_len;
     /* shared with Python */
+    uint32_t token;          /* held by whoever touches the connection: the I/O thread, or a
+                              * Python thread writing directly (fm_sender_write_direct) */
+    int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
+    uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
     uint32_t closed_done;
     uint32_t connected;
     pthread_mutex_t err_lock;

@@ -277,28 +277,21 @@ static void batch_done(fm_sender *s) {
     s->frame_is_data = 0;
 }
 
-/* Writes the current frame, and further batches, until the socket is full or nothing is left. */
-static void pump(fm_sender *s, int64_t now) {
+enum { OUT_IDLE = 0, OUT_FULL = 1 };
+
+/* Writes the current frame and, once READY, further batches. OUT_IDLE when nothing is left,
+ * OUT_FULL when the socket is full, or -errno. It touches no poller state, so the Python thread
+ * that holds the token may run it too. */
+static int write_out(fm_sender *s) {
     for (;;) {
-        if (!s->frame_left) {
-            if (s->state != FM_S_READY || !take_batch(s)) {
-                set_interest(s, FASTMSG_POLL_IN);
-                return;
-            }
-        }
+        if (!s->frame_left && (s->state != FM_S_READY || !take_batch(s))) return OUT_IDLE;
         struct iovec *iov = s->iov;
         int n = s->iovcnt;
         while (n && iov->iov_len == 0) iov++, n--;
         ptrdiff_t w = fastmsg_writev(s->fd, iov, n);
         FM_STAT_ADD(s, FM_WRITE_CALLS, 1);
-        if (w == -EAGAIN) {
-            set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
-            return;
-        }
-        if (w < 0) {
-            fail(s, now, "write failed: %s", strerror((int)-w));
-            return;
-        }
+        if (w == -EAGAIN) return OUT_FULL;
+        if (w < 0) return (int)w;
         s->frame_left -= (size_t)w;
         for (size_t left = (size_t)w; left;) { /* advance the iovecs past what was written */
             size_t take = left < iov->iov_len ? left : iov->iov_len;
@@ -309,6 +302,46 @@ static void pump(fm_sender *s, int64_t now) {
         }
         if (!s->frame_left && s->frame_is_data) batch_done(s);
     }
+}
+
+/* The I/O thread's writer: as write_out, then the poll interest or the failure that follows. */
+static void pump(fm_sender *s, int64_t now) {
+    int rc = write_out(s);
+    if (rc == OUT_IDLE) set_interest(s, FASTMSG_POLL_IN);
+    else if (rc == OUT_FULL) set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
+    else fail(s, now, "write failed: %s", strerror(-rc));
+}
+
+static int own(fm_sender *s) {
+    uint32_t free_ = 0;
+    return __atomic_compare_exchange_n(&s->token, &free_, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static void disown(fm_sender *s) { __atomic_store_n(&s->token, 0, __ATOMIC_RELEASE); }
+
+/* What a direct write left for the I/O thread (token held). */
+static void absorb_direct(fm_sender *s, int64_t now) {
+    if (s->direct_err) {
+        int err = s->direct_err;
+        s->direct_err = 0;
+        s->direct_full = 0;
+        fail(s, now, "write failed: %s", strerror(err));
+    } else if (s->direct_full) {
+        s->direct_full = 0;
+        set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
+    }
+}
+
+int fm_sender_write_direct(fm_sender *s) {
+    if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !own(s)) return 0;
+    int rc = OUT_FULL;
+    if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) && !s->direct_err && !s->direct_full) {
+        rc = write_out(s);
+        if (rc == OUT_FULL) s->direct_full = 1;
+        else if (rc < 0) s->direct_err = -rc;
+    }
+    disown(s);
+    return rc == OUT_IDLE;
 }
 
 static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kind, int64_t now) {
@@ -379,7 +412,17 @@ static void read_frames(fm_sender *s, int64_t now) {
     }
 }
 
+static void sender_event(fm_sender *s, uint32_t events, int64_t now);
+
 void fm_sender_event(fm_sender *s, uint32_t events, int64_t now) {
+    /* Busy with a direct write: the level-triggered poller reports the event again. */
+    if (!own(s)) return;
+    absorb_direct(s, now);
+    sender_event(s, events, now);
+    disown(s);
+}
+
+static void sender_event(fm_sender *s, uint32_t events, int64_t now) {
     if (s->fd < 0) return;
     if (s->state == FM_S_CONNECTING) {
         int rc = fastmsg_connect_result(s->fd);
@@ -396,7 +439,19 @@ void fm_sender_event(fm_sender *s, uint32_t events, int64_t now) {
     if (s->fd >= 0 && (events & FASTMSG_POLL_OUT || s->state == FM_S_READY)) pump(s, now);
 }
 
+static void sender_step(fm_sender *s, int64_t now, int64_t *next);
+
 void fm_sender_step(fm_sender *s, int64_t now, int64_t *next) {
+    if (!own(s)) {
+        *next = now; /* come straight back: the direct writer is done within microseconds */
+        return;
+    }
+    absorb_direct(s, now);
+    sender_step(s, now, next);
+    disown(s);
+}
+
+static void sender_step(fm_sender *s, int64_t now, int64_t *next) {
     if (s->state == FM_S_IDLE) {
         if (now >= s->next_attempt_ns) start_connect(s, now);
         if (s->state == FM_S_IDLE) {
@@ -416,7 +471,10 @@ void fm_sender_step(fm_sender *s, int64_t now, int64_t *next) {
 }
 
 int fm_sender_has_work(fm_sender *s) {
-    if (s->state == FM_S_IDLE) return 0;
-    if (s->state != FM_S_READY || (s->interest & FASTMSG_POLL_OUT)) return 0;
-    return __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) != s->io.rpos;
+    if (!own(s)) return 1;
+    int work = s->direct_err || s->direct_full ||
+               (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) &&
+                __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) != s->io.rpos);
+    disown(s);
+    return work;
 }

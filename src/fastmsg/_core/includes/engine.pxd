@@ -47,6 +47,7 @@ cdef extern from "engine.h" nogil:
     fastmsg_ring *fm_sender_ring(fm_sender *s)
     uint64_t fm_sender_queued(fm_sender *s)
     void fm_sender_kick(fm_sender *s)
+    int fm_sender_write_direct(fm_sender *s)
     int fm_sender_flush(fm_sender *s, int64_t deadline_ns)
     int fm_sender_connected(fm_sender *s)
     uint32_t fm_sender_peer_max_message(fm_sender *s)
