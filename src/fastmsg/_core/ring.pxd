@@ -19,6 +19,7 @@ cdef class _Ring:
     cdef int _check_open(self) except -1
     cdef int _setup_release(self, uint64_t capacity, uint64_t pos) except -1
     cdef int _check_size(self, Py_ssize_t size) except -1
+    cdef int _put(self, object data, object timeout, bint publish) except -1
     cdef int _wait_data(self, object timeout) except -1
     cdef int _wait_space(self, Py_ssize_t size, object timeout) except -1
     cdef Record _record(self, fastmsg_ring_rec *rec)

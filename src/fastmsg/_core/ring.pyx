@@ -105,15 +105,14 @@ cdef class _Ring:
 
     # ---- producer ----
 
-    def write(self, data, timeout=0):
-        """Copies `data` into the ring as one record. Returns False if there is no room (with the
-        default timeout=0); with a timeout (None: no limit) waits for room or raises Timeout."""
+    cdef int _put(self, object data, object timeout, bint publish) except -1:
+        """Copies `data` in as one record: 1 when written, 0 when there is no room and
+        timeout == 0 (otherwise waits as write() does). Published now, or only staged."""
         cdef Py_buffer view
         cdef const char *src
         cdef Py_ssize_t size
         cdef uint8_t *dst
         cdef bint is_bytes = PyBytes_CheckExact(data)
-        self._check_open()
         if is_bytes:
             src = PyBytes_AS_STRING(data)
             size = PyBytes_GET_SIZE(data)
@@ -126,48 +125,37 @@ cdef class _Ring:
             dst = fastmsg_ring_reserve(&self.r, <uint32_t>size, 0)
             while dst == NULL:
                 if timeout is not None and timeout == 0:
-                    return False
+                    return 0
                 self._wait_space(size, timeout)
                 dst = fastmsg_ring_reserve(&self.r, <uint32_t>size, 0)
             memcpy(dst, src, size)
-            fastmsg_ring_commit(&self.r, <uint32_t>size)
-            return True
+            if publish:
+                fastmsg_ring_commit(&self.r, <uint32_t>size)
+            else:
+                fastmsg_ring_stage(&self.r, <uint32_t>size)
+            return 1
         finally:
             if not is_bytes:
                 PyBuffer_Release(&view)
+
+    def write(self, data, timeout=0):
+        """Copies `data` into the ring as one record. Returns False if there is no room (with the
+        default timeout=0); with a timeout (None: no limit) waits for room or raises Timeout."""
+        self._check_open()
+        return self._put(data, timeout, True) == 1
 
     def write_many(self, buffers):
         """Copies as many of `buffers` as fit, in order, and publishes them at once. Returns how
         many were written. A buffer too large for the ring raises ValueError (those before it
         are written)."""
         cdef list items = buffers if type(buffers) is list else list(buffers)
-        cdef Py_ssize_t n = 0, size
-        cdef Py_buffer view
-        cdef const char *src
-        cdef uint8_t *dst
-        cdef bint is_bytes
+        cdef Py_ssize_t n = 0
         self._check_open()
         try:
             for data in items:
-                is_bytes = PyBytes_CheckExact(data)
-                if is_bytes:
-                    src = PyBytes_AS_STRING(data)
-                    size = PyBytes_GET_SIZE(data)
-                else:
-                    _get_view(data, &view)
-                    src = <const char *>view.buf
-                    size = view.len
-                try:
-                    self._check_size(size)
-                    dst = fastmsg_ring_reserve(&self.r, <uint32_t>size, 0)
-                    if dst == NULL:
-                        break
-                    memcpy(dst, src, size)
-                    fastmsg_ring_stage(&self.r, <uint32_t>size)
-                    n += 1
-                finally:
-                    if not is_bytes:
-                        PyBuffer_Release(&view)
+                if not self._put(data, 0, False):
+                    break
+                n += 1
         finally:
             if n:
                 fastmsg_ring_publish(&self.r)
