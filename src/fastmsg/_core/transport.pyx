@@ -7,6 +7,8 @@ ring; the engine's I/O thread does every socket call. Layout: docs/architecture.
 cimport cython
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
+                               PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -589,6 +591,8 @@ cdef class Receiver:
     cdef uint32_t left         # messages left in the frame
     cdef object unlink_path
     cdef Py_ssize_t batch_budget  # bytes one recv_many may hand out
+    cdef PyThread_type_lock lock  # one consumer at a time; close() takes it too
+    cdef bint closing             # close() has begun: a waiting recv() gives up
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=1024, ring_bytes=DEFAULT_CONN_RING,
@@ -598,6 +602,9 @@ cdef class Receiver:
             raise ValueError(f"max_message_size must be in 1..{0xFFFF0000}, got {max_message_size}")
         if not 64 <= max_batch_bytes <= 64 << 20:
             raise ValueError(f"max_batch_bytes must be in 64..{64 << 20}, got {max_batch_bytes}")
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError("cannot allocate the receiver's lock")
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         cdef fm_receiver_config cfg
@@ -725,20 +732,36 @@ cdef class Receiver:
 
     cdef int _wait(self, int64_t deadline, object timeout) except -1:
         cdef int rc
+        cdef int64_t until
+        cdef fm_receiver *rx = self.rx
         while True:
+            # In slices, so that a close() from another thread is noticed. This thread reads
+            # the sockets itself while it waits (see fm_receiver_wait_direct).
+            until = fastmsg_monotonic_ns() + WAIT_SLICE_NS
+            if deadline >= 0 and deadline < until:
+                until = deadline
             with nogil:
-                rc = fm_receiver_wait(self.rx, deadline)
+                rc = fm_receiver_wait_direct(rx, until)
             if rc == FASTMSG_WAIT_READY:
                 return 0
-            if rc == FASTMSG_WAIT_TIMEOUT:
+            if self.closing:
+                raise Closed("the Receiver was closed while recv() waited")
+            if rc == FASTMSG_WAIT_TIMEOUT and until == deadline:
                 raise Timeout(f"no message arrived within {timeout} s")
             PyErr_CheckSignals()
-            self._check()
 
-    def recv(self, timeout=None):
-        """The next message. Waits for one: timeout=None as long as it takes, otherwise raises
-        Timeout (also a TimeoutError) after that many seconds; 0 raises at once if none is here."""
+    cdef int _enter(self) except -1:
+        """Takes the consumer lock (waiting without the GIL if another thread holds it)."""
         self._check()
+        if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+        if self.rx == NULL:
+            PyThread_release_lock(self.lock)
+            raise Closed("the Receiver is closed")
+        return 0
+
+    cdef Message _recv(self, object timeout):
         cdef Message m = self._take()
         if m is not None:
             return m
@@ -751,6 +774,15 @@ cdef class Receiver:
             if m is not None:
                 return m
 
+    def recv(self, timeout=None):
+        """The next message. Waits for one: timeout=None as long as it takes, otherwise raises
+        Timeout (also a TimeoutError) after that many seconds; 0 raises at once if none is here."""
+        self._enter()
+        try:
+            return self._recv(timeout)
+        finally:
+            PyThread_release_lock(self.lock)
+
     def recv_many(self, Py_ssize_t max_messages, timeout=None):
         """Up to max_messages messages, at least one: waits for the first as recv() does.
 
@@ -759,16 +791,23 @@ cdef class Receiver:
         still leaves the connection room to go on."""
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
-        cdef Message m = self.recv(timeout)
-        cdef list out = [m]
-        cdef Py_ssize_t budget = self.batch_budget - m.length
-        while len(out) < max_messages and budget > 0:
-            m = self._take()
-            if m is None:
-                break
-            out.append(m)
-            budget -= m.length + 8
-        return out
+        cdef Message m
+        cdef list out
+        cdef Py_ssize_t budget
+        self._enter()
+        try:
+            m = self._recv(timeout)
+            out = [m]
+            budget = self.batch_budget - m.length
+            while len(out) < max_messages and budget > 0:
+                m = self._take()
+                if m is None:
+                    break
+                out.append(m)
+                budget -= m.length + 8
+            return out
+        finally:
+            PyThread_release_lock(self.lock)
 
     def __iter__(self):
         while True:
@@ -785,8 +824,17 @@ cdef class Receiver:
         until released. Idempotent. (`linger` is accepted for symmetry with Sender.close.)"""
         if self.rx == NULL:
             return
+        self.closing = True
         cdef fm_receiver *rx = self.rx
+        if self.gen == _generation:  # (after fork() the lock may be held by a thread now gone)
+            with nogil:  # a recv() in progress gives up first (within one wait slice)
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+            rx = self.rx
+            self.rx = NULL
+            PyThread_release_lock(self.lock)
         self.rx = NULL
+        if rx == NULL:
+            return
         if self.gen == _generation:
             if self.cur_buf != NULL:
                 fm_rxbuf_decref(self.cur_buf)
@@ -817,6 +865,8 @@ cdef class Receiver:
                 fm_rxbuf_decref(self.cur_buf)
             with nogil:
                 fm_receiver_close(self.rx)
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
 
     def __repr__(self):
         return f"<fastmsg.Receiver {self.endpoint}{' closed' if self.rx == NULL else ''}>"

@@ -101,6 +101,10 @@ fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx);
 void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed);
 /* Waits until some connection has records, or the deadline (-1: none). */
 int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns);
+/* The same wait, but the calling thread (without the GIL) reads the sockets itself while the I/O
+ * thread stands aside, sparing two thread hand-offs per message; falls back to fm_receiver_wait
+ * when the I/O thread is busy with them or the poller cannot nest. */
+int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
 void fm_receiver_close(fm_receiver *rx);
 

@@ -161,6 +161,7 @@ static void *io_main(void *arg) {
             case FM_H_SENDER: fm_sender_event((fm_sender *)h, ev[i].events, now); break;
             case FM_H_LISTENER: fm_receiver_accept((fm_receiver *)h, now); break;
             case FM_H_RXCONN: fm_rxconn_event((fm_rxconn *)h, ev[i].events, now); break;
+            case FM_H_RXPOLL: fm_receiver_poll(((struct fm_rxpoll *)h)->rx, now); break;
             }
         }
     }

@@ -17,7 +17,7 @@
 #define FM_IDLE_WAIT_NS (100 * FM_MS)
 
 /* Every fd in the poller carries a pointer to one of these, first member of its owner. */
-typedef enum { FM_H_WAKER, FM_H_SENDER, FM_H_LISTENER, FM_H_RXCONN } fm_handle_kind;
+typedef enum { FM_H_WAKER, FM_H_SENDER, FM_H_LISTENER, FM_H_RXCONN, FM_H_RXPOLL } fm_handle_kind;
 typedef struct {
     fm_handle_kind kind;
 } fm_handle;
@@ -84,6 +84,8 @@ struct fm_sender {
     /* shared with Python */
     uint32_t token;          /* held by whoever touches the connection: the I/O thread, or a
                               * Python thread writing directly (fm_sender_write_direct) */
+    uint32_t missed;         /* the I/O thread found the token taken: kick it after */
+    int muted;               /* I/O thread only: the socket is out of the poller meanwhile */
     int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
     uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
     uint32_t closed_done;
@@ -121,6 +123,22 @@ struct fm_receiver {
     fm_receiver *next;
     fm_receiver_config cfg;
     int lfd;
+    /* The listener and the connections live in a poller of their own when it can nest in the
+     * context's (epoll): then a thread blocked in recv can wait on it and read the sockets
+     * itself (fm_receiver_wait_direct) while the I/O thread stops watching. With poll() they
+     * live in the context's poller and only the I/O thread reads. */
+    fastmsg_poller *poller;
+    struct fm_rxpoll {
+        fm_handle h;
+        fm_receiver *rx;
+    } nest;
+    uint32_t token; /* held by whoever touches the connections: the I/O thread or a reader */
+    /* A reader leaves the nest out of the I/O thread's poller for a while after its wait (the
+     * lease), so that the next message waits in the socket for the reader's next recv instead
+     * of waking the I/O thread; the I/O thread takes the sockets back once the lease runs out.
+     * Both under the token. */
+    int lent;
+    int64_t lease_end_ns;
     fm_rxconn *conns;
     uint32_t nconns;
     /* sessions seen: where each resumes */
@@ -142,6 +160,7 @@ void fm_receiver_detach(fm_receiver *rx);
 void fm_receiver_step(fm_receiver *rx, int64_t now, int64_t *next_deadline);
 void fm_receiver_accept(fm_receiver *rx, int64_t now);
 void fm_rxconn_event(fm_rxconn *c, uint32_t events, int64_t now);
+void fm_receiver_poll(fm_receiver *rx, int64_t now); /* the nested poller is ready */
 int fm_receiver_has_work(fm_receiver *rx);
 
 #endif

@@ -7,8 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 
 #define FM_RX_SESSIONS_MAX 4096u
+/* How long after a reader's wait the sockets stay with the reader (see fm_receiver.lent): long
+ * against a round trip, short against a heartbeat. */
+#define FM_RX_LEASE_NS (2 * FM_MS)
 
 struct fm_rxconn {
     fm_handle h;
@@ -98,6 +102,16 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     rx->ctx = ctx;
     rx->cfg = *cfg;
     rx->lfd = fd;
+    rx->nest.h.kind = FM_H_RXPOLL;
+    rx->nest.rx = rx;
+    rx->poller = ctx->poller;
+    if (fastmsg_poller_fd(ctx->poller) >= 0) {
+        /* A poller of its own, filled before anyone else can see it; if it cannot be made, the
+         * receiver works through the I/O thread alone. */
+        fastmsg_poller *own = fastmsg_poller_new(FASTMSG_POLLER_AUTO);
+        if (own && fastmsg_poller_add(own, fd, FASTMSG_POLL_IN, rx) == 0) rx->poller = own;
+        else fastmsg_poller_free(own);
+    }
     pthread_mutex_init(&rx->qlock, NULL);
     fm_ctx_command(ctx, FM_CMD_ADD_RECEIVER, rx, NULL);
     return rx;
@@ -192,6 +206,7 @@ void fm_receiver_close(fm_receiver *rx) {
     fm_ctx_command(rx->ctx, FM_CMD_CLOSE_RECEIVER, rx, &rx->closed_done);
     fm_rxbuf *b;
     while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
+    if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
     free(rx->queue);
     free(rx->sessions);
     pthread_mutex_destroy(&rx->qlock);
@@ -202,7 +217,7 @@ void fm_receiver_close(fm_receiver *rx) {
 
 static void set_interest(fm_rxconn *c, uint32_t ev) {
     if (ev != c->interest) {
-        fastmsg_poller_modify(c->rx->ctx->poller, c->fd, ev, c);
+        fastmsg_poller_modify(c->rx->poller, c->fd, ev, c);
         c->interest = ev;
     }
 }
@@ -214,7 +229,7 @@ static void close_conn(fm_rxconn *c) {
     if (*pp) *pp = c->next;
     rx->nconns--;
     FM_STAT_ADD(rx, FM_CONNECTIONS, (uint64_t)-1);
-    fastmsg_poller_remove(rx->ctx->poller, c->fd);
+    fastmsg_poller_remove(rx->poller, c->fd);
     fastmsg_close(c->fd);
     free(c->big);
     __atomic_store_n(&c->buf->closed, 1, __ATOMIC_RELEASE);
@@ -481,12 +496,13 @@ static void publish(fm_rxconn *c) {
 static void pump_in(fm_rxconn *c) {
     fastmsg_ring *w = &c->w;
     for (int rounds = 0; rounds < 16; rounds++) {
-        int stalled = 0, staged = 0;
+        int stalled = 0, staged = 0, drained = 0;
         if (c->big_done) {
             if (place_big(c)) stalled = 1;
             else staged = 1;
         } else if (c->big) {
-            ptrdiff_t n = fastmsg_read(c->fd, c->big + c->big_have, c->big_size - c->big_have);
+            size_t want = c->big_size - c->big_have;
+            ptrdiff_t n = fastmsg_read(c->fd, c->big + c->big_have, want);
             FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
             if (n == -EAGAIN) return;
             if (n <= 0) {
@@ -495,6 +511,7 @@ static void pump_in(fm_rxconn *c) {
                 return;
             }
             c->big_have += (size_t)n;
+            if ((size_t)n < want) return; /* drained: the poller tells when more comes */
             if (c->big_have < c->big_size) continue;
             if (handle_data(c, c->big, c->big_size) < 0) return;
             c->big_done = 1;
@@ -519,6 +536,7 @@ static void pump_in(fm_rxconn *c) {
                     return;
                 }
                 c->fill += (uint64_t)n;
+                drained = (uint64_t)n < room; /* a short read emptied the socket */
             }
             staged = parse(c, &stalled);
             if (staged < 0) return;
@@ -536,6 +554,7 @@ static void pump_in(fm_rxconn *c) {
             return;
         }
         if (__atomic_load_n(&c->buf->blocked, __ATOMIC_RELAXED)) __atomic_store_n(&c->buf->blocked, 0, __ATOMIC_SEQ_CST);
+        if (drained) return; /* saves the read that would say EAGAIN: the poller reports more */
     }
 }
 
@@ -574,7 +593,7 @@ void fm_receiver_accept(fm_receiver *rx, int64_t now) {
         c->at = c->fill = 0;
         c->deadline_ns = now + (int64_t)rx->cfg.handshake_timeout_ms * FM_MS;
         c->interest = FASTMSG_POLL_IN;
-        if (fastmsg_poller_add(rx->ctx->poller, fd, c->interest, c) != 0) {
+        if (fastmsg_poller_add(rx->poller, fd, c->interest, c) != 0) {
             fastmsg_close(fd);
             fm_rxbuf_decref(b);
             free(c);
@@ -588,15 +607,117 @@ void fm_receiver_accept(fm_receiver *rx, int64_t now) {
     }
 }
 
-void fm_receiver_attach(fm_receiver *rx) { fastmsg_poller_add(rx->ctx->poller, rx->lfd, FASTMSG_POLL_IN, rx); }
+/* ---- who reads: the token ---- */
+
+static int take(fm_receiver *rx) {
+    uint32_t free_ = 0;
+    return __atomic_compare_exchange_n(&rx->token, &free_, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+}
+
+static void give(fm_receiver *rx) { __atomic_store_n(&rx->token, 0, __ATOMIC_SEQ_CST); }
+
+void fm_receiver_attach(fm_receiver *rx) {
+    if (rx->poller == rx->ctx->poller) fastmsg_poller_add(rx->poller, rx->lfd, FASTMSG_POLL_IN, rx);
+    else fastmsg_poller_add(rx->ctx->poller, fastmsg_poller_fd(rx->poller), FASTMSG_POLL_IN, &rx->nest);
+}
 
 void fm_receiver_detach(fm_receiver *rx) {
+    /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
+    while (!take(rx)) sched_yield();
     while (rx->conns) close_conn(rx->conns);
-    fastmsg_poller_remove(rx->ctx->poller, rx->lfd);
+    fastmsg_poller_remove(rx->poller, rx->lfd);
+    if (rx->poller != rx->ctx->poller) fastmsg_poller_remove(rx->ctx->poller, fastmsg_poller_fd(rx->poller));
     fastmsg_close(rx->lfd);
 }
 
+static void dispatch(fm_receiver *rx, const fastmsg_poll_event *ev, int n, int64_t now) {
+    for (int i = 0; i < n; i++) {
+        fm_handle *h = ev[i].data;
+        if (h->kind == FM_H_LISTENER) fm_receiver_accept(rx, now);
+        else fm_rxconn_event((fm_rxconn *)h, ev[i].events, now);
+    }
+}
+
+void fm_receiver_poll(fm_receiver *rx, int64_t now) {
+    int nest = fastmsg_poller_fd(rx->poller);
+    if (!take(rx)) {
+        /* A reader took it and is about to stop the nest from waking this thread; do it now, or
+         * the level-triggered nest would spin this thread while the reader is preempted. The
+         * reader arms the nest again once it gives the token back; if it already has, the
+         * token is free now and this thread arms it itself. */
+        fastmsg_poller_rearm(rx->ctx->poller, nest, 0);
+        if (!take(rx)) return;
+        if (!rx->lent) fastmsg_poller_rearm(rx->ctx->poller, nest, FASTMSG_POLL_IN);
+    }
+    fastmsg_poll_event ev[64];
+    int n = fastmsg_poller_wait(rx->poller, ev, 64, 0);
+    dispatch(rx, ev, n, now);
+    give(rx);
+}
+
+static void step_held(fm_receiver *rx, int64_t now, int64_t *next);
+
+/* Skipped while a reader holds the token: the reader runs the same timers itself, and this
+ * thread looks again a lease later to take the sockets back. */
 void fm_receiver_step(fm_receiver *rx, int64_t now, int64_t *next) {
+    if (!take(rx)) {
+        if (now + FM_RX_LEASE_NS < *next) *next = now + FM_RX_LEASE_NS;
+        return;
+    }
+    if (rx->lent) {
+        if (now >= rx->lease_end_ns) {
+            rx->lent = 0;
+            fastmsg_poller_rearm(rx->ctx->poller, fastmsg_poller_fd(rx->poller), FASTMSG_POLL_IN);
+        } else if (rx->lease_end_ns < *next) {
+            *next = rx->lease_end_ns;
+        }
+    }
+    step_held(rx, now, next);
+    give(rx);
+}
+
+static int has_ready(fm_receiver *rx) {
+    pthread_mutex_lock(&rx->qlock);
+    uint32_t n = rx->qlen;
+    pthread_mutex_unlock(&rx->qlock);
+    return n != 0;
+}
+
+int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
+    fm_ctx *ctx = rx->ctx;
+    if (rx->poller == ctx->poller || !take(rx)) return fm_receiver_wait(rx, deadline_ns);
+    if (!rx->lent) { /* the I/O thread stops watching these sockets */
+        fastmsg_poller_rearm(ctx->poller, fastmsg_poller_fd(rx->poller), 0);
+        rx->lent = 1;
+    }
+    fastmsg_poll_event ev[64];
+    int rc = FASTMSG_WAIT_TIMEOUT;
+    int64_t now = fastmsg_monotonic_ns();
+    for (;;) {
+        int64_t next = now + FM_IDLE_WAIT_NS;
+        step_held(rx, now, &next);
+        if (has_ready(rx)) {
+            rc = FASTMSG_WAIT_READY;
+            break;
+        }
+        if (deadline_ns >= 0) {
+            if (now >= deadline_ns) break;
+            if (deadline_ns < next) next = deadline_ns;
+        }
+        int n = fastmsg_poller_wait(rx->poller, ev, 64, (int)((next - now + FM_MS - 1) / FM_MS));
+        if (n == -EINTR) {
+            rc = FASTMSG_WAIT_INTERRUPTED;
+            break;
+        }
+        now = fastmsg_monotonic_ns();
+        dispatch(rx, ev, n, now);
+    }
+    rx->lease_end_ns = now + FM_RX_LEASE_NS;
+    give(rx);
+    return rc;
+}
+
+static void step_held(fm_receiver *rx, int64_t now, int64_t *next) {
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
         if (c->closing) {
@@ -622,7 +743,12 @@ void fm_receiver_step(fm_receiver *rx, int64_t now, int64_t *next) {
 }
 
 int fm_receiver_has_work(fm_receiver *rx) {
-    for (fm_rxconn *c = rx->conns; c; c = c->next)
-        if (__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST)) return 1;
-    return 0;
+    /* A reader holding the token resumes the connections itself (at the latest when its wait
+     * slice ends). */
+    if (!take(rx)) return 0;
+    int work = 0;
+    for (fm_rxconn *c = rx->conns; c && !work; c = c->next)
+        work = (int)__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST);
+    give(rx);
+    return work;
 }

@@ -314,10 +314,36 @@ static void pump(fm_sender *s, int64_t now) {
 
 static int own(fm_sender *s) {
     uint32_t free_ = 0;
-    return __atomic_compare_exchange_n(&s->token, &free_, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    return __atomic_compare_exchange_n(&s->token, &free_, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
 
-static void disown(fm_sender *s) { __atomic_store_n(&s->token, 0, __ATOMIC_RELEASE); }
+static void disown(fm_sender *s) { __atomic_store_n(&s->token, 0, __ATOMIC_SEQ_CST); }
+
+static void unmute(fm_sender *s) {
+    if (s->muted) {
+        s->muted = 0;
+        if (s->fd >= 0) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, s);
+    }
+}
+
+/* The I/O thread's way to the token. When a direct writer holds it, this thread must neither
+ * spin (the holder may be preempted: on one CPU that costs a whole time slice) nor sleep past
+ * the holder's work: it stops watching the socket (its events are level-triggered), asks the
+ * holder for a kick (`missed`, read after the holder gives the token back), and tries once more
+ * in case the token was given back before the holder could see the request. */
+static int own_from_io(fm_sender *s) {
+    if (!own(s)) {
+        if (s->fd >= 0 && !s->muted) {
+            fastmsg_poller_modify(s->ctx->poller, s->fd, 0, s);
+            s->muted = 1;
+        }
+        __atomic_store_n(&s->missed, 1, __ATOMIC_SEQ_CST);
+        if (!own(s)) return 0;
+    }
+    __atomic_store_n(&s->missed, 0, __ATOMIC_RELAXED);
+    unmute(s);
+    return 1;
+}
 
 /* What a direct write left for the I/O thread (token held). */
 static void absorb_direct(fm_sender *s, int64_t now) {
@@ -341,6 +367,7 @@ int fm_sender_write_direct(fm_sender *s) {
         else if (rc < 0) s->direct_err = -rc;
     }
     disown(s);
+    if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST)) fm_ctx_kick(s->ctx);
     return rc == OUT_IDLE;
 }
 
@@ -415,8 +442,7 @@ static void read_frames(fm_sender *s, int64_t now) {
 static void sender_event(fm_sender *s, uint32_t events, int64_t now);
 
 void fm_sender_event(fm_sender *s, uint32_t events, int64_t now) {
-    /* Busy with a direct write: the level-triggered poller reports the event again. */
-    if (!own(s)) return;
+    if (!own_from_io(s)) return; /* the direct writer kicks this thread when it is done */
     absorb_direct(s, now);
     sender_event(s, events, now);
     disown(s);
@@ -442,10 +468,7 @@ static void sender_event(fm_sender *s, uint32_t events, int64_t now) {
 static void sender_step(fm_sender *s, int64_t now, int64_t *next);
 
 void fm_sender_step(fm_sender *s, int64_t now, int64_t *next) {
-    if (!own(s)) {
-        *next = now; /* come straight back: the direct writer is done within microseconds */
-        return;
-    }
+    if (!own_from_io(s)) return;
     absorb_direct(s, now);
     sender_step(s, now, next);
     disown(s);
@@ -471,7 +494,7 @@ static void sender_step(fm_sender *s, int64_t now, int64_t *next) {
 }
 
 int fm_sender_has_work(fm_sender *s) {
-    if (!own(s)) return 1;
+    if (!own_from_io(s)) return 0; /* the direct writer kicks this thread when it is done */
     int work = s->direct_err || s->direct_full ||
                (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) &&
                 __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) != s->io.rpos);

@@ -164,6 +164,18 @@ int fastmsg_poller_remove(fastmsg_poller *p, int fd) {
     return 0;
 }
 
+int fastmsg_poller_fd(const fastmsg_poller *p) { return p->epfd; }
+
+int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) {
+#ifdef __linux__
+    if (p->kind == FASTMSG_POLLER_EPOLL) return epoll_set(p, EPOLL_CTL_MOD, fd, events);
+#endif
+    (void)p;
+    (void)fd;
+    (void)events;
+    return -ENOTSUP;
+}
+
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms) {
     int k = 0;
 #ifdef __linux__
@@ -203,5 +215,7 @@ const char *fastmsg_poller_name(const fastmsg_poller *p) { (void)p; return "none
 int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data) { (void)p; (void)fd; (void)events; (void)data; return -ENOSYS; }
 int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data) { (void)p; (void)fd; (void)events; (void)data; return -ENOSYS; }
 int fastmsg_poller_remove(fastmsg_poller *p, int fd) { (void)p; (void)fd; return -ENOSYS; }
+int fastmsg_poller_fd(const fastmsg_poller *p) { (void)p; return -1; }
+int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) { (void)p; (void)fd; (void)events; return -ENOSYS; }
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms) { (void)p; (void)out; (void)max; (void)timeout_ms; return -ENOSYS; }
 #endif

@@ -32,6 +32,14 @@ int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data);
 int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data);
 int fastmsg_poller_remove(fastmsg_poller *p, int fd);
 
+/* A poller that can sit inside another one has an fd of its own, readable while one of its fds
+ * is ready (epoll; kqueue would too); -1 for poll(). A second thread can then wait on a part of
+ * the fds (a receiver's) while the I/O thread waits on the rest. */
+int fastmsg_poller_fd(const fastmsg_poller *p);
+/* Changes the events of an fd already registered, from any thread: unlike modify it touches only
+ * the kernel's set, never the registration table. epoll only (-ENOTSUP otherwise). */
+int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events);
+
 /* Waits up to timeout_ms (-1: no limit) for readiness; fills at most max events. Returns how
  * many (0 on timeout), or -errno (-EINTR when a signal arrived: the caller decides to retry). */
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms);

@@ -1,0 +1,133 @@
+"""The ways a message reaches recv(): read by the I/O thread, or by the thread blocked in recv
+itself (epoll), with the sockets handed back to the I/O thread after a lease; and the consumer
+lock that makes recv safe from several threads and against a close() from another one."""
+
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+import fastmsg
+from transport_helpers import check_payload, payload, wait_for
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture(params=["epoll", "poll"])
+def ctx(request):
+    c = fastmsg.Context(poller=request.param)
+    yield c
+    c.close()
+
+
+def test_close_from_another_thread_ends_a_blocked_recv(ctx):
+    rx = fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx)
+    outcome = []
+    started = threading.Event()
+
+    def consume():
+        started.set()
+        try:
+            rx.recv()  # no timeout: only the close can end it
+        except BaseException as e:  # noqa: BLE001 - the test inspects what it was
+            outcome.append(e)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    started.wait(5)
+    rx.close()
+    t.join(10)
+    assert not t.is_alive(), "recv() went on waiting after close()"
+    assert len(outcome) == 1 and isinstance(outcome[0], fastmsg.Closed), outcome
+
+
+def test_two_consumer_threads_split_the_stream(ctx):
+    n = 20000
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx, \
+            fastmsg.Sender(rx.endpoint, context=ctx) as tx:
+        got = [[], []]
+        total = [0]
+        lock = threading.Lock()
+        deadline = time.monotonic() + 30
+
+        def consume(mine):
+            while time.monotonic() < deadline:
+                with lock:
+                    if total[0] >= n:
+                        return
+                try:
+                    batch = rx.recv_many(64, timeout=0.2)
+                except fastmsg.Timeout:
+                    continue
+                seqs = [check_payload(m)[1] for m in batch]
+                mine.extend(seqs)
+                with lock:
+                    total[0] += len(seqs)
+
+        threads = [threading.Thread(target=consume, args=(got[i],)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for i in range(0, n, 500):
+            tx.send_many(payload(3, s) for s in range(i, i + 500))
+        for t in threads:
+            t.join(40)
+        assert not any(t.is_alive() for t in threads)
+        # Every message once, and each thread saw its share in the order sent.
+        assert sorted(got[0] + got[1]) == list(range(n))
+        for mine in got:
+            assert mine == sorted(mine)
+
+
+def test_the_io_thread_takes_the_sockets_back_after_a_recv(ctx):
+    """After a recv that read the socket itself, a new sender is still accepted, handshaken and
+    read ahead while nobody is in recv."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx:
+        with fastmsg.Sender(rx.endpoint, context=ctx) as first:
+            first.send(b"first")
+            with rx.recv(timeout=10) as m:
+                assert bytes(m) == b"first"
+            with fastmsg.Sender(rx.endpoint, context=ctx) as second:
+                second.send(b"second")
+                # Written means a WELCOME came back: the handshake ran with no recv() pending.
+                assert second.flush(10)
+                wait_for(lambda: rx.stats()["received_messages"] == 2, what="the read-ahead")
+                with rx.recv(timeout=0) as m:
+                    assert bytes(m) == b"second"
+
+
+def echo(endpoint, count, poller):
+    """Child process: echoes `count` messages from its Receiver back to the first message's
+    sender endpoint."""
+    with fastmsg.Context(poller=poller) as ctx, \
+            fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx, \
+            fastmsg.Sender(endpoint, context=ctx) as back:
+        back.send(rx.endpoint.encode())
+        for _ in range(count):
+            with rx.recv(timeout=30) as m:
+                back.send(m)
+        back.flush(30)
+
+
+def test_request_reply_between_processes(ctx):
+    """Each side blocks in recv between messages: the direct read and the direct write carry
+    every message, in both directions."""
+    n = 3000
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx:
+        child = SPAWN.Process(target=echo, args=(rx.endpoint, n, ctx.poller))
+        child.start()
+        try:
+            with rx.recv(timeout=30) as m:
+                peer = bytes(m).decode()
+            with fastmsg.Sender(peer, context=ctx) as tx:
+                for i in range(n):
+                    tx.send(payload(5, i))
+                    with rx.recv(timeout=30) as reply:
+                        assert check_payload(reply) == (5, i)
+            child.join(30)
+            assert child.exitcode == 0
+        finally:
+            if child.is_alive():
+                child.kill()
+                child.join(5)
+        assert rx.stats()["crc_errors"] == rx.stats()["protocol_errors"] == 0
