@@ -13,6 +13,8 @@
 /* How long after a reader's wait the sockets stay with the reader (see fm_receiver.lent): long
  * against a round trip, short against a heartbeat. */
 #define FM_RX_LEASE_NS (2 * FM_MS)
+/* How long a reader that found the token taken waits on the ready queue before trying again. */
+#define FM_RX_RETRY_NS (100 * 1000)
 
 struct fm_rxconn {
     fm_handle h;
@@ -685,7 +687,15 @@ static int has_ready(fm_receiver *rx) {
 
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     fm_ctx *ctx = rx->ctx;
-    if (rx->poller == ctx->poller || !take(rx)) return fm_receiver_wait(rx, deadline_ns);
+    if (rx->poller == ctx->poller) return fm_receiver_wait(rx, deadline_ns);
+    while (!take(rx)) {
+        /* The I/O thread holds it for a moment. It may leave the sockets lent (unwatched), so
+         * wait for its records only briefly before trying again. */
+        int64_t until = fastmsg_monotonic_ns() + FM_RX_RETRY_NS;
+        if (deadline_ns >= 0 && deadline_ns <= until) return fm_receiver_wait(rx, deadline_ns);
+        int rc = fm_receiver_wait(rx, until);
+        if (rc != FASTMSG_WAIT_TIMEOUT) return rc;
+    }
     if (!rx->lent) { /* the I/O thread stops watching these sockets */
         fastmsg_poller_rearm(ctx->poller, fastmsg_poller_fd(rx->poller), 0);
         rx->lent = 1;
