@@ -38,6 +38,7 @@ def test_bench_quick_compare():
     lines = r.stdout.splitlines()
     assert any(l.startswith("pinning") for l in lines)
     assert "64 B" in r.stdout and "1 KiB" in r.stdout and "64 KiB" in r.stdout and "1 MiB" in r.stdout
+    assert "64 B send()" in r.stdout
     assert "p50 µs" in r.stdout and "p99 µs" in r.stdout
     peers = ["sockets"] + (["pyzmq"] if HAS_ZMQ else []) + (["fastmsg"] if HAS_TRANSPORT else [])
     for peer in peers:
@@ -46,12 +47,13 @@ def test_bench_quick_compare():
                 row = [l for l in lines if l.split()[:3] == [pin, transport, peer]]
                 assert len(row) == 1, (peer, pin, transport, r.stdout)
                 assert "FAILED" not in row[0]
-                assert len(row[0].split()) == 3 + 2 * 4 + 2  # msg/s and MB/s per size, p50, p99
+                assert len(row[0].split()) == 3 + 2 * 5 + 2  # msg/s and MB/s per size and send(), p50, p99
     if not HAS_TRANSPORT:
         assert "fastmsg transport: not available in this build" in r.stdout
     if not HAS_ZMQ:
         assert "pyzmq: not installed" in r.stdout
     assert re.search(r"bench: same tcp sockets 64 B \d+/\d+", r.stderr)  # progress went to stderr
+    assert re.search(r"bench: same tcp sockets 64 B send\(\) \d+/\d+", r.stderr)
 
 
 LOST = r"received \d+ of \d+ messages, 1 missing"
@@ -80,7 +82,7 @@ def test_bench_detects_a_lossy_peer(peer, size, fault, message):
     assert re.search(message, r.stdout), r.stdout
     assert "FAILED (no number is reported for these runs)" in r.stdout
     row = [l.split() for l in r.stdout.splitlines() if l.split()[:3] == ["same", "tcp", peer]]
-    assert row and row[0][3] == "FAILED", r.stdout
+    assert row and row[0][3:5] == ["FAILED", "FAILED"], r.stdout  # the batched size and 64 B send()
 
 
 def test_bench_without_compare_when_transport_missing():
