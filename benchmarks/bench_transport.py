@@ -14,7 +14,11 @@ import pytest
 
 from fastmsg._bench import runner
 
-SIZES = {"64B": (64, 200_000), "1KiB": (1024, 100_000), "64KiB": (64 << 10, 8_000), "1MiB": (1 << 20, 600)}
+# case: (mode, message size, messages per round); sizes are sent batched, "64B-send" by one
+# send() call per message
+CASES = {"64B": ("throughput", 64, 200_000), "1KiB": ("throughput", 1024, 100_000),
+         "64KiB": ("throughput", 64 << 10, 8_000), "1MiB": ("throughput", 1 << 20, 600),
+         "64B-send": ("single", 64, 200_000)}
 PEERS = [p for p in runner.PEERS if importlib.import_module(f"fastmsg._bench.peer_{p}").unavailable() is None]
 PLANS = {name: (rx, tx) for name, rx, tx in runner.pinnings("both")[0]}
 
@@ -40,15 +44,15 @@ def _spec(transport, mode, size, count, ipc_dir, warmup=0):
 
 
 @pytest.mark.parametrize("transport", runner.TRANSPORTS)
-@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("peer", PEERS)
-def test_throughput(benchmark, pair, ipc_dir, peer, size, transport):
-    nbytes, count = SIZES[size]
-    benchmark.group = f"throughput {size} {transport} {pair.pin}"
+def test_throughput(benchmark, pair, ipc_dir, peer, case, transport):
+    mode, nbytes, count = CASES[case]
+    benchmark.group = f"throughput {case} {transport} {pair.pin}"
     rates = []
 
     def transfer():
-        got, sent = pair.run(peer, _spec(transport, "throughput", nbytes, count, ipc_dir), 120)
+        got, sent = pair.run(peer, _spec(transport, mode, nbytes, count, ipc_dir), 120)
         assert sent["sent"] == count and got["received"] == count
         rates.append(got["timed"] / max(got["elapsed_ns"], 1) * 1e9)
 

@@ -38,6 +38,7 @@ def test_bench_quick_compare():
     lines = r.stdout.splitlines()
     assert any(l.startswith("pinning") for l in lines)
     assert "64 B" in r.stdout and "1 KiB" in r.stdout and "64 KiB" in r.stdout and "1 MiB" in r.stdout
+    assert "64 B send()" in r.stdout
     assert "p50 µs" in r.stdout and "p99 µs" in r.stdout
     peers = ["sockets"] + (["pyzmq"] if HAS_ZMQ else []) + (["fastmsg"] if HAS_TRANSPORT else [])
     for peer in peers:
@@ -46,26 +47,42 @@ def test_bench_quick_compare():
                 row = [l for l in lines if l.split()[:3] == [pin, transport, peer]]
                 assert len(row) == 1, (peer, pin, transport, r.stdout)
                 assert "FAILED" not in row[0]
-                assert len(row[0].split()) == 3 + 2 * 4 + 2  # msg/s and MB/s per size, p50, p99
+                assert len(row[0].split()) == 3 + 2 * 5 + 2  # msg/s and MB/s per size and send(), p50, p99
     if not HAS_TRANSPORT:
         assert "fastmsg transport: not available in this build" in r.stdout
     if not HAS_ZMQ:
         assert "pyzmq: not installed" in r.stdout
     assert re.search(r"bench: same tcp sockets 64 B \d+/\d+", r.stderr)  # progress went to stderr
+    assert re.search(r"bench: same tcp sockets 64 B send\(\) \d+/\d+", r.stderr)
 
 
-@pytest.mark.parametrize("fault,message", [
-    ("drop", r"received \d+ of \d+ messages, 1 missing \(the sender closed the connection\)"),
-    ("corrupt", "content differs from what was sent"),
-])
-def test_bench_detects_a_lossy_peer(fault, message):
-    r = run("bench", "--peers", "sockets", "--sizes", "1k", "--transports", "tcp", "--pin", "same",
-            "--quick", env={"FASTMSG_BENCH_FAULT": f"sockets:{fault}"}, timeout=60)
+LOST = r"received \d+ of \d+ messages, 1 missing"
+DIFFERS = "content differs from what was sent"
+FAULTS = [
+    ("sockets", "1k", "drop", LOST + r" \(the sender closed the connection\)"),
+    ("sockets", "1k", "corrupt", DIFFERS),
+    ("sockets", "1k", "truncate", r"message \d+ has 1023 bytes, expected 1024"),
+    ("sockets", "1k", "swap", DIFFERS),
+    ("fastmsg", "1k", "drop", LOST),
+    ("fastmsg", "1k", "swap", DIFFERS),
+    ("fastmsg", "64k", "corrupt", DIFFERS),  # from 8 KiB each message is checked on its own
+    ("pyzmq", "1k", "drop", LOST),
+    ("pyzmq", "1k", "swap", DIFFERS),
+    ("pyzmq", "64k", "truncate", r"message \d+ has 65535 bytes, expected 65536"),
+]
+
+
+@pytest.mark.parametrize("peer,size,fault,message", FAULTS, ids=["-".join(f[:3]) for f in FAULTS])
+def test_bench_detects_a_lossy_peer(peer, size, fault, message):
+    if peer == "fastmsg" and not HAS_TRANSPORT or peer == "pyzmq" and not HAS_ZMQ:
+        pytest.skip(f"{peer} is not available here")
+    r = run("bench", "--peers", peer, "--sizes", size, "--transports", "tcp", "--pin", "same", "--quick",
+            "--timeout", "1", env={"FASTMSG_BENCH_FAULT": f"{peer}:{fault}"}, timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     assert re.search(message, r.stdout), r.stdout
     assert "FAILED (no number is reported for these runs)" in r.stdout
-    row = [l for l in r.stdout.splitlines() if l.startswith("same  tcp       sockets")]
-    assert row and "FAILED" in row[0]
+    row = [l.split() for l in r.stdout.splitlines() if l.split()[:3] == ["same", "tcp", peer]]
+    assert row and row[0][3:5] == ["FAILED", "FAILED"], r.stdout  # the batched size and 64 B send()
 
 
 def test_bench_without_compare_when_transport_missing():

@@ -102,16 +102,12 @@ def hello(session_id=0x1234, seq=0, major=1, magic=None):
 
 # ---- child-process entry points (multiprocessing "spawn") ----
 
-def send_sequence(endpoint, sender_id, count, batch, hwm_bytes=4 << 20):
-    """Sends `count` payload() messages, send_many in batches of `batch` (or send() if batch is
-    0), flushes and closes. Exit code 0 on success."""
+def send_sequence(endpoint, sender_id, count, hwm_bytes=4 << 20):
+    """Sends `count` payload() messages, one send() call each, flushes and closes. Exit code 0
+    on success."""
     with fastmsg.Sender(endpoint, hwm_bytes=hwm_bytes) as tx:
-        if batch:
-            for start in range(0, count, batch):
-                tx.send_many([payload(sender_id, i) for i in range(start, min(count, start + batch))])
-        else:
-            for i in range(count):
-                tx.send(payload(sender_id, i))
+        for i in range(count):
+            tx.send(payload(sender_id, i))
         if not tx.flush(60):
             sys.exit(3)
         stats = tx.stats()

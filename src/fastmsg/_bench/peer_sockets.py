@@ -1,9 +1,10 @@
 """Plain sockets: 4-byte little-endian length prefix + payload, over TCP or a Unix socket.
 
 Throughput: the sender joins small frames into ~64 KiB writes (frames from 4 KiB go out as one
-sendmsg each); the receiver reads into a large buffer and splits frames. Round trip: one write
-per message. Sockets stay in blocking mode (no poll() before each call, as a plain program does);
-SO_RCVTIMEO / SO_SNDTIMEO bound every wait instead."""
+sendmsg each), or in "single" mode makes one sendall() per framed message; the receiver reads
+into a large buffer and splits frames. Round trip: one write per message. Sockets stay in
+blocking mode (no poll() before each call, as a plain program does); SO_RCVTIMEO / SO_SNDTIMEO
+bound every wait instead."""
 
 import os
 import socket
@@ -92,9 +93,12 @@ def drive(spec, endpoint):
 
 def _send(sock, spec):
     payloads, count, size = pool(spec["size"]), spec["count"], spec["size"]
-    pack = _HDR.pack
+    pack, one_by_one = _HDR.pack, spec["mode"] == "single"
     for batch in batches(payloads, count, NAME, limit=max(1, (64 << 10) // (size + 4))):
-        if size >= 4096:
+        if one_by_one:
+            for p in batch:
+                sock.sendall(pack(len(p)) + p)
+        elif size >= 4096:
             for p in batch:
                 _sendmsg_all(sock, [pack(len(p)), p])
         else:

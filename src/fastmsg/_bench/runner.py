@@ -14,6 +14,16 @@ from fastmsg._bench import payload
 PEERS = ("fastmsg", "pyzmq", "sockets")
 TRANSPORTS = ("tcp", "ipc")
 RTT_SIZE = 64
+SEND_SIZE = 64  # the throughput case with one send() call per message
+
+
+def case_label(case):
+    """What a case is called in the progress lines and the table: a size (batched), "send", "rtt"."""
+    if case == "send":
+        return f"{payload.size_label(SEND_SIZE)} send()"
+    if case == "rtt":
+        return f"round trip {payload.size_label(RTT_SIZE)}"
+    return payload.size_label(case)
 
 
 class CaseFailed(Exception):
@@ -143,12 +153,12 @@ class Bench:
     def _wait(self, seconds):
         return 2 * self.timeout + 10 * seconds + 10
 
-    def throughput(self, pair, peer, transport, size):
+    def throughput(self, pair, peer, transport, size, mode="throughput"):
         span = (1 << 20 if self.quick else 8 << 20) // size
         count = max(8, min(span, 4000 if self.quick else 20000))
         final = False
         for attempt in range(6):
-            got, sent = pair.run(peer, self._spec(transport, "throughput", size, count),
+            got, sent = pair.run(peer, self._spec(transport, mode, size, count),
                                  self._wait(self.duration if final else 0.5))
             if sent["sent"] != count or got["received"] != count:
                 raise CaseFailed(f"sent {sent['sent']}, received {got['received']} of {count}")
@@ -173,9 +183,10 @@ class Bench:
         return res["p50_ns"] / 1000, res["p99_ns"] / 1000
 
     def run(self):
-        """{(pin, transport, peer): {size or "rtt": value or "FAILED"}}."""
+        """{(pin, transport, peer): {size, "send" or "rtt": value or "FAILED"}}."""
         plans, self.pin_note = pinnings(self.pin)
-        self.total = len(plans) * len(self.transports) * len(self.peers) * (len(self.sizes) + 1)
+        cases = self.sizes + ["send", "rtt"]
+        self.total = len(plans) * len(self.transports) * len(self.peers) * len(cases)
         results = {}
         self.ipc_dir = tempfile.mkdtemp(prefix="fmb-")
         pair = None
@@ -185,16 +196,18 @@ class Bench:
                 for transport in self.transports:
                     for peer in self.peers:
                         row = results.setdefault((pin, transport, peer), {})
-                        for size in self.sizes + ["rtt"]:
-                            label = "round trip 64 B" if size == "rtt" else payload.size_label(size)
+                        for case in cases:
+                            label = case_label(case)
                             self._progress(f"{pin} {transport} {peer} {label}")
                             try:
-                                if size == "rtt":
-                                    row[size] = self.round_trip(pair, peer, transport)
+                                if case == "rtt":
+                                    row[case] = self.round_trip(pair, peer, transport)
+                                elif case == "send":
+                                    row[case] = self.throughput(pair, peer, transport, SEND_SIZE, "single")
                                 else:
-                                    row[size] = self.throughput(pair, peer, transport, size)
+                                    row[case] = self.throughput(pair, peer, transport, case)
                             except CaseFailed as e:
-                                row[size] = "FAILED"
+                                row[case] = "FAILED"
                                 self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
                                 self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
                             self.done += 1

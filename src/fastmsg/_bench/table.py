@@ -1,7 +1,7 @@
-"""The bench table: one row per pinning, transport and peer; msg/s and MB/s per size, then the
-round trip at 64 B."""
+"""The bench table: one row per pinning, transport and peer; msg/s and MB/s per size (batched),
+then at 64 B with one send() per message, then the round trip at 64 B."""
 
-from fastmsg._bench.payload import size_label
+from fastmsg._bench.runner import case_label
 
 
 def _rate(x):
@@ -18,14 +18,15 @@ def _mb(x):
 def render(results, sizes, skipped, notes):
     """`results` from Bench.run; `skipped` {peer: reason} shown instead of that peer's rows."""
     lines = list(notes)
+    cases = sizes + ["send"]
     lead = f"{'pin':<6}{'transport':<10}{'peer':<9}"
-    top = " " * len(lead) + "".join(f"{size_label(s):^17}" for s in sizes) + f"{'round trip 64 B':^16}"
-    sub = lead + "".join(f"{'msg/s':>8} {'MB/s':>7} " for _ in sizes) + f"{'p50 µs':>8}{'p99 µs':>8}"
+    top = " " * len(lead) + "".join(f"{case_label(c):^17}" for c in cases) + f"{case_label('rtt'):^16}"
+    sub = lead + "".join(f"{'msg/s':>8} {'MB/s':>7} " for _ in cases) + f"{'p50 µs':>8}{'p99 µs':>8}"
     lines += [top.rstrip(), sub]
     for (pin, transport, peer), row in results.items():
         cells = []
-        for s in sizes:
-            v = row.get(s)
+        for c in cases:
+            v = row.get(c)
             cells.append(f"{v:>16} " if isinstance(v, str) or v is None else f"{_rate(v[0]):>8} {_mb(v[1]):>7} ")
         v = row.get("rtt")
         cells.append(f"{v:>16}" if isinstance(v, str) or v is None else f"{v[0]:8.1f}{v[1]:8.1f}")
