@@ -16,6 +16,15 @@
 /* The loop wakes at least this often even when idle: timers need no finer grain. */
 #define FM_IDLE_WAIT_NS (100 * FM_MS)
 
+#ifdef _MSC_VER
+#define FM_THREAD_LOCAL __declspec(thread)
+#else
+#define FM_THREAD_LOCAL __thread
+#endif
+/* Batches the calling thread wrote or published. The I/O thread reads its own copy to stay
+ * awake for a while after doing work (a direct writer or reader bumps only its own). */
+extern FM_THREAD_LOCAL unsigned fm_progress;
+
 /* Every fd in the poller carries a pointer to one of these, first member of its owner. */
 typedef enum { FM_H_WAKER, FM_H_SENDER, FM_H_LISTENER, FM_H_RXCONN, FM_H_RXPOLL } fm_handle_kind;
 typedef struct {

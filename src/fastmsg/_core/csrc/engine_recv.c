@@ -490,6 +490,7 @@ static int parse(fm_rxconn *c, int *stalled) {
 }
 
 static void publish(fm_rxconn *c) {
+    fm_progress++;
     fastmsg_ring_publish(&c->w);
     notify(c->rx, c->buf);
 }

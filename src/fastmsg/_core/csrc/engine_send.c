@@ -271,6 +271,7 @@ static void batch_done(fm_sender *s) {
     FM_STAT_ADD(s, FM_SENT_MESSAGES, s->batch_count);
     FM_STAT_ADD(s, FM_SENT_BYTES, s->batch_bytes);
     FM_STAT_ADD(s, FM_SENT_BATCHES, 1);
+    fm_progress++;
     r->rpos = s->batch_end;
     r->rcount += s->batch_count;
     fastmsg_ring_release(r, s->batch_end); /* wakes a producer waiting for room or in flush */
