@@ -3,6 +3,9 @@ itself (epoll), with the sockets handed back to the I/O thread after a lease; an
 lock that makes recv safe from several threads and against a close() from another one."""
 
 import multiprocessing
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -131,3 +134,29 @@ def test_request_reply_between_processes(ctx):
                 child.kill()
                 child.join(5)
         assert rx.stats()["crc_errors"] == rx.stats()["protocol_errors"] == 0
+
+
+RECV_UNTIL_SIGINT = """
+import sys, fastmsg
+ctx = fastmsg.Context(poller=sys.argv[1])
+rx = fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx)
+try:
+    print("waiting", flush=True)
+    rx.recv()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_interrupts_a_recv_without_timeout(ctx):
+    p = subprocess.Popen([sys.executable, "-c", RECV_UNTIL_SIGINT, ctx.poller],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "waiting\n"
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out == "interrupted\n" and p.returncode == 0

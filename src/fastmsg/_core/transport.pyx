@@ -732,21 +732,17 @@ cdef class Receiver:
 
     cdef int _wait(self, int64_t deadline, object timeout) except -1:
         cdef int rc
-        cdef int64_t until
         cdef fm_receiver *rx = self.rx
         while True:
-            # In slices, so that a close() from another thread is noticed. This thread reads
-            # the sockets itself while it waits (see fm_receiver_wait_direct).
-            until = fastmsg_monotonic_ns() + WAIT_SLICE_NS
-            if deadline >= 0 and deadline < until:
-                until = deadline
+            # This thread reads the sockets itself while it waits (fm_receiver_wait_direct). A
+            # signal or a close() from another thread interrupts the wait.
             with nogil:
-                rc = fm_receiver_wait_direct(rx, until)
+                rc = fm_receiver_wait_direct(rx, deadline)
             if rc == FASTMSG_WAIT_READY:
                 return 0
             if self.closing:
                 raise Closed("the Receiver was closed while recv() waited")
-            if rc == FASTMSG_WAIT_TIMEOUT and until == deadline:
+            if rc == FASTMSG_WAIT_TIMEOUT:
                 raise Timeout(f"no message arrived within {timeout} s")
             PyErr_CheckSignals()
 
@@ -827,7 +823,8 @@ cdef class Receiver:
         self.closing = True
         cdef fm_receiver *rx = self.rx
         if self.gen == _generation:  # (after fork() the lock may be held by a thread now gone)
-            with nogil:  # a recv() in progress gives up first (within one wait slice)
+            fm_receiver_interrupt(rx)
+            with nogil:  # a recv() in progress gives up first
                 PyThread_acquire_lock(self.lock, WAIT_LOCK)
             rx = self.rx
             self.rx = NULL

@@ -105,6 +105,8 @@ int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns);
  * thread stands aside, sparing two thread hand-offs per message; falls back to fm_receiver_wait
  * when the I/O thread is busy with them or the poller cannot nest. */
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
+/* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
+void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
 void fm_receiver_close(fm_receiver *rx);
 

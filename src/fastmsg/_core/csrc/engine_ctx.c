@@ -27,11 +27,11 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "crc_errors", "protocol_errors", "duplicates", "lost", "rejected",
 };
 
-static int make_waker(fm_ctx *ctx) {
+int fm_waker_open(fm_waker *w) {
 #ifdef __linux__
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) return -errno;
-    ctx->wake_rd = ctx->wake_wr = fd;
+    w->rd = w->wr = fd;
     return 0;
 #else
     int p[2];
@@ -40,16 +40,33 @@ static int make_waker(fm_ctx *ctx) {
         fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
         fcntl(p[i], F_SETFD, FD_CLOEXEC);
     }
-    ctx->wake_rd = p[0];
-    ctx->wake_wr = p[1];
+    w->rd = p[0];
+    w->wr = p[1];
     return 0;
 #endif
 }
 
-static void drain_waker(fm_ctx *ctx) {
+void fm_waker_signal(fm_waker *w) {
+    uint64_t one = 1;
+    ssize_t rc = write(w->wr, &one, w->rd == w->wr ? 8 : 1);
+    (void)rc; /* a full pipe already holds a wake-up */
+}
+
+void fm_waker_drain(fm_waker *w) {
     uint8_t buf[64];
-    while (read(ctx->wake_rd, buf, sizeof buf) > 0) {
+    while (read(w->rd, buf, sizeof buf) > 0) {
     }
+}
+
+void fm_waker_close(fm_waker *w) {
+    if (w->rd < 0) return;
+    close(w->rd);
+    if (w->wr != w->rd) close(w->wr);
+    w->rd = w->wr = -1;
+}
+
+static void drain_waker(fm_ctx *ctx) {
+    fm_waker_drain(&ctx->wake);
     __atomic_store_n(&ctx->kicked, 0, __ATOMIC_SEQ_CST);
 }
 
@@ -58,9 +75,7 @@ void fm_ctx_kick(fm_ctx *ctx) {
      * either the parked thread sees the new work or this side sees it parked and writes. */
     if (!__atomic_load_n(&ctx->parked, __ATOMIC_SEQ_CST)) return;
     if (__atomic_exchange_n(&ctx->kicked, 1, __ATOMIC_SEQ_CST)) return;
-    uint64_t one = 1;
-    ssize_t rc = write(ctx->wake_wr, &one, ctx->wake_rd == ctx->wake_wr ? 8 : 1);
-    (void)rc; /* a full pipe already holds a wake-up */
+    fm_waker_signal(&ctx->wake);
 }
 
 void fm_ctx_command(fm_ctx *ctx, fm_cmd_kind kind, void *obj, uint32_t *done) {
@@ -74,9 +89,7 @@ void fm_ctx_command(fm_ctx *ctx, fm_cmd_kind kind, void *obj, uint32_t *done) {
     ctx->cmds = cmd;
     pthread_mutex_unlock(&ctx->lock);
     __atomic_store_n(&ctx->kicked, 1, __ATOMIC_SEQ_CST);
-    uint64_t one = 1;
-    ssize_t rc = write(ctx->wake_wr, &one, ctx->wake_rd == ctx->wake_wr ? 8 : 1);
-    (void)rc;
+    fm_waker_signal(&ctx->wake);
     if (!done) return;
     while (!__atomic_load_n(done, __ATOMIC_ACQUIRE)) fastmsg_futex_wait(done, 0, 10 * FM_MS, 0);
 }
@@ -204,8 +217,8 @@ fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen) {
         free(ctx);
         return NULL;
     }
-    int rc = make_waker(ctx);
-    if (rc == 0) rc = fastmsg_poller_add(ctx->poller, ctx->wake_rd, FASTMSG_POLL_IN, &ctx->waker);
+    int rc = fm_waker_open(&ctx->wake);
+    if (rc == 0) rc = fastmsg_poller_add(ctx->poller, ctx->wake.rd, FASTMSG_POLL_IN, &ctx->waker);
     if (rc == 0) rc = -pthread_mutex_init(&ctx->lock, NULL);
     if (rc == 0) rc = -pthread_create(&ctx->thread, NULL, io_main, ctx);
     if (rc != 0) {
@@ -222,14 +235,11 @@ const char *fm_ctx_poller_name(const fm_ctx *ctx) { return fastmsg_poller_name(c
 void fm_ctx_free(fm_ctx *ctx) {
     if (!ctx) return;
     __atomic_store_n(&ctx->stop, 1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    ssize_t rc = write(ctx->wake_wr, &one, ctx->wake_rd == ctx->wake_wr ? 8 : 1);
-    (void)rc;
+    fm_waker_signal(&ctx->wake);
     pthread_join(ctx->thread, NULL);
     /* Endpoints still registered belong to Python objects, which close them themselves. */
     fastmsg_poller_free(ctx->poller);
-    close(ctx->wake_rd);
-    if (ctx->wake_wr != ctx->wake_rd) close(ctx->wake_wr);
+    fm_waker_close(&ctx->wake);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }

@@ -31,6 +31,15 @@ typedef struct {
     fm_handle_kind kind;
 } fm_handle;
 
+/* A wake-up fd for a thread waiting in a poller: an eventfd (rd == wr), or a pipe. */
+typedef struct {
+    int rd, wr;
+} fm_waker;
+int fm_waker_open(fm_waker *w); /* 0 or -errno */
+void fm_waker_signal(fm_waker *w);
+void fm_waker_drain(fm_waker *w);
+void fm_waker_close(fm_waker *w);
+
 typedef enum { FM_CMD_ADD_SENDER, FM_CMD_CLOSE_SENDER, FM_CMD_ADD_RECEIVER, FM_CMD_CLOSE_RECEIVER } fm_cmd_kind;
 typedef struct fm_cmd {
     fm_cmd_kind kind;
@@ -41,7 +50,7 @@ typedef struct fm_cmd {
 struct fm_ctx {
     pthread_t thread;
     fastmsg_poller *poller;
-    int wake_rd, wake_wr; /* eventfd (both the same) or a pipe */
+    fm_waker wake;
     fm_handle waker;
     uint32_t parked; /* the I/O thread is waiting, or about to, in the poller */
     uint32_t kicked; /* a wake-up is pending in the waker fd */
@@ -142,6 +151,9 @@ struct fm_receiver {
         fm_receiver *rx;
     } nest;
     uint32_t token; /* held by whoever touches the connections: the I/O thread or a reader */
+    fm_waker wake;          /* in the receiver's poller: close() interrupts a reader's wait */
+    fm_handle waker;
+    uint32_t interrupted;   /* close() has begun: waits return FASTMSG_WAIT_INTERRUPTED */
     /* A reader leaves the nest out of the I/O thread's poller for a while after its wait (the
      * lease), so that the next message waits in the socket for the reader's next recv instead
      * of waking the I/O thread; the I/O thread takes the sockets back once the lease runs out.

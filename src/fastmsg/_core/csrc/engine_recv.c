@@ -107,12 +107,19 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     rx->nest.h.kind = FM_H_RXPOLL;
     rx->nest.rx = rx;
     rx->poller = ctx->poller;
+    rx->waker.kind = FM_H_WAKER;
+    rx->wake.rd = rx->wake.wr = -1;
     if (fastmsg_poller_fd(ctx->poller) >= 0) {
         /* A poller of its own, filled before anyone else can see it; if it cannot be made, the
          * receiver works through the I/O thread alone. */
         fastmsg_poller *own = fastmsg_poller_new(FASTMSG_POLLER_AUTO);
-        if (own && fastmsg_poller_add(own, fd, FASTMSG_POLL_IN, rx) == 0) rx->poller = own;
-        else fastmsg_poller_free(own);
+        if (own && fastmsg_poller_add(own, fd, FASTMSG_POLL_IN, rx) == 0 && fm_waker_open(&rx->wake) == 0 &&
+            fastmsg_poller_add(own, rx->wake.rd, FASTMSG_POLL_IN, &rx->waker) == 0) {
+            rx->poller = own;
+        } else {
+            fm_waker_close(&rx->wake);
+            fastmsg_poller_free(own);
+        }
     }
     pthread_mutex_init(&rx->qlock, NULL);
     fm_ctx_command(ctx, FM_CMD_ADD_RECEIVER, rx, NULL);
@@ -174,11 +181,22 @@ void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed) {
     fm_rxbuf_decref(b);
 }
 
+void fm_receiver_interrupt(fm_receiver *rx) {
+    __atomic_store_n(&rx->interrupted, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&rx->ready_seq, 1, __ATOMIC_SEQ_CST);
+    fastmsg_futex_wake_all(&rx->ready_seq);
+    if (rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
+}
+
 int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns) {
     int rc = FASTMSG_WAIT_TIMEOUT;
     __atomic_fetch_add(&rx->waiters, 1, __ATOMIC_SEQ_CST);
     for (unsigned attempt = 0;; attempt++) {
         uint32_t seq = __atomic_load_n(&rx->ready_seq, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&rx->interrupted, __ATOMIC_SEQ_CST)) {
+            rc = FASTMSG_WAIT_INTERRUPTED;
+            break;
+        }
         pthread_mutex_lock(&rx->qlock);
         uint32_t n = rx->qlen;
         pthread_mutex_unlock(&rx->qlock);
@@ -209,6 +227,7 @@ void fm_receiver_close(fm_receiver *rx) {
     fm_rxbuf *b;
     while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
+    fm_waker_close(&rx->wake);
     free(rx->queue);
     free(rx->sessions);
     pthread_mutex_destroy(&rx->qlock);
@@ -529,7 +548,7 @@ static void pump_in(fm_rxconn *c) {
             if (room == 0) {
                 stalled = 1;
             } else {
-                ptrdiff_t n = fastmsg_read(c->fd, w->data + off, (size_t)room);
+                ptrdiff_t n = fastmsg_read(c->fd, w->data + off, (size_t)(room > 65536 ? 65536 : room));
                 FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
                 if (n == -EAGAIN) return;
                 if (n <= 0) {
@@ -539,7 +558,7 @@ static void pump_in(fm_rxconn *c) {
                     return;
                 }
                 c->fill += (uint64_t)n;
-                drained = (uint64_t)n < room; /* a short read emptied the socket */
+                drained = (uint64_t)n < (room > 65536 ? 65536 : room); /* a short read emptied the socket */
             }
             staged = parse(c, &stalled);
             if (staged < 0) return;
@@ -637,6 +656,7 @@ static void dispatch(fm_receiver *rx, const fastmsg_poll_event *ev, int n, int64
     for (int i = 0; i < n; i++) {
         fm_handle *h = ev[i].data;
         if (h->kind == FM_H_LISTENER) fm_receiver_accept(rx, now);
+        else if (h->kind == FM_H_WAKER) fm_waker_drain(&rx->wake); /* `interrupted` says why */
         else fm_rxconn_event((fm_rxconn *)h, ev[i].events, now);
     }
 }
@@ -705,17 +725,25 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     int rc = FASTMSG_WAIT_TIMEOUT;
     int64_t now = fastmsg_monotonic_ns();
     for (;;) {
-        int64_t next = now + FM_IDLE_WAIT_NS;
+        /* No timer unless a deadline needs one: arming and cancelling one costs more than the
+         * rest of the wait (a VM exit each, in a virtual machine). */
+        int64_t next = INT64_MAX;
         step_held(rx, now, &next);
         if (has_ready(rx)) {
             rc = FASTMSG_WAIT_READY;
+            break;
+        }
+        if (__atomic_load_n(&rx->interrupted, __ATOMIC_SEQ_CST)) {
+            rc = FASTMSG_WAIT_INTERRUPTED;
             break;
         }
         if (deadline_ns >= 0) {
             if (now >= deadline_ns) break;
             if (deadline_ns < next) next = deadline_ns;
         }
-        int n = fastmsg_poller_wait(rx->poller, ev, 64, (int)((next - now + FM_MS - 1) / FM_MS));
+        int64_t wait_ms = next == INT64_MAX ? -1 : (next - now + FM_MS - 1) / FM_MS;
+        int timeout_ms = wait_ms > 3600 * 1000 ? 3600 * 1000 : (int)wait_ms; /* (the loop goes on) */
+        int n = fastmsg_poller_wait(rx->poller, ev, 64, timeout_ms);
         if (n == -EINTR) {
             rc = FASTMSG_WAIT_INTERRUPTED;
             break;

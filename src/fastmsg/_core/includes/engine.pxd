@@ -69,6 +69,7 @@ cdef extern from "engine.h" nogil:
     void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed)
     int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns)
     int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns)
+    void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
     void fm_receiver_close(fm_receiver *rx)
 
