@@ -548,7 +548,7 @@ static void pump_in(fm_rxconn *c) {
             if (room == 0) {
                 stalled = 1;
             } else {
-                ptrdiff_t n = fastmsg_read(c->fd, w->data + off, (size_t)(room > 65536 ? 65536 : room));
+                ptrdiff_t n = fastmsg_read(c->fd, w->data + off, (size_t)room);
                 FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
                 if (n == -EAGAIN) return;
                 if (n <= 0) {
@@ -558,7 +558,7 @@ static void pump_in(fm_rxconn *c) {
                     return;
                 }
                 c->fill += (uint64_t)n;
-                drained = (uint64_t)n < (room > 65536 ? 65536 : room); /* a short read emptied the socket */
+                drained = (uint64_t)n < room; /* a short read emptied the socket */
             }
             staged = parse(c, &stalled);
             if (staged < 0) return;

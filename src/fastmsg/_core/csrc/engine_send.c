@@ -32,6 +32,9 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
     uint8_t *data = (uint8_t *)s->mem + sizeof(fastmsg_ring_ctl);
     fastmsg_ring_init(&s->producer, ctl, data, cfg->ring_capacity);
     fastmsg_ring_init(&s->io, ctl, data, cfg->ring_capacity);
+    /* Room comes back only when a batch is written, and the I/O thread often shares the CPU
+     * (a process pinned to one): a send() waiting for room sleeps at once. */
+    s->producer.no_spin = 1;
     pthread_mutex_init(&s->err_lock, NULL);
     fm_ctx_command(ctx, FM_CMD_ADD_SENDER, s, NULL);
     return s;

@@ -58,7 +58,8 @@ typedef struct fastmsg_ring {
     uint32_t resv_len; /* payload bytes reserved */
     uint32_t resv_open; /* 1 while a reservation is open */
     uint64_t wcount; /* records staged so far */
-    uint8_t pad1_[FASTMSG_RING_LINE - 40];
+    uint32_t no_spin; /* wait for space without spinning first: the consumer may share this CPU */
+    uint8_t pad1_[FASTMSG_RING_LINE - 44];
     /* consumer side */
     uint64_t rpos;   /* cursor: where the next record (or PAD) to hand out starts */
     uint64_t rlimit; /* cached ctl->tail */

@@ -23,10 +23,10 @@ void fastmsg_ring_wake_producer(fastmsg_ring *r) {
 }
 
 /* Waits until *pos >= target. */
-static int wait_pos(const uint64_t *pos, uint64_t target, uint32_t *seq, uint32_t *waiters, int64_t deadline) {
+static int wait_pos(const uint64_t *pos, uint64_t target, uint32_t *seq, uint32_t *waiters, int64_t deadline, int spin) {
     int rc = FASTMSG_WAIT_TIMEOUT;
     unsigned attempt = 0;
-    for (int i = 0; i < FASTMSG_RING_SPIN; i++) {
+    for (int i = 0; i < spin; i++) {
         if (fastmsg_load_acquire64(pos) >= target)
             return FASTMSG_WAIT_READY;
         fastmsg_cpu_relax();
@@ -59,9 +59,10 @@ static int wait_pos(const uint64_t *pos, uint64_t target, uint32_t *seq, uint32_
 int fastmsg_ring_wait_data(fastmsg_ring *r, int64_t deadline_ns) {
     if (r->rpos < r->rlimit)
         return FASTMSG_WAIT_READY;
-    return wait_pos(&r->ctl->tail, r->rpos + 1, &r->ctl->data_seq, &r->ctl->data_waiters, deadline_ns);
+    return wait_pos(&r->ctl->tail, r->rpos + 1, &r->ctl->data_seq, &r->ctl->data_waiters, deadline_ns, FASTMSG_RING_SPIN);
 }
 
 int fastmsg_ring_wait_space(fastmsg_ring *r, uint64_t target, int64_t deadline_ns) {
-    return wait_pos(&r->ctl->head, target, &r->ctl->space_seq, &r->ctl->space_waiters, deadline_ns);
+    return wait_pos(&r->ctl->head, target, &r->ctl->space_seq, &r->ctl->space_waiters, deadline_ns,
+                    r->no_spin ? 0 : FASTMSG_RING_SPIN);
 }
