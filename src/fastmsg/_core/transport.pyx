@@ -10,7 +10,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromSt
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
                                PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
 
 from fastmsg._core.includes.crc32c cimport use_selected_kernel
@@ -24,6 +24,7 @@ import secrets
 import socket
 import threading
 import weakref
+from collections import deque
 
 from fastmsg.endpoint import parse as _parse_endpoint
 from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
@@ -41,7 +42,7 @@ DEFAULT_CONN_RING = 4 << 20
 cdef int64_t DIRECT_GAP_NS = 20 * 1000
 # Blocking waits wake at least this often to notice a close() from another thread.
 cdef int64_t WAIT_SLICE_NS = 50 * 1000 * 1000
-# A message bigger than this fraction of the sender's ring is copied to its own allocation.
+# A message bigger than this fraction of the sender's ring goes outside it (an external record).
 cdef uint64_t RING_SHARE = 4
 
 STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
@@ -187,18 +188,24 @@ cdef dict _stats(uint64_t *values, tuple names, dict extra):
 
 # ---- Sender ----
 
+# No gc clear: `held` must outlive the engine's use of the payloads, which ends in __dealloc__.
+@cython.no_gc_clear
 cdef class Sender:
     """Sends byte messages to one Receiver; connects, and reconnects, in the background.
 
     send() copies the message into a ring and returns; the I/O thread writes batches of them,
-    each with one CRC32C. When hwm_bytes are queued, send() waits (timeout=0: raises Full).
+    each with one CRC32C. A large bytes object is not copied: being immutable, it is written from
+    where it lies and referenced until then. When hwm_bytes are queued, send() waits (timeout=0:
+    raises Full).
     """
     cdef fm_sender *s
     cdef object __weakref__
     cdef fastmsg_ring *ring
     cdef Context _context
     cdef readonly str endpoint
-    cdef uint64_t max_message, small_max, hwm
+    cdef uint64_t max_message, small_max, small_bytes_max, hwm
+    cdef object held          # (ring position after its record, payload) of each external record
+    cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen
     cdef object lock          # one producer at a time on the ring; close() takes it too
     cdef bint closing         # close() has begun: waiting send() calls give up
@@ -227,6 +234,9 @@ cdef class Sender:
         self.max_message = max_message_size
         self.hwm = cfg.ring_capacity
         self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)
+        # A bytes object this large would fill a batch alone anyway: it is lent, not copied.
+        self.small_bytes_max = min(self.small_max, <uint64_t>max_batch_bytes - 1)
+        self.held = deque()
         cdef fm_ctx *ctx = self._context._use(self)
         with nogil:
             self.s = fm_sender_new(ctx, <sockaddr *>&sa, salen, &cfg)
@@ -243,10 +253,10 @@ cdef class Sender:
         _check_generation(self.gen, self)
         return 0
 
-    cdef int _wait_room(self, uint64_t size, int64_t deadline, object timeout) except -1:
+    cdef int _wait_room(self, uint64_t target, int64_t deadline, object timeout) except -1:
+        """Waits until the I/O thread has released the ring up to `target`."""
         cdef int rc
         cdef int64_t until
-        cdef uint64_t target = fastmsg_ring_space_target(self.ring, <uint32_t>size)
         if deadline == -2:
             raise Full(f"the send queue is full ({self.hwm} bytes); nothing was sent")
         while True:
@@ -257,6 +267,8 @@ cdef class Sender:
             with nogil:
                 rc = fastmsg_ring_wait_space(self.ring, target, until)
             if rc == FASTMSG_WAIT_READY:
+                if self.held_bytes:
+                    self._release_written()
                 return 0
             if self.closing:
                 raise Closed("the Sender was closed while send() waited; the message was not sent")
@@ -264,44 +276,36 @@ cdef class Sender:
                 raise Timeout(f"the send queue stayed full for {timeout} s; nothing was sent")
             PyErr_CheckSignals()
 
-    cdef int _put(self, const uint8_t *src, Py_ssize_t size, int64_t deadline, object timeout, bint publish) except -1:
+    cdef int _release_written(self) except -1:
+        """Drops the payloads of external records the I/O thread has written or dropped."""
+        cdef uint64_t released = fm_sender_released(self.s)
+        while self.held and <uint64_t>self.held[0][0] <= released:
+            self.held_bytes -= len(self.held.popleft()[1])
+        return 0
+
+    cdef int _put(self, const uint8_t *src, Py_ssize_t size, int64_t deadline, object timeout, bint publish,
+                  object keep) except -1:
+        """Queues one message. `keep` is the message when it is an exact bytes object, which a
+        large message lends rather than copies; None for any other buffer."""
         cdef uint8_t *dst
-        cdef uint8_t *ext
         cdef uint64_t length = <uint64_t>size
         if <uint64_t>size > self.max_message:
             raise ValueError(f"a {size}-byte message is larger than max_message_size ({self.max_message})")
         cdef uint32_t peer_max = fm_sender_peer_max_message(self.s)
         if peer_max and <uint64_t>size > peer_max:
             raise ValueError(f"a {size}-byte message is larger than the receiver's max_message_size ({peer_max})")
-        if length <= self.small_max:
+        if length <= (self.small_max if keep is None else self.small_bytes_max):
             dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
             while dst == NULL:
                 if publish is False:
                     fastmsg_ring_publish(self.ring)
                     fm_sender_kick(self.s)
-                self._wait_room(size, deadline, timeout)
+                self._wait_room(fastmsg_ring_space_target(self.ring, <uint32_t>size), deadline, timeout)
                 dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
             if size:
                 memcpy(dst, src, size)
         else:
-            # Too large to share the ring: its own copy, which the I/O thread writes and frees.
-            ext = <uint8_t *>malloc(size)
-            if ext == NULL:
-                raise MemoryError(f"cannot allocate {size} bytes for a message")
-            with nogil:
-                memcpy(ext, src, size)
-            dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
-            while dst == NULL:
-                try:
-                    fastmsg_ring_publish(self.ring)
-                    fm_sender_kick(self.s)
-                    self._wait_room(16, deadline, timeout)
-                except BaseException:
-                    free(ext)
-                    raise
-                dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
-            memcpy(dst, &ext, sizeof(ext))
-            memcpy(dst + 8, &length, 8)
+            self._put_external(src, length, deadline, timeout, keep)
             size = 16
         if publish:
             idle = fm_sender_queued(self.s) == 0
@@ -309,6 +313,39 @@ cdef class Sender:
             self._hand_over(idle)
         else:
             fastmsg_ring_stage(self.ring, <uint32_t>size)
+        return 0
+
+    cdef int _put_external(self, const uint8_t *src, uint64_t length, int64_t deadline, object timeout,
+                           object keep) except -1:
+        """Reserves a 16-byte record {pointer, length} for a payload outside the ring, which the I/O
+        thread writes from where it lies; `held` keeps the payload alive until the ring is
+        released past the record. The record is left for the caller to stage or commit."""
+        cdef uint8_t *dst
+        cdef const uint8_t *payload = src
+        cdef char *copy
+        # hwm_bytes bounds these payloads too (the ring holds only their records); one alone may
+        # exceed it, or it could never be sent.
+        self._release_written()
+        while self.held_bytes and self.held_bytes + length > self.hwm:
+            fastmsg_ring_publish(self.ring)  # a staged record must be published to be written
+            fm_sender_kick(self.s)
+            self._wait_room(self.held[0][0], deadline, timeout)
+        if keep is None:  # the caller may change its buffer once send() returns: copy it now
+            keep = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+            copy = PyBytes_AS_STRING(keep)
+            with nogil:
+                memcpy(copy, src, length)
+            payload = <const uint8_t *>copy
+        dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
+        while dst == NULL:
+            fastmsg_ring_publish(self.ring)
+            fm_sender_kick(self.s)
+            self._wait_room(fastmsg_ring_space_target(self.ring, 16), deadline, timeout)
+            dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
+        memcpy(dst, &payload, sizeof(payload))
+        memcpy(dst + 8, &length, 8)
+        self.held.append((self.ring.resv + fastmsg_ring_slot(16), keep))
+        self.held_bytes += length
         return 0
 
     cdef void _hand_over(self, bint idle) noexcept:
@@ -326,21 +363,25 @@ cdef class Sender:
         self.last_send_ns = now
 
     def send(self, data, *, timeout=None):
-        """Queues one message (any bytes-like object, copied) and returns. Waits while the queue
-        is full: timeout=None waits as long as it takes, 0 raises Full at once, a number of
-        seconds raises Timeout when it runs out. Nothing is queued when it raises."""
+        """Queues one message (any bytes-like object, as it is at the call: later changes to the
+        buffer are not sent) and returns. Waits while the queue is full: timeout=None waits as
+        long as it takes, 0 raises Full at once, a number of seconds raises Timeout when it runs
+        out. Nothing is queued when it raises."""
         cdef Py_buffer view
         cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         with self.lock:
             self._check()
+            if self.held_bytes:
+                self._release_written()
             if PyBytes_CheckExact(data):
-                self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, True)
+                self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, True,
+                          data)
                 return
             if isinstance(data, str):
                 raise TypeError("messages are bytes-like objects, not str; encode it first")
             PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
             try:
-                self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, True)
+                self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, True, None)
             finally:
                 PyBuffer_Release(&view)
 
@@ -353,17 +394,20 @@ cdef class Sender:
         cdef bint idle
         with self.lock:
             self._check()
+            if self.held_bytes:
+                self._release_written()
             idle = fm_sender_queued(self.s) == 0
             try:
                 for data in buffers:
                     if PyBytes_CheckExact(data):
-                        self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, False)
+                        self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout,
+                                  False, data)
                     else:
                         if isinstance(data, str):
                             raise TypeError("messages are bytes-like objects, not str; encode them first")
                         PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
                         try:
-                            self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, False)
+                            self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, False, None)
                         finally:
                             PyBuffer_Release(&view)
                     n += 1
@@ -386,6 +430,7 @@ cdef class Sender:
                 with nogil:
                     rc = fm_sender_flush(self.s, until)
                 if rc == FASTMSG_WAIT_READY:
+                    self._release_written()
                     return True
                 if self.closing or (rc == FASTMSG_WAIT_TIMEOUT and until == deadline):
                     return False
@@ -423,6 +468,9 @@ cdef class Sender:
             self.ring = NULL
         if self.gen == _generation:
             _close_sender(<size_t>s)
+        # The engine no longer touches the payloads of unsent external records.
+        self.held.clear()
+        self.held_bytes = 0
         return written
 
     @property

@@ -22,7 +22,9 @@ typedef struct fm_receiver fm_receiver;
 typedef struct fm_rxbuf fm_rxbuf;
 
 /* A record flag (beside FASTMSG_REC_PAD): the record holds {uint64 pointer, uint64 length} of a
- * payload kept outside the ring, for messages too large for it. Never on the wire. */
+ * payload kept outside the ring, for large messages. Never on the wire. The payload belongs to the
+ * producer: the engine only reads it, and is done with it once the ring is released past the
+ * record (fm_sender_released), written or dropped, or once fm_sender_close has returned. */
 #define FM_REC_EXTERNAL 0x40000000u
 /* A record kind in a connection ring: {pointer, size} of a whole DATA frame too large for the
  * ring, which the consumer takes over (and frees). */
@@ -60,6 +62,9 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
 fastmsg_ring *fm_sender_ring(fm_sender *s);
 /* Bytes queued and not yet written (what hwm_bytes limits). */
 uint64_t fm_sender_queued(fm_sender *s);
+/* Ring position before which every record has been written or dropped: the engine no longer
+ * reads the external payloads of those records. */
+uint64_t fm_sender_released(fm_sender *s);
 /* After publishing: wakes the I/O thread if it is parked (no syscall otherwise). */
 void fm_sender_kick(fm_sender *s);
 /* After publishing, when the connection was idle: writes what is queued from the calling thread
@@ -75,7 +80,8 @@ uint32_t fm_sender_peer_max_message(fm_sender *s);
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
 /* Last error the peer reported or the connection met ("" if none), copied into buf. */
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
-/* Unregisters, closes the socket and frees; the ring's unsent records are dropped. */
+/* Unregisters, closes the socket and frees; the ring's unsent records are dropped (their external
+ * payloads are the producer's to free once this returns). */
 void fm_sender_close(fm_sender *s);
 
 /* ---- receiver ---- */

@@ -95,7 +95,6 @@ struct fm_sender {
     uint64_t batch_end, batch_first_seq;
     uint32_t batch_count;
     uint64_t batch_bytes;
-    uint8_t *batch_external; /* payload of an external record, freed once written */
     uint8_t hello[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
     uint8_t in[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT + 16];
     size_t in_len;

@@ -74,18 +74,11 @@ static void set_error(fm_sender *s, const char *fmt, const char *detail) {
     pthread_mutex_unlock(&s->err_lock);
 }
 
-static void free_external(const uint8_t *rec) {
-    uint8_t *p;
-    memcpy(&p, rec + FASTMSG_REC_HDR, sizeof p);
-    free(p);
-}
+uint64_t fm_sender_released(fm_sender *s) { return __atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE); }
 
 void fm_sender_close(fm_sender *s) {
+    /* Unsent records go with the ring; their external payloads are the producer's. */
     fm_ctx_command(s->ctx, FM_CMD_CLOSE_SENDER, s, &s->closed_done);
-    /* Records never sent: free the payloads of external ones. */
-    fastmsg_ring_rec rec;
-    while (fastmsg_ring_next(&s->io, &rec) > 0)
-        if (rec.flags & FM_REC_EXTERNAL) free_external(rec.data - FASTMSG_REC_HDR);
     pthread_mutex_destroy(&s->err_lock);
     free(s->mem);
     free(s);
@@ -114,7 +107,6 @@ static void disconnect(fm_sender *s, int64_t now) {
     if (s->frame_is_data && s->frame_left) s->next_seq = s->batch_first_seq;
     s->frame_left = 0;
     s->frame_is_data = 0;
-    s->batch_external = NULL;
     s->in_len = 0;
     s->next_attempt_ns = now + s->backoff_ns;
     s->backoff_ns = s->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : s->backoff_ns * 2;
@@ -184,7 +176,6 @@ static void drop_oversized(fm_sender *s) {
         uint64_t msg_len = len;
         if (flags & FM_REC_EXTERNAL) memcpy(&msg_len, h + FASTMSG_REC_HDR + 8, sizeof msg_len);
         if (msg_len <= s->peer_max_message) return;
-        if (flags & FM_REC_EXTERNAL) free_external(h);
         char detail[64];
         snprintf(detail, sizeof detail, "%llu", (unsigned long long)msg_len);
         set_error(s, "a %s-byte message is larger than the receiver's max_message_size: dropped", detail);
@@ -214,8 +205,9 @@ static int take_batch(fm_sender *s) {
     uint32_t count = 0;
     uint64_t bytes = 0;
     if (fastmsg_load_le32(h + 4) & FM_REC_EXTERNAL) {
+        uint8_t *payload; /* the producer keeps it alive until the ring is released past it */
         uint64_t len;
-        memcpy(&s->batch_external, h + FASTMSG_REC_HDR, sizeof s->batch_external);
+        memcpy(&payload, h + FASTMSG_REC_HDR, sizeof payload);
         memcpy(&len, h + FASTMSG_REC_HDR + 8, sizeof len);
         static const uint8_t zeros[8];
         uint32_t crc = fastmsg_data_open(s->hdr, (uint32_t)fastmsg_ring_slot(len), 1, s->next_seq);
@@ -223,12 +215,12 @@ static int take_batch(fm_sender *s) {
         memcpy(s->ext_hdr, &len32, 4); /* little-endian hosts only write external records */
         memcpy(s->ext_hdr + 4, &zero, 4);
         crc = fastmsg_crc32c(crc, s->ext_hdr, 8);
-        crc = fastmsg_crc32c(crc, s->batch_external, len);
+        crc = fastmsg_crc32c(crc, payload, len);
         crc = fastmsg_crc32c(crc, zeros, (size_t)((8 - len % 8) % 8));
         fastmsg_data_set_crc(s->hdr, crc);
         s->iov[0] = (struct iovec){s->hdr, 24};
         s->iov[1] = (struct iovec){s->ext_hdr, 8};
-        s->iov[2] = (struct iovec){s->batch_external, (size_t)len};
+        s->iov[2] = (struct iovec){payload, (size_t)len};
         s->iov[3] = (struct iovec){(void *)zeros, (size_t)((8 - len % 8) % 8)};
         s->iovcnt = 4;
         count = 1;
@@ -255,7 +247,6 @@ static int take_batch(fm_sender *s) {
         s->iov[0] = (struct iovec){s->hdr, 24};
         s->iov[1] = (struct iovec){(void *)p, (size_t)(pos - start)};
         s->iovcnt = 2;
-        s->batch_external = NULL;
     }
     s->batch_first_seq = s->next_seq;
     s->next_seq += count;
@@ -268,8 +259,6 @@ static int take_batch(fm_sender *s) {
 
 static void batch_done(fm_sender *s) {
     fastmsg_ring *r = &s->io;
-    if (s->batch_external) free(s->batch_external);
-    s->batch_external = NULL;
     /* Counters first: a flush() woken by the release must find them up to date. */
     FM_STAT_ADD(s, FM_SENT_MESSAGES, s->batch_count);
     FM_STAT_ADD(s, FM_SENT_BYTES, s->batch_bytes);

@@ -46,6 +46,7 @@ cdef extern from "engine.h" nogil:
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg)
     fastmsg_ring *fm_sender_ring(fm_sender *s)
     uint64_t fm_sender_queued(fm_sender *s)
+    uint64_t fm_sender_released(fm_sender *s)
     void fm_sender_kick(fm_sender *s)
     int fm_sender_write_direct(fm_sender *s)
     int fm_sender_flush(fm_sender *s, int64_t deadline_ns)

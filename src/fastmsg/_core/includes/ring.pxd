@@ -17,6 +17,7 @@ cdef extern from "ring.h" nogil:
         uint8_t *data
         uint64_t capacity
         uint64_t wpos
+        uint64_t resv
         uint32_t resv_open
         uint64_t rpos
         uint64_t rcount
