@@ -160,3 +160,32 @@ def test_ctrl_c_interrupts_a_recv_without_timeout(ctx):
             p.kill()
             p.wait()
     assert out == "interrupted\n" and p.returncode == 0
+
+
+@pytest.mark.parametrize("size", [64, 20000, 40000])
+def test_holding_more_than_a_ring_of_messages_does_not_stall(ctx, size):
+    """A caller that keeps every Message (views into the connection's ring) would otherwise
+    stop the connection once the ring is full; the reader goes on in a new ring instead."""
+    n = 64 * 1024 * 8 // size + 100  # about eight rings' worth
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx, ring_bytes=64 * 1024,
+                          max_batch_bytes=4096) as rx, \
+            fastmsg.Sender(rx.endpoint, context=ctx, max_batch_bytes=4096) as tx:
+        body = [bytes([i & 0xFF]) * size for i in range(n)]
+        tx.send_many(body)
+        kept = []
+        deadline = time.monotonic() + 30
+        while len(kept) < n and time.monotonic() < deadline:
+            try:
+                kept.extend(rx.recv_many(n - len(kept), timeout=1))
+            except fastmsg.Timeout:
+                pass
+        assert len(kept) == n, f"{len(kept)} of {n} arrived while all were held"
+        assert all(bytes(m) == b for m, b in zip(kept, body))
+        if size <= 32 * 1024:  # larger ones go in buffers of their own, behind small markers
+            assert rx.stats()["ring_chains"] >= 7
+        for m in kept:
+            m.release()
+        # Released rings are freed and the connection goes on in its current one.
+        tx.send(b"after")
+        with rx.recv(timeout=10) as m:
+            assert bytes(m) == b"after"

@@ -177,7 +177,7 @@ atexit.register(_close_default_at_exit)
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
                 "protocol_errors", "rejected")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
-                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost")
+                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains")
 
 
 cdef dict _stats(uint64_t *values, tuple names, dict extra):

@@ -24,7 +24,7 @@ FM_THREAD_LOCAL unsigned fm_progress;
 const char *const fm_stat_names[FM_STAT_COUNT] = {
     "sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
     "received_messages", "received_bytes", "received_batches", "read_calls", "accepted", "connections",
-    "crc_errors", "protocol_errors", "duplicates", "lost", "rejected",
+    "crc_errors", "protocol_errors", "duplicates", "lost", "rejected", "ring_chains",
 };
 
 int fm_waker_open(fm_waker *w) {

@@ -127,6 +127,7 @@ struct fm_rxbuf {
     uint32_t queued;  /* in the receiver's ready queue (or being drained) */
     uint32_t blocked; /* the I/O thread stopped reading for want of space */
     uint32_t resume;  /* the consumer released space since */
+    uint64_t consumed; /* ring position the consumer has read up to (set when it hands b back) */
     fm_ctx *ctx;
     uint64_t capacity;
     fastmsg_ring_ctl *ctl;

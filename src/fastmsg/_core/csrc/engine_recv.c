@@ -170,6 +170,10 @@ static void notify(fm_receiver *rx, fm_rxbuf *b) {
 }
 
 void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed) {
+    /* A reader stopped for want of room may find that the consumer holds every record it was
+     * given: then it goes on in a new ring (chain_ring) rather than wait for releases. */
+    __atomic_store_n(&b->consumed, consumed, __ATOMIC_SEQ_CST);
+    fm_rxbuf_space_released(b);
     /* Let the producer queue it again, then look once more: records published between the
      * consumer's last look and this store found it still queued and did not queue it. */
     __atomic_store_n(&b->queued, 0, __ATOMIC_SEQ_CST);
@@ -508,6 +512,32 @@ static int parse(fm_rxconn *c, int *stalled) {
     return staged;
 }
 
+/* Every record of the ring was handed to the consumer, which still holds the space: reading
+ * cannot go on in this ring until Messages are released, which may never happen (a caller that
+ * keeps them). */
+static int held_by_consumer(fm_rxconn *c) {
+    return __atomic_load_n(&c->buf->consumed, __ATOMIC_SEQ_CST) == __atomic_load_n(&c->buf->ctl->tail, __ATOMIC_SEQ_CST);
+}
+
+/* Goes on in a new ring: the bytes of the frame in progress move there, and the old ring is
+ * marked closed, so the consumer drops it once drained (it is, see held_by_consumer) and frees
+ * it when its last Message goes. Order holds: nothing more is published in the old ring. */
+static int chain_ring(fm_rxconn *c) {
+    fm_rxbuf *old = c->buf, *nb = rxbuf_new(old->ctx, old->capacity);
+    if (!nb) return -1; /* stay blocked: releases still make room */
+    size_t have = (size_t)(c->fill - c->at);
+    memcpy(nb->data, old->data + (c->at & c->w.mask), have);
+    c->buf = nb;
+    fastmsg_ring_init(&c->w, nb->ctl, nb->data, nb->capacity);
+    c->at = 0;
+    c->fill = have;
+    __atomic_store_n(&old->closed, 1, __ATOMIC_RELEASE);
+    notify(c->rx, old);
+    fm_rxbuf_decref(old);
+    FM_STAT_ADD(c->rx, FM_RING_CHAINS, 1);
+    return 0;
+}
+
 static void publish(fm_rxconn *c) {
     fm_progress++;
     fastmsg_ring_publish(&c->w);
@@ -564,6 +594,7 @@ static void pump_in(fm_rxconn *c) {
             if (staged < 0) return;
         }
         if (staged) publish(c);
+        if (stalled && held_by_consumer(c) && chain_ring(c) == 0) continue;
         if (stalled) {
             /* Wait for the consumer: stop reading (TCP then holds the sender back) until it
              * releases space. Announce it first and look once more, so that a release made
