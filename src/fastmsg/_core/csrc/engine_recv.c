@@ -695,10 +695,10 @@ static void dispatch(fm_receiver *rx, const fastmsg_poll_event *ev, int n, int64
 void fm_receiver_poll(fm_receiver *rx, int64_t now) {
     int nest = fastmsg_poller_fd(rx->poller);
     if (!take(rx)) {
-        /* A reader took it and is about to stop the nest from waking this thread; do it now, or
-         * the level-triggered nest would spin this thread while the reader is preempted. The
-         * reader arms the nest again once it gives the token back; if it already has, the
-         * token is free now and this thread arms it itself. */
+        /* A reader took it and is about to take the sockets on lease (the nest disarmed); do
+         * that now, or the level-triggered nest would spin this thread while the reader is
+         * preempted. fm_receiver_step arms the nest again when the lease ends; if the token is
+         * free again already, this thread restores what `lent` says at once. */
         fastmsg_poller_rearm(rx->ctx->poller, nest, 0);
         if (!take(rx)) return;
         if (!rx->lent) fastmsg_poller_rearm(rx->ctx->poller, nest, FASTMSG_POLL_IN);
