@@ -155,6 +155,24 @@ class Check:
                 "elapsed_ns": self.last_ns - self.first_ns}
 
 
+def time_round_trips(spec, trip):
+    """Times spec's warm-up plus counted round trips. trip(i, payload) sends the payload and
+    returns the reply, which must equal it; the same clock and check serve every peer."""
+    payloads, warmup, count = pool(spec["size"]), spec["warmup"], spec["count"]
+    samples = []
+    clock = time.perf_counter_ns
+    for i in range(warmup + count):
+        p = payloads[i % len(payloads)]
+        t0 = clock()
+        reply = trip(i, p)
+        t1 = clock()
+        if reply != p:
+            raise AssertionError(f"round trip {i + 1}: the reply differs from the message sent")
+        if i >= warmup:
+            samples.append(t1 - t0)
+    return {"sent": warmup + count, **percentiles(samples)}
+
+
 def percentiles(samples_ns):
     s = sorted(samples_ns)
     pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]

@@ -6,7 +6,7 @@ import os
 import time
 
 import fastmsg
-from fastmsg._bench.payload import Check, batches, percentiles, pool
+from fastmsg._bench.payload import Check, batches, pool, time_round_trips
 
 NAME = "fastmsg"
 
@@ -91,24 +91,16 @@ def _echo(rx, spec):
 
 
 def _ping(tx, spec):
-    size, count, warmup, timeout = spec["size"], spec["count"], spec["warmup"], spec["timeout"]
+    timeout = spec["timeout"]
     rx = _bind(spec, "pong")
+
+    def trip(i, p):
+        tx.send(p)
+        with rx.recv(timeout=timeout) as reply:
+            return bytes(reply)
+
     try:
         tx.send(rx.endpoint.encode())
-        payloads = pool(size)
-        samples = []
-        clock = time.perf_counter_ns
-        for i in range(warmup + count):
-            p = payloads[i % len(payloads)]
-            t0 = clock()
-            tx.send(p)
-            reply = rx.recv(timeout=timeout)
-            t1 = clock()
-            if bytes(reply) != p:
-                raise AssertionError(f"round trip {i + 1}: the reply differs from the message sent")
-            reply.release()
-            if i >= warmup:
-                samples.append(t1 - t0)
+        return time_round_trips(spec, trip)
     finally:
         rx.close()
-    return {"sent": warmup + count, **percentiles(samples)}

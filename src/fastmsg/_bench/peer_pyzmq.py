@@ -6,7 +6,7 @@ both throughput modes (libzmq batches the writes itself)."""
 import os
 import time
 
-from fastmsg._bench.payload import Check, batches, percentiles, pool
+from fastmsg._bench.payload import Check, batches, pool, time_round_trips
 
 NAME = "pyzmq"
 _ZERO_COPY_FROM = 64 << 10
@@ -132,18 +132,8 @@ def _echo(sock, spec):
 
 
 def _ping(sock, spec):
-    size, count, warmup = spec["size"], spec["count"], spec["warmup"]
-    payloads = pool(size)
-    samples = []
-    clock = time.perf_counter_ns
-    for i in range(warmup + count):
-        p = payloads[i % len(payloads)]
-        t0 = clock()
+    def trip(i, p):
         sock.send(p)
-        reply = sock.recv()
-        t1 = clock()
-        if reply != p:
-            raise AssertionError(f"round trip {i + 1}: the reply differs from the message sent")
-        if i >= warmup:
-            samples.append(t1 - t0)
-    return {"sent": warmup + count, **percentiles(samples)}
+        return sock.recv()
+
+    return time_round_trips(spec, trip)

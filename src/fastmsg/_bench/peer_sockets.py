@@ -11,7 +11,7 @@ import socket
 import struct
 import time
 
-from fastmsg._bench.payload import Check, batches, percentiles, pool
+from fastmsg._bench.payload import Check, batches, pool, time_round_trips
 
 NAME = "sockets"
 _HDR = struct.Struct("<I")
@@ -175,21 +175,13 @@ def _echo(conn, spec):
 
 
 def _ping(sock, spec):
-    size, count, warmup = spec["size"], spec["count"], spec["warmup"]
-    payloads = pool(size)
-    frames = [_HDR.pack(size) + p for p in payloads]
+    size = spec["size"]
+    frames = [_HDR.pack(size) + p for p in pool(size)]
     buf = bytearray(4 + size)
     view = memoryview(buf)
-    samples = []
-    clock = time.perf_counter_ns
-    for i in range(warmup + count):
-        frame = frames[i % len(frames)]
-        t0 = clock()
-        sock.sendall(frame)
-        reply = _read_frame(sock, buf, view)
-        t1 = clock()
-        if reply != frame[4:]:
-            raise AssertionError(f"round trip {i + 1}: the reply differs from the message sent")
-        if i >= warmup:
-            samples.append(t1 - t0)
-    return {"sent": warmup + count, **percentiles(samples)}
+
+    def trip(i, p):
+        sock.sendall(frames[i % len(frames)])
+        return _read_frame(sock, buf, view)
+
+    return time_round_trips(spec, trip)
