@@ -13,6 +13,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 CSRC = "src/fastmsg/_core/csrc"
+ENGINE_SOURCES = ("engine/engine_ctx.c", "engine/engine_send.c", "engine/engine_recv.c")
 
 
 def _flag(name: str) -> bool:
@@ -61,22 +62,22 @@ def extensions():
         )
 
     crc_kernels = _c(
-        "cpu_features.c",
-        "crc32c_dispatch.c",
-        "crc32c_portable.c",
-        "crc32c_sse42.c",
-        "crc32c_pclmul.c",
-        "crc32c_vpclmul.c",
-        "crc32c_armv8.c",
+        "base/cpu_features.c",
+        "crc32c/crc32c_dispatch.c",
+        "crc32c/crc32c_portable.c",
+        "crc32c/crc32c_sse42.c",
+        "crc32c/crc32c_pclmul.c",
+        "crc32c/crc32c_vpclmul.c",
+        "crc32c/crc32c_armv8.c",
     )
+    ring = _c("ring/ring_wait.c", "base/futex.c")
     exts = [
         ext("crc", crc_kernels),
-        ext("ring", _c("ring_wait.c", "futex.c", "shm.c")),
-        ext("protocol", [*crc_kernels, *_c("protocol.c")]),
+        ext("ring", [*ring, *_c("ring/shm.c")]),
+        ext("protocol", [*crc_kernels, *_c("wire/protocol.c")]),
     ]
     if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come
-        engine = _c("protocol.c", "ring_wait.c", "futex.c", "poller.c", "netio.c", "engine_ctx.c", "engine_send.c",
-                    "engine_recv.c")
+        engine = [*_c("wire/protocol.c"), *ring, *_c("net/poller.c", "net/netio.c"), *_c(*ENGINE_SOURCES)]
         exts.append(ext("transport", [*crc_kernels, *engine], threads=True))
     directives = {
         "language_level": 3,

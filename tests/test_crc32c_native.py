@@ -6,8 +6,8 @@ import pytest
 
 from native_build import CSRC, build_and_run
 
-SOURCES = ["cpu_features.c", "crc32c_dispatch.c", "crc32c_portable.c", "crc32c_sse42.c",
-           "crc32c_pclmul.c", "crc32c_vpclmul.c", "crc32c_armv8.c"]
+SOURCES = ["base/cpu_features.c", "crc32c/crc32c_dispatch.c", "crc32c/crc32c_portable.c", "crc32c/crc32c_sse42.c",
+           "crc32c/crc32c_pclmul.c", "crc32c/crc32c_vpclmul.c", "crc32c/crc32c_armv8.c"]
 
 pytestmark = pytest.mark.skipif(not CSRC.exists(), reason="C sources are not next to the tests")
 

@@ -11,7 +11,7 @@ pytestmark = [
     pytest.mark.skipif(not CSRC.exists(), reason="C sources are not next to the tests"),
     pytest.mark.skipif(sys.platform == "win32", reason="uses pthreads"),
 ]
-SOURCES = ["ring_wait.c", "futex.c"]
+SOURCES = ["ring/ring_wait.c", "base/futex.c"]
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")

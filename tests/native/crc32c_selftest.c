@@ -1,7 +1,7 @@
 /* Checks every CRC32C kernel this CPU can run against the portable one, straight from C.
  * Built and run by tests/test_crc32c_native.py, natively and (where a cross compiler and qemu
  * are installed) for AArch64 under emulation. Exit status 0 means every case agreed. */
-#include "crc32c.h"
+#include "crc32c/crc32c.h"
 #include <stdio.h>
 #include <stdlib.h>
 

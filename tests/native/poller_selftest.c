@@ -2,7 +2,7 @@
  * out, data pointers, modify, remove with the slot reused, hang-up, timeout, and many fds.
  * Built and run by tests/test_poller_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
-#include "poller.h"
+#include "net/poller.h"
 
 #include <errno.h>
 #include <stdio.h>

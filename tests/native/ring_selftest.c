@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ring.h"
+#include "ring/ring.h"
 
 static fastmsg_ring ring;
 static uint64_t total, max_len;

@@ -1,7 +1,7 @@
 # Declarations of csrc/crc32c.h: the CRC32C kernels, callable without the GIL.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
-cdef extern from "crc32c.h" nogil:
+cdef extern from "crc32c/crc32c.h" nogil:
     ctypedef uint32_t (*fastmsg_crc32c_kernel)(uint32_t raw, const uint8_t *data, size_t length)
 
     void fastmsg_crc32c_init()

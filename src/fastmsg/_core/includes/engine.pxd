@@ -10,13 +10,13 @@ cdef extern from "<sys/socket.h>" nogil:
     struct sockaddr_storage:
         pass
 
-cdef extern from "poller.h" nogil:
+cdef extern from "net/poller.h" nogil:
     ctypedef enum fastmsg_poller_kind:
         FASTMSG_POLLER_AUTO
         FASTMSG_POLLER_EPOLL
         FASTMSG_POLLER_POLL
 
-cdef extern from "engine.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     ctypedef struct fm_ctx:
         pass
     ctypedef struct fm_sender:
@@ -82,7 +82,7 @@ cdef extern from "engine.h" nogil:
     void fm_rxbuf_incref(fm_rxbuf *b)
     void fm_rxbuf_decref(fm_rxbuf *b)
 
-cdef extern from "netio.h" nogil:
+cdef extern from "net/netio.h" nogil:
     int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
                               sockaddr_storage *out, socklen_t *length)
     int fastmsg_sockaddr_host_port(const sockaddr_storage *addr, char *host, size_t hostlen, int *port)

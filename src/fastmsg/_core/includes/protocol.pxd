@@ -1,7 +1,7 @@
 # Declarations of csrc/protocol.h: wire protocol v1 frames.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-cdef extern from "protocol.h" nogil:
+cdef extern from "wire/protocol.h" nogil:
     enum:
         FASTMSG_PROTO_MAJOR
         FASTMSG_PROTO_MINOR

@@ -1,7 +1,7 @@
 # Declarations of csrc/ring.h: the SPSC record ring, callable without the GIL.
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
-cdef extern from "ring.h" nogil:
+cdef extern from "ring/ring.h" nogil:
     const uint32_t FASTMSG_REC_HDR
     const uint32_t FASTMSG_REC_PAD
     const uint64_t FASTMSG_RING_MIN_CAPACITY

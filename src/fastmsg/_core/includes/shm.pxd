@@ -3,7 +3,7 @@ from libc.stdint cimport uint8_t, uint64_t
 
 from fastmsg._core.includes.ring cimport fastmsg_ring_ctl
 
-cdef extern from "shm.h" nogil:
+cdef extern from "ring/shm.h" nogil:
     const size_t FASTMSG_SHM_DATA_OFFSET
 
     ctypedef struct fastmsg_shm:

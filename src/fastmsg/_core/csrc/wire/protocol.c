@@ -1,10 +1,10 @@
 /* Wire protocol v1: encoders and validating decoders. Layouts: docs/protocol.md. */
-#include "protocol.h"
+#include "wire/protocol.h"
 
 #include <string.h>
 
-#include "crc32c.h"
-#include "fastmsg_common.h"
+#include "crc32c/crc32c.h"
+#include "base/common.h"
 
 const uint8_t fastmsg_proto_magic[8] = {'F', 'M', 'S', 'G', '\r', '\n', 0x1a, '\n'};
 

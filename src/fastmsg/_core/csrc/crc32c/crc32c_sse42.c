@@ -1,6 +1,6 @@
 /* x86-64: three streams of the SSE4.2 crc32 instruction. */
-#include "crc32c.h"
-#include "fastmsg_common.h"
+#include "crc32c/crc32c.h"
+#include "base/common.h"
 
 #if defined(FASTMSG_X86_64)
 #include <nmmintrin.h>

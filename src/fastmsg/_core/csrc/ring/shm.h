@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ring.h"
+#include "ring/ring.h"
 
 #define FASTMSG_SHM_MAGIC "FMSGRING" /* 8 bytes, no terminator stored */
 #define FASTMSG_SHM_VERSION 1u

@@ -1,5 +1,5 @@
-#include "cpu_features.h"
-#include "fastmsg_common.h"
+#include "base/cpu_features.h"
+#include "base/common.h"
 
 #if defined(FASTMSG_X86_64)
 #if defined(_MSC_VER)

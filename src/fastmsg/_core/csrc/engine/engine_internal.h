@@ -4,12 +4,12 @@
 
 #include <pthread.h>
 
-#include "atomics.h"
-#include "crc32c.h"
-#include "engine.h"
-#include "futex.h"
-#include "netio.h"
-#include "protocol.h"
+#include "base/atomics.h"
+#include "crc32c/crc32c.h"
+#include "engine/engine.h"
+#include "base/futex.h"
+#include "net/netio.h"
+#include "wire/protocol.h"
 
 #define FM_STAT_ADD(obj, i, n) __atomic_fetch_add(&(obj)->stats[(i)], (uint64_t)(n), __ATOMIC_RELAXED)
 #define FM_MS 1000000LL

@@ -1,7 +1,7 @@
 /* The receiving side: the listener, each connection's handshake, and frames read straight into
  * the connection's ring, checked, and published for Python to consume in place. */
 #define _GNU_SOURCE
-#include "engine_internal.h"
+#include "engine/engine_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

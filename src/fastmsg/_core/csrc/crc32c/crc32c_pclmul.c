@@ -2,10 +2,10 @@
  * three-stream crc32 kernel below that. Plain xmm folding ran at half the speed of three crc32
  * streams on the Zen 4 this was measured on, and at best equals them elsewhere, so it is not used
  * on its own. */
-#include "crc32c.h"
+#include "crc32c/crc32c.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include "crc32c_fold.h"
+#include "crc32c/crc32c_fold.h"
 
 #define FUSED_NAME fastmsg_crc32c_pclmul
 #define FUSED_TARGET FOLD128_TARGET

@@ -1,5 +1,5 @@
 /* The two poller backends. See poller.h. */
-#include "poller.h"
+#include "net/poller.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,9 +1,9 @@
 /* x86-64 with VPCLMULQDQ: ymm folding fused with crc32-instruction streams for large buffers,
  * plain eight-register ymm folding for mid-sized ones, the xmm kernel below that. */
-#include "crc32c.h"
+#include "crc32c/crc32c.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include "crc32c_fold.h"
+#include "crc32c/crc32c_fold.h"
 
 #define YMM_TARGET FASTMSG_TARGET("sse4.2,pclmul,avx2,vpclmulqdq")
 /* Below this the xmm kernel wins: the eight-register set-up and reduction do not pay off. */

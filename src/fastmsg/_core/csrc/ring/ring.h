@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "atomics.h"
-#include "fastmsg_common.h"
+#include "base/atomics.h"
+#include "base/common.h"
 
 #define FASTMSG_REC_HDR 8u              /* bytes of a record header */
 #define FASTMSG_REC_PAD 0x80000000u     /* flags bit: padding to the end of the ring, skip it */

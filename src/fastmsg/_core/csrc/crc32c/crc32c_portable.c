@@ -1,6 +1,6 @@
 /* Portable CRC32C: slicing-by-8 tables, plus the GF(2) arithmetic the other kernels share. */
-#include "crc32c.h"
-#include "fastmsg_common.h"
+#include "crc32c/crc32c.h"
+#include "base/common.h"
 
 static uint32_t table[8][256];
 fastmsg_crc32c_shift_table fastmsg_crc32c_shift_long, fastmsg_crc32c_shift_short;

@@ -1,6 +1,6 @@
 /* AArch64: three streams of the ARMv8 CRC32C instructions. */
-#include "crc32c.h"
-#include "fastmsg_common.h"
+#include "crc32c/crc32c.h"
+#include "base/common.h"
 
 #if defined(FASTMSG_AARCH64)
 #include <arm_acle.h>

@@ -1,7 +1,7 @@
 /* futex.h: the platform part of the ring's blocking waits. */
 /* syscall, ftruncate, clock_gettime, shm_open are POSIX/GNU, hidden by -std=c11 otherwise. */
 #define _GNU_SOURCE
-#include "futex.h"
+#include "base/futex.h"
 
 #include <errno.h>
 

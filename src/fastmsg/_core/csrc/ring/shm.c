@@ -1,7 +1,7 @@
 /* shm.h: named shared-memory segments holding a ring. */
 /* syscall, ftruncate, clock_gettime, shm_open are POSIX/GNU, hidden by -std=c11 otherwise. */
 #define _GNU_SOURCE
-#include "shm.h"
+#include "ring/shm.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Chooses the CRC32C kernel once, from what the CPU can run. */
-#include "cpu_features.h"
-#include "crc32c.h"
-#include "fastmsg_common.h"
+#include "base/cpu_features.h"
+#include "crc32c/crc32c.h"
+#include "base/common.h"
 
 typedef struct {
     const char *name;

@@ -2,8 +2,8 @@
 #ifndef FASTMSG_CRC32C_FOLD_H
 #define FASTMSG_CRC32C_FOLD_H
 
-#include "crc32c.h"
-#include "fastmsg_common.h"
+#include "crc32c/crc32c.h"
+#include "base/common.h"
 #include <immintrin.h>
 
 #define FOLD128_TARGET FASTMSG_TARGET("sse4.2,pclmul")

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "poller.h"
-#include "ring.h"
+#include "net/poller.h"
+#include "ring/ring.h"
 
 #ifndef _WIN32
 #include <sys/socket.h>

@@ -1,6 +1,6 @@
 /* See netio.h. */
 #define _GNU_SOURCE
-#include "netio.h"
+#include "net/netio.h"
 
 #ifndef _WIN32
 #include <errno.h>

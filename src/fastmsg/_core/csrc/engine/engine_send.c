@@ -1,7 +1,7 @@
 /* The sending side: connect and reconnect with backoff, the handshake, and DATA batches taken
  * from the sender's ring and written with one writev each. */
 #define _GNU_SOURCE
-#include "engine_internal.h"
+#include "engine/engine_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,8 +6,8 @@
  * are sequentially consistent (the other side's is an atomic exchange storing its position), so
  * either the waiter sees the new position or the other side sees the waiter and bumps the word,
  * which makes the sleep return at once. */
-#include "futex.h"
-#include "ring.h"
+#include "base/futex.h"
+#include "ring/ring.h"
 
 /* Spins this many times before sleeping: about a microsecond, shorter than a futex round trip. */
 #define FASTMSG_RING_SPIN 200

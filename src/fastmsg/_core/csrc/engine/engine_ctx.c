@@ -1,6 +1,6 @@
 /* The engine's context: the I/O thread, its loop, the wake-up fd and the command queue. */
 #define _GNU_SOURCE
-#include "engine_internal.h"
+#include "engine/engine_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
