@@ -1,6 +1,7 @@
 """Sender/Receiver over real sockets and processes: round trips, fan-in, limits, backpressure,
 exact stats, hostile peers, bad input, fork, interpreter exit and reconnects."""
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -688,6 +689,47 @@ def test_bind_in_use(ctx, ipc_path):
     with fastmsg.Receiver("ipc://" + ipc_path, context=ctx):
         with pytest.raises(OSError):
             fastmsg.Receiver("ipc://" + ipc_path, context=ctx)
+
+
+
+@pytest.mark.xfail(strict=True, reason="needs fm_error from the engine")
+def test_bind_in_use_says_errno(ctx):
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx:
+        with pytest.raises(OSError) as e:
+            fastmsg.Receiver(rx.endpoint, context=ctx)
+    assert e.value.errno == errno.EADDRINUSE
+    assert rx.endpoint in str(e.value) and e.value.endpoint == rx.endpoint
+
+
+@pytest.mark.xfail(strict=True, reason="needs fm_error from the engine")
+def test_bind_in_missing_directory_says_errno(ctx, tmp_path):
+    endpoint = "ipc://" + str(tmp_path / "missing" / "sock")
+    with pytest.raises(FileNotFoundError) as e:
+        fastmsg.Receiver(endpoint, context=ctx)
+    assert e.value.errno == errno.ENOENT and endpoint in str(e.value)
+
+
+def test_bind_failure_names_the_endpoint(ctx, tmp_path):
+    endpoint = "ipc://" + str(tmp_path / "missing" / "sock")
+    with pytest.raises(OSError) as e:
+        fastmsg.Receiver(endpoint, context=ctx)
+    assert endpoint in str(e.value) and e.value.endpoint == endpoint
+
+
+@pytest.mark.parametrize("errnum, cls", [(errno.ENOMEM, MemoryError), (errno.EINVAL, ValueError),
+                                         (0, fastmsg.FastmsgError), (errno.ENOENT, FileNotFoundError),
+                                         (errno.EACCES, PermissionError), (errno.EADDRINUSE, OSError)])
+def test_engine_error_mapping(errnum, cls):
+    from fastmsg._core.transport import _raise_engine_error
+    with pytest.raises(cls) as e:
+        _raise_engine_error(errnum, "cannot bind tcp://127.0.0.1:1", b"the reason", "tcp://127.0.0.1:1")
+    assert "cannot bind tcp://127.0.0.1:1: the reason" in str(e.value)
+    assert e.value.endpoint == "tcp://127.0.0.1:1"
+    if issubclass(cls, OSError):
+        assert e.value.errno == errnum and type(e.value) is cls
+    with pytest.raises(cls) as e:
+        _raise_engine_error(errnum, "cannot start the I/O thread")
+    assert str(e.value).endswith("cannot start the I/O thread") and not hasattr(e.value, "endpoint")
 
 
 # ---- 9. fork ----

@@ -16,13 +16,11 @@ from libc.string cimport memcpy, strerror
 from fastmsg._core.includes.ring cimport *
 from fastmsg._core.includes.deadline cimport deadline_ns
 from fastmsg._core.includes.shm cimport *
+from fastmsg._core.waiting cimport WAIT_CLOSED, WAIT_TIMED_OUT, ring_wait_data, ring_wait_space, wait_until
 
 from operator import index as _index
 
 from fastmsg.errors import Closed, Full, ProtocolError, Timeout
-
-cdef extern from "Python.h":
-    int PyErr_CheckSignals() except -1
 
 # A RingBuffer's allocation: the control block, then the records.
 cdef size_t CTL_BYTES = sizeof(fastmsg_ring_ctl)
@@ -70,31 +68,22 @@ cdef class _Ring:
         pass
 
     cdef int _wait_data(self, object timeout) except -1:
-        cdef int64_t deadline = deadline_ns(timeout)
-        cdef int rc
-        while True:
-            with nogil:
-                rc = fastmsg_ring_wait_data(&self.r, deadline)
-            if rc == FASTMSG_WAIT_READY:
-                return 0
-            if rc == FASTMSG_WAIT_TIMEOUT:
-                raise Timeout(f"no record arrived within {timeout} s")
-            PyErr_CheckSignals()
+        cdef int end = wait_until(ring_wait_data, &self.r, 0, deadline_ns(timeout), 0, &self._closed)
+        if end == WAIT_TIMED_OUT:
+            raise Timeout(f"no record arrived within {timeout} s")
+        if end == WAIT_CLOSED:  # close() from another thread
             self._check_open()
+        return 0
 
     cdef int _wait_space(self, Py_ssize_t size, object timeout) except -1:
         cdef int64_t deadline = deadline_ns(timeout)
         cdef uint64_t target = fastmsg_ring_space_target(&self.r, <uint32_t>size)
-        cdef int rc
-        while True:
-            with nogil:
-                rc = fastmsg_ring_wait_space(&self.r, target, deadline)
-            if rc == FASTMSG_WAIT_READY:
-                return 0
-            if rc == FASTMSG_WAIT_TIMEOUT:
-                raise Timeout(f"no room for a {size}-byte record within {timeout} s")
-            PyErr_CheckSignals()
+        cdef int end = wait_until(ring_wait_space, &self.r, target, deadline, 0, &self._closed)
+        if end == WAIT_TIMED_OUT:
+            raise Timeout(f"no room for a {size}-byte record within {timeout} s")
+        if end == WAIT_CLOSED:  # close() from another thread
             self._check_open()
+        return 0
 
     cdef inline int _check_size(self, Py_ssize_t size) except -1:
         if <uint64_t>size > self.max_payload:

@@ -1,0 +1,60 @@
+# Context: one I/O thread and the endpoints it serves.
+
+cdef class Context:
+    """One I/O thread and the endpoints it serves. A default context is made on first use."""
+    cdef fm_ctx *ctx
+    cdef object endpoints   # weak set of the Senders and Receivers to close with it
+    cdef int gen            # the fork generation it was made in
+    cdef readonly str poller
+
+    def __init__(self, int io_threads=1, str poller=None):
+        if io_threads != 1:
+            raise ValueError("io_threads must be 1 in this version")
+        choice = poller or os.environ.get("FASTMSG_POLLER", "") or "auto"
+        kinds = {"auto": FASTMSG_POLLER_AUTO, "epoll": FASTMSG_POLLER_EPOLL, "poll": FASTMSG_POLLER_POLL}
+        if choice not in kinds:
+            raise ValueError(f"poller must be one of {sorted(kinds)}, got {choice!r}")
+        cdef char err[256]
+        cdef fastmsg_poller_kind kind = kinds[choice]
+        with nogil:
+            self.ctx = fm_ctx_new(kind, err, sizeof(err))
+        if self.ctx == NULL:
+            # integration: fm_ctx_new reports an fm_error; pass its errnum and text.
+            raise_engine_error(0, "cannot start the I/O thread", err, None)
+        self.endpoints = weakref.WeakSet()
+        self.gen = _generation
+        self.poller = fm_ctx_poller_name(self.ctx).decode()
+
+    cdef fm_ctx *_use(self, object endpoint) except NULL:
+        _check_generation(self.gen, self)
+        if self.ctx == NULL:
+            raise Closed("the Context is closed")
+        self.endpoints.add(endpoint)
+        return self.ctx
+
+    def close(self):
+        """Closes every Sender and Receiver of this context, then stops its I/O thread."""
+        if self.ctx == NULL:
+            return
+        for endpoint in list(self.endpoints):
+            endpoint.close(linger=0)
+        cdef fm_ctx *ctx = self.ctx
+        self.ctx = NULL
+        if self.gen == _generation:
+            with nogil:
+                fm_ctx_free(ctx)
+
+    @property
+    def closed(self):
+        return self.ctx == NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __dealloc__(self):
+        if self.ctx != NULL and self.gen == _generation:
+            with nogil:
+                fm_ctx_free(self.ctx)

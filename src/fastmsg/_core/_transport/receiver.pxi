@@ -1,0 +1,331 @@
+# Receiver: each connection's ring is read in place; DATA frames are handed out message by message
+# as zero-copy Message views (message.pxi), their layout read with wire_decode.pxi.
+
+cdef int _receiver_wait_direct(void *rx, uint64_t unused, int64_t deadline) noexcept nogil:
+    """fm_receiver_wait_direct as a wait_fn: a connection has a record for the consumer."""
+    return fm_receiver_wait_direct(<fm_receiver *>rx, deadline)
+
+
+cdef class _ConnRing(_Ring):
+    """One connection's receive ring: the I/O thread writes frames, the Receiver reads them."""
+    cdef fm_rxbuf *buf
+
+    cdef int _bind(self, fm_rxbuf *buf) except -1:
+        fm_rxbuf_incref(buf)
+        self.buf = buf
+        self.mapped = True
+        fastmsg_ring_init(&self.r, fm_rxbuf_ctl(buf), fm_rxbuf_data(buf), fm_rxbuf_capacity(buf))
+        self._setup_release(fm_rxbuf_capacity(buf), 0)
+        return 0
+
+    cdef void _give_back(self, uint64_t start, uint64_t end) noexcept:
+        _Ring._give_back(self, start, end)
+        if self.buf != NULL:
+            fm_rxbuf_space_released(self.buf)
+
+    cdef void _unmap(self) noexcept:
+        if self.mapped:
+            self.mapped = False
+            fm_rxbuf_decref(self.buf)
+            self.buf = NULL
+
+    def __dealloc__(self):
+        self._unmap()
+
+
+cdef class Receiver:
+    """Accepts any number of Senders (fan-in) on one endpoint and hands out their messages.
+
+    Messages from one sender arrive in the order sent; recv() takes them from the connections
+    in turn. Each Message is a view into the receive ring, valid until released.
+    """
+    cdef fm_receiver *rx       # the engine's receiver; NULL once closed
+    cdef object __weakref__
+    cdef Context _context
+    cdef readonly str endpoint
+    cdef int gen               # the fork generation it was made in
+    cdef dict rings            # fm_rxbuf address -> _ConnRing
+    cdef _ConnRing cur         # the connection ring being drained
+    cdef fm_rxbuf *cur_buf     # its queue reference, handed back with fm_receiver_done
+    cdef object frame          # the frame the next messages come from (Record or _BigFrame)
+    cdef Record frame_rec      # the frame's Record when it lies in the ring
+    cdef const uint8_t *p      # next message record in the frame
+    cdef uint32_t left         # messages left in the frame
+    cdef object unlink_path    # an ipc endpoint's socket file, removed by close()
+    cdef Py_ssize_t batch_budget  # bytes one recv_many may hand out
+    cdef PyThread_type_lock lock  # one consumer at a time; close() takes it too
+    cdef bint closing             # close() has begun: a waiting recv() gives up
+
+    def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
+                 max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=1024, ring_bytes=DEFAULT_CONN_RING,
+                 handshake_timeout=5.0):
+        ep = _parse_endpoint(endpoint)
+        _check_message_limits(max_message_size, max_batch_bytes)
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError("cannot allocate the receiver's lock")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        cdef fm_receiver_config cfg
+        cfg.conn_ring_capacity = _pow2(max(ring_bytes, 4 * (max_batch_bytes + 64)))
+        cfg.max_message = max_message_size
+        cfg.max_batch = max_batch_bytes
+        cfg.max_connections = max_connections
+        cfg.handshake_timeout_ms = <uint32_t>(handshake_timeout * 1000)
+        self.batch_budget = cfg.conn_ring_capacity // 4
+        family, addr = ep.resolve(passive=True)[0]
+        cdef sockaddr_storage sa
+        cdef socklen_t salen
+        _sockaddr(family, addr, &sa, &salen)
+        self._context = context if context is not None else default_context()
+        cdef fm_ctx *ctx = self._context._use(self)
+        cdef char err[256]
+        with nogil:
+            self.rx = fm_receiver_new(ctx, <sockaddr *>&sa, salen, &cfg, err, sizeof(err))
+        if self.rx == NULL:
+            # integration: fm_receiver_new reports an fm_error; pass its errnum (EADDRINUSE,
+            # ENOENT...) and text instead of ERRNUM_UNKNOWN_OS.
+            raise_engine_error(ERRNUM_UNKNOWN_OS, f"cannot bind {ep}", err, ep)
+        self.gen = _generation
+        self.rings = {}
+        if ep.scheme == "ipc":
+            self.endpoint = str(ep)
+            self.unlink_path = ep.path
+        else:
+            fm_receiver_local_addr(self.rx, &sa, &salen)
+            self.endpoint = _tcp_endpoint(&sa)
+
+    cdef int _check(self) except -1:
+        if self.rx == NULL:
+            raise Closed("the Receiver is closed")
+        _check_generation(self.gen, self)
+        return 0
+
+    # ---- taking messages (the hot path) ----
+
+    cdef int _start_frame(self, fastmsg_ring_rec *rec) except -1:
+        """Sets up the messages of a DATA frame (in the ring, or big) at rec; 0 if it has none."""
+        cdef const uint8_t *body
+        cdef uint32_t skip, count, i
+        cdef _BigFrame big
+        cdef uint8_t *ptr
+        cdef Record r = self.cur._record(rec)
+        if rec.flags == FM_RX_EXTERNAL:
+            # Take the big frame over from the ring, then let the marker go.
+            memcpy(&ptr, rec.data, sizeof(ptr))
+            memset(<void *>rec.data, 0, sizeof(ptr))
+            big = _BigFrame.__new__(_BigFrame)
+            big.frame = ptr
+            r.release()
+            self.frame = big
+            self.frame_rec = None
+            body = _big_frame_body(ptr)
+        else:
+            self.frame = r
+            self.frame_rec = r
+            body = rec.data
+        skip = _data_skip(body)
+        count = _data_count(body)
+        self.p = _data_records(body)
+        for i in range(skip):
+            self.p += fastmsg_ring_slot(_msg_length(self.p))
+        self.left = count - skip
+        if self.left == 0:
+            self._end_frame()
+        return 0
+
+    cdef void _end_frame(self) noexcept:
+        if self.frame_rec is not None:
+            self.frame_rec.release()
+        self.frame = None
+        self.frame_rec = None
+
+    cdef Message _take(self):
+        """The next message, or None if no connection has one now."""
+        cdef fastmsg_ring_rec rec
+        cdef int rc
+        cdef Message m
+        cdef uint32_t length
+        cdef fm_rxbuf *buf
+        while True:
+            if self.left:
+                length = _msg_length(self.p)
+                m = Message.__new__(Message)
+                m.owner = self.frame
+                m.data = _msg_payload(self.p)
+                m.length = length
+                if self.frame_rec is not None:
+                    self.frame_rec.exports += 1
+                self.p += fastmsg_ring_slot(length)
+                self.left -= 1
+                if self.left == 0:
+                    self._end_frame()
+                return m
+            if self.cur is not None:
+                rc = fastmsg_ring_next(&self.cur.r, &rec)
+                if rc > 0:
+                    if _is_data(rec.flags):
+                        self._start_frame(&rec)
+                    else:  # handshake and control frames: the I/O thread has acted on them
+                        self.cur._record(&rec).release()
+                    continue
+                if rc < 0:
+                    raise ProtocolError("a connection ring broke fastmsg's layout (memory corruption?)")
+                buf = self.cur_buf
+                closed = fm_rxbuf_closed(buf)
+                self.cur_buf = NULL
+                fm_receiver_done(self.rx, buf, self.cur.r.rpos)
+                if closed and self.cur.r.rpos == fastmsg_load_tail(self.cur):
+                    self.rings.pop(<size_t>buf, None)
+                self.cur = None
+            buf = fm_receiver_next_ready(self.rx)
+            if buf == NULL:
+                return None
+            ring = self.rings.get(<size_t>buf)
+            if ring is None:
+                ring = _ConnRing.__new__(_ConnRing)
+                (<_ConnRing>ring)._bind(buf)
+                self.rings[<size_t>buf] = ring
+            self.cur = ring
+            self.cur_buf = buf
+
+    # ---- waiting ----
+
+    cdef int _wait(self, int64_t deadline, object timeout) except -1:
+        # This thread reads the sockets itself while it waits (fm_receiver_wait_direct). A
+        # signal or a close() from another thread interrupts the wait.
+        cdef int end = wait_until(_receiver_wait_direct, self.rx, 0, deadline, 0, &self.closing)
+        if end == WAIT_CLOSED:
+            raise Closed("the Receiver was closed while recv() waited")
+        if end == WAIT_TIMED_OUT:
+            raise Timeout(f"no message arrived within {timeout} s")
+        return 0
+
+    cdef int _enter(self) except -1:
+        """Takes the consumer lock (waiting without the GIL if another thread holds it)."""
+        self._check()
+        if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+        if self.rx == NULL:
+            PyThread_release_lock(self.lock)
+            raise Closed("the Receiver is closed")
+        return 0
+
+    cdef Message _recv(self, object timeout):
+        cdef Message m = self._take()
+        if m is not None:
+            return m
+        cdef int64_t deadline = deadline_ns(timeout)
+        while True:
+            if timeout is not None and timeout == 0:
+                raise Timeout("no message is waiting")
+            self._wait(deadline, timeout)
+            m = self._take()
+            if m is not None:
+                return m
+
+    # ---- public ----
+
+    def recv(self, timeout=None):
+        """The next message. Waits for one: timeout=None as long as it takes, otherwise raises
+        Timeout (also a TimeoutError) after that many seconds; 0 raises at once if none is here."""
+        self._enter()
+        try:
+            return self._recv(timeout)
+        finally:
+            PyThread_release_lock(self.lock)
+
+    def recv_many(self, Py_ssize_t max_messages, timeout=None):
+        """Up to max_messages messages, at least one: waits for the first as recv() does.
+
+        Messages are views into a connection's ring, so one call returns at most a quarter of
+        a ring's bytes: a caller that keeps the previous batch alive while it asks for the next
+        still leaves the connection room to go on."""
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be at least 1, got {max_messages}")
+        cdef Message m
+        cdef list out
+        cdef Py_ssize_t budget
+        self._enter()
+        try:
+            m = self._recv(timeout)
+            out = [m]
+            budget = self.batch_budget - m.length
+            while len(out) < max_messages and budget > 0:
+                m = self._take()
+                if m is None:
+                    break
+                out.append(m)
+                budget -= m.length + 8
+            return out
+        finally:
+            PyThread_release_lock(self.lock)
+
+    def __iter__(self):
+        while True:
+            yield self.recv()
+
+    def stats(self):
+        cdef uint64_t values[FM_STAT_COUNT]
+        self._check()
+        fm_receiver_stats(self.rx, values)
+        return _stats(values, RECEIVER_STATS, {})
+
+    def close(self, linger=None):
+        """Stops accepting and closes every connection. Messages already received stay valid
+        until released. Idempotent. (`linger` is accepted for symmetry with Sender.close.)"""
+        if self.rx == NULL:
+            return
+        self.closing = True
+        cdef fm_receiver *rx = self.rx
+        if self.gen == _generation:  # (after fork() the lock may be held by a thread now gone)
+            fm_receiver_interrupt(rx)
+            with nogil:  # a recv() in progress gives up first
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+            rx = self.rx
+            self.rx = NULL
+            PyThread_release_lock(self.lock)
+        self.rx = NULL
+        if rx == NULL:
+            return
+        if self.gen == _generation:
+            if self.cur_buf != NULL:
+                fm_rxbuf_decref(self.cur_buf)
+                self.cur_buf = NULL
+            with nogil:
+                fm_receiver_close(rx)
+            if self.unlink_path is not None:
+                try:
+                    os.unlink(self.unlink_path)
+                except OSError:
+                    pass
+        self.cur = None
+        self.rings = {}
+
+    @property
+    def closed(self):
+        return self.rx == NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __dealloc__(self):
+        if self.rx != NULL and self.gen == _generation:
+            if self.cur_buf != NULL:
+                fm_rxbuf_decref(self.cur_buf)
+            with nogil:
+                fm_receiver_close(self.rx)
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
+
+    def __repr__(self):
+        return f"<fastmsg.Receiver {self.endpoint}{' closed' if self.rx == NULL else ''}>"
+
+
+# The tail a connection ring's producer published (read where the consumer knows it is final).
+cdef inline uint64_t fastmsg_load_tail(_ConnRing ring) noexcept:
+    return ring.r.ctl.tail

@@ -1,0 +1,320 @@
+# Sender: messages into the sender's ring, the I/O thread (or, after a pause, the caller's own
+# thread) writes them out. Sections: setup; waiting for room; queueing a message; large messages
+# (lend or copy); the direct write; the public methods.
+
+# A send this long after the previous one, with nothing queued, writes from the caller's thread.
+cdef int64_t DIRECT_GAP_NS = 20 * 1000
+# A message bigger than this fraction of the sender's ring goes outside it (an external record).
+cdef uint64_t RING_SHARE = 4
+
+
+cdef int _sender_wait_flush(void *s, uint64_t unused, int64_t deadline) noexcept nogil:
+    """fm_sender_flush as a wait_fn: every record queued so far written (or dropped)."""
+    return fm_sender_flush(<fm_sender *>s, deadline)
+
+
+# No gc clear: `held` must outlive the engine's use of the payloads, which ends in __dealloc__.
+@cython.no_gc_clear
+cdef class Sender:
+    """Sends byte messages to one Receiver; connects, and reconnects, in the background.
+
+    send() copies the message into a ring and returns; the I/O thread writes batches of them,
+    each with one CRC32C. A large bytes object is not copied: being immutable, it is written from
+    where it lies and referenced until then. When hwm_bytes are queued, send() waits (timeout=0:
+    raises Full).
+    """
+    cdef fm_sender *s         # the engine's sender; NULL once closed
+    cdef object __weakref__
+    cdef fastmsg_ring *ring   # its send ring: this side produces, the I/O thread consumes
+    cdef Context _context
+    cdef readonly str endpoint
+    cdef uint64_t max_message       # max_message_size
+    cdef uint64_t small_max         # the largest message copied into the ring ...
+    cdef uint64_t small_bytes_max   # ... and the largest exact bytes object (bigger ones are lent)
+    cdef uint64_t hwm               # the ring's capacity, also the bound of held_bytes
+    cdef object held          # (ring position after its record, payload) of each external record
+    cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
+    cdef int gen              # the fork generation it was made in
+    cdef object lock          # one producer at a time on the ring; close() takes it too
+    cdef bint closing         # close() has begun: waiting send() calls give up
+    cdef int64_t last_send_ns # when send()/send_many() last published
+
+    def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
+                 max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH):
+        ep = _parse_endpoint(endpoint)
+        _check_message_limits(max_message_size, max_batch_bytes)
+        if hwm_bytes < 4096:
+            raise ValueError(f"hwm_bytes must be at least 4096, got {hwm_bytes}")
+        family, addr = ep.resolve()[0]
+        cdef sockaddr_storage sa
+        cdef socklen_t salen
+        _sockaddr(family, addr, &sa, &salen)
+        self._context = context if context is not None else default_context()
+        cdef fm_sender_config cfg
+        cfg.ring_capacity = _pow2(hwm_bytes)
+        cfg.hwm_bytes = cfg.ring_capacity
+        cfg.max_message = max_message_size
+        cfg.max_batch = max_batch_bytes
+        cfg.session_id = secrets.randbits(64) | 1
+        self.max_message = max_message_size
+        self.hwm = cfg.ring_capacity
+        self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)
+        # A bytes object this large would fill a batch alone anyway: it is lent, not copied.
+        self.small_bytes_max = min(self.small_max, <uint64_t>max_batch_bytes - 1)
+        self.held = deque()
+        cdef fm_ctx *ctx = self._context._use(self)
+        with nogil:
+            self.s = fm_sender_new(ctx, <sockaddr *>&sa, salen, &cfg)
+        if self.s == NULL:
+            # integration: fm_sender_new reports an fm_error (ENOMEM, or EINVAL for an address
+            # too long for a sockaddr_storage); pass its errnum and text.
+            raise_engine_error(ENOMEM, "cannot allocate the sender", NULL, ep)
+        self.ring = fm_sender_ring(self.s)
+        self.endpoint = str(ep)
+        self.gen = _generation
+        self.lock = threading.Lock()
+
+    cdef int _check(self) except -1:
+        if self.s == NULL:
+            raise Closed("the Sender is closed")
+        _check_generation(self.gen, self)
+        return 0
+
+    # ---- waiting for room ----
+
+    cdef int _wait_room(self, uint64_t target, int64_t deadline, object timeout) except -1:
+        """Waits until the I/O thread has released the ring up to `target` (deadline -2: do not
+        wait, raise Full). In slices, so that a close() from another thread is noticed."""
+        if deadline == -2:
+            raise Full(f"the send queue is full ({self.hwm} bytes); nothing was sent")
+        cdef int end = wait_until(ring_wait_space, self.ring, target, deadline, WAIT_SLICE_NS, &self.closing)
+        if end == WAIT_CLOSED:
+            raise Closed("the Sender was closed while send() waited; the message was not sent")
+        if end == WAIT_TIMED_OUT:
+            raise Timeout(f"the send queue stayed full for {timeout} s; nothing was sent")
+        if self.held_bytes:
+            self._release_written()
+        return 0
+
+    cdef int _release_written(self) except -1:
+        """Drops the payloads of external records the I/O thread has written or dropped."""
+        cdef uint64_t released = fm_sender_released(self.s)
+        while self.held and <uint64_t>self.held[0][0] <= released:
+            self.held_bytes -= len(self.held.popleft()[1])
+        return 0
+
+    # ---- queueing a message ----
+
+    cdef int _put(self, const uint8_t *src, Py_ssize_t size, int64_t deadline, object timeout, bint publish,
+                  object keep) except -1:
+        """Queues one message. `keep` is the message when it is an exact bytes object, which a
+        large message lends rather than copies; None for any other buffer."""
+        cdef uint8_t *dst
+        cdef uint64_t length = <uint64_t>size
+        if <uint64_t>size > self.max_message:
+            raise ValueError(f"a {size}-byte message is larger than max_message_size ({self.max_message})")
+        cdef uint32_t peer_max = fm_sender_peer_max_message(self.s)
+        if peer_max and <uint64_t>size > peer_max:
+            raise ValueError(f"a {size}-byte message is larger than the receiver's max_message_size ({peer_max})")
+        if length <= (self.small_max if keep is None else self.small_bytes_max):
+            dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
+            while dst == NULL:
+                if publish is False:
+                    fastmsg_ring_publish(self.ring)
+                    fm_sender_kick(self.s)
+                self._wait_room(fastmsg_ring_space_target(self.ring, <uint32_t>size), deadline, timeout)
+                dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
+            if size:
+                memcpy(dst, src, size)
+        else:
+            self._put_external(src, length, deadline, timeout, keep)
+            size = 16
+        if publish:
+            idle = fm_sender_queued(self.s) == 0
+            fastmsg_ring_commit(self.ring, <uint32_t>size)
+            self._hand_over(idle)
+        else:
+            fastmsg_ring_stage(self.ring, <uint32_t>size)
+        return 0
+
+    # ---- large messages: lend or copy ----
+    # Outside the ring, so that one large message never needs a huge ring. An exact bytes object
+    # of max_batch_bytes or more is lent (immutable, it is written from where it lies); any other
+    # buffer larger than a quarter of the ring is copied into a new bytes object, as the caller
+    # may change it once send() returns. Either way `held` keeps the payload until the I/O thread is done.
+
+    cdef int _put_external(self, const uint8_t *src, uint64_t length, int64_t deadline, object timeout,
+                           object keep) except -1:
+        """Reserves a 16-byte record {pointer, length} for a payload outside the ring, which the I/O
+        thread writes from where it lies; `held` keeps the payload alive until the ring is
+        released past the record. The record is left for the caller to stage or commit."""
+        cdef uint8_t *dst
+        cdef const uint8_t *payload = src
+        cdef char *copy
+        # hwm_bytes bounds these payloads too (the ring holds only their records); one alone may
+        # exceed it, or it could never be sent.
+        self._release_written()
+        while self.held_bytes and self.held_bytes + length > self.hwm:
+            fastmsg_ring_publish(self.ring)  # a staged record must be published to be written
+            fm_sender_kick(self.s)
+            self._wait_room(self.held[0][0], deadline, timeout)
+        if keep is None:  # the caller may change its buffer once send() returns: copy it now
+            keep = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+            copy = PyBytes_AS_STRING(keep)
+            with nogil:
+                memcpy(copy, src, length)
+            payload = <const uint8_t *>copy
+        dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
+        while dst == NULL:
+            fastmsg_ring_publish(self.ring)
+            fm_sender_kick(self.s)
+            self._wait_room(fastmsg_ring_space_target(self.ring, 16), deadline, timeout)
+            dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
+        memcpy(dst, &payload, sizeof(payload))
+        memcpy(dst + 8, &length, 8)
+        self.held.append((self.ring.resv + fastmsg_ring_slot(16), keep))
+        self.held_bytes += length
+        return 0
+
+    # ---- the direct write ----
+
+    cdef void _hand_over(self, bint idle) noexcept:
+        """After publishing: a message that follows a pause (nothing was queued, and the last
+        send was a while ago) is written from this thread, sparing the wake-up of the I/O
+        thread; in a stream of sends the I/O thread batches them instead."""
+        cdef int64_t now = fastmsg_monotonic_ns()
+        cdef int done = 0
+        cdef fm_sender *s = self.s
+        if idle and now - self.last_send_ns > DIRECT_GAP_NS:
+            with nogil:
+                done = fm_sender_write_direct(s)
+        if not done:
+            fm_sender_kick(s)
+        self.last_send_ns = now
+
+    # ---- public ----
+
+    def send(self, data, *, timeout=None):
+        """Queues one message (any bytes-like object, as it is at the call: later changes to the
+        buffer are not sent) and returns. Waits while the queue is full: timeout=None waits as
+        long as it takes, 0 raises Full at once, a number of seconds raises Timeout when it runs
+        out. Nothing is queued when it raises."""
+        cdef Py_buffer view
+        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
+        with self.lock:
+            self._check()
+            if self.held_bytes:
+                self._release_written()
+            if PyBytes_CheckExact(data):
+                self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, True,
+                          data)
+                return
+            if isinstance(data, str):
+                raise TypeError("messages are bytes-like objects, not str; encode it first")
+            PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
+            try:
+                self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, True, None)
+            finally:
+                PyBuffer_Release(&view)
+
+    def send_many(self, buffers, *, timeout=None):
+        """Queues every message of `buffers` in order, publishing them together; waits for room
+        as send() does. Returns how many were queued (all of them, unless it raises)."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n = 0
+        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
+        cdef bint idle
+        with self.lock:
+            self._check()
+            if self.held_bytes:
+                self._release_written()
+            idle = fm_sender_queued(self.s) == 0
+            try:
+                for data in buffers:
+                    if PyBytes_CheckExact(data):
+                        self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout,
+                                  False, data)
+                    else:
+                        if isinstance(data, str):
+                            raise TypeError("messages are bytes-like objects, not str; encode them first")
+                        PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
+                        try:
+                            self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, False, None)
+                        finally:
+                            PyBuffer_Release(&view)
+                    n += 1
+            finally:
+                fastmsg_ring_publish(self.ring)
+                self._hand_over(idle)
+        return n
+
+    def flush(self, timeout=None):
+        """Waits until every message queued so far has been written to the socket. True when
+        done, False if the timeout ran out first."""
+        cdef int64_t deadline = deadline_ns(timeout)
+        with self.lock:  # the sender cannot be closed under the wait
+            self._check()
+            if wait_until(_sender_wait_flush, self.s, 0, deadline, WAIT_SLICE_NS, &self.closing) != WAIT_READY:
+                return False  # timed out, or close() from another thread
+            self._release_written()
+            return True
+
+    @property
+    def connected(self):
+        self._check()
+        return bool(fm_sender_connected(self.s))
+
+    def stats(self):
+        """Exact counters: messages and bytes written, batches, write calls, connections..."""
+        cdef uint64_t values[FM_STAT_COUNT]
+        cdef char err[1200]
+        self._check()
+        fm_sender_stats(self.s, values)
+        fm_sender_last_error(self.s, err, sizeof(err))
+        return _stats(values, SENDER_STATS, {"queued_bytes": fm_sender_queued(self.s), "connected": bool(fm_sender_connected(self.s)),
+                               "last_error": err.decode(errors="replace")})
+
+    def close(self, linger=1.0):
+        """Waits up to `linger` seconds (None: no limit, 0: not at all) for queued messages to be
+        written, then closes. Returns True if nothing queued was left unwritten. Idempotent."""
+        if self.s == NULL:
+            return True
+        cdef bint written = True
+        if self.gen == _generation:
+            written = self.flush(linger) if linger != 0 else fm_sender_queued(self.s) == 0
+        self.closing = True
+        with self.lock:  # a send() in progress finishes or gives up first
+            if self.s == NULL:
+                return written
+            s = self.s
+            self.s = NULL
+            self.ring = NULL
+        if self.gen == _generation:
+            _close_sender(<size_t>s)
+        # The engine no longer touches the payloads of unsent external records.
+        self.held.clear()
+        self.held_bytes = 0
+        return written
+
+    @property
+    def closed(self):
+        return self.s == NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __dealloc__(self):
+        if self.s != NULL and self.gen == _generation:
+            with nogil:
+                fm_sender_close(self.s)
+
+    def __repr__(self):
+        return f"<fastmsg.Sender {self.endpoint}{' closed' if self.s == NULL else ''}>"
+
+
+cdef void _close_sender(size_t s) noexcept:
+    with nogil:
+        fm_sender_close(<fm_sender *>s)
