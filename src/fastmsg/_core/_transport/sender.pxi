@@ -36,7 +36,10 @@ cdef class Sender:
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen              # the fork generation it was made in
     cdef object lock          # one producer at a time on the ring; close() takes it too
-    cdef bint closing         # close() has begun: waiting send() calls give up
+    cdef object waiters       # a Condition: counts flush() calls in progress, which close() awaits
+    cdef int flushing         # flush() calls in progress (under waiters)
+    cdef Py_ssize_t _staged   # messages the send_many() in progress has queued so far
+    cdef bint closing         # close() has begun: waiting send() and flush() calls give up
     cdef int64_t last_send_ns # when send()/send_many() last published
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
@@ -73,6 +76,7 @@ cdef class Sender:
         self.endpoint = str(ep)
         self.gen = _generation
         self.lock = threading.Lock()
+        self.waiters = threading.Condition(threading.Lock())
 
     cdef int _check(self) except -1:
         if self.s == NULL:
@@ -94,6 +98,20 @@ cdef class Sender:
             raise Timeout(f"the send queue stayed full for {timeout} s; nothing was sent")
         if self.held_bytes:
             self._release_written()
+        return 0
+
+    cdef int _acquire(self, int64_t deadline, object timeout) except -1:
+        """Takes the producer lock within the caller's timeout: another thread's send() may hold
+        it while it waits for room, and this call's timeout must be honoured all the same."""
+        if self.lock.acquire(False):
+            return 0
+        if deadline == -2:
+            raise Full("another thread is sending into this Sender; nothing was sent")
+        cdef double left = -1
+        if deadline >= 0:
+            left = max(0.0, (deadline - fastmsg_monotonic_ns()) / 1e9)
+        if not self.lock.acquire(True, left):
+            raise Timeout(f"another thread kept this Sender busy for {timeout} s; nothing was sent")
         return 0
 
     cdef int _release_written(self) except -1:
@@ -201,7 +219,9 @@ cdef class Sender:
         out. Nothing is queued when it raises."""
         cdef Py_buffer view
         cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
-        with self.lock:
+        self._check()
+        self._acquire(deadline, timeout)
+        try:
             self._check()
             if self.held_bytes:
                 self._release_written()
@@ -216,48 +236,83 @@ cdef class Sender:
                 self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, True, None)
             finally:
                 PyBuffer_Release(&view)
+        finally:
+            self.lock.release()
 
     def send_many(self, buffers, *, timeout=None):
         """Queues every message of `buffers` in order, publishing them together; waits for room
-        as send() does. Returns how many were queued (all of them, unless it raises)."""
-        cdef Py_buffer view
+        as send() does. Returns how many were queued (all of them, unless it raises). Whatever it
+        raises carries `queued`: how many of the messages, from the first, were queued before it
+        (they will be sent); the text of its own Timeout, Full and Closed says so too."""
         cdef Py_ssize_t n = 0
         cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
+        self._check()
+        try:
+            self._acquire(deadline, timeout)
+        except BaseException as exc:
+            raise _partial(exc, 0) from None
+        try:
+            n = self._send_many(buffers, deadline, timeout)
+        except BaseException as exc:
+            raise _partial(exc, self._staged) from None
+        finally:
+            self.lock.release()
+        return n
+
+    cdef Py_ssize_t _send_many(self, object buffers, int64_t deadline, object timeout) except -1:
+        cdef Py_buffer view
+        cdef Py_ssize_t n = 0
         cdef bint idle
-        with self.lock:
-            self._check()
-            if self.held_bytes:
-                self._release_written()
-            idle = fm_sender_queued(self.s) == 0
-            try:
-                for data in buffers:
-                    if PyBytes_CheckExact(data):
-                        self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout,
-                                  False, data)
-                    else:
-                        if isinstance(data, str):
-                            raise TypeError("messages are bytes-like objects, not str; encode them first")
-                        PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
-                        try:
-                            self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, False, None)
-                        finally:
-                            PyBuffer_Release(&view)
-                    n += 1
-            finally:
-                fastmsg_ring_publish(self.ring)
-                self._hand_over(idle)
+        self._staged = 0
+        self._check()
+        if self.held_bytes:
+            self._release_written()
+        idle = fm_sender_queued(self.s) == 0
+        try:
+            for data in buffers:
+                if PyBytes_CheckExact(data):
+                    self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout,
+                              False, data)
+                else:
+                    if isinstance(data, str):
+                        raise TypeError("messages are bytes-like objects, not str; encode them first")
+                    PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
+                    try:
+                        self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, False, None)
+                    finally:
+                        PyBuffer_Release(&view)
+                n += 1
+                self._staged = n
+        finally:
+            fastmsg_ring_publish(self.ring)
+            self._hand_over(idle)
         return n
 
     def flush(self, timeout=None):
         """Waits until every message queued so far has been written to the socket. True when
         done, False if the timeout ran out first."""
         cdef int64_t deadline = deadline_ns(timeout)
-        with self.lock:  # the sender cannot be closed under the wait
+        cdef int end
+        # Not under the producer lock: a send() waiting for room holds it, and this timeout must
+        # be honoured all the same. close() waits for flushes in progress before freeing.
+        with self.waiters:
             self._check()
-            if wait_until(_sender_wait_flush, self.s, 0, deadline, WAIT_SLICE_NS, &self.closing) != WAIT_READY:
-                return False  # timed out, or close() from another thread
-            self._release_written()
-            return True
+            self.flushing += 1
+        try:
+            end = wait_until(_sender_wait_flush, self.s, 0, deadline, WAIT_SLICE_NS, &self.closing)
+        finally:
+            with self.waiters:
+                self.flushing -= 1
+                self.waiters.notify_all()
+        if end != WAIT_READY:
+            return False  # timed out, or close() from another thread
+        if self.lock.acquire(False):  # (a send() in progress drops them itself)
+            try:
+                if self.s != NULL:
+                    self._release_written()
+            finally:
+                self.lock.release()
+        return True
 
     @property
     def connected(self):
@@ -286,9 +341,12 @@ cdef class Sender:
         with self.lock:  # a send() in progress finishes or gives up first
             if self.s == NULL:
                 return written
-            s = self.s
-            self.s = NULL
-            self.ring = NULL
+            with self.waiters:  # and so does a flush() (within a wait slice)
+                while self.flushing:
+                    self.waiters.wait()
+                s = self.s
+                self.s = NULL
+                self.ring = NULL
         if self.gen == _generation:
             _close_sender(<size_t>s)
         # The engine no longer touches the payloads of unsent external records.
@@ -318,3 +376,18 @@ cdef class Sender:
 cdef void _close_sender(size_t s) noexcept:
     with nogil:
         fm_sender_close(<fm_sender *>s)
+
+
+cdef object _partial(object exc, Py_ssize_t queued):
+    """The exception a send_many() raises once `queued` of its messages were queued: it carries
+    `queued`, and fastmsg's own Timeout, Full and Closed say it in their text."""
+    cdef str said
+    if queued and isinstance(exc, (Timeout, Full, Closed)):
+        said = str(exc).replace("; nothing was sent", "").replace("; the message was not sent", "")
+        exc = type(exc)(f"{said}; {queued} of the messages, from the first, were queued before it "
+                        f"and will be sent; the rest were not")
+    elif queued:
+        exc.add_note(f"send_many() had queued {queued} of the messages, from the first, before this; "
+                     f"they will be sent")
+    exc.queued = queued
+    return exc
