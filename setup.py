@@ -26,11 +26,12 @@ ENGINE_SOURCES = (
     "engine/sender.c",
     "engine/session.c",
     "engine/rxbuf.c",
-    "engine/receiver.c",
+    "engine/receiver_queue.c",
     "engine/receiver_conn.c",
     "engine/receiver_read.c",
     "engine/receiver_accept.c",
     "engine/receiver_direct.c",
+    "engine/receiver.c",
 )
 
 

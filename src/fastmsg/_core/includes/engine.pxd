@@ -1,6 +1,7 @@
 # Declarations of csrc/engine.h: the I/O engine, callable without the GIL.
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
+from fastmsg._core.includes.layout cimport FM_REC_EXTERNAL, FM_RX_EXTERNAL
 from fastmsg._core.includes.ring cimport fastmsg_ring, fastmsg_ring_ctl
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -26,10 +27,16 @@ cdef extern from "engine/engine.h" nogil:
     ctypedef struct fm_rxbuf:
         pass
 
-    const uint32_t FM_REC_EXTERNAL
-    const uint32_t FM_RX_EXTERNAL
     enum:
         FM_STAT_COUNT
+        FM_ERROR_TEXT_MAX
+        FM_LAST_ERROR_MAX           # room for fm_sender_last_error's text
+    const uint32_t FASTMSG_MAX_MESSAGE_SIZE  # the largest max_message_size accepted
+
+    # why fm_*_new failed: a positive errno value and a sentence
+    ctypedef struct fm_error:
+        int errnum
+        char text[FM_ERROR_TEXT_MAX]
     const char *const fm_stat_names[]
 
     fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen)

@@ -3,11 +3,12 @@
  *
  * session.c          where each sender's session resumes
  * rxbuf.c            a connection's ring, shared with Python and reference-counted
- * receiver.c         the API Python calls, and the ready queue of rings with records
+ * receiver_queue.c   the ready queue of rings with records: Python takes, hands back, waits
  * receiver_conn.c    a connection's handshake, its frames, what it writes back, its end
  * receiver_read.c    reading into the ring: frames in place, big frames aside, new rings
  * receiver_accept.c  the listener: accepting connections
- * receiver_direct.c  who reads (the token, the lease), a reader's own wait; the loop's ops */
+ * receiver_direct.c  who reads (the token, the lease), a reader's own wait; the loop's ops
+ * receiver.c         making and closing a receiver */
 #ifndef FASTMSG_RECEIVER_INTERNAL_H
 #define FASTMSG_RECEIVER_INTERNAL_H
 
@@ -91,7 +92,8 @@ struct fm_receiver {
     uint64_t stats[FM_STAT_COUNT];
 };
 
-/* Makes b visible to the consumer unless it already is (queued or being drained) (receiver.c). */
+/* Makes b visible to the consumer unless it already is (queued or being drained)
+ * (receiver_queue.c). */
 void fm_receiver_notify(fm_receiver *rx, fm_rxbuf *b);
 /* 1 if a ring waits in the ready queue. */
 int fm_receiver_has_ready(fm_receiver *rx);
