@@ -9,7 +9,7 @@
 
 static void refuse_fd(fm_receiver *rx, int fd) {
     static const char text[] = "too many connections";
-    uint8_t frame[FASTMSG_FRAME_HDR + 8 + sizeof text];
+    uint8_t frame[FM_RXCONN_OUT_MAX]; /* any ERROR frame fits */
     size_t n = fastmsg_encode_error(frame, FASTMSG_PERR_LIMIT, text, sizeof text - 1);
     struct iovec iov = {frame, n};
     fastmsg_writev(fd, &iov, 1); /* best effort: the socket is new, its buffer empty */
