@@ -39,7 +39,7 @@ cdef extern from "engine/engine.h" nogil:
         char text[FM_ERROR_TEXT_MAX]
     const char *const fm_stat_names[]
 
-    fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen)
+    fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err)
     void fm_ctx_free(fm_ctx *ctx)
     const char *fm_ctx_poller_name(const fm_ctx *ctx)
 
@@ -49,8 +49,10 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_message
         uint32_t max_batch
         uint64_t session_id
+        uint32_t handshake_timeout_ms   # 0: the default (5 s)
 
-    fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg)
+    fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
+                             fm_error *err)
     fastmsg_ring *fm_sender_ring(fm_sender *s)
     uint64_t fm_sender_queued(fm_sender *s)
     uint64_t fm_sender_released(fm_sender *s)
@@ -71,7 +73,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t handshake_timeout_ms
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
-                                 const fm_receiver_config *cfg, char *err, size_t errlen)
+                                 const fm_receiver_config *cfg, fm_error *err)
     int fm_receiver_local_addr(fm_receiver *rx, sockaddr_storage *out, socklen_t *length)
     fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx)
     void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed)

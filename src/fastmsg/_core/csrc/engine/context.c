@@ -1,6 +1,5 @@
 /* The context as Python sees it: start and stop the I/O thread. */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +12,7 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "crc_errors", "protocol_errors", "duplicates", "lost", "rejected", "ring_chains",
 };
 
-static fm_ctx *ctx_new(fastmsg_poller_kind poller, fm_error *err) {
+fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err) {
     fm_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         fm_error_set(err, ENOMEM, "out of memory");
@@ -50,13 +49,6 @@ fail_poller:
 fail_ctx:
     free(ctx);
     return NULL;
-}
-
-fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen) {
-    fm_error e;
-    fm_ctx *ctx = ctx_new(poller, &e);
-    if (!ctx) snprintf(err, errlen, "%s", e.text);
-    return ctx;
 }
 
 const char *fm_ctx_poller_name(const fm_ctx *ctx) { return fastmsg_poller_name(ctx->poller); }

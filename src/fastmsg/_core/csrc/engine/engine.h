@@ -49,8 +49,8 @@ extern const char *const fm_stat_names[FM_STAT_COUNT];
 
 /* ---- context ---- */
 
-/* Starts the I/O thread. NULL and a reason in err on failure. */
-fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen);
+/* Starts the I/O thread. NULL and the reason in *err on failure. */
+fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err);
 /* Stops the I/O thread and frees the context. It closes no endpoint: every sender and receiver
  * made on it must be closed before (Python's Context.close does it). */
 void fm_ctx_free(fm_ctx *ctx);
@@ -64,10 +64,13 @@ typedef struct {
     uint32_t max_message;   /* largest payload accepted by send */
     uint32_t max_batch;     /* largest DATA record bytes per frame */
     uint64_t session_id;    /* non-zero */
+    uint32_t handshake_timeout_ms; /* from the connect to WELCOME; 0: the default, 5 s */
 } fm_sender_config;
 
-/* Registers a sender that connects to addr (and reconnects) from the I/O thread. */
-fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg);
+/* Registers a sender that connects to addr (and reconnects) from the I/O thread. NULL and the
+ * reason in *err on failure (ENOMEM; EINVAL for an address longer than sockaddr_storage). */
+fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
+                         fm_error *err);
 /* Producer handle of the sender's ring: Python writes records with ring.h and then calls kick. */
 fastmsg_ring *fm_sender_ring(fm_sender *s);
 /* Bytes queued and not yet written (what hwm_bytes limits). */
@@ -106,9 +109,10 @@ typedef struct {
     uint32_t handshake_timeout_ms;
 } fm_receiver_config;
 
-/* Binds and listens on addr; NULL and a reason in err on failure. */
+/* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the
+ * bind or listen errno, ENOMEM, or the poller's errno for a listener it cannot watch). */
 fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
-                             char *err, size_t errlen);
+                             fm_error *err);
 /* The bound address (the real port when 0 was asked). */
 int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, socklen_t *len);
 /* A connection ring with published records, with a reference for the caller (fm_rxbuf_decref),

@@ -2,7 +2,6 @@
  * taken through the ready queue (receiver_queue.c); its sockets are read by the I/O thread or a
  * waiting reader (receiver_direct.c). */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,8 +38,8 @@ static void nest_poller(fm_receiver *rx) {
     }
 }
 
-static fm_receiver *receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen,
-                                 const fm_receiver_config *cfg, fm_error *err) {
+fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
+                             fm_error *err) {
     if (addrlen > sizeof(struct sockaddr_storage)) {
         fm_error_set(err, EINVAL, "address too long");
         return NULL;
@@ -78,14 +77,6 @@ static fm_receiver *receiver_new(fm_ctx *ctx, const struct sockaddr *addr, sockl
         receiver_free(rx);
         return NULL;
     }
-    return rx;
-}
-
-fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
-                             char *err, size_t errlen) {
-    fm_error e;
-    fm_receiver *rx = receiver_new(ctx, addr, addrlen, cfg, &e);
-    if (!rx) snprintf(err, errlen, "%s", e.text);
     return rx;
 }
 

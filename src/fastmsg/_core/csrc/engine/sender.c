@@ -7,11 +7,12 @@
 #include "engine/error.h"
 #include "engine/sender_internal.h"
 
-/* A handshake that has not finished this long after the connect began is given up. */
+/* A handshake that has not finished this long after the connect began is given up, unless the
+ * configuration says otherwise. */
 #define HANDSHAKE_TIMEOUT_DEFAULT_MS 5000
 
-static fm_sender *sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
-                             fm_error *err) {
+fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
+                         fm_error *err) {
     if (addrlen > sizeof(struct sockaddr_storage)) {
         fm_error_set(err, EINVAL, "address too long");
         return NULL;
@@ -34,7 +35,8 @@ static fm_sender *sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     memcpy(&s->addr, addr, addrlen);
     s->addrlen = addrlen;
     s->cfg = *cfg;
-    s->handshake_timeout_ns = (int64_t)HANDSHAKE_TIMEOUT_DEFAULT_MS * FM_MS;
+    uint32_t timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : HANDSHAKE_TIMEOUT_DEFAULT_MS;
+    s->handshake_timeout_ns = (int64_t)timeout_ms * FM_MS;
     s->fd = -1;
     fastmsg_ring_ctl *ctl = s->mem;
     uint8_t *data = (uint8_t *)s->mem + sizeof(fastmsg_ring_ctl);
@@ -45,10 +47,6 @@ static fm_sender *sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     s->producer.no_spin = 1;
     fm_ctx_command(ctx, FM_CMD_ATTACH, &s->ep); /* a sender's attach cannot fail */
     return s;
-}
-
-fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg) {
-    return sender_new(ctx, addr, addrlen, cfg, NULL);
 }
 
 fastmsg_ring *fm_sender_ring(fm_sender *s) { return &s->producer; }
