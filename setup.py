@@ -13,7 +13,26 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 CSRC = "src/fastmsg/_core/csrc"
-ENGINE_SOURCES = ("engine/engine_ctx.c", "engine/engine_send.c", "engine/engine_recv.c")
+# The I/O engine, from the loop up (see the header comments of each file).
+ENGINE_SOURCES = (
+    "engine/error.c",
+    "engine/waker.c",
+    "engine/command.c",
+    "engine/loop.c",
+    "engine/context.c",
+    "engine/sender_batch.c",
+    "engine/sender_write.c",
+    "engine/sender_conn.c",
+    "engine/sender.c",
+    "engine/session.c",
+    "engine/rxbuf.c",
+    "engine/receiver_queue.c",
+    "engine/receiver_conn.c",
+    "engine/receiver_read.c",
+    "engine/receiver_accept.c",
+    "engine/receiver_direct.c",
+    "engine/receiver.c",
+)
 
 
 def _flag(name: str) -> bool:

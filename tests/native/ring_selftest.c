@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ring/ring.h"
 
@@ -78,6 +79,61 @@ static void *consume(void *arg) {
     return NULL;
 }
 
+#define EXPECT(cond)                                                                                   \
+    do {                                                                                               \
+        if (!(cond)) {                                                                                 \
+            fprintf(stderr, "line %d: %s\n", __LINE__, #cond);                                        \
+            failures++;                                                                                \
+        }                                                                                              \
+    } while (0)
+
+static void put(fastmsg_ring *r, uint32_t len, uint32_t flags) {
+    uint8_t *p = fastmsg_ring_reserve(r, len, flags);
+    if (!p) {
+        fprintf(stderr, "no room for %u bytes\n", len);
+        exit(4);
+    }
+    memset(p, 0x5a, len);
+    fastmsg_ring_commit(r, len);
+}
+
+/* Takes the run and moves the cursor past it, as the I/O engine does once it is written. */
+static size_t take(fastmsg_ring *r, uint64_t max_bytes, uint32_t max_len, uint32_t stop_flags, fastmsg_ring_run *run) {
+    size_t n = fastmsg_ring_readable_run(r, max_bytes, max_len, stop_flags, run);
+    r->rpos = run->end;
+    r->rcount += n;
+    fastmsg_ring_release(r, run->end);
+    return n;
+}
+
+/* fastmsg_ring_readable_run, single-threaded: each of its stops, and a PAD at the cursor. */
+static void check_runs(void) {
+    enum { CAP = 256, STOP = 0x40000000 };
+    static fastmsg_ring_ctl ctl;
+    static uint8_t data[CAP];
+    fastmsg_ring r;
+    fastmsg_ring_run run;
+    fastmsg_ring_init(&r, &ctl, data, CAP);
+    EXPECT(take(&r, 1000, UINT32_MAX, 0, &run) == 0 && run.end == run.start);
+    put(&r, 8, 0), put(&r, 3, 0), put(&r, 16, STOP), put(&r, 1, 0);
+    EXPECT(take(&r, 1000, UINT32_MAX, STOP, &run) == 2 && run.payload == 11 && run.end - run.start == 32);
+    EXPECT(take(&r, 1000, UINT32_MAX, STOP, &run) == 0 && fastmsg_rec_flags(run.data) == STOP); /* stops before it */
+    EXPECT(take(&r, 1000, UINT32_MAX, 0, &run) == 2 && run.payload == 17);
+    put(&r, 40, 0), put(&r, 40, 0), put(&r, 41, 0), put(&r, 8, 0);
+    EXPECT(take(&r, 100, 40, 0, &run) == 2); /* the 41-byte record is over max_len */
+    EXPECT(take(&r, 10, UINT32_MAX, 0, &run) == 1 && run.payload == 41); /* the first goes even past max_bytes */
+    EXPECT(take(&r, 10, UINT32_MAX, 0, &run) == 1 && run.payload == 8);
+    /* The cursor is at offset 240: a 24-byte record takes a PAD to the end and starts at 0. */
+    put(&r, 24, 0);
+    EXPECT(take(&r, 1000, UINT32_MAX, 0, &run) == 1 && run.start % CAP == 0 && run.payload == 24);
+    /* From offset 32: two records, then a PAD at 232 before the third: the run stops there. */
+    put(&r, 100, 0), put(&r, 80, 0), put(&r, 24, 0);
+    EXPECT(take(&r, 1000, UINT32_MAX, 0, &run) == 2 && run.payload == 180 && run.end % CAP == 232);
+    EXPECT(fastmsg_rec_flags(data + 232) & FASTMSG_REC_PAD);
+    EXPECT(take(&r, 1000, UINT32_MAX, 0, &run) == 1 && run.start % CAP == 0 && run.payload == 24);
+    EXPECT(fastmsg_ring_pending_records(&r) == 0 && r.rpos == fastmsg_load_acquire64(&ctl.tail));
+}
+
 int main(int argc, char **argv) {
     uint64_t capacity = argc > 1 ? strtoull(argv[1], NULL, 10) : 4096;
     fastmsg_ring_ctl *ctl = calloc(1, sizeof *ctl);
@@ -86,6 +142,7 @@ int main(int argc, char **argv) {
     total = argc > 2 ? strtoull(argv[2], NULL, 10) : 1000000;
     if (!ctl || !data)
         return 1;
+    check_runs();
     fastmsg_ring_init(&ring, ctl, data, capacity);
     max_len = fastmsg_ring_max_payload(capacity) < 60 ? fastmsg_ring_max_payload(capacity) : 60;
     pthread_create(&c, NULL, consume, NULL);

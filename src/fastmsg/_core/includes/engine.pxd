@@ -1,6 +1,7 @@
 # Declarations of csrc/engine.h: the I/O engine, callable without the GIL.
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
+from fastmsg._core.includes.layout cimport FM_REC_EXTERNAL, FM_RX_EXTERNAL
 from fastmsg._core.includes.ring cimport fastmsg_ring, fastmsg_ring_ctl
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -26,13 +27,19 @@ cdef extern from "engine/engine.h" nogil:
     ctypedef struct fm_rxbuf:
         pass
 
-    const uint32_t FM_REC_EXTERNAL
-    const uint32_t FM_RX_EXTERNAL
     enum:
         FM_STAT_COUNT
+        FM_ERROR_TEXT_MAX
+        FM_LAST_ERROR_MAX           # room for fm_sender_last_error's text
+    const uint32_t FASTMSG_MAX_MESSAGE_SIZE  # the largest max_message_size accepted
+
+    # why fm_*_new failed: a positive errno value and a sentence
+    ctypedef struct fm_error:
+        int errnum
+        char text[FM_ERROR_TEXT_MAX]
     const char *const fm_stat_names[]
 
-    fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen)
+    fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err)
     void fm_ctx_free(fm_ctx *ctx)
     const char *fm_ctx_poller_name(const fm_ctx *ctx)
 
@@ -42,8 +49,10 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_message
         uint32_t max_batch
         uint64_t session_id
+        uint32_t handshake_timeout_ms   # 0: the default (5 s)
 
-    fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg)
+    fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
+                             fm_error *err)
     fastmsg_ring *fm_sender_ring(fm_sender *s)
     uint64_t fm_sender_queued(fm_sender *s)
     uint64_t fm_sender_released(fm_sender *s)
@@ -64,7 +73,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t handshake_timeout_ms
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
-                                 const fm_receiver_config *cfg, char *err, size_t errlen)
+                                 const fm_receiver_config *cfg, fm_error *err)
     int fm_receiver_local_addr(fm_receiver *rx, sockaddr_storage *out, socklen_t *length)
     fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx)
     void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed)

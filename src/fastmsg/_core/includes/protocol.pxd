@@ -1,22 +1,16 @@
-# Declarations of csrc/protocol.h: wire protocol v1 frames.
+# Declarations of csrc/wire/protocol.h: wire protocol v1 frames (their layouts: layout.pxd).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+from fastmsg._core.includes.layout cimport (FASTMSG_ACK, FASTMSG_CLOSE, FASTMSG_DATA, FASTMSG_DATA_HDR, FASTMSG_ERROR,
+                                            FASTMSG_FRAME_HDR, FASTMSG_HELLO, FASTMSG_PING, FASTMSG_PONG,
+                                            FASTMSG_WELCOME)
 
 cdef extern from "wire/protocol.h" nogil:
     enum:
         FASTMSG_PROTO_MAJOR
         FASTMSG_PROTO_MINOR
-        FASTMSG_FRAME_HDR
         FASTMSG_HELLO_BODY
-        FASTMSG_DATA_HDR
         FASTMSG_ERROR_MAX_TEXT
-        FASTMSG_HELLO
-        FASTMSG_WELCOME
-        FASTMSG_DATA
-        FASTMSG_ACK
-        FASTMSG_PING
-        FASTMSG_PONG
-        FASTMSG_CLOSE
-        FASTMSG_ERROR
         FASTMSG_PERR_OK
         FASTMSG_PERR_COUNT_
         FASTMSG_CAP_ACK
@@ -38,6 +32,11 @@ cdef extern from "wire/protocol.h" nogil:
         uint32_t max_message
         uint32_t max_batch
 
+    ctypedef struct fastmsg_data_info:
+        uint32_t count
+        uint64_t first_seq
+        uint64_t payload_bytes
+
     const char *fastmsg_proto_strerror(int code)
     int fastmsg_frame_check(const uint8_t *hdr, const fastmsg_limits *lim, uint32_t *kind, uint32_t *body_len)
     uint64_t fastmsg_frame_size(uint32_t body_len)
@@ -50,5 +49,6 @@ cdef extern from "wire/protocol.h" nogil:
     int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value)
     int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, const uint8_t **text,
                              uint32_t *text_len)
+    int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, fastmsg_data_info *info)
     int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
                             uint64_t *first_seq)

@@ -1,4 +1,5 @@
-/* Portable helpers shared by the native core: target attributes, unaligned loads. */
+/* Portable helpers shared by the native core: target attributes, unaligned little-endian loads
+ * and stores. */
 #ifndef FASTMSG_COMMON_H
 #define FASTMSG_COMMON_H
 
@@ -40,6 +41,20 @@ static inline uint32_t fastmsg_load_le32(const void *p) {
     v = __builtin_bswap32(v);
 #endif
     return v;
+}
+
+static inline void fastmsg_store_le32(void *p, uint32_t v) {
+#ifdef FASTMSG_BIG_ENDIAN
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, sizeof v);
+}
+
+static inline void fastmsg_store_le64(void *p, uint64_t v) {
+#ifdef FASTMSG_BIG_ENDIAN
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, sizeof v);
 }
 
 #endif

@@ -1,8 +1,9 @@
 /* The I/O engine: one background thread per context moves records between rings and sockets.
  *
  * Python threads produce into a sender's ring and consume from a receiver's connection rings
- * (ring.h); the I/O thread is the other side of each ring. It never takes the GIL. Layout and
- * flow: docs/architecture.md, "I/O engine". */
+ * (ring.h); the I/O thread is the other side of each ring. It never takes the GIL. The records
+ * both sides exchange are laid out in wire/layout.h. Layout and flow: docs/architecture.md,
+ * "I/O engine". */
 #ifndef FASTMSG_ENGINE_H
 #define FASTMSG_ENGINE_H
 
@@ -11,6 +12,8 @@
 
 #include "net/poller.h"
 #include "ring/ring.h"
+#include "wire/layout.h"
+#include "wire/protocol.h"
 
 #ifndef _WIN32
 #include <sys/socket.h>
@@ -21,14 +24,20 @@ typedef struct fm_sender fm_sender;
 typedef struct fm_receiver fm_receiver;
 typedef struct fm_rxbuf fm_rxbuf;
 
-/* A record flag (beside FASTMSG_REC_PAD): the record holds {uint64 pointer, uint64 length} of a
- * payload kept outside the ring, for large messages. Never on the wire. The payload belongs to the
- * producer: the engine only reads it, and is done with it once the ring is released past the
- * record (fm_sender_released), written or dropped, or once fm_sender_close has returned. */
-#define FM_REC_EXTERNAL 0x40000000u
-/* A record kind in a connection ring: {pointer, size} of a whole DATA frame too large for the
- * ring, which the consumer takes over (and frees). */
-#define FM_RX_EXTERNAL 0x100u
+/* The largest max_message_size a Sender or Receiver accepts: a round number below what a record
+ * can describe (FASTMSG_MESSAGE_LIMIT). */
+#define FASTMSG_MAX_MESSAGE_SIZE 0xFFFF0000u
+
+/* Why fm_ctx_new, fm_sender_new or fm_receiver_new failed: a positive errno value (ENOMEM,
+ * EINVAL for a bad argument, the socket call's own for a bind failure...) and a sentence. */
+#define FM_ERROR_TEXT_MAX 256
+typedef struct {
+    int errnum;
+    char text[FM_ERROR_TEXT_MAX];
+} fm_error;
+
+/* Room for fm_sender_last_error's text: the peer's ERROR text and a sentence around it. */
+#define FM_LAST_ERROR_MAX (FASTMSG_ERROR_MAX_TEXT + 64)
 
 /* ---- counters (exact; the I/O thread adds, Python reads) ---- */
 enum {
@@ -40,9 +49,10 @@ extern const char *const fm_stat_names[FM_STAT_COUNT];
 
 /* ---- context ---- */
 
-/* Starts the I/O thread. NULL and a reason in err on failure. */
-fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, char *err, size_t errlen);
-/* Stops the thread after closing every endpoint still open, and frees the context. */
+/* Starts the I/O thread. NULL and the reason in *err on failure. */
+fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err);
+/* Stops the I/O thread and frees the context. It closes no endpoint: every sender and receiver
+ * made on it must be closed before (Python's Context.close does it). */
 void fm_ctx_free(fm_ctx *ctx);
 const char *fm_ctx_poller_name(const fm_ctx *ctx);
 
@@ -54,10 +64,13 @@ typedef struct {
     uint32_t max_message;   /* largest payload accepted by send */
     uint32_t max_batch;     /* largest DATA record bytes per frame */
     uint64_t session_id;    /* non-zero */
+    uint32_t handshake_timeout_ms; /* from the connect to WELCOME; 0: the default, 5 s */
 } fm_sender_config;
 
-/* Registers a sender that connects to addr (and reconnects) from the I/O thread. */
-fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg);
+/* Registers a sender that connects to addr (and reconnects) from the I/O thread. NULL and the
+ * reason in *err on failure (ENOMEM; EINVAL for an address longer than sockaddr_storage). */
+fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
+                         fm_error *err);
 /* Producer handle of the sender's ring: Python writes records with ring.h and then calls kick. */
 fastmsg_ring *fm_sender_ring(fm_sender *s);
 /* Bytes queued and not yet written (what hwm_bytes limits). */
@@ -78,10 +91,12 @@ int fm_sender_connected(fm_sender *s);
 /* The receiver's max_message from its WELCOME, or 0 before the first handshake. */
 uint32_t fm_sender_peer_max_message(fm_sender *s);
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
-/* Last error the peer reported or the connection met ("" if none), copied into buf. */
+/* Last error the peer reported or the connection met ("" if none), copied into buf (at most len
+ * bytes; FM_LAST_ERROR_MAX holds any). */
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
-/* Unregisters, closes the socket and frees; the ring's unsent records are dropped (their external
- * payloads are the producer's to free once this returns). */
+/* Unregisters, closes the socket and frees; the ring's unsent records are dropped. The external
+ * payloads of FM_REC_EXTERNAL records (wire/layout.h) are the producer's: the engine no longer
+ * reads those the ring was released past (fm_sender_released), nor any once this returns. */
 void fm_sender_close(fm_sender *s);
 
 /* ---- receiver ---- */
@@ -94,9 +109,10 @@ typedef struct {
     uint32_t handshake_timeout_ms;
 } fm_receiver_config;
 
-/* Binds and listens on addr; NULL and a reason in err on failure. */
+/* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the
+ * bind or listen errno, ENOMEM, or the poller's errno for a listener it cannot watch). */
 fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
-                             char *err, size_t errlen);
+                             fm_error *err);
 /* The bound address (the real port when 0 was asked). */
 int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, socklen_t *len);
 /* A connection ring with published records, with a reference for the caller (fm_rxbuf_decref),

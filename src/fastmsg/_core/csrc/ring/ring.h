@@ -77,6 +77,14 @@ typedef struct fastmsg_ring_rec {
     uint64_t end;        /* position just past its padding */
 } fastmsg_ring_rec;
 
+/* A record header: payload length and flags, both uint32 little-endian. */
+static inline uint32_t fastmsg_rec_len(const uint8_t *h) { return fastmsg_load_le32(h); }
+static inline uint32_t fastmsg_rec_flags(const uint8_t *h) { return fastmsg_load_le32(h + 4); }
+static inline void fastmsg_rec_put_hdr(uint8_t *h, uint32_t len, uint32_t flags) {
+    fastmsg_store_le32(h, len);
+    fastmsg_store_le32(h + 4, flags);
+}
+
 /* Bytes a record of `len` payload bytes occupies. */
 static inline uint64_t fastmsg_ring_slot(uint64_t len) { return FASTMSG_REC_HDR + ((len + 7u) & ~(uint64_t)7u); }
 
@@ -91,10 +99,10 @@ static inline uint64_t fastmsg_ring_count_(const fastmsg_ring *r, uint64_t pos, 
         return 0;
     while (pos < end) {
         const uint8_t *h = r->data + (pos & r->mask);
-        uint64_t slot = fastmsg_ring_slot(fastmsg_load_le32(h));
+        uint64_t slot = fastmsg_ring_slot(fastmsg_rec_len(h));
         if ((pos & r->mask) + slot > r->capacity)
             break;
-        n += !(fastmsg_load_le32(h + 4) & FASTMSG_REC_PAD);
+        n += !(fastmsg_rec_flags(h) & FASTMSG_REC_PAD);
         pos += slot;
     }
     return n;
@@ -116,13 +124,22 @@ static inline void fastmsg_ring_init(fastmsg_ring *r, fastmsg_ring_ctl *ctl, uin
     r->rcount = r->wcount - fastmsg_ring_count_(r, r->rpos, r->wpos);
 }
 
-static inline void fastmsg_ring_put_hdr_(uint8_t *p, uint32_t len, uint32_t flags) {
-#ifdef FASTMSG_BIG_ENDIAN
-    len = __builtin_bswap32(len);
-    flags = __builtin_bswap32(flags);
-#endif
-    memcpy(p, &len, 4);
-    memcpy(p + 4, &flags, 4);
+/* Writes a PAD at `pos` over the rest of the ring (its length covers what follows its own header;
+ * as the capacity and every record are multiples of 8, a header's worth of room always remains)
+ * and returns the position after it, where the ring starts again. */
+static inline uint64_t fastmsg_ring_put_pad(fastmsg_ring *r, uint64_t pos) {
+    uint64_t to_end = r->capacity - (pos & r->mask);
+    fastmsg_rec_put_hdr(r->data + (pos & r->mask), (uint32_t)(to_end - FASTMSG_REC_HDR), FASTMSG_REC_PAD);
+    return pos + to_end;
+}
+
+/* The position of the record at `pos`: past the PAD there, if there is one (a PAD is always
+ * published together with the record after it, at the ring's start). */
+static inline uint64_t fastmsg_ring_skip_pad(const fastmsg_ring *r, uint64_t pos) {
+    const uint8_t *h = r->data + (pos & r->mask);
+    if (fastmsg_rec_flags(h) & FASTMSG_REC_PAD)
+        pos += (uint64_t)fastmsg_rec_len(h) + FASTMSG_REC_HDR;
+    return pos;
 }
 
 /* Slow paths, in ring_wait.c: wake whoever sleeps on the other side. */
@@ -147,10 +164,9 @@ static inline uint8_t *fastmsg_ring_reserve(fastmsg_ring *r, uint32_t len, uint3
         if (pos + pad + slot > r->wlimit)
             return NULL;
     }
-    if (pad) /* a PAD's length covers the rest of the ring after its own header */
-        fastmsg_ring_put_hdr_(r->data + (pos & r->mask), (uint32_t)(pad - FASTMSG_REC_HDR), FASTMSG_REC_PAD);
-    pos += pad;
-    fastmsg_ring_put_hdr_(r->data + (pos & r->mask), len, flags & ~FASTMSG_REC_PAD);
+    if (pad)
+        pos = fastmsg_ring_put_pad(r, pos);
+    fastmsg_rec_put_hdr(r->data + (pos & r->mask), len, flags & ~FASTMSG_REC_PAD);
     r->resv = pos;
     r->resv_len = len;
     r->resv_open = 1;
@@ -165,7 +181,7 @@ static inline void fastmsg_ring_stage(fastmsg_ring *r, uint32_t len) {
     if (len > r->resv_len)
         len = r->resv_len;
     if (len != r->resv_len)
-        fastmsg_ring_put_hdr_(rec, len, fastmsg_load_le32(rec + 4));
+        fastmsg_rec_put_hdr(rec, len, fastmsg_rec_flags(rec));
     padded = (len + 7u) & ~(uint64_t)7u;
     /* zero the tail padding: the bytes go on the wire and into CRCs, stale data must not */
     memset(rec + FASTMSG_REC_HDR + len, 0, (size_t)(padded - len));
@@ -219,20 +235,16 @@ static inline int fastmsg_ring_next(fastmsg_ring *r, fastmsg_ring_rec *out) {
     }
     out->start = pos;
     off = pos & r->mask;
-    h = r->data + off;
-    len = fastmsg_load_le32(h);
-    flags = fastmsg_load_le32(h + 4);
-    if (flags & FASTMSG_REC_PAD) {
-        if ((uint64_t)len + FASTMSG_REC_HDR != r->capacity - off)
-            return -1;
-        pos += (uint64_t)len + FASTMSG_REC_HDR;
-        if (pos >= r->rlimit) /* a PAD is always published together with the record after it */
+    pos = fastmsg_ring_skip_pad(r, pos);
+    if (pos != out->start) {
+        /* a PAD must end exactly at the ring's end, and come with the record after it */
+        if (pos - out->start != r->capacity - off || pos >= r->rlimit)
             return -1;
         off = 0;
-        h = r->data;
-        len = fastmsg_load_le32(h);
-        flags = fastmsg_load_le32(h + 4);
     }
+    h = r->data + off;
+    len = fastmsg_rec_len(h);
+    flags = fastmsg_rec_flags(h);
     slot = fastmsg_ring_slot(len);
     if (off + slot > r->capacity || pos + slot > r->rlimit || (flags & FASTMSG_REC_PAD))
         return -1;
@@ -257,13 +269,8 @@ static inline ptrdiff_t fastmsg_ring_next_many(fastmsg_ring *r, fastmsg_ring_rec
 /* End of the span that starts at `pos`: a record, or a PAD and the record after it. Only for
  * spans already handed out by fastmsg_ring_next (which checked them). */
 static inline uint64_t fastmsg_ring_span_end(const fastmsg_ring *r, uint64_t pos) {
-    const uint8_t *h = r->data + (pos & r->mask);
-    uint32_t len = fastmsg_load_le32(h);
-    if (fastmsg_load_le32(h + 4) & FASTMSG_REC_PAD) {
-        pos += (uint64_t)len + FASTMSG_REC_HDR;
-        len = fastmsg_load_le32(r->data + (pos & r->mask));
-    }
-    return pos + fastmsg_ring_slot(len);
+    pos = fastmsg_ring_skip_pad(r, pos);
+    return pos + fastmsg_ring_slot(fastmsg_rec_len(r->data + (pos & r->mask)));
 }
 
 /* Bytes the producer could write now (the cached head may lag; this reloads it). */
@@ -285,34 +292,58 @@ static inline void fastmsg_ring_release(fastmsg_ring *r, uint64_t pos) {
         fastmsg_ring_wake_producer(r);
 }
 
-/* Bytes of published records, contiguous in memory, from the cursor: what the I/O engine hands
- * to writev as-is. Skips a PAD at the cursor and stops before one (PAD bytes never need to go on
- * the wire), at the tail, or once `max` bytes are reached (a record is never split). `*nrec`
- * gets the number of records. The cursor does not move; the caller advances `rpos` by the
- * returned size and `rcount` by `*nrec` once the bytes are sent. */
-static inline size_t fastmsg_ring_readable(fastmsg_ring *r, size_t max, const uint8_t **p, size_t *nrec) {
-    uint64_t pos = r->rpos, start, tail = fastmsg_load_acquire64(&r->ctl->tail);
+/* A run of whole published records from the consumer's cursor, contiguous in memory: what the
+ * I/O engine hands to writev as it is (the record layout is the wire layout). */
+typedef struct fastmsg_ring_run {
+    const uint8_t *data; /* the first record's header */
+    uint64_t start;      /* its position: the cursor, or past a PAD at the cursor */
+    uint64_t end;        /* position just past the last record; == start for an empty run */
+    size_t count;        /* records in the run */
+    uint64_t payload;    /* payload bytes of those records */
+} fastmsg_ring_run;
+
+/* Finds the longest run of whole published records at the cursor and returns its count. A PAD at
+ * the cursor is skipped (the cursor moves past it); the run stops before the published tail, a
+ * PAD or the ring's end (PAD bytes never need to go on the wire, and a run is one slice), a record
+ * with any of `stop_flags`, one with more than `max_len` payload bytes, and one that would take
+ * the run past `max_bytes` unless it is the first (a record larger than a batch goes alone).
+ * Otherwise the cursor does not move: the caller advances `rpos` to run->end and `rcount` by
+ * run->count once the bytes are used. */
+static inline size_t fastmsg_ring_readable_run(fastmsg_ring *r, uint64_t max_bytes, uint32_t max_len,
+                                               uint32_t stop_flags, fastmsg_ring_run *run) {
+    uint64_t pos = r->rpos, tail = fastmsg_load_acquire64(&r->ctl->tail);
     size_t n = 0;
+    uint64_t payload = 0;
     r->rlimit = tail;
-    if (pos < tail) {
-        const uint8_t *h = r->data + (pos & r->mask);
-        if (fastmsg_load_le32(h + 4) & FASTMSG_REC_PAD)
-            r->rpos = pos = pos + fastmsg_load_le32(h) + FASTMSG_REC_HDR;
-    }
-    start = pos;
-    *p = r->data + (start & r->mask);
-    if (max > r->capacity - (start & r->mask)) /* the run ends at the end of the ring at the latest */
-        max = (size_t)(r->capacity - (start & r->mask));
+    if (pos < tail)
+        r->rpos = pos = fastmsg_ring_skip_pad(r, pos);
+    run->start = pos;
+    run->data = r->data + (pos & r->mask);
+    stop_flags |= FASTMSG_REC_PAD;
     while (pos < tail) {
         const uint8_t *h = r->data + (pos & r->mask);
-        uint64_t slot = fastmsg_ring_slot(fastmsg_load_le32(h));
-        if ((fastmsg_load_le32(h + 4) & FASTMSG_REC_PAD) || pos + slot - start > max)
+        uint32_t len = fastmsg_rec_len(h);
+        uint64_t slot = fastmsg_ring_slot(len);
+        if ((fastmsg_rec_flags(h) & stop_flags) || len > max_len || (n && pos + slot - run->start > max_bytes) ||
+            (n && (pos & r->mask) == 0))
             break;
         pos += slot;
+        payload += len;
         n++;
     }
-    *nrec = n;
-    return (size_t)(pos - start);
+    run->end = pos;
+    run->count = n;
+    run->payload = payload;
+    return n;
+}
+
+/* The run above for plain records: bytes of the run at *p, `*nrec` records, at most `max` bytes
+ * unless the first record alone is larger. */
+static inline size_t fastmsg_ring_readable(fastmsg_ring *r, size_t max, const uint8_t **p, size_t *nrec) {
+    fastmsg_ring_run run;
+    *nrec = fastmsg_ring_readable_run(r, max, UINT32_MAX, 0, &run);
+    *p = run.data;
+    return (size_t)(run.end - run.start);
 }
 
 /* ---- blocking waits (ring_wait.c) ---- */

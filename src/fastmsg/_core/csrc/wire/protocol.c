@@ -26,14 +26,6 @@ const char *fastmsg_proto_strerror(int code) {
     return (code >= 0 && code < FASTMSG_PERR_COUNT_) ? error_text[code] : "unknown error";
 }
 
-static void put32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p) { return fastmsg_load_le64(p); }
-static uint32_t get32(const uint8_t *p) { return fastmsg_load_le32(p); }
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 static int all_zero(const uint8_t *p, size_t n) {
@@ -43,7 +35,7 @@ static int all_zero(const uint8_t *p, size_t n) {
 }
 
 int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_t *kind, uint32_t *body_len) {
-    uint32_t len = get32(hdr), k = get32(hdr + 4);
+    uint32_t len = fastmsg_rec_len(hdr), k = fastmsg_rec_flags(hdr);
     *kind = k;
     *body_len = len;
     switch (k) {
@@ -71,60 +63,56 @@ int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_
     }
 }
 
-static void put_header(uint8_t *out, uint32_t body_len, uint32_t kind) {
-    put32(out, body_len);
-    put32(out + 4, kind);
-}
 
 size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h) {
     uint8_t *b = out + FASTMSG_FRAME_HDR;
-    put_header(out, FASTMSG_HELLO_BODY, kind);
+    fastmsg_rec_put_hdr(out, FASTMSG_HELLO_BODY, kind);
     memcpy(b, fastmsg_proto_magic, 8);
     b[8] = (uint8_t)h->major;
     b[9] = (uint8_t)(h->major >> 8);
     b[10] = (uint8_t)h->minor;
     b[11] = (uint8_t)(h->minor >> 8);
-    put32(b + 12, h->capabilities);
-    put64(b + 16, h->session_id);
-    put64(b + 24, h->seq);
-    put32(b + 32, h->max_message);
-    put32(b + 36, h->max_batch);
-    put32(b + 40, h->heartbeat_ms);
-    put32(b + 44, 0); /* no extensions in v1 */
+    fastmsg_store_le32(b + 12, h->capabilities);
+    fastmsg_store_le64(b + 16, h->session_id);
+    fastmsg_store_le64(b + 24, h->seq);
+    fastmsg_store_le32(b + 32, h->max_message);
+    fastmsg_store_le32(b + 36, h->max_batch);
+    fastmsg_store_le32(b + 40, h->heartbeat_ms);
+    fastmsg_store_le32(b + 44, 0); /* no extensions in v1 */
     return FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY;
 }
 
 size_t fastmsg_encode_control(uint8_t out[16], uint32_t kind, uint64_t value) {
-    put_header(out, FASTMSG_CONTROL_BODY, kind);
-    put64(out + 8, value);
+    fastmsg_rec_put_hdr(out, FASTMSG_CONTROL_BODY, kind);
+    fastmsg_store_le64(out + 8, value);
     return 16;
 }
 
 size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len) {
     if (text_len > FASTMSG_ERROR_MAX_TEXT) text_len = FASTMSG_ERROR_MAX_TEXT;
     size_t size = (size_t)fastmsg_frame_size((uint32_t)(8 + text_len));
-    put_header(out, (uint32_t)(8 + text_len), FASTMSG_ERROR);
-    put32(out + 8, code);
-    put32(out + 12, (uint32_t)text_len);
+    fastmsg_rec_put_hdr(out, (uint32_t)(8 + text_len), FASTMSG_ERROR);
+    fastmsg_store_le32(out + 8, code);
+    fastmsg_store_le32(out + 12, (uint32_t)text_len);
     memcpy(out + 16, text, text_len);
     memset(out + 16 + text_len, 0, size - 16 - text_len);
     return size;
 }
 
+/* The CRC covers the frame header and the body after the CRC field itself. */
+#define CRC_GAP_START (FASTMSG_FRAME_HDR + FASTMSG_DATA_CRC_OFF)
+#define CRC_GAP_END (CRC_GAP_START + 4u)
+
 uint32_t fastmsg_data_open(uint8_t out[24], uint32_t records_len, uint32_t count, uint64_t first_seq) {
-    put_header(out, FASTMSG_DATA_HDR + records_len, FASTMSG_DATA);
-    put32(out + 8, 0);
-    put32(out + 12, count);
-    put64(out + 16, first_seq);
-    /* The CRC covers the frame header and the body after the CRC field itself. */
-    return fastmsg_crc32c(fastmsg_crc32c(0, out, 8), out + 12, 12);
+    fastmsg_data_put_header(out, records_len, count, first_seq);
+    return fastmsg_crc32c(fastmsg_crc32c(0, out, CRC_GAP_START), out + CRC_GAP_END, FASTMSG_DATA_FRAME_HDR - CRC_GAP_END);
 }
 
-void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc) { put32(hdr + 8, crc); }
+void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc) { fastmsg_data_put_crc(fastmsg_frame_body(hdr), crc); }
 
 static int check_frame(const uint8_t *frame, size_t size, uint32_t kind, uint32_t *body_len) {
     if (size < FASTMSG_FRAME_HDR) return FASTMSG_PERR_MALFORMED;
-    uint32_t len = get32(frame), k = get32(frame + 4);
+    uint32_t len = fastmsg_rec_len(frame), k = fastmsg_rec_flags(frame);
     if (k != kind) return FASTMSG_PERR_BAD_KIND;
     if (fastmsg_frame_size(len) != size) return FASTMSG_PERR_MALFORMED;
     /* padding after the body must be zero: nothing unchecked travels on the wire */
@@ -136,7 +124,7 @@ static int check_frame(const uint8_t *frame, size_t size, uint32_t kind, uint32_
 int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) {
     uint32_t len;
     if (size < FASTMSG_FRAME_HDR) return FASTMSG_PERR_MALFORMED;
-    uint32_t kind = get32(frame + 4);
+    uint32_t kind = fastmsg_rec_flags(frame);
     if (kind != FASTMSG_HELLO && kind != FASTMSG_WELCOME) return FASTMSG_PERR_BAD_KIND;
     int rc = check_frame(frame, size, kind, &len);
     if (rc) return rc;
@@ -146,13 +134,13 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
     out->major = get16(b + 8);
     out->minor = get16(b + 10);
     if (out->major != FASTMSG_PROTO_MAJOR) return FASTMSG_PERR_VERSION;
-    out->capabilities = get32(b + 12);
-    out->session_id = get64(b + 16);
-    out->seq = get64(b + 24);
-    out->max_message = get32(b + 32);
-    out->max_batch = get32(b + 36);
-    out->heartbeat_ms = get32(b + 40);
-    out->ext_len = get32(b + 44);
+    out->capabilities = fastmsg_load_le32(b + 12);
+    out->session_id = fastmsg_load_le64(b + 16);
+    out->seq = fastmsg_load_le64(b + 24);
+    out->max_message = fastmsg_load_le32(b + 32);
+    out->max_batch = fastmsg_load_le32(b + 36);
+    out->heartbeat_ms = fastmsg_load_le32(b + 40);
+    out->ext_len = fastmsg_load_le32(b + 44);
     /* Extensions are skipped in v1, but their declared length must match the frame. */
     if (out->ext_len != len - FASTMSG_HELLO_BODY) return FASTMSG_PERR_MALFORMED;
     if (out->session_id == 0) return FASTMSG_PERR_MALFORMED;
@@ -162,13 +150,13 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
 int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value) {
     uint32_t len;
     if (size != 16) return FASTMSG_PERR_MALFORMED;
-    uint32_t kind = get32(frame + 4);
+    uint32_t kind = fastmsg_rec_flags(frame);
     if (kind != FASTMSG_ACK && kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE)
         return FASTMSG_PERR_BAD_KIND;
     int rc = check_frame(frame, size, kind, &len);
     if (rc) return rc;
     if (len != FASTMSG_CONTROL_BODY) return FASTMSG_PERR_MALFORMED;
-    *value = get64(frame + 8);
+    *value = fastmsg_load_le64(frame + 8);
     return FASTMSG_PERR_OK;
 }
 
@@ -177,31 +165,31 @@ int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, cons
     int rc = check_frame(frame, size, FASTMSG_ERROR, &len);
     if (rc) return rc;
     if (len < 8 || len > 8 + FASTMSG_ERROR_MAX_TEXT) return FASTMSG_PERR_MALFORMED;
-    *code = get32(frame + 8);
-    *text_len = get32(frame + 12);
+    *code = fastmsg_load_le32(frame + 8);
+    *text_len = fastmsg_load_le32(frame + 12);
     if (*text_len != len - 8) return FASTMSG_PERR_MALFORMED;
     *text = frame + 16;
     return FASTMSG_PERR_OK;
 }
 
-int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
-                        uint64_t *first_seq) {
+int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, fastmsg_data_info *info) {
     uint32_t len, kind;
     if (size < FASTMSG_FRAME_HDR) return FASTMSG_PERR_MALFORMED;
     int rc = fastmsg_frame_check(frame, lim, &kind, &len);
     if (rc) return rc;
     if (kind != FASTMSG_DATA) return FASTMSG_PERR_BAD_KIND;
     if (fastmsg_frame_size(len) != size) return FASTMSG_PERR_MALFORMED;
-    uint32_t crc = fastmsg_crc32c(fastmsg_crc32c(0, frame, 8), frame + 12, size - 12);
-    if (crc != get32(frame + 8)) return FASTMSG_PERR_CRC;
-    *count = get32(frame + 12);
-    *first_seq = get64(frame + 16);
+    const uint8_t *body = frame + FASTMSG_FRAME_HDR;
+    uint32_t crc = fastmsg_crc32c(fastmsg_crc32c(0, frame, CRC_GAP_START), frame + CRC_GAP_END, size - CRC_GAP_END);
+    if (crc != fastmsg_data_crc(body)) return FASTMSG_PERR_CRC;
+    info->count = fastmsg_data_count(body);
+    info->first_seq = fastmsg_data_first_seq(body);
     /* Walk the records: they must fill the body exactly and match the count. */
-    const uint8_t *p = frame + FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR, *end = frame + size;
-    uint64_t n = 0;
+    const uint8_t *p = fastmsg_data_records(body), *end = frame + size;
+    uint64_t n = 0, bytes = 0;
     while (p < end) {
         if ((size_t)(end - p) < FASTMSG_FRAME_HDR) return FASTMSG_PERR_MALFORMED;
-        uint32_t msg_len = get32(p), flags = get32(p + 4);
+        uint32_t msg_len = fastmsg_rec_len(p), flags = fastmsg_rec_flags(p);
         if (flags != 0) return FASTMSG_PERR_MALFORMED;
         if (msg_len > lim->max_message) return FASTMSG_PERR_TOO_LARGE;
         uint64_t slot = fastmsg_frame_size(msg_len);
@@ -209,8 +197,21 @@ int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits 
         if (!all_zero(p + FASTMSG_FRAME_HDR + msg_len, (size_t)(slot - FASTMSG_FRAME_HDR - msg_len)))
             return FASTMSG_PERR_MALFORMED;
         p += slot;
+        bytes += msg_len;
         n++;
     }
-    if (n != *count || n == 0) return FASTMSG_PERR_MALFORMED;
+    if (n != info->count || n == 0) return FASTMSG_PERR_MALFORMED;
+    info->payload_bytes = bytes;
     return FASTMSG_PERR_OK;
+}
+
+int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
+                        uint64_t *first_seq) {
+    fastmsg_data_info info;
+    int rc = fastmsg_check_data(frame, size, lim, &info);
+    if (rc == FASTMSG_PERR_OK) {
+        *count = info.count;
+        *first_seq = info.first_seq;
+    }
+    return rc;
 }

@@ -9,29 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "wire/layout.h"
+
 #define FASTMSG_PROTO_MAJOR 1
 #define FASTMSG_PROTO_MINOR 0
-#define FASTMSG_FRAME_HDR 8u
 #define FASTMSG_HELLO_BODY 48u      /* HELLO and WELCOME, before extensions */
 #define FASTMSG_HELLO_MAX_EXT 4048u /* so that a handshake frame fits in 4 KiB */
-#define FASTMSG_DATA_HDR 16u        /* DATA body before its records */
 #define FASTMSG_CONTROL_BODY 8u     /* ACK, PING, PONG, CLOSE */
 #define FASTMSG_ERROR_MAX_TEXT 1024u
 /* The largest payload a message record can describe; DATA bodies stay below 2**32 bytes too. */
 #define FASTMSG_MESSAGE_LIMIT (UINT32_MAX - FASTMSG_DATA_HDR - 2 * FASTMSG_FRAME_HDR - 7u)
 
 extern const uint8_t fastmsg_proto_magic[8];
-
-typedef enum {
-    FASTMSG_HELLO = 1,
-    FASTMSG_WELCOME = 2,
-    FASTMSG_DATA = 3,
-    FASTMSG_ACK = 4,
-    FASTMSG_PING = 5,
-    FASTMSG_PONG = 6,
-    FASTMSG_CLOSE = 7,
-    FASTMSG_ERROR = 8,
-} fastmsg_frame_kind;
 
 /* Why a frame was refused; also the code carried by an ERROR frame. 0 is success. */
 typedef enum {
@@ -97,9 +86,17 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out);
 int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value);
 int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, const uint8_t **text, uint32_t *text_len);
 
+/* What a checked DATA frame holds; its records start at frame + FASTMSG_DATA_FRAME_HDR. */
+typedef struct {
+    uint32_t count;
+    uint64_t first_seq;
+    uint64_t payload_bytes; /* of all its records */
+} fastmsg_data_info;
+
 /* Checks a DATA frame: the CRC, then that its records exactly fill the body, their count, their
- * reserved flags and the message limit. Sets *count and *first_seq; records start at
- * frame + FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR. */
+ * reserved flags and the message limit, in one walk over the records. */
+int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, fastmsg_data_info *info);
+/* The same, for callers that need only the count and first sequence number. */
 int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
                         uint64_t *first_seq);
 

@@ -1,0 +1,94 @@
+/* The receiver as Python makes it: bound and listening, in the loop, and closed. Its records are
+ * taken through the ready queue (receiver_queue.c); its sockets are read by the I/O thread or a
+ * waiting reader (receiver_direct.c). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/receiver_internal.h"
+
+#define LISTEN_BACKLOG 128
+
+/* Frees what receiver_new made (the receiver is not, or no longer, in the loop). */
+static void receiver_free(fm_receiver *rx) {
+    fm_rxbuf *b;
+    while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
+    if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
+    fm_waker_close(&rx->wake);
+    fastmsg_close(rx->lfd);
+    free(rx->queue);
+    fm_session_table_free(&rx->sessions);
+    pthread_mutex_destroy(&rx->qlock);
+    free(rx);
+}
+
+/* A poller of its own, which a reader can wait on, when the context's can nest one; filled
+ * before anyone else can see it. If it cannot be made, the receiver works through the I/O
+ * thread alone. */
+static void nest_poller(fm_receiver *rx) {
+    if (fastmsg_poller_fd(rx->ctx->poller) < 0) return;
+    fastmsg_poller *own = fastmsg_poller_new(FASTMSG_POLLER_AUTO);
+    if (own && fastmsg_poller_add(own, rx->lfd, FASTMSG_POLL_IN, &rx->listener) == 0 && fm_waker_open(&rx->wake) == 0 &&
+        fastmsg_poller_add(own, rx->wake.rd, FASTMSG_POLL_IN, &rx->wake.ep) == 0) {
+        rx->poller = own;
+    } else {
+        fm_waker_close(&rx->wake);
+        fastmsg_poller_free(own);
+    }
+}
+
+fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
+                             fm_error *err) {
+    if (addrlen > sizeof(struct sockaddr_storage)) {
+        fm_error_set(err, EINVAL, "address too long");
+        return NULL;
+    }
+    int fd = fastmsg_listen(addr, addrlen, LISTEN_BACKLOG);
+    if (fd < 0) {
+        fm_error_set(err, -fd, "cannot listen: %s", strerror(-fd));
+        return NULL;
+    }
+    fm_receiver *rx = calloc(1, sizeof *rx);
+    if (!rx) {
+        fastmsg_close(fd);
+        fm_error_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    int rc = pthread_mutex_init(&rx->qlock, NULL);
+    if (rc) {
+        fastmsg_close(fd);
+        free(rx);
+        fm_error_set(err, rc, "cannot create a lock: %s", strerror(rc));
+        return NULL;
+    }
+    rx->ep.ops = &fm_receiver_ops;
+    rx->listener.ops = &fm_listener_ops;
+    rx->nest.ops = &fm_nest_ops;
+    rx->ctx = ctx;
+    rx->cfg = *cfg;
+    rx->lfd = fd;
+    rx->poller = ctx->poller;
+    rx->wake.rd = rx->wake.wr = -1;
+    nest_poller(rx);
+    rc = fm_ctx_command(ctx, FM_CMD_ATTACH, &rx->ep);
+    if (rc) {
+        fm_error_set(err, -rc, "cannot poll the listening socket: %s", strerror(-rc));
+        receiver_free(rx);
+        return NULL;
+    }
+    return rx;
+}
+
+int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, socklen_t *len) {
+    return fastmsg_local_addr(rx->lfd, out, len);
+}
+
+void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
+    for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&rx->stats[i], __ATOMIC_RELAXED);
+}
+
+void fm_receiver_close(fm_receiver *rx) {
+    fm_ctx_command(rx->ctx, FM_CMD_DETACH, &rx->ep);
+    receiver_free(rx);
+}

@@ -1,0 +1,59 @@
+/* The listener: accepts connections, each with a ring of its own, and refuses those over the
+ * limit with an ERROR the peer can show. */
+#include <stdlib.h>
+
+#include "engine/receiver_internal.h"
+
+/* Accepts per event, so that a flood of connections does not starve the open ones. */
+#define ACCEPTS_PER_EVENT 64
+
+static void refuse_fd(fm_receiver *rx, int fd) {
+    static const char text[] = "too many connections";
+    uint8_t frame[FM_RXCONN_OUT_MAX]; /* any ERROR frame fits */
+    size_t n = fastmsg_encode_error(frame, FASTMSG_PERR_LIMIT, text, sizeof text - 1);
+    struct iovec iov = {frame, n};
+    fastmsg_writev(fd, &iov, 1); /* best effort: the socket is new, its buffer empty */
+    fastmsg_close(fd);
+    FM_STAT_ADD(rx, FM_PROTOCOL_ERRORS, 1);
+}
+
+static void accept_all(fm_receiver *rx, int64_t now) {
+    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        int fd = fastmsg_accept(rx->lfd);
+        if (fd < 0) return; /* EAGAIN, or a transient error (EMFILE...) that the next round retries */
+        fm_rxconn *c = calloc(1, sizeof *c);
+        fm_rxbuf *b = c ? fm_rxbuf_new(rx->ctx, rx->cfg.conn_ring_capacity) : NULL;
+        if (!b || rx->nconns >= rx->cfg.max_connections) {
+            refuse_fd(rx, fd);
+            free(c);
+            if (b) fm_rxbuf_decref(b);
+            continue;
+        }
+        c->ep.ops = &fm_rxconn_ops;
+        c->rx = rx;
+        c->fd = fd;
+        c->buf = b;
+        fastmsg_ring_init(&c->w, b->ctl, b->data, b->capacity);
+        c->at = c->fill = 0;
+        c->deadline_ns = now + (int64_t)rx->cfg.handshake_timeout_ms * FM_MS;
+        c->interest = FASTMSG_POLL_IN;
+        if (fastmsg_poller_add(rx->poller, fd, c->interest, &c->ep) != 0) {
+            fastmsg_close(fd);
+            fm_rxbuf_decref(b);
+            free(c);
+            continue;
+        }
+        c->next = rx->conns;
+        rx->conns = c;
+        rx->nconns++;
+        FM_STAT_ADD(rx, FM_ACCEPTS, 1);
+        FM_STAT_ADD(rx, FM_CONNECTIONS, 1);
+    }
+}
+
+static void listener_event(fm_endpoint *ep, uint32_t events, int64_t now) {
+    (void)events;
+    accept_all(FM_CONTAINER_OF(ep, fm_receiver, listener), now);
+}
+
+const fm_endpoint_ops fm_listener_ops = {.event = listener_event};

@@ -1,0 +1,144 @@
+/* A receiver's connection: its handshake, the frames it acts on (HELLO, DATA, PING, CLOSE),
+ * what it writes back (WELCOME, PONG, ERROR), and its end. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/receiver_internal.h"
+
+/* A refused peer that does not read its ERROR is dropped after this long. */
+#define REFUSE_LINGER_NS (1000 * FM_MS)
+
+void fm_rxconn_set_interest(fm_rxconn *c, uint32_t ev) {
+    if (ev != c->interest) {
+        fastmsg_poller_modify(c->rx->poller, c->fd, ev, &c->ep);
+        c->interest = ev;
+    }
+}
+
+void fm_rxconn_close(fm_rxconn *c) {
+    fm_receiver *rx = c->rx;
+    fm_rxconn **pp = &rx->conns;
+    while (*pp && *pp != c) pp = &(*pp)->next;
+    if (*pp) *pp = c->next;
+    rx->nconns--;
+    FM_STAT_ADD(rx, FM_CONNECTIONS, (uint64_t)-1);
+    fastmsg_poller_remove(rx->poller, c->fd);
+    fastmsg_close(c->fd);
+    free(c->big);
+    __atomic_store_n(&c->buf->closed, 1, __ATOMIC_RELEASE);
+    fm_receiver_notify(rx, c->buf); /* the consumer learns it is gone once it has drained it */
+    fm_rxbuf_decref(c->buf);
+    free(c);
+}
+
+int fm_rxconn_flush_out(fm_rxconn *c) {
+    while (c->out_off < c->out_len) {
+        struct iovec iov = {c->out + c->out_off, c->out_len - c->out_off};
+        ptrdiff_t w = fastmsg_writev(c->fd, &iov, 1);
+        if (w == -EAGAIN) {
+            fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_OUT);
+            return 0;
+        }
+        if (w < 0) {
+            fm_rxconn_close(c);
+            return -1;
+        }
+        c->out_off += (size_t)w;
+    }
+    c->out_off = c->out_len = 0;
+    if (c->closing) {
+        fm_rxconn_close(c);
+        return -1;
+    }
+    fm_rxconn_set_interest(c, c->interest & ~(uint32_t)FASTMSG_POLL_OUT);
+    return 0;
+}
+
+static int queue_out(fm_rxconn *c, const uint8_t *frame, size_t n) {
+    if (c->out_len + n > sizeof c->out) return -1;
+    memcpy(c->out + c->out_len, frame, n);
+    c->out_len += n;
+    return 0;
+}
+
+int fm_rxconn_refuse(fm_rxconn *c, int code) {
+    const char *text = fastmsg_proto_strerror(code);
+    uint8_t frame[FM_RXCONN_OUT_MAX];
+    size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
+    FM_STAT_ADD(c->rx, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : FM_PROTOCOL_ERRORS, 1);
+    c->out_len = c->out_off = 0; /* whatever was pending matters less than the reason */
+    queue_out(c, frame, n);
+    c->closing = 1;
+    c->deadline_ns = fastmsg_monotonic_ns() + REFUSE_LINGER_NS;
+    fm_rxconn_set_interest(c, FASTMSG_POLL_OUT);
+    fm_rxconn_flush_out(c);
+    return -1;
+}
+
+static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
+    fastmsg_hello h;
+    int rc = fastmsg_decode_hello(f, size, &h);
+    if (rc) return fm_rxconn_refuse(c, rc);
+    if (fastmsg_rec_flags(f) != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
+    fm_session *s = fm_session_for(&c->rx->sessions, h.session_id);
+    if (!s) return fm_rxconn_refuse(c, FASTMSG_PERR_LIMIT);
+    for (fm_rxconn *o = c->rx->conns; o; o = o->next)
+        if (o != c && o->ready && o->session == s) return fm_rxconn_refuse(c, FASTMSG_PERR_LIMIT); /* one live connection per session */
+    if (h.seq > s->next_seq) {
+        /* The sender starts past what arrived: those messages were lost on its side. */
+        if (s->next_seq) FM_STAT_ADD(c->rx, FM_LOST, h.seq - s->next_seq);
+        s->next_seq = h.seq;
+    }
+    c->session = s;
+    fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, h.session_id, s->next_seq,
+                       c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0};
+    uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
+    queue_out(c, frame, fastmsg_encode_hello(frame, FASTMSG_WELCOME, &w));
+    c->ready = 1;
+    return fm_rxconn_flush_out(c);
+}
+
+int fm_rxconn_handle_data(fm_rxconn *c, uint8_t *f, size_t size) {
+    fastmsg_limits lim = {c->rx->cfg.max_message, c->rx->cfg.max_batch};
+    fastmsg_data_info info;
+    int rc = fastmsg_check_data(f, size, &lim, &info);
+    if (rc) return fm_rxconn_refuse(c, rc);
+    fm_session *s = c->session;
+    if (info.first_seq > s->next_seq) return fm_rxconn_refuse(c, FASTMSG_PERR_SEQUENCE);
+    uint64_t skip = s->next_seq - info.first_seq;
+    if (skip > info.count) skip = info.count;
+    FM_STAT_ADD(c->rx, FM_DUPLICATES, skip);
+    /* The CRC is checked: its field now tells the consumer how many records to skip. */
+    fastmsg_data_put_skip(fastmsg_frame_body(f), (uint32_t)skip);
+    if (info.first_seq + info.count > s->next_seq) s->next_seq = info.first_seq + info.count; /* a stale batch never rewinds it */
+    uint64_t bytes = info.payload_bytes;
+    const uint8_t *p = fastmsg_data_records(fastmsg_frame_body(f));
+    for (uint64_t i = 0; i < skip; i++) { /* only after a reconnect */
+        bytes -= fastmsg_rec_len(p);
+        p += fastmsg_ring_slot(fastmsg_rec_len(p));
+    }
+    FM_STAT_ADD(c->rx, FM_RECV_MESSAGES, info.count - skip);
+    FM_STAT_ADD(c->rx, FM_RECV_BYTES, bytes);
+    FM_STAT_ADD(c->rx, FM_RECV_BATCHES, 1);
+    return 0;
+}
+
+int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind) {
+    if (!c->ready) {
+        if (kind != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
+        return handle_hello(c, f, size);
+    }
+    switch (kind) {
+    case FASTMSG_DATA: return fm_rxconn_handle_data(c, f, size);
+    case FASTMSG_PING: {
+        uint64_t v;
+        if (fastmsg_decode_control(f, size, &v)) return fm_rxconn_refuse(c, FASTMSG_PERR_MALFORMED);
+        uint8_t pong[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
+        queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
+        return fm_rxconn_flush_out(c);
+    }
+    case FASTMSG_CLOSE: return 0;
+    default: return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
+    }
+}

@@ -1,0 +1,184 @@
+/* Who reads a receiver's sockets: the I/O thread, or a thread blocked in recv that reads them
+ * itself (fm_receiver_wait_direct), sparing the I/O thread's wake-up and the consumer's futex.
+ * A token says who holds them now; after its wait a reader keeps them for a lease, and the I/O
+ * thread takes them back when it runs out. Also the loop's operations on a receiver. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+
+#include "engine/receiver_internal.h"
+
+/* How long after a reader's wait the sockets stay with the reader (see fm_receiver.lent): long
+ * against a round trip, short against a heartbeat. */
+#define LEASE_NS (2 * FM_MS)
+/* How long a reader that found the token taken waits on the ready queue before trying again. */
+#define RETRY_NS (100 * 1000)
+/* Events taken from the receiver's poller per wait. */
+#define EVENTS_PER_WAIT 64
+/* The longest single wait of a reader without a deadline; it then waits again. */
+#define MAX_WAIT_MS (3600 * 1000)
+
+/* Hands each event to the endpoint registered with its fd: the listener, a connection, or the
+ * waker (`interrupted` says why it was signalled). */
+static void dispatch(const fastmsg_poll_event *ev, int n, int64_t now) {
+    for (int i = 0; i < n; i++) {
+        fm_endpoint *ep = ev[i].data;
+        ep->ops->event(ep, ev[i].events, now);
+    }
+}
+
+/* The connections' timers, and reading again where the consumer released space (token held). */
+static void step_held(fm_receiver *rx, int64_t now, int64_t *next) {
+    for (fm_rxconn *c = rx->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->closing) {
+            if (now >= c->deadline_ns) fm_rxconn_close(c);
+            else if (c->deadline_ns < *next) *next = c->deadline_ns;
+            continue;
+        }
+        if (!c->ready) {
+            if (now >= c->deadline_ns) {
+                FM_STAT_ADD(rx, FM_PROTOCOL_ERRORS, 1);
+                fm_rxconn_close(c); /* no HELLO in time */
+                continue;
+            }
+            if (c->deadline_ns < *next) *next = c->deadline_ns;
+        }
+        if (__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST)) {
+            __atomic_store_n(&c->buf->resume, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&c->buf->blocked, 0, __ATOMIC_SEQ_CST);
+            fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_IN);
+            fm_rxconn_pump_in(c);
+        }
+    }
+}
+
+int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
+    fm_ctx *ctx = rx->ctx;
+    if (rx->poller == ctx->poller) return fm_receiver_wait(rx, deadline_ns);
+    while (!fm_token_take(&rx->token)) {
+        /* The I/O thread holds it for a moment. It may leave the sockets lent (unwatched), so
+         * wait for its records only briefly before trying again. */
+        int64_t until = fastmsg_monotonic_ns() + RETRY_NS;
+        if (deadline_ns >= 0 && deadline_ns <= until) return fm_receiver_wait(rx, deadline_ns);
+        int rc = fm_receiver_wait(rx, until);
+        if (rc != FASTMSG_WAIT_TIMEOUT) return rc;
+    }
+    if (!rx->lent) { /* the I/O thread stops watching these sockets */
+        fastmsg_poller_rearm(ctx->poller, fastmsg_poller_fd(rx->poller), 0);
+        rx->lent = 1;
+    }
+    fastmsg_poll_event ev[EVENTS_PER_WAIT];
+    int rc = FASTMSG_WAIT_TIMEOUT;
+    int64_t now = fastmsg_monotonic_ns();
+    for (;;) {
+        /* No timer unless a deadline needs one: arming and cancelling one costs more than the
+         * rest of the wait (a VM exit each, in a virtual machine). */
+        int64_t next = INT64_MAX;
+        step_held(rx, now, &next);
+        if (fm_receiver_has_ready(rx)) {
+            rc = FASTMSG_WAIT_READY;
+            break;
+        }
+        if (__atomic_load_n(&rx->interrupted, __ATOMIC_SEQ_CST)) {
+            rc = FASTMSG_WAIT_INTERRUPTED;
+            break;
+        }
+        if (deadline_ns >= 0) {
+            if (now >= deadline_ns) break;
+            if (deadline_ns < next) next = deadline_ns;
+        }
+        int64_t wait_ms = next == INT64_MAX ? -1 : (next - now + FM_MS - 1) / FM_MS;
+        int timeout_ms = wait_ms > MAX_WAIT_MS ? MAX_WAIT_MS : (int)wait_ms;
+        int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, timeout_ms);
+        if (n == -EINTR) {
+            rc = FASTMSG_WAIT_INTERRUPTED;
+            break;
+        }
+        now = fastmsg_monotonic_ns();
+        dispatch(ev, n, now);
+    }
+    rx->lease_end_ns = now + LEASE_NS;
+    fm_token_give(&rx->token);
+    return rc;
+}
+
+/* ---- the loop's operations (I/O thread) ---- */
+
+static int receiver_attach(fm_endpoint *ep) {
+    fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
+    if (rx->poller == rx->ctx->poller) return fastmsg_poller_add(rx->poller, rx->lfd, FASTMSG_POLL_IN, &rx->listener);
+    return fastmsg_poller_add(rx->ctx->poller, fastmsg_poller_fd(rx->poller), FASTMSG_POLL_IN, &rx->nest);
+}
+
+static void receiver_detach(fm_endpoint *ep) {
+    fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
+    /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
+    while (!fm_token_take(&rx->token)) sched_yield();
+    while (rx->conns) fm_rxconn_close(rx->conns);
+    fastmsg_poller_remove(rx->poller, rx->lfd);
+    if (rx->poller != rx->ctx->poller) fastmsg_poller_remove(rx->ctx->poller, fastmsg_poller_fd(rx->poller));
+    fastmsg_close(rx->lfd);
+    rx->lfd = -1;
+}
+
+/* Skipped while a reader holds the token: the reader runs the same timers itself, and this
+ * thread looks again a lease later to take the sockets back. */
+static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
+    fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
+    if (!fm_token_take(&rx->token)) {
+        if (now + LEASE_NS < *next) *next = now + LEASE_NS;
+        return;
+    }
+    if (rx->lent) {
+        if (now >= rx->lease_end_ns) {
+            rx->lent = 0;
+            fastmsg_poller_rearm(rx->ctx->poller, fastmsg_poller_fd(rx->poller), FASTMSG_POLL_IN);
+        } else if (rx->lease_end_ns < *next) {
+            *next = rx->lease_end_ns;
+        }
+    }
+    step_held(rx, now, next);
+    fm_token_give(&rx->token);
+}
+
+static int receiver_has_work(fm_endpoint *ep) {
+    fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
+    /* A reader holding the token resumes the connections itself (at the latest when its wait
+     * slice ends). */
+    if (!fm_token_take(&rx->token)) return 0;
+    int work = 0;
+    for (fm_rxconn *c = rx->conns; c && !work; c = c->next)
+        work = (int)__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST);
+    fm_token_give(&rx->token);
+    return work;
+}
+
+const fm_endpoint_ops fm_receiver_ops = {
+    .attach = receiver_attach,
+    .detach = receiver_detach,
+    .step = receiver_step,
+    .has_work = receiver_has_work,
+};
+
+/* The nested poller has ready fds: the I/O thread reads them, unless a reader holds the token. */
+static void nest_event(fm_endpoint *ep, uint32_t events, int64_t now) {
+    (void)events;
+    fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, nest);
+    int nest = fastmsg_poller_fd(rx->poller);
+    if (!fm_token_take(&rx->token)) {
+        /* A reader took it and is about to take the sockets on lease (the nest disarmed); do
+         * that now, or the level-triggered nest would spin this thread while the reader is
+         * preempted. receiver_step arms the nest again when the lease ends; if the token is
+         * free again already, this thread restores what `lent` says at once. */
+        fastmsg_poller_rearm(rx->ctx->poller, nest, 0);
+        if (!fm_token_take(&rx->token)) return;
+        if (!rx->lent) fastmsg_poller_rearm(rx->ctx->poller, nest, FASTMSG_POLL_IN);
+    }
+    fastmsg_poll_event ev[EVENTS_PER_WAIT];
+    int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, 0);
+    dispatch(ev, n, now);
+    fm_token_give(&rx->token);
+}
+
+const fm_endpoint_ops fm_nest_ops = {.event = nest_event};

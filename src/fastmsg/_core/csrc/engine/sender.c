@@ -1,0 +1,101 @@
+/* The sender as Python uses it: make one, find its ring, kick or write directly after publishing,
+ * flush, read its state, close. The connection itself is the I/O thread's (sender_conn.c). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/sender_internal.h"
+
+/* A handshake that has not finished this long after the connect began is given up, unless the
+ * configuration says otherwise. */
+#define HANDSHAKE_TIMEOUT_DEFAULT_MS 5000
+
+fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
+                         fm_error *err) {
+    if (addrlen > sizeof(struct sockaddr_storage)) {
+        fm_error_set(err, EINVAL, "address too long");
+        return NULL;
+    }
+    fm_sender *s = calloc(1, sizeof *s);
+    if (!s || !(s->mem = calloc(1, sizeof(fastmsg_ring_ctl) + cfg->ring_capacity))) {
+        free(s);
+        fm_error_set(err, ENOMEM, "cannot allocate the sender");
+        return NULL;
+    }
+    int rc = pthread_mutex_init(&s->err_lock, NULL);
+    if (rc) {
+        free(s->mem);
+        free(s);
+        fm_error_set(err, rc, "cannot create a lock: %s", strerror(rc));
+        return NULL;
+    }
+    s->ep.ops = &fm_sender_ops;
+    s->ctx = ctx;
+    memcpy(&s->addr, addr, addrlen);
+    s->addrlen = addrlen;
+    s->cfg = *cfg;
+    uint32_t timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : HANDSHAKE_TIMEOUT_DEFAULT_MS;
+    s->handshake_timeout_ns = (int64_t)timeout_ms * FM_MS;
+    s->fd = -1;
+    fastmsg_ring_ctl *ctl = s->mem;
+    uint8_t *data = (uint8_t *)s->mem + sizeof(fastmsg_ring_ctl);
+    fastmsg_ring_init(&s->producer, ctl, data, cfg->ring_capacity);
+    fastmsg_ring_init(&s->io, ctl, data, cfg->ring_capacity);
+    /* Room comes back only when a batch is written, and the I/O thread often shares the CPU
+     * (a process pinned to one): a send() waiting for room sleeps at once. */
+    s->producer.no_spin = 1;
+    fm_ctx_command(ctx, FM_CMD_ATTACH, &s->ep); /* a sender's attach cannot fail */
+    return s;
+}
+
+fastmsg_ring *fm_sender_ring(fm_sender *s) { return &s->producer; }
+
+uint64_t fm_sender_queued(fm_sender *s) {
+    return s->producer.wpos - __atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE);
+}
+
+uint64_t fm_sender_released(fm_sender *s) { return __atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE); }
+
+void fm_sender_kick(fm_sender *s) { fm_ctx_kick(s->ctx); }
+
+int fm_sender_write_direct(fm_sender *s) {
+    if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !fm_token_take(&s->token)) return 0;
+    int rc = FM_OUT_FULL;
+    if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) && !s->direct_err && !s->direct_full) {
+        rc = fm_sender_write_out(s);
+        if (rc == FM_OUT_FULL) s->direct_full = 1;
+        else if (rc < 0) s->direct_err = -rc;
+    }
+    fm_token_give(&s->token);
+    if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST)) fm_ctx_kick(s->ctx);
+    return rc == FM_OUT_IDLE;
+}
+
+int fm_sender_flush(fm_sender *s, int64_t deadline_ns) {
+    uint64_t target = __atomic_load_n(&s->producer.ctl->tail, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE) >= target) return FASTMSG_WAIT_READY;
+    return fastmsg_ring_wait_space(&s->producer, target, deadline_ns);
+}
+
+int fm_sender_connected(fm_sender *s) { return (int)__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE); }
+
+uint32_t fm_sender_peer_max_message(fm_sender *s) { return __atomic_load_n(&s->peer_max_message, __ATOMIC_ACQUIRE); }
+
+void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]) {
+    for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&s->stats[i], __ATOMIC_RELAXED);
+}
+
+void fm_sender_last_error(fm_sender *s, char *buf, size_t len) {
+    pthread_mutex_lock(&s->err_lock);
+    snprintf(buf, len, "%s", s->last_error);
+    pthread_mutex_unlock(&s->err_lock);
+}
+
+void fm_sender_close(fm_sender *s) {
+    /* Unsent records go with the ring; their external payloads are the producer's. */
+    fm_ctx_command(s->ctx, FM_CMD_DETACH, &s->ep);
+    pthread_mutex_destroy(&s->err_lock);
+    free(s->mem);
+    free(s);
+}

@@ -1,0 +1,276 @@
+/* A sender's connection, run by the I/O thread: connect and reconnect with backoff, HELLO and
+ * WELCOME, the control frames the receiver sends back, and the loop's operations on a sender. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+
+#include "engine/sender_internal.h"
+
+#define BACKOFF_MIN_NS (10 * FM_MS)
+#define BACKOFF_MAX_NS (1000 * FM_MS)
+/* Reads per event: the receiver sends little (WELCOME, ERROR), so this only bounds a flood. */
+#define READ_ROUNDS 16
+
+static void set_interest(fm_sender *s, uint32_t ev) {
+    if (s->fd >= 0 && ev != s->interest) {
+        fastmsg_poller_modify(s->ctx->poller, s->fd, ev, &s->ep);
+        s->interest = ev;
+    }
+}
+
+static void disconnect(fm_sender *s, int64_t now) {
+    if (s->fd >= 0) {
+        fastmsg_poller_remove(s->ctx->poller, s->fd);
+        fastmsg_close(s->fd);
+        FM_STAT_ADD(s, FM_DISCONNECTS, 1);
+    }
+    s->fd = -1;
+    s->interest = 0;
+    s->state = FM_S_IDLE;
+    __atomic_store_n(&s->connected, 0, __ATOMIC_RELEASE);
+    /* A batch cut short goes again, whole, after the next handshake. */
+    if (s->frame_is_data && s->frame_left) s->next_seq = s->batch_first_seq;
+    s->frame_left = 0;
+    s->frame_is_data = 0;
+    s->in_len = 0;
+    s->next_attempt_ns = now + s->backoff_ns;
+    s->backoff_ns = s->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : s->backoff_ns * 2;
+}
+
+static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail) {
+    fm_sender_set_error(s, fmt, detail);
+    disconnect(s, now);
+}
+
+static void start_connect(fm_sender *s, int64_t now) {
+    int fd = fastmsg_connect_start((const struct sockaddr *)&s->addr, s->addrlen);
+    if (fd < 0) {
+        fail(s, now, "connect failed: %s", strerror(-fd));
+        return;
+    }
+    s->fd = fd;
+    s->interest = FASTMSG_POLL_OUT;
+    if (fastmsg_poller_add(s->ctx->poller, fd, s->interest, &s->ep) != 0) {
+        fail(s, now, "cannot poll the socket%s", "");
+        return;
+    }
+    s->state = FM_S_CONNECTING;
+    s->handshake_deadline_ns = now + s->handshake_timeout_ns;
+}
+
+static void send_hello(fm_sender *s) {
+    fastmsg_hello h = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, s->cfg.session_id, s->next_seq,
+                       s->cfg.max_message, s->cfg.max_batch, 0, 0};
+    size_t n = fastmsg_encode_hello(s->hello, FASTMSG_HELLO, &h);
+    s->iov[0] = (struct iovec){s->hello, n};
+    s->iovcnt = 1;
+    fm_sender_start_frame(s, 0);
+    s->state = FM_S_HANDSHAKE;
+}
+
+/* The I/O thread's writer: fm_sender_write_out, then the poll interest or the failure that
+ * follows. */
+static void pump(fm_sender *s, int64_t now) {
+    int rc = fm_sender_write_out(s);
+    if (rc == FM_OUT_IDLE) set_interest(s, FASTMSG_POLL_IN);
+    else if (rc == FM_OUT_FULL) set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
+    else fail(s, now, "write failed: %s", strerror(-rc));
+}
+
+static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kind, int64_t now) {
+    if (kind == FASTMSG_WELCOME && s->state == FM_S_HANDSHAKE && !s->frame_left) {
+        fastmsg_hello w;
+        int rc = fastmsg_decode_hello(f, size, &w);
+        if (rc || w.session_id != s->cfg.session_id) {
+            fail(s, now, "bad WELCOME: %s", rc ? fastmsg_proto_strerror(rc) : "wrong session");
+            return;
+        }
+        if (w.seq > s->next_seq) {
+            fail(s, now, "receiver resumes past what was sent%s", "");
+            return;
+        }
+        __atomic_store_n(&s->peer_max_message, w.max_message, __ATOMIC_RELEASE);
+        s->peer_max_batch = w.max_batch < s->cfg.max_batch ? w.max_batch : s->cfg.max_batch;
+        s->state = FM_S_READY;
+        s->backoff_ns = BACKOFF_MIN_NS;
+        FM_STAT_ADD(s, FM_CONNECTS, 1);
+        __atomic_store_n(&s->connected, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    if (kind == FASTMSG_ERROR) {
+        uint32_t code, tlen;
+        const uint8_t *text;
+        char msg[FASTMSG_ERROR_MAX_TEXT + 1];
+        if (fastmsg_decode_error(f, size, &code, &text, &tlen) == 0) {
+            memcpy(msg, text, tlen);
+            msg[tlen] = 0;
+            fail(s, now, "receiver refused: %s", msg);
+        } else {
+            fail(s, now, "receiver sent a malformed ERROR%s", "");
+        }
+        return;
+    }
+    if (kind == FASTMSG_PONG || kind == FASTMSG_ACK) return; /* heartbeats and acks: next version */
+    FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
+    fail(s, now, "unexpected frame from the receiver: %s", fastmsg_proto_strerror(FASTMSG_PERR_BAD_KIND));
+}
+
+static void read_frames(fm_sender *s, int64_t now) {
+    fastmsg_limits lim = {0, 0};
+    for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
+        ptrdiff_t n = fastmsg_read(s->fd, s->in + s->in_len, sizeof s->in - s->in_len);
+        if (n == -EAGAIN) return;
+        if (n <= 0) {
+            fail(s, now, n == 0 ? "receiver closed the connection%s" : "read failed: %s", n ? strerror((int)-n) : "");
+            return;
+        }
+        s->in_len += (size_t)n;
+        size_t off = 0;
+        while (s->in_len - off >= FASTMSG_FRAME_HDR) {
+            uint32_t kind, len;
+            int rc = fastmsg_frame_check(s->in + off, &lim, &kind, &len);
+            if (rc || kind == FASTMSG_DATA) {
+                FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
+                fail(s, now, "malformed frame from the receiver: %s", fastmsg_proto_strerror(rc ? rc : FASTMSG_PERR_BAD_KIND));
+                return;
+            }
+            size_t size = (size_t)fastmsg_frame_size(len);
+            if (s->in_len - off < size) break;
+            handle_frame(s, s->in + off, size, kind, now);
+            if (s->fd < 0) return;
+            off += size;
+        }
+        memmove(s->in, s->in + off, s->in_len - off);
+        s->in_len -= off;
+    }
+}
+
+/* ---- the token, from the I/O thread's side ---- */
+
+static void unmute(fm_sender *s) {
+    if (s->muted) {
+        s->muted = 0;
+        if (s->fd >= 0) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
+    }
+}
+
+/* The I/O thread's way to the token. When a direct writer holds it, this thread must neither
+ * spin (the holder may be preempted: on one CPU that costs a whole time slice) nor sleep past
+ * the holder's work: it stops watching the socket (its events are level-triggered), asks the
+ * holder for a kick (`missed`, read after the holder gives the token back), and tries once more
+ * in case the token was given back before the holder could see the request. */
+static int take_from_io(fm_sender *s) {
+    if (!fm_token_take(&s->token)) {
+        if (s->fd >= 0 && !s->muted) {
+            fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
+            s->muted = 1;
+        }
+        __atomic_store_n(&s->missed, 1, __ATOMIC_SEQ_CST);
+        if (!fm_token_take(&s->token)) return 0;
+    }
+    __atomic_store_n(&s->missed, 0, __ATOMIC_RELAXED);
+    unmute(s);
+    return 1;
+}
+
+/* What a direct write left for the I/O thread (token held). */
+static void absorb_direct(fm_sender *s, int64_t now) {
+    if (s->direct_err) {
+        int err = s->direct_err;
+        s->direct_err = 0;
+        s->direct_full = 0;
+        fail(s, now, "write failed: %s", strerror(err));
+    } else if (s->direct_full) {
+        s->direct_full = 0;
+        set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
+    }
+}
+
+/* ---- the loop's operations (I/O thread; each but attach and detach under the token) ---- */
+
+static int sender_attach(fm_endpoint *ep) {
+    fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
+    s->next_attempt_ns = 0; /* connect in the next round */
+    s->backoff_ns = BACKOFF_MIN_NS;
+    return 0;
+}
+
+static void sender_detach(fm_endpoint *ep) {
+    fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
+    if (s->fd >= 0) {
+        fastmsg_poller_remove(s->ctx->poller, s->fd);
+        fastmsg_close(s->fd);
+    }
+    s->fd = -1;
+}
+
+static void on_event(fm_sender *s, uint32_t events, int64_t now) {
+    if (s->fd < 0) return;
+    if (s->state == FM_S_CONNECTING) {
+        int rc = fastmsg_connect_result(s->fd);
+        if (rc) {
+            fail(s, now, "connect failed: %s", strerror(-rc));
+            return;
+        }
+        send_hello(s);
+        set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
+        pump(s, now);
+        return;
+    }
+    if (events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)) read_frames(s, now);
+    if (s->fd >= 0 && (events & FASTMSG_POLL_OUT || s->state == FM_S_READY)) pump(s, now);
+}
+
+static void sender_event(fm_endpoint *ep, uint32_t events, int64_t now) {
+    fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
+    if (!take_from_io(s)) return; /* the direct writer kicks this thread when it is done */
+    absorb_direct(s, now);
+    on_event(s, events, now);
+    fm_token_give(&s->token);
+}
+
+/* Timers: the next connection attempt, the handshake deadline; and queued batches. */
+static void on_step(fm_sender *s, int64_t now, int64_t *next) {
+    if (s->state == FM_S_IDLE) {
+        if (now >= s->next_attempt_ns) start_connect(s, now);
+        if (s->state == FM_S_IDLE) {
+            if (s->next_attempt_ns < *next) *next = s->next_attempt_ns;
+            return;
+        }
+    }
+    if (s->state == FM_S_CONNECTING || s->state == FM_S_HANDSHAKE) {
+        if (now >= s->handshake_deadline_ns) {
+            fail(s, now, "no handshake within the timeout%s", "");
+            return;
+        }
+        if (s->handshake_deadline_ns < *next) *next = s->handshake_deadline_ns;
+        return;
+    }
+    if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT)) pump(s, now);
+}
+
+static void sender_step(fm_endpoint *ep, int64_t now, int64_t *next) {
+    fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
+    if (!take_from_io(s)) return;
+    absorb_direct(s, now);
+    on_step(s, now, next);
+    fm_token_give(&s->token);
+}
+
+static int sender_has_work(fm_endpoint *ep) {
+    fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
+    if (!take_from_io(s)) return 0; /* the direct writer kicks this thread when it is done */
+    int work = s->direct_err || s->direct_full ||
+               (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) &&
+                __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) != s->io.rpos);
+    fm_token_give(&s->token);
+    return work;
+}
+
+const fm_endpoint_ops fm_sender_ops = {
+    .attach = sender_attach,
+    .detach = sender_detach,
+    .step = sender_step,
+    .event = sender_event,
+    .has_work = sender_has_work,
+};

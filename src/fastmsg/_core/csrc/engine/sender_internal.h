@@ -1,0 +1,94 @@
+/* What the sender's files share: the sender's state, and the functions one file offers another.
+ *
+ * sender.c        the API Python calls: make, queue, flush, write directly, close
+ * sender_conn.c   the connection: connect, reconnect, handshake, control frames; the loop's ops
+ * sender_write.c  writing the frame in progress, then batch after batch
+ * sender_batch.c  taking a DATA batch (or one external message) from the ring, and giving it back */
+#ifndef FASTMSG_SENDER_INTERNAL_H
+#define FASTMSG_SENDER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdio.h>
+
+#include "engine/engine.h"
+#include "engine/loop.h"
+#include "engine/token.h"
+#include "net/netio.h"
+#include "wire/protocol.h"
+
+typedef enum { FM_S_IDLE, FM_S_CONNECTING, FM_S_HANDSHAKE, FM_S_READY } fm_sender_state;
+
+struct fm_sender {
+    fm_endpoint ep; /* in the loop, and registered with the socket */
+    fm_ctx *ctx;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    fm_sender_config cfg;
+    int64_t handshake_timeout_ns;
+    void *mem;              /* ring control block + records */
+    fastmsg_ring producer;  /* Python's handle */
+    fastmsg_ring io;        /* the I/O thread's (consumer) handle */
+    /* connection (whoever holds the token) */
+    fm_sender_state state;
+    int fd;
+    uint32_t interest;
+    int64_t next_attempt_ns, backoff_ns, handshake_deadline_ns;
+    uint32_t peer_max_message, peer_max_batch;
+    uint64_t next_seq;
+    /* the frame being written: a control frame (HELLO) or a DATA batch */
+    uint8_t hdr[FASTMSG_DATA_FRAME_HDR], ext_hdr[FASTMSG_REC_HDR];
+    struct iovec iov[4];
+    int iovcnt;
+    size_t frame_left;
+    int frame_is_data;
+    uint64_t batch_end, batch_first_seq;
+    uint32_t batch_count;
+    uint64_t batch_bytes;
+    uint8_t hello[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
+    uint8_t in[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT + 16];
+    size_t in_len;
+    /* shared with Python */
+    uint32_t token;          /* held by whoever touches the connection: the I/O thread, or a
+                              * Python thread writing directly (fm_sender_write_direct) */
+    uint32_t missed;         /* the I/O thread found the token taken: kick it after */
+    int muted;               /* I/O thread only: the socket is out of the poller meanwhile */
+    int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
+    uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
+    uint32_t connected;
+    pthread_mutex_t err_lock;
+    char last_error[FM_LAST_ERROR_MAX];
+    uint64_t stats[FM_STAT_COUNT];
+};
+
+/* The loop's operations on a sender (sender_conn.c). */
+extern const fm_endpoint_ops fm_sender_ops;
+
+/* What fm_sender_write_out returns, besides -errno. */
+enum { FM_OUT_IDLE = 0, FM_OUT_FULL = 1 };
+
+/* Writes the current frame and, once READY, further batches: FM_OUT_IDLE when nothing is left,
+ * FM_OUT_FULL when the socket is full, or -errno. It touches no poller state, so the Python
+ * thread that holds the token may run it too (sender_write.c). */
+int fm_sender_write_out(fm_sender *s);
+
+/* Sets up the next frame from the ring: a run of whole records within the peer's max_batch, or
+ * one external record alone. 0 if there is nothing to send (sender_batch.c). */
+int fm_sender_take_batch(fm_sender *s);
+/* The batch is written: count it and give its ring space back. */
+void fm_sender_batch_done(fm_sender *s);
+
+/* The frame in s->iov is the next to write. */
+static inline void fm_sender_start_frame(fm_sender *s, int is_data) {
+    s->frame_left = 0;
+    for (int i = 0; i < s->iovcnt; i++) s->frame_left += s->iov[i].iov_len;
+    s->frame_is_data = is_data;
+}
+
+/* Sets last_error (read by Python through fm_sender_last_error). */
+static inline void fm_sender_set_error(fm_sender *s, const char *fmt, const char *detail) {
+    pthread_mutex_lock(&s->err_lock);
+    snprintf(s->last_error, sizeof s->last_error, fmt, detail);
+    pthread_mutex_unlock(&s->err_lock);
+}
+
+#endif
