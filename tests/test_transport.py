@@ -692,7 +692,6 @@ def test_bind_in_use(ctx, ipc_path):
 
 
 
-@pytest.mark.xfail(strict=True, reason="needs fm_error from the engine")
 def test_bind_in_use_says_errno(ctx):
     with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx:
         with pytest.raises(OSError) as e:
@@ -701,7 +700,6 @@ def test_bind_in_use_says_errno(ctx):
     assert rx.endpoint in str(e.value) and e.value.endpoint == rx.endpoint
 
 
-@pytest.mark.xfail(strict=True, reason="needs fm_error from the engine")
 def test_bind_in_missing_directory_says_errno(ctx, tmp_path):
     endpoint = "ipc://" + str(tmp_path / "missing" / "sock")
     with pytest.raises(FileNotFoundError) as e:
@@ -916,3 +914,18 @@ def test_memory_stays_flat_across_ten_million_messages():
     # Between the first million and the tenth, neither side grows by more than a few MiB.
     assert late - early < 16 << 20, (early, late)
     assert sender_late - sender_early < 16 << 20, (sender_early, sender_late)
+
+
+def test_sender_handshake_timeout_is_an_option(ctx):
+    """A peer that accepts but never answers HELLO: the Sender gives up on each attempt after its
+    handshake_timeout and says so in last_error."""
+    with socket.create_server(("127.0.0.1", 0)) as mute:
+        endpoint = f"tcp://127.0.0.1:{mute.getsockname()[1]}"
+        with fastmsg.Sender(endpoint, context=ctx, handshake_timeout=0.05) as tx:
+            wait_for(lambda: "handshake" in tx.stats()["last_error"], what="the handshake timeout")
+            assert not tx.connected
+    for bad in (0, -1, float("nan"), 1e9):
+        with pytest.raises(ValueError, match="handshake_timeout"):
+            fastmsg.Sender("tcp://127.0.0.1:1", context=ctx, handshake_timeout=bad)
+        with pytest.raises(ValueError, match="handshake_timeout"):
+            fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx, handshake_timeout=bad)

@@ -15,12 +15,12 @@ from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, Py
 from libc.errno cimport EINVAL, ENOMEM
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 from fastmsg._core.includes.crc32c cimport use_selected_kernel
 from fastmsg._core.includes.engine cimport *
 from fastmsg._core.includes.ring cimport *
-from fastmsg._core.includes.protocol cimport FASTMSG_DATA, FASTMSG_DATA_HDR, FASTMSG_FRAME_HDR
+from fastmsg._core.includes.layout cimport *
 from fastmsg._core.includes.deadline cimport deadline_ns
 from fastmsg._core.ring cimport Record, _Ring
 from fastmsg._core.waiting cimport (WAIT_CLOSED, WAIT_READY, WAIT_TIMED_OUT, ring_wait_space,

@@ -14,13 +14,12 @@ cdef class Context:
         kinds = {"auto": FASTMSG_POLLER_AUTO, "epoll": FASTMSG_POLLER_EPOLL, "poll": FASTMSG_POLLER_POLL}
         if choice not in kinds:
             raise ValueError(f"poller must be one of {sorted(kinds)}, got {choice!r}")
-        cdef char err[256]
+        cdef fm_error err
         cdef fastmsg_poller_kind kind = kinds[choice]
         with nogil:
-            self.ctx = fm_ctx_new(kind, err, sizeof(err))
+            self.ctx = fm_ctx_new(kind, &err)
         if self.ctx == NULL:
-            # integration: fm_ctx_new reports an fm_error; pass its errnum and text.
-            raise_engine_error(0, "cannot start the I/O thread", err, None)
+            raise_engine_error(err.errnum, "cannot start the I/O thread", err.text, None)
         self.endpoints = weakref.WeakSet()
         self.gen = _generation
         self.poller = fm_ctx_poller_name(self.ctx).decode()

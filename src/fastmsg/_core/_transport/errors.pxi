@@ -1,10 +1,5 @@
 # The one place where an engine failure becomes a Python exception.
 
-# errnum for a failure the engine reports as an OS error without saying which one: a plain
-# OSError with errno None. (integration: goes away once every constructor reports an fm_error.)
-cdef int ERRNUM_UNKNOWN_OS = -1
-
-
 cdef int raise_engine_error(int errnum, str doing, const char *text, object endpoint) except -1:
     """Raises the exception for a failed engine call: `doing` says what failed ("cannot bind
     tcp://...") and `text` (NULL or empty: nothing) is the engine's explanation.
@@ -22,8 +17,6 @@ cdef int raise_engine_error(int errnum, str doing, const char *text, object endp
         exc = ValueError(message)
     elif errnum == 0:
         exc = FastmsgError(message)
-    elif errnum == ERRNUM_UNKNOWN_OS:
-        exc = OSError(message)
     else:
         exc = OSError(errnum, message)
     if endpoint is not None:

@@ -4,6 +4,8 @@ DEFAULT_HWM_BYTES = 4 << 20
 DEFAULT_MAX_MESSAGE = 16 << 20
 DEFAULT_MAX_BATCH = 256 << 10
 DEFAULT_CONN_RING = 4 << 20
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+MAX_TIMER_SECONDS = 24 * 3600.0  # timers are kept in milliseconds in a uint32
 
 STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
@@ -14,11 +16,19 @@ RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "re
 
 cdef int _check_message_limits(object max_message_size, object max_batch_bytes) except -1:
     """The limits a Sender and a Receiver both take (each side states its own)."""
-    if not 1 <= max_message_size <= 0xFFFF0000:
-        raise ValueError(f"max_message_size must be in 1..{0xFFFF0000}, got {max_message_size}")
+    if not 1 <= max_message_size <= FASTMSG_MAX_MESSAGE_SIZE:
+        raise ValueError(f"max_message_size must be in 1..{FASTMSG_MAX_MESSAGE_SIZE}, got {max_message_size}")
     if not 64 <= max_batch_bytes <= 64 << 20:
         raise ValueError(f"max_batch_bytes must be in 64..{64 << 20}, got {max_batch_bytes}")
     return 0
+
+
+cdef uint32_t _timeout_ms(str name, object seconds) except 0:
+    """A timer option in seconds as the engine takes it: whole milliseconds, at least 1."""
+    cdef double t = seconds
+    if not 0 < t <= MAX_TIMER_SECONDS:
+        raise ValueError(f"{name} must be > 0 and at most {MAX_TIMER_SECONDS:g} seconds, got {seconds!r}")
+    return max(1, <uint32_t>(t * 1000 + 0.5))
 
 
 cdef uint64_t _pow2(uint64_t n):

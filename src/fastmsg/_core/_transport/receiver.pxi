@@ -58,7 +58,7 @@ cdef class Receiver:
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=1024, ring_bytes=DEFAULT_CONN_RING,
-                 handshake_timeout=5.0):
+                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -71,7 +71,7 @@ cdef class Receiver:
         cfg.max_message = max_message_size
         cfg.max_batch = max_batch_bytes
         cfg.max_connections = max_connections
-        cfg.handshake_timeout_ms = <uint32_t>(handshake_timeout * 1000)
+        cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
         self.batch_budget = cfg.conn_ring_capacity // 4
         family, addr = ep.resolve(passive=True)[0]
         cdef sockaddr_storage sa
@@ -79,13 +79,11 @@ cdef class Receiver:
         _sockaddr(family, addr, &sa, &salen)
         self._context = context if context is not None else default_context()
         cdef fm_ctx *ctx = self._context._use(self)
-        cdef char err[256]
+        cdef fm_error err
         with nogil:
-            self.rx = fm_receiver_new(ctx, <sockaddr *>&sa, salen, &cfg, err, sizeof(err))
+            self.rx = fm_receiver_new(ctx, <sockaddr *>&sa, salen, &cfg, &err)
         if self.rx == NULL:
-            # integration: fm_receiver_new reports an fm_error; pass its errnum (EADDRINUSE,
-            # ENOENT...) and text instead of ERRNUM_UNKNOWN_OS.
-            raise_engine_error(ERRNUM_UNKNOWN_OS, f"cannot bind {ep}", err, ep)
+            raise_engine_error(err.errnum, f"cannot bind {ep}", err.text, ep)
         self.gen = _generation
         self.rings = {}
         if ep.scheme == "ipc":
@@ -112,23 +110,22 @@ cdef class Receiver:
         cdef Record r = self.cur._record(rec)
         if rec.flags == FM_RX_EXTERNAL:
             # Take the big frame over from the ring, then let the marker go.
-            memcpy(&ptr, rec.data, sizeof(ptr))
-            memset(<void *>rec.data, 0, sizeof(ptr))
+            ptr = fm_marker_take(<uint8_t *>rec.data)
             big = _BigFrame.__new__(_BigFrame)
             big.frame = ptr
             r.release()
             self.frame = big
             self.frame_rec = None
-            body = _big_frame_body(ptr)
+            body = fastmsg_frame_body(ptr)
         else:
             self.frame = r
             self.frame_rec = r
             body = rec.data
-        skip = _data_skip(body)
-        count = _data_count(body)
-        self.p = _data_records(body)
+        skip = fastmsg_data_skip(body)
+        count = fastmsg_data_count(body)
+        self.p = fastmsg_data_records(body)
         for i in range(skip):
-            self.p += fastmsg_ring_slot(_msg_length(self.p))
+            self.p += fastmsg_ring_slot(fastmsg_rec_len(self.p))
         self.left = count - skip
         if self.left == 0:
             self._end_frame()
@@ -149,10 +146,10 @@ cdef class Receiver:
         cdef fm_rxbuf *buf
         while True:
             if self.left:
-                length = _msg_length(self.p)
+                length = fastmsg_rec_len(self.p)
                 m = Message.__new__(Message)
                 m.owner = self.frame
-                m.data = _msg_payload(self.p)
+                m.data = self.p + FASTMSG_REC_HDR
                 m.length = length
                 if self.frame_rec is not None:
                     self.frame_rec.exports += 1

@@ -43,7 +43,8 @@ cdef class Sender:
     cdef int64_t last_send_ns # when send()/send_many() last published
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
-                 max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH):
+                 max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
+                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         if hwm_bytes < 4096:
@@ -59,6 +60,7 @@ cdef class Sender:
         cfg.max_message = max_message_size
         cfg.max_batch = max_batch_bytes
         cfg.session_id = secrets.randbits(64) | 1
+        cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
         self.max_message = max_message_size
         self.hwm = cfg.ring_capacity
         self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)
@@ -66,12 +68,11 @@ cdef class Sender:
         self.small_bytes_max = min(self.small_max, <uint64_t>max_batch_bytes - 1)
         self.held = deque()
         cdef fm_ctx *ctx = self._context._use(self)
+        cdef fm_error err
         with nogil:
-            self.s = fm_sender_new(ctx, <sockaddr *>&sa, salen, &cfg)
+            self.s = fm_sender_new(ctx, <sockaddr *>&sa, salen, &cfg, &err)
         if self.s == NULL:
-            # integration: fm_sender_new reports an fm_error (ENOMEM, or EINVAL for an address
-            # too long for a sockaddr_storage); pass its errnum and text.
-            raise_engine_error(ENOMEM, "cannot allocate the sender", NULL, ep)
+            raise_engine_error(err.errnum, f"cannot make a Sender for {ep}", err.text, ep)
         self.ring = fm_sender_ring(self.s)
         self.endpoint = str(ep)
         self.gen = _generation
@@ -146,7 +147,7 @@ cdef class Sender:
                 memcpy(dst, src, size)
         else:
             self._put_external(src, length, deadline, timeout, keep)
-            size = 16
+            size = FM_POINTER_REC_LEN
         if publish:
             idle = fm_sender_queued(self.s) == 0
             fastmsg_ring_commit(self.ring, <uint32_t>size)
@@ -182,15 +183,14 @@ cdef class Sender:
             with nogil:
                 memcpy(copy, src, length)
             payload = <const uint8_t *>copy
-        dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
+        dst = fastmsg_ring_reserve(self.ring, FM_POINTER_REC_LEN, FM_REC_EXTERNAL)
         while dst == NULL:
             fastmsg_ring_publish(self.ring)
             fm_sender_kick(self.s)
-            self._wait_room(fastmsg_ring_space_target(self.ring, 16), deadline, timeout)
-            dst = fastmsg_ring_reserve(self.ring, 16, FM_REC_EXTERNAL)
-        memcpy(dst, &payload, sizeof(payload))
-        memcpy(dst + 8, &length, 8)
-        self.held.append((self.ring.resv + fastmsg_ring_slot(16), keep))
+            self._wait_room(fastmsg_ring_space_target(self.ring, FM_POINTER_REC_LEN), deadline, timeout)
+            dst = fastmsg_ring_reserve(self.ring, FM_POINTER_REC_LEN, FM_REC_EXTERNAL)
+        fm_pointer_rec_put(dst, payload, length)
+        self.held.append((self.ring.resv + fastmsg_ring_slot(FM_POINTER_REC_LEN), keep))
         self.held_bytes += length
         return 0
 
@@ -322,7 +322,7 @@ cdef class Sender:
     def stats(self):
         """Exact counters: messages and bytes written, batches, write calls, connections..."""
         cdef uint64_t values[FM_STAT_COUNT]
-        cdef char err[1200]
+        cdef char err[FM_LAST_ERROR_MAX]
         self._check()
         fm_sender_stats(self.s, values)
         fm_sender_last_error(self.s, err, sizeof(err))

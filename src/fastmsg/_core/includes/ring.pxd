@@ -7,6 +7,9 @@ cdef extern from "ring/ring.h" nogil:
     const uint64_t FASTMSG_RING_MIN_CAPACITY
     const uint64_t FASTMSG_RING_MAX_CAPACITY
 
+    uint32_t fastmsg_rec_len(const uint8_t *header)    # a record's payload length
+    uint32_t fastmsg_rec_flags(const uint8_t *header)  # and its flags
+
     ctypedef struct fastmsg_ring_ctl:
         uint64_t tail
         uint64_t records
