@@ -23,6 +23,7 @@ ENGINE_SOURCES = (
     "engine/sender_batch.c",
     "engine/sender_write.c",
     "engine/sender_conn.c",
+    "engine/sender_direct.c",
     "engine/sender.c",
     "engine/session.c",
     "engine/rxbuf.c",

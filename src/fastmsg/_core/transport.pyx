@@ -39,6 +39,16 @@ from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
 
 use_selected_kernel()
 
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+    ctypedef enum PyLockStatus:
+        PY_LOCK_FAILURE
+        PY_LOCK_ACQUIRED
+        PY_LOCK_INTR
+    # (not in Cython's cpython.pythread) waits up to `microseconds` (-1: no limit); intr_flag: a
+    # signal ends the wait with PY_LOCK_INTR
+    PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds, int intr_flag) nogil
+
 # Blocking waits of a Sender wake at least this often to notice a close() from another thread.
 cdef int64_t WAIT_SLICE_NS = 50 * 1000 * 1000
 

@@ -35,7 +35,7 @@ cdef class Sender:
     cdef object held          # (ring position after its record, payload) of each external record
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen              # the fork generation it was made in
-    cdef object lock          # one producer at a time on the ring; close() takes it too
+    cdef PyThread_type_lock lock  # one producer at a time on the ring; close() takes it too
     cdef object waiters       # a Condition: counts flush() calls in progress, which close() awaits
     cdef int flushing         # flush() calls in progress (under waiters)
     cdef Py_ssize_t _staged   # messages the send_many() in progress has queued so far
@@ -76,7 +76,9 @@ cdef class Sender:
         self.ring = fm_sender_ring(self.s)
         self.endpoint = str(ep)
         self.gen = _generation
-        self.lock = threading.Lock()
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError("cannot allocate the sender's lock")
         self.waiters = threading.Condition(threading.Lock())
 
     cdef int _check(self) except -1:
@@ -104,16 +106,21 @@ cdef class Sender:
     cdef int _acquire(self, int64_t deadline, object timeout) except -1:
         """Takes the producer lock within the caller's timeout: another thread's send() may hold
         it while it waits for room, and this call's timeout must be honoured all the same."""
-        if self.lock.acquire(False):
+        if PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
             return 0
         if deadline == -2:
             raise Full("another thread is sending into this Sender; nothing was sent")
-        cdef double left = -1
-        if deadline >= 0:
-            left = max(0.0, (deadline - fastmsg_monotonic_ns()) / 1e9)
-        if not self.lock.acquire(True, left):
-            raise Timeout(f"another thread kept this Sender busy for {timeout} s; nothing was sent")
-        return 0
+        cdef long long left_us
+        cdef PyLockStatus got
+        while True:
+            left_us = -1 if deadline < 0 else max(0, (deadline - fastmsg_monotonic_ns()) // 1000)
+            with nogil:
+                got = PyThread_acquire_lock_timed(self.lock, left_us, 1)
+            if got == PY_LOCK_ACQUIRED:
+                return 0
+            if got == PY_LOCK_FAILURE:
+                raise Timeout(f"another thread kept this Sender busy for {timeout} s; nothing was sent")
+            PyErr_CheckSignals()  # interrupted: run the handlers (Ctrl-C), then wait on
 
     cdef int _release_written(self) except -1:
         """Drops the payloads of external records the I/O thread has written or dropped."""
@@ -222,7 +229,7 @@ cdef class Sender:
         self._check()
         self._acquire(deadline, timeout)
         try:
-            self._check()
+            self._check()  # (closed meanwhile?)
             if self.held_bytes:
                 self._release_written()
             if PyBytes_CheckExact(data):
@@ -237,7 +244,7 @@ cdef class Sender:
             finally:
                 PyBuffer_Release(&view)
         finally:
-            self.lock.release()
+            PyThread_release_lock(self.lock)
 
     def send_many(self, buffers, *, timeout=None):
         """Queues every message of `buffers` in order, publishing them together; waits for room
@@ -256,7 +263,7 @@ cdef class Sender:
         except BaseException as exc:
             raise _partial(exc, self._staged) from None
         finally:
-            self.lock.release()
+            PyThread_release_lock(self.lock)
         return n
 
     cdef Py_ssize_t _send_many(self, object buffers, int64_t deadline, object timeout) except -1:
@@ -306,12 +313,12 @@ cdef class Sender:
                 self.waiters.notify_all()
         if end != WAIT_READY:
             return False  # timed out, or close() from another thread
-        if self.lock.acquire(False):  # (a send() in progress drops them itself)
+        if PyThread_acquire_lock(self.lock, NOWAIT_LOCK):  # (a send() in progress drops them itself)
             try:
                 if self.s != NULL:
                     self._release_written()
             finally:
-                self.lock.release()
+                PyThread_release_lock(self.lock)
         return True
 
     @property
@@ -338,7 +345,11 @@ cdef class Sender:
         if self.gen == _generation:
             written = self.flush(linger) if linger != 0 else fm_sender_queued(self.s) == 0
         self.closing = True
-        with self.lock:  # a send() in progress finishes or gives up first
+        cdef bint here = self.gen == _generation  # (after fork() the lock may be held by a thread now gone)
+        if here:
+            with nogil:  # a send() in progress finishes or gives up first
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+        try:
             if self.s == NULL:
                 return written
             with self.waiters:  # and so does a flush() (within a wait slice)
@@ -347,7 +358,10 @@ cdef class Sender:
                 s = self.s
                 self.s = NULL
                 self.ring = NULL
-        if self.gen == _generation:
+        finally:
+            if here:
+                PyThread_release_lock(self.lock)
+        if here:
             _close_sender(<size_t>s)
         # The engine no longer touches the payloads of unsent external records.
         self.held.clear()
@@ -368,6 +382,8 @@ cdef class Sender:
         if self.s != NULL and self.gen == _generation:
             with nogil:
                 fm_sender_close(self.s)
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
 
     def __repr__(self):
         return f"<fastmsg.Sender {self.endpoint}{' closed' if self.s == NULL else ''}>"

@@ -1,5 +1,6 @@
-/* The sender as Python uses it: make one, find its ring, kick or write directly after publishing,
- * flush, read its state, close. The connection itself is the I/O thread's (sender_conn.c). */
+/* The sender as Python uses it: make one, find its ring, kick the I/O thread after publishing,
+ * flush, read its state, close (the direct write is sender_direct.c). The connection itself is
+ * the I/O thread's (sender_conn.c). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,19 +59,6 @@ uint64_t fm_sender_queued(fm_sender *s) {
 uint64_t fm_sender_released(fm_sender *s) { return __atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE); }
 
 void fm_sender_kick(fm_sender *s) { fm_ctx_kick(s->ctx); }
-
-int fm_sender_write_direct(fm_sender *s) {
-    if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !fm_token_take(&s->token)) return 0;
-    int rc = FM_OUT_FULL;
-    if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) && !s->direct_err && !s->direct_full) {
-        rc = fm_sender_write_out(s);
-        if (rc == FM_OUT_FULL) s->direct_full = 1;
-        else if (rc < 0) s->direct_err = -rc;
-    }
-    fm_token_give(&s->token);
-    if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST)) fm_ctx_kick(s->ctx);
-    return rc == FM_OUT_IDLE;
-}
 
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns) {
     uint64_t target = __atomic_load_n(&s->producer.ctl->tail, __ATOMIC_ACQUIRE);
