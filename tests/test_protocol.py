@@ -33,7 +33,7 @@ def frame(kind, body):
     return struct.pack("<II", len(body), kind) + pad8(body)
 
 
-def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, major=1, minor=0):
+def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, major=2, minor=0):
     return frame(kind, MAGIC + struct.pack("<HHIQQIIII", major, minor, capabilities, session_id, seq,
                                            max_message, max_batch, heartbeat_ms, 0))
 
@@ -51,9 +51,9 @@ def error(code, text):
 
 
 EXPECTED = {
-    "hello": ("HELLO", dict(version=(1, 0), capabilities=3, session_id=0x0123456789ABCDEF, seq=1,
+    "hello": ("HELLO", dict(version=(2, 0), capabilities=3, session_id=0x0123456789ABCDEF, seq=1,
                             max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000)),
-    "welcome": ("WELCOME", dict(version=(1, 0), capabilities=1, session_id=0x0123456789ABCDEF, seq=42,
+    "welcome": ("WELCOME", dict(version=(2, 0), capabilities=1, session_id=0x0123456789ABCDEF, seq=42,
                                 max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0)),
     "data": ("DATA", dict(first_seq=7, messages=[b"hello", b"", b"fastmsg!!"])),
     "ack": ("ACK", dict(value=10)),
@@ -105,7 +105,7 @@ def test_data_matches_the_independent_encoder(first_seq, messages):
 def test_handshake_matches_the_independent_encoder(kind, **fields):
     encoded = proto.encode_hello(K[kind], **fields)
     assert encoded == hello(K[kind], **fields)
-    assert proto.decode(encoded) == (kind, dict(version=(1, 0), **fields))
+    assert proto.decode(encoded) == (kind, dict(version=(2, 0), **fields))
 
 
 @given(code=st.integers(0, 2**32 - 1), text=st.text(max_size=300))
@@ -159,14 +159,14 @@ def test_crc_mismatch_is_named():
         (frame(99, bytes(8)), "unexpected frame kind"),
         (frame(0x80000000 | 3, bytes(24)), "unexpected frame kind"),
         (hello(1, 5, 0, 100, 100)[:8] + b"NOTFMSG!" + hello(1, 5, 0, 100, 100)[16:], "bad magic"),
-        (hello(1, 5, 0, 100, 100, major=2), "unsupported protocol version"),
+        (hello(1, 5, 0, 100, 100, major=1), "unsupported protocol version"),
         (hello(1, 0, 0, 100, 100), "malformed"),
         (frame(K["ACK"], bytes(16)), "malformed"),
         (frame(K["ERROR"], struct.pack("<II", 1, 5) + b"abc"), "malformed"),
         (data(1, [b"abc"], flags=4), "malformed"),
         (data(1, []), "malformed"),
     ],
-    ids=["unknown-kind", "pad-bit", "bad-magic", "version-2", "session-0", "long-ack", "error-len",
+    ids=["unknown-kind", "pad-bit", "bad-magic", "version-1", "session-0", "long-ack", "error-len",
          "record-flags", "empty-batch"],
 )
 def test_bad_frames_are_refused_with_the_reason(frame_bytes, reason):

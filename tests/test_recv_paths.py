@@ -93,10 +93,11 @@ def test_the_io_thread_takes_the_sockets_back_after_a_recv(ctx):
             with fastmsg.Sender(rx.endpoint, context=ctx) as second:
                 second.send(b"second")
                 # Written means a WELCOME came back: the handshake ran with no recv() pending.
-                assert second.flush(10)
+                wait_for(lambda: second.stats()["sent_messages"] == 1, what="the handshake and write")
                 wait_for(lambda: rx.stats()["received_messages"] == 2, what="the read-ahead")
                 with rx.recv(timeout=0) as m:
                     assert bytes(m) == b"second"
+                assert second.flush(10)  # acknowledged once released
 
 
 def echo(endpoint, count, poller):
@@ -169,7 +170,9 @@ def test_holding_more_than_a_ring_of_messages_does_not_stall(ctx, size):
     n = 64 * 1024 * 8 // size + 100  # about eight rings' worth
     with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx, ring_bytes=64 * 1024,
                           max_batch_bytes=4096) as rx, \
-            fastmsg.Sender(rx.endpoint, context=ctx, max_batch_bytes=4096) as tx:
+            fastmsg.Sender(rx.endpoint, context=ctx, max_batch_bytes=4096, hwm_bytes=16 << 20) as tx:
+        # (the Sender keeps every message until the receiver's application releases it, so its
+        # queue must hold all of them: hwm_bytes bounds what is unacknowledged)
         body = [bytes([i & 0xFF]) * size for i in range(n)]
         tx.send_many(body)
         kept = []

@@ -92,7 +92,7 @@ def split_frames(data):
     return frames
 
 
-def hello(session_id=0x1234, seq=0, major=1, magic=None):
+def hello(session_id=0x1234, seq=0, major=2, magic=None):
     frame = bytearray(proto.encode_hello(proto.KINDS["HELLO"], session_id=session_id, seq=seq,
                                          max_message=1 << 20, max_batch=1 << 16, major=major))
     if magic is not None:

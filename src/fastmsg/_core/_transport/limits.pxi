@@ -9,9 +9,10 @@ MAX_TIMER_SECONDS = 24 * 3600.0  # timers are kept in milliseconds in a uint32
 
 STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
-                "protocol_errors", "rejected")
+                "protocol_errors", "rejected", "acknowledged", "resent")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
-                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains")
+                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks")
+ACK_MODES = ("released", "received")  # when a Receiver acknowledges a message
 
 
 cdef int _check_message_limits(object max_message_size, object max_batch_bytes) except -1:

@@ -5,6 +5,8 @@
 cdef class _BigFrame:
     """A DATA frame too large for a connection ring, in its own allocation."""
     cdef uint8_t *frame        # the whole frame, header first; freed with the last Message
+    cdef object marker         # the Record of its marker in the ring: released with the frame, as
+                               # the receiver acknowledges a frame once its ring space came back
 
     def __dealloc__(self):
         free(self.frame)

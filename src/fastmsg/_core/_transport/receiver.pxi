@@ -58,7 +58,7 @@ cdef class Receiver:
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=1024, ring_bytes=DEFAULT_CONN_RING,
-                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT):
+                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, ack="released"):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -72,6 +72,9 @@ cdef class Receiver:
         cfg.max_batch = max_batch_bytes
         cfg.max_connections = max_connections
         cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
+        if ack not in ACK_MODES:
+            raise ValueError(f"ack must be one of {ACK_MODES}, got {ack!r}")
+        cfg.ack_on_receipt = ack == "received"
         self.batch_budget = cfg.conn_ring_capacity // 4
         family, addr = ep.resolve(passive=True)[0]
         cdef sockaddr_storage sa
@@ -109,11 +112,11 @@ cdef class Receiver:
         cdef uint8_t *ptr
         cdef Record r = self.cur._record(rec)
         if rec.flags == FM_RX_EXTERNAL:
-            # Take the big frame over from the ring, then let the marker go.
+            # Take the big frame over from the ring; the marker goes with it.
             ptr = fm_marker_take(<uint8_t *>rec.data)
             big = _BigFrame.__new__(_BigFrame)
             big.frame = ptr
-            r.release()
+            big.marker = r
             self.frame = big
             self.frame_rec = None
             body = fastmsg_frame_body(ptr)

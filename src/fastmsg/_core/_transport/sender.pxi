@@ -156,7 +156,7 @@ cdef class Sender:
             self._put_external(src, length, deadline, timeout, keep)
             size = FM_POINTER_REC_LEN
         if publish:
-            idle = fm_sender_queued(self.s) == 0
+            idle = fm_sender_all_written(self.s)
             fastmsg_ring_commit(self.ring, <uint32_t>size)
             self._hand_over(idle)
         else:
@@ -274,7 +274,7 @@ cdef class Sender:
         self._check()
         if self.held_bytes:
             self._release_written()
-        idle = fm_sender_queued(self.s) == 0
+        idle = fm_sender_all_written(self.s)
         try:
             for data in buffers:
                 if PyBytes_CheckExact(data):
@@ -296,8 +296,9 @@ cdef class Sender:
         return n
 
     def flush(self, timeout=None):
-        """Waits until every message queued so far has been written to the socket. True when
-        done, False if the timeout ran out first."""
+        """Waits until the receiver has acknowledged every message queued so far (by default once
+        its application released them; see Receiver's `ack`). True when done, False if the
+        timeout ran out first."""
         cdef int64_t deadline = deadline_ns(timeout)
         cdef int end
         # Not under the producer lock: a send() waiting for room holds it, and this timeout must
@@ -326,6 +327,12 @@ cdef class Sender:
         self._check()
         return bool(fm_sender_connected(self.s))
 
+    @property
+    def unacknowledged(self):
+        """Messages queued and not yet acknowledged by the receiver (nor refused by it)."""
+        self._check()
+        return fm_sender_unacked(self.s)
+
     def stats(self):
         """Exact counters: messages and bytes written, batches, write calls, connections..."""
         cdef uint64_t values[FM_STAT_COUNT]
@@ -333,8 +340,10 @@ cdef class Sender:
         self._check()
         fm_sender_stats(self.s, values)
         fm_sender_last_error(self.s, err, sizeof(err))
-        return _stats(values, SENDER_STATS, {"queued_bytes": fm_sender_queued(self.s), "connected": bool(fm_sender_connected(self.s)),
-                               "last_error": err.decode(errors="replace")})
+        return _stats(values, SENDER_STATS, {"queued_bytes": fm_sender_queued(self.s),
+                                             "unacknowledged": fm_sender_unacked(self.s),
+                                             "connected": bool(fm_sender_connected(self.s)),
+                                             "last_error": err.decode(errors="replace")})
 
     def close(self, linger=1.0):
         """Waits up to `linger` seconds (None: no limit, 0: not at all) for queued messages to be

@@ -56,6 +56,8 @@ cdef extern from "engine/engine.h" nogil:
     fastmsg_ring *fm_sender_ring(fm_sender *s)
     uint64_t fm_sender_queued(fm_sender *s)
     uint64_t fm_sender_released(fm_sender *s)
+    uint64_t fm_sender_unacked(fm_sender *s)
+    bint fm_sender_all_written(fm_sender *s)
     void fm_sender_kick(fm_sender *s)
     int fm_sender_write_direct(fm_sender *s)
     int fm_sender_flush(fm_sender *s, int64_t deadline_ns)
@@ -71,6 +73,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_batch
         uint32_t max_connections
         uint32_t handshake_timeout_ms
+        uint32_t ack_on_receipt
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
                                  const fm_receiver_config *cfg, fm_error *err)

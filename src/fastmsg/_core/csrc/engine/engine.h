@@ -43,7 +43,8 @@ typedef struct {
 enum {
     FM_SENT_MESSAGES, FM_SENT_BYTES, FM_SENT_BATCHES, FM_WRITE_CALLS, FM_CONNECTS, FM_DISCONNECTS,
     FM_RECV_MESSAGES, FM_RECV_BYTES, FM_RECV_BATCHES, FM_READ_CALLS, FM_ACCEPTS, FM_CONNECTIONS,
-    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_REJECTED, FM_RING_CHAINS, FM_STAT_COUNT
+    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_REJECTED, FM_RING_CHAINS,
+    FM_ACKED, FM_RESENT, FM_ACKS, FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
 
@@ -78,6 +79,11 @@ uint64_t fm_sender_queued(fm_sender *s);
 /* Ring position before which every record has been written or dropped: the engine no longer
  * reads the external payloads of those records. */
 uint64_t fm_sender_released(fm_sender *s);
+/* 1 if every record published has been written (it may await its acknowledgement): the
+ * connection is idle, and the next message may be written directly. */
+int fm_sender_all_written(fm_sender *s);
+/* Messages queued and not yet acknowledged by the receiver (nor dropped as too large for it). */
+uint64_t fm_sender_unacked(fm_sender *s);
 /* After publishing: wakes the I/O thread if it is parked (no syscall otherwise). */
 void fm_sender_kick(fm_sender *s);
 /* After publishing, when the connection was idle: writes what is queued from the calling thread
@@ -107,6 +113,7 @@ typedef struct {
     uint32_t max_batch;
     uint32_t max_connections;
     uint32_t handshake_timeout_ms;
+    uint32_t ack_on_receipt; /* acknowledge messages once received, not once the consumer released them */
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the

@@ -18,6 +18,7 @@ static void receiver_free(fm_receiver *rx) {
     fm_waker_close(&rx->wake);
     fastmsg_close(rx->lfd);
     free(rx->queue);
+    for (uint32_t i = 0; i < rx->sessions.n; i++) fm_session_acks_free(&rx->sessions.items[i]);
     fm_session_table_free(&rx->sessions);
     pthread_mutex_destroy(&rx->qlock);
     free(rx);
@@ -65,6 +66,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     rx->ep.ops = &fm_receiver_ops;
     rx->listener.ops = &fm_listener_ops;
     rx->nest.ops = &fm_nest_ops;
+    rx->ack_due_ns = INT64_MAX;
     rx->ctx = ctx;
     rx->cfg = *cfg;
     rx->lfd = fd;

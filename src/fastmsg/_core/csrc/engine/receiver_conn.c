@@ -55,7 +55,7 @@ int fm_rxconn_flush_out(fm_rxconn *c) {
     return 0;
 }
 
-static int queue_out(fm_rxconn *c, const uint8_t *frame, size_t n) {
+int fm_rxconn_queue_out(fm_rxconn *c, const uint8_t *frame, size_t n) {
     if (c->out_len + n > sizeof c->out) return -1;
     memcpy(c->out + c->out_len, frame, n);
     c->out_len += n;
@@ -68,7 +68,7 @@ int fm_rxconn_refuse(fm_rxconn *c, int code) {
     size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
     FM_STAT_ADD(c->rx, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : FM_PROTOCOL_ERRORS, 1);
     c->out_len = c->out_off = 0; /* whatever was pending matters less than the reason */
-    queue_out(c, frame, n);
+    fm_rxconn_queue_out(c, frame, n);
     c->closing = 1;
     c->deadline_ns = fastmsg_monotonic_ns() + REFUSE_LINGER_NS;
     fm_rxconn_set_interest(c, FASTMSG_POLL_OUT);
@@ -90,11 +90,16 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
         if (s->next_seq) FM_STAT_ADD(c->rx, FM_LOST, h.seq - s->next_seq);
         s->next_seq = h.seq;
     }
+    if (h.seq > s->acked_seq) s->acked_seq = h.seq; /* (a new session starts where the sender is) */
     c->session = s;
-    fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, h.session_id, s->next_seq,
+    /* The sender resumes from the first message not acknowledged; it resends what this side
+     * already has (and skips as duplicates), so nothing the consumer holds is lost if it dies. */
+    s->ack_sent = fm_ack_update(s);
+    s->ack_due_ns = 0;
+    fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, FASTMSG_CAP_ACK, h.session_id, s->ack_sent,
                        c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0};
     uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
-    queue_out(c, frame, fastmsg_encode_hello(frame, FASTMSG_WELCOME, &w));
+    fm_rxconn_queue_out(c, frame, fastmsg_encode_hello(frame, FASTMSG_WELCOME, &w));
     c->ready = 1;
     return fm_rxconn_flush_out(c);
 }
@@ -118,6 +123,9 @@ int fm_rxconn_handle_data(fm_rxconn *c, uint8_t *f, size_t size) {
         bytes -= fastmsg_rec_len(p);
         p += fastmsg_ring_slot(fastmsg_rec_len(p));
     }
+    c->data_pending = 1; /* acknowledged once staged (receiver_read.c) and received or released */
+    c->data_end_seq = info.first_seq + info.count;
+    c->data_bytes = bytes;
     FM_STAT_ADD(c->rx, FM_RECV_MESSAGES, info.count - skip);
     FM_STAT_ADD(c->rx, FM_RECV_BYTES, bytes);
     FM_STAT_ADD(c->rx, FM_RECV_BATCHES, 1);
@@ -135,7 +143,7 @@ int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind)
         uint64_t v;
         if (fastmsg_decode_control(f, size, &v)) return fm_rxconn_refuse(c, FASTMSG_PERR_MALFORMED);
         uint8_t pong[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
-        queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
+        fm_rxconn_queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
         return fm_rxconn_flush_out(c);
     }
     case FASTMSG_CLOSE: return 0;

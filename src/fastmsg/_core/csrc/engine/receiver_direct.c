@@ -28,7 +28,8 @@ static void dispatch(const fastmsg_poll_event *ev, int n, int64_t now) {
 }
 
 /* The connections' timers, and reading again where the consumer released space (token held). */
-static void step_held(fm_receiver *rx, int64_t now, int64_t *next) {
+static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_next) {
+    fm_acks_step(rx, now, ack_next);
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
         if (c->closing) {
@@ -74,8 +75,11 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     for (;;) {
         /* No timer unless a deadline needs one: arming and cancelling one costs more than the
          * rest of the wait (a VM exit each, in a virtual machine). */
-        int64_t next = INT64_MAX;
-        step_held(rx, now, &next);
+        int64_t next = INT64_MAX, ack_next = INT64_MAX;
+        step_held(rx, now, &next, &ack_next);
+        /* Acknowledgements not yet due arm no timer here either: the I/O thread, which looks in
+         * every lease, wakes this wait through the waker once they are (receiver_step). */
+        __atomic_store_n(&rx->ack_due_ns, ack_next, __ATOMIC_RELEASE);
         if (fm_receiver_has_ready(rx)) {
             rc = FASTMSG_WAIT_READY;
             break;
@@ -99,6 +103,7 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
         dispatch(ev, n, now);
     }
     rx->lease_end_ns = now + LEASE_NS;
+    __atomic_store_n(&rx->ack_due_ns, INT64_MAX, __ATOMIC_RELEASE);
     fm_token_give(&rx->token);
     return rc;
 }
@@ -115,6 +120,7 @@ static void receiver_detach(fm_endpoint *ep) {
     fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
     /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
     while (!fm_token_take(&rx->token)) sched_yield();
+    fm_acks_flush(rx); /* what the application released before close() is acknowledged */
     while (rx->conns) fm_rxconn_close(rx->conns);
     fastmsg_poller_remove(rx->poller, rx->lfd);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_remove(rx->ctx->poller, fastmsg_poller_fd(rx->poller));
@@ -127,6 +133,15 @@ static void receiver_detach(fm_endpoint *ep) {
 static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
     fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
     if (!fm_token_take(&rx->token)) {
+        /* A reader holds the sockets, and runs the timers itself, but arms none for
+         * acknowledgements: wake it once they are due. */
+        int64_t ack_due = __atomic_load_n(&rx->ack_due_ns, __ATOMIC_ACQUIRE);
+        if (ack_due != INT64_MAX && now >= ack_due && rx->wake.wr >= 0) {
+            __atomic_store_n(&rx->ack_due_ns, INT64_MAX, __ATOMIC_RELEASE);
+            fm_waker_signal(&rx->wake);
+        } else if (ack_due < *next) {
+            *next = ack_due;
+        }
         if (now + LEASE_NS < *next) *next = now + LEASE_NS;
         return;
     }
@@ -138,7 +153,7 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
             *next = rx->lease_end_ns;
         }
     }
-    step_held(rx, now, next);
+    step_held(rx, now, next, next);
     fm_token_give(&rx->token);
 }
 

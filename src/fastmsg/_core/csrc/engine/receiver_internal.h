@@ -22,10 +22,27 @@
 #include "net/netio.h"
 #include "wire/protocol.h"
 
+typedef struct fm_rxconn fm_rxconn;
+
 /* ---- sessions (session.c) ---- */
+
+/* A DATA frame whose messages wait for the consumer to release them before they are
+ * acknowledged: its ring (with a reference), where it ends there, the sequence number after it. */
+typedef struct {
+    fm_rxbuf *buf;
+    uint64_t end_pos, end_seq, bytes;
+} fm_ack_wait;
 
 typedef struct fm_session {
     uint64_t id, next_seq; /* next_seq: the first sequence number not yet delivered */
+    /* acknowledgements (receiver_ack.c) */
+    uint64_t acked_seq;       /* every message below it is acknowledged */
+    uint64_t ack_sent;        /* the acknowledgement last written to the sender */
+    uint64_t ack_bytes;       /* payload bytes acknowledged and not yet said so */
+    int64_t ack_due_ns;       /* when the acknowledgement not yet said is due; 0: none */
+    int64_t ack_poll_ns;      /* how often to look for releases while frames wait for them */
+    fm_ack_wait *waits;       /* frames in arrival order, a ring of wcap entries */
+    uint32_t whead, wlen, wcap;
 } fm_session;
 
 typedef struct {
@@ -36,6 +53,20 @@ typedef struct {
 /* The session `id`, made if new (forgetting the oldest past a limit); NULL without memory. */
 fm_session *fm_session_for(fm_session_table *t, uint64_t id);
 void fm_session_table_free(fm_session_table *t);
+
+/* ---- acknowledgements (receiver_ack.c) ---- */
+
+/* A checked DATA frame ending at ring position end_pos of c's ring (or its big-frame marker) was
+ * staged: its messages are acknowledged once received, or once the consumer released them. */
+void fm_ack_frame_staged(fm_rxconn *c, uint64_t end_pos, uint64_t end_seq, uint64_t bytes);
+/* Advances the session's acknowledgement past every frame the consumer released; returns it. */
+uint64_t fm_ack_update(fm_session *s);
+/* Writes the ACKs that are due on the receiver's connections; sets *next to when to look again. */
+void fm_acks_step(fm_receiver *rx, int64_t now, int64_t *next);
+/* Writes, on every connection, whatever is acknowledged and not yet said (the receiver closes). */
+void fm_acks_flush(fm_receiver *rx);
+/* Lets go of the frames a session still waits on (the receiver closes, or forgets the session). */
+void fm_session_acks_free(fm_session *s);
 
 /* ---- a connection's ring (rxbuf.c) ---- */
 
@@ -58,8 +89,6 @@ fm_rxbuf *fm_rxbuf_new(fm_ctx *ctx, uint64_t capacity);
 
 /* ---- the receiver ---- */
 
-typedef struct fm_rxconn fm_rxconn;
-
 struct fm_receiver {
     fm_endpoint ep;       /* in the loop */
     fm_endpoint listener; /* registered with the listening socket */
@@ -81,6 +110,7 @@ struct fm_receiver {
      * Both under the token. */
     int lent;
     int64_t lease_end_ns;
+    int64_t ack_due_ns;     /* a reader waits: when the acknowledgements it left are due */
     fm_rxconn *conns;
     uint32_t nconns;
     fm_session_table sessions;
@@ -128,6 +158,9 @@ struct fm_rxconn {
     uint8_t out[FM_RXCONN_OUT_MAX]; /* on its way out */
     size_t out_len, out_off;
     int closing;         /* close once `out` is written */
+    /* the DATA frame being staged: its sequence end and payload bytes (receiver_ack.c) */
+    int data_pending;
+    uint64_t data_end_seq, data_bytes;
 };
 
 /* The loop's (and a reader's) operations on a connection: read, write back (receiver_read.c). */
@@ -136,6 +169,8 @@ extern const fm_endpoint_ops fm_rxconn_ops;
 /* receiver_conn.c. Those that return int return 0, or -1 once the connection is closed (freed). */
 void fm_rxconn_set_interest(fm_rxconn *c, uint32_t ev);
 void fm_rxconn_close(fm_rxconn *c);
+/* Appends a frame to `out` (sent by fm_rxconn_flush_out); -1 if it does not fit now. */
+int fm_rxconn_queue_out(fm_rxconn *c, const uint8_t *frame, size_t n);
 /* Writes what is pending in `out`; closes the connection afterwards if it is closing. */
 int fm_rxconn_flush_out(fm_rxconn *c);
 /* Refuses the peer: ERROR with the reason (best effort), then close. Returns -1. */

@@ -32,6 +32,10 @@ static void stage(fm_rxconn *c, uint64_t slot) {
     c->at += slot;
     c->w.wpos = c->at;
     c->w.wcount++;
+    if (c->data_pending) { /* a DATA frame (or its marker): its messages await acknowledgement */
+        c->data_pending = 0;
+        fm_ack_frame_staged(c, c->at, c->data_end_seq, c->data_bytes);
+    }
 }
 
 /* Writes the marker of the checked big frame at c->at and stages it; the caller made room. */

@@ -58,6 +58,16 @@ uint64_t fm_sender_queued(fm_sender *s) {
 
 uint64_t fm_sender_released(fm_sender *s) { return __atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE); }
 
+int fm_sender_all_written(fm_sender *s) {
+    return __atomic_load_n(&s->written_pos, __ATOMIC_ACQUIRE) == s->producer.wpos;
+}
+
+uint64_t fm_sender_unacked(fm_sender *s) {
+    uint64_t done = __atomic_load_n(&s->stats[FM_ACKED], __ATOMIC_ACQUIRE) + __atomic_load_n(&s->stats[FM_REJECTED], __ATOMIC_ACQUIRE);
+    uint64_t queued = __atomic_load_n(&s->producer.ctl->records, __ATOMIC_ACQUIRE);
+    return queued > done ? queued - done : 0;
+}
+
 void fm_sender_kick(fm_sender *s) { fm_ctx_kick(s->ctx); }
 
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns) {

@@ -7,25 +7,29 @@ static const uint8_t zeros[8]; /* padding after an external payload */
 
 /* Drops the records at the cursor that the receiver announced it would refuse (larger than its
  * max_message), counting each as rejected and saying why in last_error: sending them would only
- * get the connection refused, again after every reconnect. */
+ * get the connection refused, again after every reconnect. A dropped record is marked, so that
+ * acknowledgements and a resend after a reconnect pass over it (it has no sequence number). */
 static void drop_oversized(fm_sender *s) {
     fastmsg_ring *r = &s->io;
     for (;;) {
         uint64_t tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE), pos = r->rpos;
         if (pos == tail) return;
         pos = fastmsg_ring_skip_pad(r, pos);
-        const uint8_t *h = r->data + (pos & r->mask);
-        uint32_t len = fastmsg_rec_len(h);
-        uint64_t msg_len = (fastmsg_rec_flags(h) & FM_REC_EXTERNAL) ? fm_pointer_rec_size(h + FASTMSG_REC_HDR) : len;
-        if (msg_len <= s->peer_max_message) return;
-        char detail[32];
-        snprintf(detail, sizeof detail, "%llu", (unsigned long long)msg_len);
-        fm_sender_set_error(s, "a %s-byte message is larger than the receiver's max_message_size: dropped", detail);
-        FM_STAT_ADD(s, FM_REJECTED, 1);
+        uint8_t *h = r->data + (pos & r->mask);
+        uint32_t len = fastmsg_rec_len(h), flags = fastmsg_rec_flags(h);
+        if (!(flags & FM_REC_DROPPED)) {
+            uint64_t msg_len = (flags & FM_REC_EXTERNAL) ? fm_pointer_rec_size(h + FASTMSG_REC_HDR) : len;
+            if (msg_len <= s->peer_max_message) return;
+            char detail[32];
+            snprintf(detail, sizeof detail, "%llu", (unsigned long long)msg_len);
+            fm_sender_set_error(s, "a %s-byte message is larger than the receiver's max_message_size: dropped", detail);
+            FM_STAT_ADD(s, FM_REJECTED, 1);
+            s->dropped++;
+            fastmsg_rec_put_hdr(h, len, flags | FM_REC_DROPPED);
+        }
         pos += fastmsg_ring_slot(len);
         r->rpos = pos;
-        r->rcount++;
-        fastmsg_ring_release(r, pos);
+        fm_sender_passed(s, pos);
     }
 }
 
@@ -56,7 +60,7 @@ int fm_sender_take_batch(fm_sender *s) {
     fastmsg_ring_run run;
     uint32_t count;
     uint64_t end, bytes;
-    if (fastmsg_ring_readable_run(r, limit, s->peer_max_message, FM_REC_EXTERNAL, &run)) {
+    if (fastmsg_ring_readable_run(r, limit, s->peer_max_message, FM_REC_EXTERNAL | FM_REC_DROPPED, &run)) {
         uint32_t crc = fastmsg_data_open(s->hdr, (uint32_t)(run.end - run.start), (uint32_t)run.count, s->next_seq);
         fastmsg_data_set_crc(s->hdr, fastmsg_crc32c(crc, run.data, (size_t)(run.end - run.start)));
         s->iov[0] = (struct iovec){s->hdr, sizeof s->hdr};
@@ -84,13 +88,16 @@ int fm_sender_take_batch(fm_sender *s) {
 
 void fm_sender_batch_done(fm_sender *s) {
     fastmsg_ring *r = &s->io;
-    /* Counters first: a flush() woken by the release must find them up to date. */
     FM_STAT_ADD(s, FM_SENT_MESSAGES, s->batch_count);
     FM_STAT_ADD(s, FM_SENT_BYTES, s->batch_bytes);
     FM_STAT_ADD(s, FM_SENT_BATCHES, 1);
+    if (s->batch_first_seq < s->sent_seq) { /* written before, then the connection went */
+        uint64_t again = s->sent_seq - s->batch_first_seq;
+        FM_STAT_ADD(s, FM_RESENT, again < s->batch_count ? again : s->batch_count);
+    }
     fm_progress++;
     r->rpos = s->batch_end;
     r->rcount += s->batch_count;
-    fastmsg_ring_release(r, s->batch_end); /* wakes a producer waiting for room or in flush */
+    fm_sender_passed(s, s->batch_end); /* the space comes back with the acknowledgement */
     s->frame_is_data = 0;
 }

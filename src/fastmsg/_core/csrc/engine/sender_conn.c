@@ -28,8 +28,8 @@ static void disconnect(fm_sender *s, int64_t now) {
     s->interest = 0;
     s->state = FM_S_IDLE;
     __atomic_store_n(&s->connected, 0, __ATOMIC_RELEASE);
-    /* A batch cut short goes again, whole, after the next handshake. */
-    if (s->frame_is_data && s->frame_left) s->next_seq = s->batch_first_seq;
+    /* Everything not acknowledged (a batch cut short included) goes again after the handshake. */
+    fm_sender_rewind(s);
     s->frame_left = 0;
     s->frame_is_data = 0;
     s->in_len = 0;
@@ -85,7 +85,8 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
             fail(s, now, "bad WELCOME: %s", rc ? fastmsg_proto_strerror(rc) : "wrong session");
             return;
         }
-        if (w.seq > s->next_seq) {
+        if (fm_sender_apply_ack(s, w.seq) != 0) {
+            FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
             fail(s, now, "receiver resumes past what was sent%s", "");
             return;
         }
@@ -110,7 +111,14 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         }
         return;
     }
-    if (kind == FASTMSG_PONG || kind == FASTMSG_ACK) return; /* heartbeats and acks: next version */
+    if (kind == FASTMSG_ACK && s->state == FM_S_READY) {
+        uint64_t ack_seq;
+        if (fastmsg_decode_control(f, size, &ack_seq) == 0 && fm_sender_apply_ack(s, ack_seq) == 0) return;
+        FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
+        fail(s, now, "bad ACK from the receiver: %s", "it acknowledges messages never sent");
+        return;
+    }
+    if (kind == FASTMSG_PONG) return; /* heartbeats: next version */
     FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
     fail(s, now, "unexpected frame from the receiver: %s", fastmsg_proto_strerror(FASTMSG_PERR_BAD_KIND));
 }

@@ -3,7 +3,8 @@
  * sender.c        the API Python calls: make, queue, flush, write directly, close
  * sender_conn.c   the connection: connect, reconnect, handshake, control frames; the loop's ops
  * sender_write.c  writing the frame in progress, then batch after batch
- * sender_batch.c  taking a DATA batch (or one external message) from the ring, and giving it back */
+ * sender_batch.c  taking a DATA batch (or one external message) from the ring
+ * sender_ack.c    acknowledgements: the ring space they give back, and the resend after a reconnect */
 #ifndef FASTMSG_SENDER_INTERNAL_H
 #define FASTMSG_SENDER_INTERNAL_H
 
@@ -34,7 +35,16 @@ struct fm_sender {
     uint32_t interest;
     int64_t next_attempt_ns, backoff_ns, handshake_deadline_ns;
     uint32_t peer_max_message, peer_max_batch;
-    uint64_t next_seq;
+    uint64_t next_seq;       /* sequence number of the next message written */
+    /* Acknowledgements (sender_ack.c). The ring keeps every message until the receiver has
+     * acknowledged it: the ring's head is the acknowledged position, the I/O handle's cursor the
+     * written one, and after a reconnect the cursor goes back to the head. */
+    uint64_t acked_seq;      /* every message below it is acknowledged */
+    uint64_t acked_pos;      /* ring position just past those messages (the head) */
+    uint64_t sent_seq;       /* every message below it was written at least once */
+    uint64_t sent_pos;       /* ring position the cursor has ever reached (written or dropped) */
+    uint64_t written_pos;    /* the same, for Python to read (fm_sender_all_written) */
+    uint64_t dropped;        /* records dropped unsent, counted in stats as rejected */
     /* the frame being written: a control frame (HELLO) or a DATA batch */
     uint8_t hdr[FASTMSG_DATA_FRAME_HDR], ext_hdr[FASTMSG_REC_HDR];
     struct iovec iov[4];
@@ -76,6 +86,16 @@ int fm_sender_write_out(fm_sender *s);
 int fm_sender_take_batch(fm_sender *s);
 /* The batch is written: count it and give its ring space back. */
 void fm_sender_batch_done(fm_sender *s);
+
+/* An ACK (or a WELCOME) says every message below ack_seq arrived: gives their ring space back.
+ * 0, or -1 if it acknowledges more than was written (sender_ack.c). */
+int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq);
+/* The connection is gone: what was written and not acknowledged is written again, from the first
+ * unacknowledged message, after the next handshake. */
+void fm_sender_rewind(fm_sender *s);
+/* The cursor passed records up to `pos` (written, or dropped): keeps sent_pos, and gives dropped
+ * records back at once when nothing before them waits for an acknowledgement. */
+void fm_sender_passed(fm_sender *s, uint64_t pos);
 
 /* The frame in s->iov is the next to write. */
 static inline void fm_sender_start_frame(fm_sender *s, int is_data) {

@@ -14,6 +14,7 @@ fm_session *fm_session_for(fm_session_table *t, uint64_t id) {
     if (t->n == t->cap) {
         if (t->cap == SESSIONS_MAX) {
             /* forget the oldest session: it can no longer resume, only start afresh */
+            fm_session_acks_free(&t->items[0]);
             memmove(t->items, t->items + 1, sizeof *t->items * (t->n - 1));
             t->n--;
         } else {
@@ -25,8 +26,8 @@ fm_session *fm_session_for(fm_session_table *t, uint64_t id) {
         }
     }
     fm_session *s = &t->items[t->n++];
+    memset(s, 0, sizeof *s);
     s->id = id;
-    s->next_seq = 0;
     return s;
 }
 

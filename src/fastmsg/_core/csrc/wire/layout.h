@@ -80,6 +80,10 @@ static inline void fastmsg_data_put_header(uint8_t hdr[FASTMSG_DATA_FRAME_HDR], 
  * outside the ring, {pointer, length}. The payload belongs to the producer (Python): the engine
  * only reads it, and is done with it once the ring is released past the record. */
 #define FM_REC_EXTERNAL 0x40000000u
+/* In a sender's ring, a record flag the I/O thread sets on a record it dropped unsent (larger than
+ * the receiver accepts): it has no sequence number, so acknowledgements and a resend after a
+ * reconnect pass over it. */
+#define FM_REC_DROPPED 0x20000000u
 /* In a connection ring, a record kind beside the frame kinds: a whole DATA frame too large for
  * the ring, {pointer to its frame header, frame size}, which the consumer takes over and frees. */
 #define FM_RX_EXTERNAL 0x100u

@@ -11,7 +11,7 @@
 
 #include "wire/layout.h"
 
-#define FASTMSG_PROTO_MAJOR 1
+#define FASTMSG_PROTO_MAJOR 2
 #define FASTMSG_PROTO_MINOR 0
 #define FASTMSG_HELLO_BODY 48u      /* HELLO and WELCOME, before extensions */
 #define FASTMSG_HELLO_MAX_EXT 4048u /* so that a handshake frame fits in 4 KiB */

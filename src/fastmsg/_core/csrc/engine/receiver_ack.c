@@ -1,0 +1,113 @@
+/* Acknowledgements, on the receiver's side. A message is acknowledged once the consumer has
+ * released it (its frame's ring space came back), or, with ack_on_receipt, once it arrived.
+ * ACKs are cumulative and batched: one goes out when enough is acknowledged since the last, or a
+ * short delay after the first message it covers, so that a stream costs an ACK per many batches
+ * and a request/reply loop an ACK per many round trips. Each session keeps, in arrival order, the
+ * frames whose release it waits for, with a reference to their ring; the I/O thread (or the
+ * reader holding the sockets) looks at the rings' released positions in its step. */
+#include <stdlib.h>
+
+#include "engine/receiver_internal.h"
+
+/* An ACK goes out at once when this much is acknowledged since the last one... */
+#define ACK_EVERY_BYTES (256u << 10)
+#define ACK_EVERY_MESSAGES 4096u
+/* ... and otherwise this long after the first message it covers. */
+#define ACK_DELAY_NS (1 * FM_MS)
+/* While frames wait for the consumer, releases are looked for this often at first, then less
+ * often (doubling) while nothing is released. */
+#define ACK_POLL_MIN_NS (1 * FM_MS)
+#define ACK_POLL_MAX_NS (50 * FM_MS)
+#define ACK_WAITS_MIN 16u
+
+static int push_wait(fm_session *s, fm_rxbuf *buf, uint64_t end_pos, uint64_t end_seq, uint64_t bytes) {
+    if (s->wlen == s->wcap) {
+        uint32_t cap = s->wcap ? s->wcap * 2 : ACK_WAITS_MIN;
+        fm_ack_wait *w = malloc(sizeof *w * cap);
+        if (!w) return -1;
+        for (uint32_t i = 0; i < s->wlen; i++) w[i] = s->waits[(s->whead + i) % s->wcap];
+        free(s->waits);
+        s->waits = w;
+        s->whead = 0;
+        s->wcap = cap;
+    }
+    fm_rxbuf_incref(buf);
+    s->waits[(s->whead + s->wlen) % s->wcap] = (fm_ack_wait){buf, end_pos, end_seq, bytes};
+    s->wlen++;
+    return 0;
+}
+
+static void acknowledge(fm_session *s, uint64_t end_seq, uint64_t bytes) {
+    if (end_seq <= s->acked_seq) return; /* (a frame of duplicates only) */
+    s->acked_seq = end_seq;
+    s->ack_bytes += bytes;
+}
+
+void fm_ack_frame_staged(fm_rxconn *c, uint64_t end_pos, uint64_t end_seq, uint64_t bytes) {
+    fm_session *s = c->session;
+    /* Without memory to remember the frame, acknowledging it on arrival is the one way left that
+     * neither stalls the sender nor loses the message. */
+    if (c->rx->cfg.ack_on_receipt || push_wait(s, c->buf, end_pos, end_seq, bytes) != 0)
+        acknowledge(s, end_seq, bytes);
+}
+
+uint64_t fm_ack_update(fm_session *s) {
+    while (s->wlen) {
+        fm_ack_wait *w = &s->waits[s->whead];
+        if (__atomic_load_n(&w->buf->ctl->head, __ATOMIC_ACQUIRE) < w->end_pos) break;
+        acknowledge(s, w->end_seq, w->bytes);
+        fm_rxbuf_decref(w->buf);
+        s->whead = (s->whead + 1) % s->wcap;
+        s->wlen--;
+    }
+    return s->acked_seq;
+}
+
+void fm_session_acks_free(fm_session *s) {
+    for (; s->wlen; s->wlen--, s->whead = (s->whead + 1) % s->wcap) fm_rxbuf_decref(s->waits[s->whead].buf);
+    free(s->waits);
+    s->waits = NULL;
+    s->wcap = s->whead = 0;
+}
+
+/* Writes an ACK on c if one is due (or, with `now_all`, whatever is acknowledged and not yet
+ * said); keeps *next for the next look. */
+static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
+    fm_session *s = c->session;
+    uint64_t before = s->acked_seq;
+    fm_ack_update(s);
+    if (s->wlen) { /* frames wait for the consumer: look again, less often while nothing moves */
+        if (s->acked_seq != before || s->ack_poll_ns == 0) s->ack_poll_ns = ACK_POLL_MIN_NS;
+        else if (s->ack_poll_ns < ACK_POLL_MAX_NS) s->ack_poll_ns *= 2;
+        if (now + s->ack_poll_ns < *next) *next = now + s->ack_poll_ns;
+    }
+    if (s->acked_seq <= s->ack_sent) return;
+    if (!s->ack_due_ns) s->ack_due_ns = now + ACK_DELAY_NS;
+    int due = now_all || now >= s->ack_due_ns || s->ack_bytes >= ACK_EVERY_BYTES || s->acked_seq - s->ack_sent >= ACK_EVERY_MESSAGES;
+    if (!due || c->out_len) { /* (a frame still on its way out: the ACK follows it) */
+        if (s->ack_due_ns < *next) *next = s->ack_due_ns;
+        return;
+    }
+    uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
+    fm_rxconn_queue_out(c, frame, fastmsg_encode_control(frame, FASTMSG_ACK, s->acked_seq));
+    s->ack_sent = s->acked_seq;
+    s->ack_bytes = 0;
+    s->ack_due_ns = 0;
+    FM_STAT_ADD(c->rx, FM_ACKS, 1);
+    fm_rxconn_flush_out(c);
+}
+
+void fm_acks_step(fm_receiver *rx, int64_t now, int64_t *next) {
+    for (fm_rxconn *c = rx->conns, *n; c; c = n) {
+        n = c->next; /* (a failed write closes c) */
+        if (c->ready && !c->closing) step_conn(c, now, next, 0);
+    }
+}
+
+void fm_acks_flush(fm_receiver *rx) {
+    int64_t next = INT64_MAX;
+    for (fm_rxconn *c = rx->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->ready && !c->closing) step_conn(c, fastmsg_monotonic_ns(), &next, 1);
+    }
+}

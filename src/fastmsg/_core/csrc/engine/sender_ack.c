@@ -1,0 +1,55 @@
+/* Acknowledgements, on the sender's side. The ring keeps every message until the receiver says it
+ * has it (docs/protocol.md: ACK, and WELCOME's resume point): an acknowledgement gives the ring
+ * space back, which is what a blocked send() and flush() wait for; after a reconnect the writer
+ * starts again from the first unacknowledged message, and the receiver drops what it already has.
+ * All of it under the sender's token. */
+#include "engine/sender_internal.h"
+
+/* The position past `n` more messages from `pos`, passing over PADs and dropped records (which
+ * have no sequence number), and over the dropped records that follow them. */
+static uint64_t walk(fm_sender *s, uint64_t pos, uint64_t n) {
+    fastmsg_ring *r = &s->io;
+    while (pos < s->sent_pos) {
+        uint64_t at = fastmsg_ring_skip_pad(r, pos);
+        const uint8_t *h = r->data + (at & r->mask);
+        if (!(fastmsg_rec_flags(h) & FM_REC_DROPPED)) {
+            if (n == 0) break;
+            n--;
+        }
+        pos = at + fastmsg_ring_slot(fastmsg_rec_len(h));
+    }
+    return pos;
+}
+
+int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
+    if (ack_seq > s->sent_seq) return -1;
+    if (ack_seq <= s->acked_seq && !(s->acked_pos < s->sent_pos && ack_seq == s->acked_seq)) return 0;
+    uint64_t n = ack_seq > s->acked_seq ? ack_seq - s->acked_seq : 0;
+    uint64_t pos = walk(s, s->acked_pos, n);
+    if (pos == s->acked_pos) return 0;
+    s->acked_seq = ack_seq;
+    s->acked_pos = pos;
+    /* Counted first: a flush() woken by the release must find the counters up to date. */
+    FM_STAT_ADD(s, FM_ACKED, n);
+    fastmsg_ring *r = &s->io;
+    if (r->rpos < pos) { /* acknowledged past the cursor (a WELCOME after a rewind) */
+        r->rpos = pos;
+        s->next_seq = ack_seq;
+    }
+    fastmsg_ring_release(r, pos); /* wakes a producer waiting for room, or in flush() */
+    return 0;
+}
+
+void fm_sender_rewind(fm_sender *s) {
+    s->io.rpos = s->acked_pos;
+    s->next_seq = s->acked_seq;
+}
+
+void fm_sender_passed(fm_sender *s, uint64_t pos) {
+    if (pos > s->sent_pos) {
+        s->sent_pos = pos;
+        __atomic_store_n(&s->written_pos, pos, __ATOMIC_RELEASE);
+    }
+    if (s->next_seq > s->sent_seq) s->sent_seq = s->next_seq;
+    if (s->acked_seq == s->sent_seq) fm_sender_apply_ack(s, s->acked_seq); /* only dropped records wait */
+}
