@@ -18,7 +18,7 @@ if not hasattr(fastmsg, "Sender"):
     pytest.skip("this platform's build has no transport engine yet", allow_module_level=True)
 
 from fastmsg.testing import FaultProxy
-from transport_helpers import (check_payload, hello, payload, raw_connect, read_until_eof, rss_bytes,
+from transport_helpers import (check_payload, hello, payload, raw_connect, read_until_eof, recv_n, rss_bytes,
                                split_frames, tcp_address, wait_for)
 
 
@@ -42,22 +42,6 @@ def welcome(sock, session_id, seq=0):
     return fields
 
 
-def drain(rx, until, timeout=20.0):
-    """Messages (as bytes) until until(list) is true."""
-    out = []
-    deadline = time.monotonic() + timeout
-    while not until(out):
-        assert time.monotonic() < deadline, f"only {len(out)} messages within {timeout} s: {rx.stats()}"
-        try:
-            batch = rx.recv_many(10000, timeout=0.2)
-        except fastmsg.Timeout:
-            continue
-        for m in batch:
-            out.append(bytes(m))
-            m.release()
-    return out
-
-
 @pytest.fixture
 def nofile():
     """Raises the soft descriptor limit to the hard one for the test; yields the limit."""
@@ -79,13 +63,13 @@ def test_stale_connection_is_replaced(ctx):
             raw_connect(rx.endpoint) as old, raw_connect(rx.endpoint) as new:
         assert welcome(old, 0x5E55)["seq"] == 0
         old.sendall(proto.encode_data(0, [b"m0", b"m1", b"m2"]))
-        assert drain(rx, lambda got: len(got) == 3) == [b"m0", b"m1", b"m2"]
+        assert recv_n(rx, 3) == [b"m0", b"m1", b"m2"]
         # the old connection stays open and silent: the sender was reset on its side only
         assert welcome(new, 0x5E55)["seq"] == 3  # resumes where the old one stopped
         assert read_until_eof(old) == b""      # closed by the receiver, no ERROR
         wait_for(lambda: rx.stats()["replaced_connections"] == 1, what="the replacement to be counted")
         new.sendall(proto.encode_data(2, [b"m2", b"m3"]))  # a resent batch: m2 is a duplicate
-        assert drain(rx, lambda got: len(got) == 1) == [b"m3"]
+        assert recv_n(rx, 1) == [b"m3"]
         st = rx.stats()
         assert st["protocol_errors"] == 0 and st["duplicates"] == 1 and st["lost"] == 0
         assert st["sessions"] == 1
@@ -112,12 +96,12 @@ def test_reconnect_through_resets_is_never_locked_out():
         try:
             for reset in range(4):
                 before = len(seqs)
-                seqs += [check_payload(m)[1] for m in drain(rx, lambda got: len(got) >= 200)]
+                seqs += [check_payload(m)[1] for m in recv_n(rx, 200)]
                 assert len(seqs) > before
                 connects = tx.stats()["connects"]
                 proxy.reset_all()
                 wait_for(lambda: tx.stats()["connects"] > connects, what=f"reconnect after reset {reset}")
-            seqs += [check_payload(m)[1] for m in drain(rx, lambda got: len(got) >= 200)]
+            seqs += [check_payload(m)[1] for m in recv_n(rx, 200)]
         finally:
             stop.set()
             t.join(10)
@@ -194,7 +178,7 @@ def test_evicted_session_starts_afresh():
         with raw_connect(rx.endpoint) as s:
             assert welcome(s, 0xA)["seq"] == 0
             s.sendall(proto.encode_data(0, [b"a0", b"a1"]))
-            assert drain(rx, lambda got: len(got) == 2) == [b"a0", b"a1"]
+            assert recv_n(rx, 2) == [b"a0", b"a1"]
         wait_for(lambda: rx.stats()["connections"] == 0, what="session 0xA to go idle")
         with raw_connect(rx.endpoint) as s:
             assert welcome(s, 0xB)["seq"] == 0  # one session too many: 0xA, idle, is forgotten
@@ -202,7 +186,7 @@ def test_evicted_session_starts_afresh():
         with raw_connect(rx.endpoint) as s:
             assert welcome(s, 0xA, seq=5)["seq"] == 5  # a new session, at the HELLO's seq
             s.sendall(proto.encode_data(5, [b"a5"]))
-            assert drain(rx, lambda got: len(got) == 1) == [b"a5"]
+            assert recv_n(rx, 1) == [b"a5"]
         st = rx.stats()
         assert st["lost"] == 0 and st["duplicates"] == 0 and st["protocol_errors"] == 0, st
 
@@ -230,7 +214,7 @@ def test_two_thousand_senders_at_once(nofile):
             deadline = time.monotonic() + 30
             for tx in txs:
                 assert tx.flush(max(0.001, deadline - time.monotonic())), tx.stats()
-            got = drain(rx, lambda got: len(got) >= n)
+            got = recv_n(rx, n)
             ids = sorted(check_payload(m)[0] for m in got)
             assert ids == list(range(n))
             st = rx.stats()
