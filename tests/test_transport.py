@@ -23,7 +23,7 @@ if not hasattr(fastmsg, "Sender"):
     pytest.skip("this platform's build has no transport engine yet", allow_module_level=True)
 
 from transport_helpers import (check_payload, fixed_payload, hello, payload, raw_connect, read_until_eof,
-                               split_frames, wait_for, free_port)
+                               recv_n, split_frames, wait_for, free_port)
 import transport_helpers
 
 K = proto.KINDS
@@ -59,24 +59,6 @@ def ipv6_available():
         return True
     except OSError:
         return False
-
-
-def recv_n(rx, n, timeout=20.0):
-    """n messages as bytes, each Message released at once."""
-    deadline = time.monotonic() + timeout
-    out = []
-    while len(out) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"only {len(out)} of {n} messages arrived within {timeout} s")
-        try:
-            batch = rx.recv_many(n - len(out), timeout=min(left, 1.0))
-        except fastmsg.Timeout:
-            continue
-        for m in batch:
-            out.append(bytes(m))
-            m.release()
-    return out
 
 
 def join_process(p, timeout):

@@ -40,6 +40,24 @@ def wait_for(predicate, timeout=10.0, what="condition"):
         time.sleep(0.005)  # polling interval only: the condition is what synchronises
 
 
+def recv_n(rx, n, timeout=20.0):
+    """n messages as bytes, each Message released at once."""
+    deadline = time.monotonic() + timeout
+    out = []
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"only {len(out)} of {n} messages arrived within {timeout} s")
+        try:
+            batch = rx.recv_many(n - len(out), timeout=min(left, 1.0))
+        except fastmsg.Timeout:
+            continue
+        for m in batch:
+            out.append(bytes(m))
+            m.release()
+    return out
+
+
 def tcp_address(endpoint):
     """(host, port) of a tcp:// endpoint as Receiver.endpoint reports it."""
     rest = endpoint[len("tcp://"):]

@@ -11,8 +11,13 @@ STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
                 "protocol_errors", "rejected", "acknowledged", "resent")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
-                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks")
+                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks",
+                  "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
+                  "last_error")  # (last_error: not a counter, the last accept() failure)
 ACK_MODES = ("released", "received")  # when a Receiver acknowledges a message
+DEFAULT_MAX_CONNECTIONS = 65536
+DEFAULT_MAX_SESSIONS = 65536
+MAX_RECEIVER_LIMIT = 1 << 24  # max_connections and max_sessions: far above any descriptor limit
 
 
 cdef int _check_message_limits(object max_message_size, object max_batch_bytes) except -1:

@@ -57,20 +57,28 @@ cdef class Receiver:
     cdef bint closing             # close() has begun: a waiting recv() gives up
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
-                 max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=1024, ring_bytes=DEFAULT_CONN_RING,
-                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, ack="released"):
+                 max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
+                 ring_bytes=DEFAULT_CONN_RING, handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
+                 max_sessions=DEFAULT_MAX_SESSIONS, ack="released"):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
         if self.lock == NULL:
             raise MemoryError("cannot allocate the receiver's lock")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        # Connections cost a descriptor each and little memory while idle (their ring's pages
+        # are touched only as bytes arrive); the process's descriptor limit is the usual bound.
+        if not 1 <= max_connections <= MAX_RECEIVER_LIMIT:
+            raise ValueError(f"max_connections must be in 1..{MAX_RECEIVER_LIMIT}, got {max_connections}")
+        # Sessions remembered for senders that reconnect (about 64 bytes each); beyond this the
+        # longest idle is forgotten and its sender, if it returns, starts afresh.
+        if not 1 <= max_sessions <= MAX_RECEIVER_LIMIT:
+            raise ValueError(f"max_sessions must be in 1..{MAX_RECEIVER_LIMIT}, got {max_sessions}")
         cdef fm_receiver_config cfg
         cfg.conn_ring_capacity = _pow2(max(ring_bytes, 4 * (max_batch_bytes + 64)))
         cfg.max_message = max_message_size
         cfg.max_batch = max_batch_bytes
         cfg.max_connections = max_connections
+        cfg.max_sessions = max_sessions
         cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
         if ack not in ACK_MODES:
             raise ValueError(f"ack must be one of {ACK_MODES}, got {ack!r}")
@@ -270,7 +278,9 @@ cdef class Receiver:
         cdef uint64_t values[FM_STAT_COUNT]
         self._check()
         fm_receiver_stats(self.rx, values)
-        return _stats(values, RECEIVER_STATS, {})
+        cdef int accept_error = fm_receiver_accept_error(self.rx)
+        return _stats(values, RECEIVER_STATS,
+                      {"last_error": f"accept failed: {os.strerror(accept_error)}" if accept_error else ""})
 
     def close(self, linger=None):
         """Stops accepting and closes every connection. Messages already received stay valid

@@ -73,6 +73,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_batch
         uint32_t max_connections
         uint32_t handshake_timeout_ms
+        uint32_t max_sessions
         uint32_t ack_on_receipt
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
@@ -84,6 +85,7 @@ cdef extern from "engine/engine.h" nogil:
     int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns)
     void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
+    int fm_receiver_accept_error(fm_receiver *rx)
     void fm_receiver_close(fm_receiver *rx)
 
     fastmsg_ring_ctl *fm_rxbuf_ctl(fm_rxbuf *b)

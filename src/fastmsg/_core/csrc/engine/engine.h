@@ -44,7 +44,16 @@ enum {
     FM_SENT_MESSAGES, FM_SENT_BYTES, FM_SENT_BATCHES, FM_WRITE_CALLS, FM_CONNECTS, FM_DISCONNECTS,
     FM_RECV_MESSAGES, FM_RECV_BYTES, FM_RECV_BATCHES, FM_READ_CALLS, FM_ACCEPTS, FM_CONNECTIONS,
     FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_REJECTED, FM_RING_CHAINS,
-    FM_ACKED, FM_RESENT, FM_ACKS, FM_STAT_COUNT
+    /* the receiver's sessions and connections */
+    FM_REPLACED_CONNECTIONS, /* a HELLO took its session over from a connection still open */
+    FM_SESSIONS,             /* sessions remembered now (a gauge) */
+    FM_EVICTED_SESSIONS,     /* idle sessions forgotten beyond max_sessions */
+    FM_ACCEPT_ERRORS,        /* accept() failed other than EAGAIN (EMFILE...): retried next round */
+    /* acknowledgements */
+    FM_ACKED,                /* sender: messages acknowledged */
+    FM_RESENT,               /* sender: messages written again after a reconnect */
+    FM_ACKS,                 /* receiver: ACK frames written */
+    FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
 
@@ -113,7 +122,8 @@ typedef struct {
     uint32_t max_batch;
     uint32_t max_connections;
     uint32_t handshake_timeout_ms;
-    uint32_t ack_on_receipt; /* acknowledge messages once received, not once the consumer released them */
+    uint32_t max_sessions;       /* idle sessions remembered (for resume) beyond the live ones */
+    uint32_t ack_on_receipt;     /* acknowledge messages once received, not once the consumer released them */
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the
@@ -137,6 +147,8 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
+/* The errno of the last failed accept() (EMFILE...), or 0 if none failed. */
+int fm_receiver_accept_error(fm_receiver *rx);
 void fm_receiver_close(fm_receiver *rx);
 
 /* ---- a connection's receive ring, shared by the I/O thread (producer) and Python ---- */

@@ -8,7 +8,10 @@
 #include "engine/error.h"
 #include "engine/receiver_internal.h"
 
-#define LISTEN_BACKLOG 128
+/* Connections the kernel queues before they are accepted. A burst of senders (thousands starting
+ * at once) must not overflow it: the kernel caps it at net.core.somaxconn (4096 by default on
+ * recent Linux), so ask for more than any cap. */
+#define LISTEN_BACKLOG 65535
 
 /* Frees what receiver_new made (the receiver is not, or no longer, in the loop). */
 static void receiver_free(fm_receiver *rx) {
@@ -18,7 +21,6 @@ static void receiver_free(fm_receiver *rx) {
     fm_waker_close(&rx->wake);
     fastmsg_close(rx->lfd);
     free(rx->queue);
-    for (uint32_t i = 0; i < rx->sessions.n; i++) fm_session_acks_free(&rx->sessions.items[i]);
     fm_session_table_free(&rx->sessions);
     pthread_mutex_destroy(&rx->qlock);
     free(rx);
@@ -63,6 +65,13 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         fm_error_set(err, rc, "cannot create a lock: %s", strerror(rc));
         return NULL;
     }
+    if (fm_session_table_init(&rx->sessions, cfg->max_sessions, rx->stats)) {
+        pthread_mutex_destroy(&rx->qlock);
+        fastmsg_close(fd);
+        free(rx);
+        fm_error_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
     rx->ep.ops = &fm_receiver_ops;
     rx->listener.ops = &fm_listener_ops;
     rx->nest.ops = &fm_nest_ops;
@@ -89,6 +98,8 @@ int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, sockle
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
     for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&rx->stats[i], __ATOMIC_RELAXED);
 }
+
+int fm_receiver_accept_error(fm_receiver *rx) { return (int)__atomic_load_n(&rx->accept_errno, __ATOMIC_RELAXED); }
 
 void fm_receiver_close(fm_receiver *rx) {
     fm_ctx_command(rx->ctx, FM_CMD_DETACH, &rx->ep);

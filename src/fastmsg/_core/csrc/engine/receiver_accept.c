@@ -1,5 +1,8 @@
 /* The listener: accepts connections, each with a ring of its own, and refuses those over the
- * limit with an ERROR the peer can show. */
+ * limit with an ERROR the peer can show. When accept() fails for want of a descriptor or memory,
+ * the connection waits in the backlog: the listener stops being watched (it would be reported
+ * ready again at once, and the loop would spin) until a connection closes or a short pause ends. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "engine/receiver_internal.h"
@@ -17,10 +20,39 @@ static void refuse_fd(fm_receiver *rx, int fd) {
     FM_STAT_ADD(rx, FM_PROTOCOL_ERRORS, 1);
 }
 
+/* After accept() failed for want of descriptors or memory, the listener is watched again after
+ * this long, or sooner when a connection closes. */
+#define ACCEPT_RETRY_NS (50 * FM_MS)
+
+static void pause_accepting(fm_receiver *rx, int64_t now) {
+    fastmsg_poller_modify(rx->poller, rx->lfd, 0, &rx->listener);
+    rx->accept_retry_ns = now + ACCEPT_RETRY_NS;
+}
+
+void fm_receiver_resume_accepting(fm_receiver *rx, int64_t now, int64_t *next) {
+    if (!rx->accept_retry_ns || rx->lfd < 0) return;
+    if (now < rx->accept_retry_ns) {
+        if (rx->accept_retry_ns < *next) *next = rx->accept_retry_ns;
+        return;
+    }
+    rx->accept_retry_ns = 0;
+    fastmsg_poller_modify(rx->poller, rx->lfd, FASTMSG_POLL_IN, &rx->listener);
+}
+
 static void accept_all(fm_receiver *rx, int64_t now) {
+    if (rx->accept_retry_ns) return; /* paused: an event reported before the pause */
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         int fd = fastmsg_accept(rx->lfd);
-        if (fd < 0) return; /* EAGAIN, or a transient error (EMFILE...) that the next round retries */
+        if (fd == -EAGAIN) return;
+        if (fd < 0) {
+            FM_STAT_ADD(rx, FM_ACCEPT_ERRORS, 1);
+            __atomic_store_n(&rx->accept_errno, -fd, __ATOMIC_RELAXED);
+            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+                pause_accepting(rx, now); /* the connection stays in the backlog */
+                return;
+            }
+            continue; /* that one connection failed (ECONNABORTED...): the next may not */
+        }
         fm_rxconn *c = calloc(1, sizeof *c);
         fm_rxbuf *b = c ? fm_rxbuf_new(rx->ctx, rx->cfg.conn_ring_capacity) : NULL;
         if (!b || rx->nconns >= rx->cfg.max_connections) {

@@ -100,7 +100,7 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
 void fm_acks_step(fm_receiver *rx, int64_t now, int64_t *next) {
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next; /* (a failed write closes c) */
-        if (c->ready && !c->closing) step_conn(c, now, next, 0);
+        if (c->ready && !c->closing && !c->retired) step_conn(c, now, next, 0);
     }
 }
 
@@ -108,6 +108,6 @@ void fm_acks_flush(fm_receiver *rx) {
     int64_t next = INT64_MAX;
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
-        if (c->ready && !c->closing) step_conn(c, fastmsg_monotonic_ns(), &next, 1);
+        if (c->ready && !c->closing && !c->retired) step_conn(c, fastmsg_monotonic_ns(), &next, 1);
     }
 }

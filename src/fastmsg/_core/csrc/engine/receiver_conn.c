@@ -21,6 +21,8 @@ void fm_rxconn_close(fm_rxconn *c) {
     fm_rxconn **pp = &rx->conns;
     while (*pp && *pp != c) pp = &(*pp)->next;
     if (*pp) *pp = c->next;
+    if (c->session) fm_session_release(&rx->sessions, c->session);
+    if (rx->accept_retry_ns) rx->accept_retry_ns = 1; /* a descriptor is free: accept again now */
     rx->nconns--;
     FM_STAT_ADD(rx, FM_CONNECTIONS, (uint64_t)-1);
     fastmsg_poller_remove(rx->poller, c->fd);
@@ -76,22 +78,45 @@ int fm_rxconn_refuse(fm_rxconn *c, int code) {
     return -1;
 }
 
+/* A new connection took c's session: c is dropped at the receiver's next step, not now (an event
+ * for it may wait in the batch being dispatched). Until then it reads nothing more: what its
+ * socket still holds was sent before the sender reconnected, and the sender resends from where
+ * the new connection's WELCOME says. */
+static void retire(fm_rxconn *c) {
+    c->session = NULL;
+    c->ready = 0;
+    c->retired = 1;
+    c->closing = 1;
+    c->out_len = c->out_off = 0;
+    c->deadline_ns = 0; /* due at once */
+    fm_rxconn_set_interest(c, 0);
+}
+
 static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
     fastmsg_hello h;
     int rc = fastmsg_decode_hello(f, size, &h);
     if (rc) return fm_rxconn_refuse(c, rc);
     if (fastmsg_rec_flags(f) != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
-    fm_session *s = fm_session_for(&c->rx->sessions, h.session_id);
+    int made;
+    fm_session *s = fm_session_for(&c->rx->sessions, h.session_id, &made);
     if (!s) return fm_rxconn_refuse(c, FASTMSG_PERR_LIMIT);
-    for (fm_rxconn *o = c->rx->conns; o; o = o->next)
-        if (o != c && o->ready && o->session == s) return fm_rxconn_refuse(c, FASTMSG_PERR_LIMIT); /* one live connection per session */
-    if (h.seq > s->next_seq) {
+    fm_rxconn *old = s->conn;
+    fm_session_attach(&c->rx->sessions, s, c);
+    c->session = s;
+    if (old) {
+        /* The sender reconnected while its old connection still looks open here (a reset this
+         * side has not seen, or not yet read): the new one takes the session over. */
+        retire(old);
+        FM_STAT_ADD(c->rx, FM_REPLACED_CONNECTIONS, 1);
+    }
+    if (made) {
+        s->next_seq = h.seq; /* new, or forgotten: nothing before the HELLO is expected */
+    } else if (h.seq > s->next_seq) {
         /* The sender starts past what arrived: those messages were lost on its side. */
-        if (s->next_seq) FM_STAT_ADD(c->rx, FM_LOST, h.seq - s->next_seq);
+        FM_STAT_ADD(c->rx, FM_LOST, h.seq - s->next_seq);
         s->next_seq = h.seq;
     }
     if (h.seq > s->acked_seq) s->acked_seq = h.seq; /* (a new session starts where the sender is) */
-    c->session = s;
     /* The sender resumes from the first message not acknowledged; it resends what this side
      * already has (and skips as duplicates), so nothing the consumer holds is lost if it dies. */
     s->ack_sent = fm_ack_update(s);

@@ -29,6 +29,7 @@ static void dispatch(const fastmsg_poll_event *ev, int n, int64_t now) {
 
 /* The connections' timers, and reading again where the consumer released space (token held). */
 static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_next) {
+    fm_receiver_resume_accepting(rx, now, next);
     fm_acks_step(rx, now, ack_next);
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;

@@ -26,6 +26,8 @@ typedef struct fm_rxconn fm_rxconn;
 
 /* ---- sessions (session.c) ---- */
 
+typedef struct fm_session fm_session;
+
 /* A DATA frame whose messages wait for the consumer to release them before they are
  * acknowledged: its ring (with a reference), where it ends there, the sequence number after it. */
 typedef struct {
@@ -33,9 +35,16 @@ typedef struct {
     uint64_t end_pos, end_seq, bytes;
 } fm_ack_wait;
 
-typedef struct fm_session {
+/* Each session is allocated on its own and never moves while it lives: a connection keeps a
+ * pointer to its session, and the table frees a session only while no connection holds it. */
+struct fm_session {
     uint64_t id, next_seq; /* next_seq: the first sequence number not yet delivered */
-    /* acknowledgements (receiver_ack.c) */
+    /* ---- the session table's (session.c): who holds it, where it is found, how old it is ---- */
+    fm_rxconn *conn;                    /* the live connection that holds it, or NULL: idle */
+    fm_session *hnext;                  /* next in its hash bucket */
+    fm_session *idle_prev, *idle_next;  /* the idle list, least recently released first */
+    /* ---- end of the session table's fields ---- */
+    /* ---- acknowledgements (receiver_ack.c) ---- */
     uint64_t acked_seq;       /* every message below it is acknowledged */
     uint64_t ack_sent;        /* the acknowledgement last written to the sender */
     uint64_t ack_bytes;       /* payload bytes acknowledged and not yet said so */
@@ -43,15 +52,31 @@ typedef struct fm_session {
     int64_t ack_poll_ns;      /* how often to look for releases while frames wait for them */
     fm_ack_wait *waits;       /* frames in arrival order, a ring of wcap entries */
     uint32_t whead, wlen, wcap;
-} fm_session;
+};
 
+/* Sessions by id in a hash table (keyed with a random seed, so that chosen ids cannot pile up in
+ * one bucket). Idle sessions beyond `max` are forgotten, the longest idle first; a session held
+ * by a connection never is. */
 typedef struct {
-    fm_session *items;
-    uint32_t n, cap;
+    fm_session **buckets;
+    uint32_t nbuckets; /* a power of two */
+    uint32_t max;      /* sessions kept once idle */
+    uint64_t seed;
+    fm_session *idle_head, *idle_tail;
+    uint64_t *stats;   /* the receiver's counters: FM_SESSIONS, FM_EVICTED_SESSIONS */
+    uint32_t n;        /* sessions held */
 } fm_session_table;
 
-/* The session `id`, made if new (forgetting the oldest past a limit); NULL without memory. */
-fm_session *fm_session_for(fm_session_table *t, uint64_t id);
+/* 0, or -ENOMEM. `stats` is the receiver's counter array. */
+int fm_session_table_init(fm_session_table *t, uint32_t max, uint64_t *stats);
+/* The session `id`, made if new (then *made is 1, and its next_seq 0); NULL without memory.
+ * A new session belongs to no connection yet: attach it at once. */
+fm_session *fm_session_for(fm_session_table *t, uint64_t id, int *made);
+/* Connection c now holds s (it may take it over from another: the caller closes that one). */
+void fm_session_attach(fm_session_table *t, fm_session *s, fm_rxconn *c);
+/* s's connection is gone: s goes idle, and the longest idle sessions beyond the bound are
+ * forgotten (perhaps s itself: do not use it afterwards). */
+void fm_session_release(fm_session_table *t, fm_session *s);
 void fm_session_table_free(fm_session_table *t);
 
 /* ---- acknowledgements (receiver_ack.c) ---- */
@@ -114,6 +139,10 @@ struct fm_receiver {
     fm_rxconn *conns;
     uint32_t nconns;
     fm_session_table sessions;
+    /* accept() failed for want of descriptors or memory: the listener is unwatched until then
+     * (0: it is watched). Under the token. */
+    int64_t accept_retry_ns;
+    uint32_t accept_errno; /* the last accept() error (positive), for Python's last_error */
     /* ready queue, shared with Python */
     pthread_mutex_t qlock;
     fm_rxbuf **queue;
@@ -133,6 +162,10 @@ extern const fm_endpoint_ops fm_receiver_ops;
 extern const fm_endpoint_ops fm_nest_ops;
 /* The listener's: accept (receiver_accept.c). */
 extern const fm_endpoint_ops fm_listener_ops;
+/* Watches the listener again once a pause in accepting (accept() failed for want of descriptors)
+ * is over; lowers *next to the pause's end otherwise. A closing connection ends the pause early
+ * by setting accept_retry_ns to 1. */
+void fm_receiver_resume_accepting(fm_receiver *rx, int64_t now, int64_t *next);
 
 /* ---- a connection (receiver_conn.c, receiver_read.c) ---- */
 
@@ -161,6 +194,7 @@ struct fm_rxconn {
     /* the DATA frame being staged: its sequence end and payload bytes (receiver_ack.c) */
     int data_pending;
     uint64_t data_end_seq, data_bytes;
+    int retired;         /* its session went to a newer connection: closed at the next step */
 };
 
 /* The loop's (and a reader's) operations on a connection: read, write back (receiver_read.c). */

@@ -160,7 +160,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
             FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
             if (n == -EAGAIN) return;
             if (n <= 0) {
-                FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1); /* cut mid-frame */
+                if (n == 0) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1); /* closed mid-frame (a reset is no peer's fault) */
                 fm_rxconn_close(c);
                 return;
             }
@@ -185,7 +185,8 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
                 if (n == -EAGAIN) return;
                 if (n <= 0) {
                     if (w->wpos != __atomic_load_n(&w->ctl->tail, __ATOMIC_RELAXED)) publish(c);
-                    if (c->fill != c->at) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1); /* cut mid-frame */
+                    /* closed mid-frame; a reset (n < 0) is the network's doing, not the peer's */
+                    if (n == 0 && c->fill != c->at) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1);
                     fm_rxconn_close(c);
                     return;
                 }
@@ -216,6 +217,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
 static void rxconn_event(fm_endpoint *ep, uint32_t events, int64_t now) {
     (void)now;
     fm_rxconn *c = FM_CONTAINER_OF(ep, fm_rxconn, ep);
+    if (c->retired) return; /* closed at the next step */
     if (events & FASTMSG_POLL_OUT) {
         if (fm_rxconn_flush_out(c) < 0) return;
     }

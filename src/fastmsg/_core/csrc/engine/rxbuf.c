@@ -1,13 +1,39 @@
 /* A connection's receive ring: the I/O thread (or a direct reader) produces, Python consumes.
  * Reference-counted, as Messages can outlive their connection and receiver. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <stdlib.h>
+#ifndef _WIN32
+#include <sys/mman.h>
+#endif
 
 #include "engine/receiver_internal.h"
+
+/* A ring's memory comes straight from the kernel: its pages cost nothing until bytes arrive (an
+ * idle connection touches one), and all of them go back when it is freed. From malloc, a ring
+ * freed into the heap keeps the pages it touched resident, and calloc clears a reused one whole:
+ * a receiver with many short connections would grow towards a full ring per connection. */
+static void *ring_mem_new(size_t size) {
+#ifndef _WIN32
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+#else
+    return calloc(1, size);
+#endif
+}
+
+static void ring_mem_free(void *p, size_t size) {
+#ifndef _WIN32
+    munmap(p, size);
+#else
+    (void)size;
+    free(p);
+#endif
+}
 
 fm_rxbuf *fm_rxbuf_new(fm_ctx *ctx, uint64_t capacity) {
     fm_rxbuf *b = calloc(1, sizeof *b);
     if (!b) return NULL;
-    b->mem = calloc(1, sizeof(fastmsg_ring_ctl) + capacity);
+    b->mem = ring_mem_new(sizeof(fastmsg_ring_ctl) + capacity);
     if (!b->mem) {
         free(b);
         return NULL;
@@ -34,7 +60,7 @@ void fm_rxbuf_decref(fm_rxbuf *b) {
     fastmsg_ring_init(&r, b->ctl, b->data, b->capacity);
     while (fastmsg_ring_next(&r, &rec) > 0)
         if (rec.flags == FM_RX_EXTERNAL) free(fm_pointer_rec_ptr(rec.data));
-    free(b->mem);
+    ring_mem_free(b->mem, sizeof(fastmsg_ring_ctl) + b->capacity);
     free(b);
 }
 
