@@ -23,6 +23,7 @@ ENGINE_SOURCES = (
     "engine/sender_batch.c",
     "engine/sender_write.c",
     "engine/sender_conn.c",
+    "engine/sender_heartbeat.c",
     "engine/sender_direct.c",
     "engine/sender.c",
     "engine/session.c",
@@ -32,6 +33,7 @@ ENGINE_SOURCES = (
     "engine/receiver_read.c",
     "engine/receiver_accept.c",
     "engine/receiver_direct.c",
+    "engine/receiver_heartbeat.c",
     "engine/receiver.c",
 )
 

@@ -58,7 +58,8 @@ cdef class Receiver:
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=1024, ring_bytes=DEFAULT_CONN_RING,
-                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT):
+                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
+                 dead_peer_timeout=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -72,6 +73,7 @@ cdef class Receiver:
         cfg.max_batch = max_batch_bytes
         cfg.max_connections = max_connections
         cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
+        cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
         self.batch_budget = cfg.conn_ring_capacity // 4
         family, addr = ep.resolve(passive=True)[0]
         cdef sockaddr_storage sa

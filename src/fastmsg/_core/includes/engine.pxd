@@ -50,6 +50,8 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_batch
         uint64_t session_id
         uint32_t handshake_timeout_ms   # 0: the default (5 s)
+        uint32_t heartbeat_ms           # PING interval; 0: no heartbeats
+        uint32_t dead_peer_ms           # nothing received this long: the peer is gone
 
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                              fm_error *err)
@@ -71,6 +73,8 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_batch
         uint32_t max_connections
         uint32_t handshake_timeout_ms
+        uint32_t heartbeat_ms
+        uint32_t dead_peer_ms
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
                                  const fm_receiver_config *cfg, fm_error *err)

@@ -10,6 +10,7 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
     "received_messages", "received_bytes", "received_batches", "read_calls", "accepted", "connections",
     "crc_errors", "protocol_errors", "duplicates", "lost", "rejected", "ring_chains",
+    "pings_sent", "pongs_received", "dead_peers",
 };
 
 fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err) {

@@ -43,7 +43,9 @@ typedef struct {
 enum {
     FM_SENT_MESSAGES, FM_SENT_BYTES, FM_SENT_BATCHES, FM_WRITE_CALLS, FM_CONNECTS, FM_DISCONNECTS,
     FM_RECV_MESSAGES, FM_RECV_BYTES, FM_RECV_BATCHES, FM_READ_CALLS, FM_ACCEPTS, FM_CONNECTIONS,
-    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_REJECTED, FM_RING_CHAINS, FM_STAT_COUNT
+    FM_CRC_ERRORS, FM_PROTOCOL_ERRORS, FM_DUPLICATES, FM_LOST, FM_REJECTED, FM_RING_CHAINS,
+    FM_PINGS_SENT, FM_PONGS_RECEIVED, FM_DEAD_PEERS, /* heartbeats (heartbeat.h) */
+    FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
 
@@ -65,6 +67,8 @@ typedef struct {
     uint32_t max_batch;     /* largest DATA record bytes per frame */
     uint64_t session_id;    /* non-zero */
     uint32_t handshake_timeout_ms; /* from the connect to WELCOME; 0: the default, 5 s */
+    uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
+    uint32_t dead_peer_ms;  /* nothing received this long: the receiver is gone (> heartbeat_ms) */
 } fm_sender_config;
 
 /* Registers a sender that connects to addr (and reconnects) from the I/O thread. NULL and the
@@ -107,6 +111,8 @@ typedef struct {
     uint32_t max_batch;
     uint32_t max_connections;
     uint32_t handshake_timeout_ms;
+    uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
+    uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the

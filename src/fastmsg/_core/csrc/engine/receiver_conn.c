@@ -93,6 +93,7 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
     c->session = s;
     fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, h.session_id, s->next_seq,
                        c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0};
+    fm_rxconn_hb_hello(c, &h, &w); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
     uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
     queue_out(c, frame, fastmsg_encode_hello(frame, FASTMSG_WELCOME, &w));
     c->ready = 1;
@@ -138,6 +139,7 @@ int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind)
         queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
         return fm_rxconn_flush_out(c);
     }
+    case FASTMSG_PONG: return fm_rxconn_hb_pong(c, f, size); /* heartbeat hook */
     case FASTMSG_CLOSE: return 0;
     default: return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
     }
