@@ -20,6 +20,7 @@ ENGINE_SOURCES = (
     "engine/command.c",
     "engine/loop.c",
     "engine/context.c",
+    "engine/linger.c",
     "engine/sender_batch.c",
     "engine/sender_write.c",
     "engine/sender_conn.c",

@@ -344,8 +344,15 @@ cdef class Sender:
         if self.s == NULL:
             return True
         cdef bint written = True
+        cdef int64_t deadline = deadline_ns(linger)
+        cdef fm_sender *settling = self.s
         if self.gen == _generation:
             written = self.flush(linger) if linger != 0 else fm_sender_queued(self.s) == 0
+            if linger != 0 and self.s != NULL:
+                # No PONG may arrive once the socket is closed (the kernel would reset the
+                # connection and drop what it still had to send): wait for those owed.
+                with nogil:
+                    fm_sender_settle(settling, deadline)
         self.closing = True
         cdef bint here = self.gen == _generation  # (after fork() the lock may be held by a thread now gone)
         if here:

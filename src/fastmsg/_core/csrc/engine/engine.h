@@ -92,6 +92,10 @@ int fm_sender_write_direct(fm_sender *s);
  * FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns);
 int fm_sender_connected(fm_sender *s);
+/* Before closing (call without the GIL): sends no more PINGs and waits until the PONGs still owed
+ * have come, the connection is gone, or the deadline (-1: none). A PONG arriving after the close
+ * would make the kernel reset the connection and drop what it still had to send. */
+void fm_sender_settle(fm_sender *s, int64_t deadline_ns);
 /* The receiver's max_message from its WELCOME, or 0 before the first handshake. */
 uint32_t fm_sender_peer_max_message(fm_sender *s);
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);

@@ -141,6 +141,9 @@ typedef struct fm_sender_hb {
     size_t out_len;
     uint8_t wire[FM_SENDER_CTL_MAX]; /* those being written now (the frame in progress) */
     int wrote;                       /* fm_sender_write_out wrote something */
+    uint32_t pongs_due;              /* PINGs sent on this connection and not yet answered
+                                      * (futex word: fm_sender_settle waits for 0) */
+    uint32_t settling;               /* close() has begun: no more PINGs */
     uint64_t rng;                    /* reconnect jitter */
 } fm_sender_hb;
 
@@ -158,6 +161,10 @@ int fm_sender_hb_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kin
  * been silent for the dead-peer timeout (counted, and said in last_error: the caller
  * disconnects); lowers *next to the next deadline otherwise. */
 int fm_sender_hb_step(fm_sender *s, int64_t now, int64_t *next);
+/* The sender is closed (I/O thread, its fd out of the poller): the socket lingers, half-closed
+ * and drained, until the receiver closes too (at most the dead-peer timeout), so that a PONG
+ * arriving late cannot make the kernel reset the connection and drop unsent data (linger.h). */
+void fm_sender_hb_close(fm_sender *s);
 /* Makes the queued control frames the frame in progress (none in progress, some queued). */
 void fm_sender_hb_start_frame(fm_sender *s);
 

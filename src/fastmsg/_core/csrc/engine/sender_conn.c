@@ -215,8 +215,7 @@ static void sender_detach(fm_endpoint *ep) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
     if (s->fd >= 0) {
         fastmsg_poller_remove(s->ctx->poller, s->fd);
-        fastmsg_drain(s->fd); /* heartbeat hook: a PONG left unread would turn the close into a reset */
-        fastmsg_close(s->fd);
+        fm_sender_hb_close(s); /* heartbeat hook: a PONG still to come must not reset the connection */
     }
     s->fd = -1;
 }
