@@ -20,10 +20,12 @@ ENGINE_SOURCES = (
     "engine/command.c",
     "engine/loop.c",
     "engine/context.c",
+    "engine/linger.c",
     "engine/sender_batch.c",
     "engine/sender_ack.c",
     "engine/sender_write.c",
     "engine/sender_conn.c",
+    "engine/sender_heartbeat.c",
     "engine/sender_direct.c",
     "engine/sender.c",
     "engine/session.c",
@@ -34,6 +36,7 @@ ENGINE_SOURCES = (
     "engine/receiver_read.c",
     "engine/receiver_accept.c",
     "engine/receiver_direct.c",
+    "engine/receiver_heartbeat.c",
     "engine/receiver.c",
 )
 

@@ -1,5 +1,7 @@
 import pathlib
 
+import pytest
+
 import fastmsg
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -7,6 +9,15 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 def pytest_report_header(config):
     return f"fastmsg {fastmsg.__version__} from {pathlib.Path(fastmsg.__file__).parent}; CRC32C kernel {fastmsg.crc32c_implementation}"
+
+
+@pytest.fixture(params=["epoll", "poll"])
+def ctx(request):
+    """A Context with each poller backend, so that the portable poll() path is tested here too."""
+    c = fastmsg.Context(poller=request.param)
+    assert c.poller == request.param
+    yield c
+    c.close()
 
 
 def pytest_sessionstart(session):

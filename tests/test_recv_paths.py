@@ -17,13 +17,6 @@ from transport_helpers import check_payload, payload, wait_for
 SPAWN = multiprocessing.get_context("spawn")
 
 
-@pytest.fixture(params=["epoll", "poll"])
-def ctx(request):
-    c = fastmsg.Context(poller=request.param)
-    yield c
-    c.close()
-
-
 def test_close_from_another_thread_ends_a_blocked_recv(ctx):
     rx = fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx)
     outcome = []

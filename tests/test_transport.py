@@ -31,14 +31,6 @@ SPAWN = multiprocessing.get_context("spawn")
 MiB = 1 << 20
 
 
-@pytest.fixture(params=["epoll", "poll"])
-def ctx(request):
-    c = fastmsg.Context(poller=request.param)
-    assert c.poller == request.param
-    yield c
-    c.close()
-
-
 @pytest.fixture
 def ipc_path(tmp_path):
     path = str(tmp_path / "fm.sock")

@@ -5,14 +5,18 @@ DEFAULT_MAX_MESSAGE = 16 << 20
 DEFAULT_MAX_BATCH = 256 << 10
 DEFAULT_CONN_RING = 4 << 20
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+DEAD_PEER_INTERVALS = 5  # dead_peer_timeout's default, in heartbeat intervals
 MAX_TIMER_SECONDS = 24 * 3600.0  # timers are kept in milliseconds in a uint32
 
 STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
-                "protocol_errors", "rejected", "acknowledged", "resent")
+                "protocol_errors", "rejected", "acknowledged", "resent", "pings_sent", "pongs_received",
+                "dead_peers")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
                   "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks",
                   "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
+                  "pings_sent", "pongs_received", "dead_peers",
                   "last_error")  # (last_error: not a counter, the last accept() failure)
 ACK_MODES = ("released", "received")  # when a Receiver acknowledges a message
 DEFAULT_MAX_CONNECTIONS = 65536
@@ -35,6 +39,19 @@ cdef uint32_t _timeout_ms(str name, object seconds) except 0:
     if not 0 < t <= MAX_TIMER_SECONDS:
         raise ValueError(f"{name} must be > 0 and at most {MAX_TIMER_SECONDS:g} seconds, got {seconds!r}")
     return max(1, <uint32_t>(t * 1000 + 0.5))
+
+
+cdef tuple _heartbeat_ms(object heartbeat_interval, object dead_peer_timeout):
+    """(heartbeat_ms, dead_peer_ms) from the options in seconds; dead_peer_timeout None:
+    DEAD_PEER_INTERVALS intervals. The timeout must exceed the interval."""
+    cdef uint32_t interval_ms = _timeout_ms("heartbeat_interval", heartbeat_interval)
+    if dead_peer_timeout is None:
+        dead_peer_timeout = min(heartbeat_interval * DEAD_PEER_INTERVALS, MAX_TIMER_SECONDS)
+    cdef uint32_t dead_ms = _timeout_ms("dead_peer_timeout", dead_peer_timeout)
+    if dead_ms <= interval_ms:
+        raise ValueError(f"dead_peer_timeout must be greater than heartbeat_interval ({heartbeat_interval!r} s), "
+                         f"got {dead_peer_timeout!r}")
+    return interval_ms, dead_ms
 
 
 cdef uint64_t _pow2(uint64_t n):

@@ -59,7 +59,8 @@ cdef class Receiver:
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
                  ring_bytes=DEFAULT_CONN_RING, handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
-                 max_sessions=DEFAULT_MAX_SESSIONS, ack="released"):
+                 max_sessions=DEFAULT_MAX_SESSIONS, ack="released",
+                 heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL, dead_peer_timeout=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -83,6 +84,7 @@ cdef class Receiver:
         if ack not in ACK_MODES:
             raise ValueError(f"ack must be one of {ACK_MODES}, got {ack!r}")
         cfg.ack_on_receipt = ack == "received"
+        cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
         self.batch_budget = cfg.conn_ring_capacity // 4
         family, addr = ep.resolve(passive=True)[0]
         cdef sockaddr_storage sa

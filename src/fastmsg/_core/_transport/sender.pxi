@@ -44,7 +44,8 @@ cdef class Sender:
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
-                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT):
+                 handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
+                 dead_peer_timeout=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         if hwm_bytes < 4096:
@@ -61,6 +62,7 @@ cdef class Sender:
         cfg.max_batch = max_batch_bytes
         cfg.session_id = secrets.randbits(64) | 1
         cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
+        cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
         self.max_message = max_message_size
         self.hwm = cfg.ring_capacity
         self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)
@@ -351,8 +353,15 @@ cdef class Sender:
         if self.s == NULL:
             return True
         cdef bint written = True
+        cdef int64_t deadline = deadline_ns(linger)
+        cdef fm_sender *settling = self.s
         if self.gen == _generation:
             written = self.flush(linger) if linger != 0 else fm_sender_queued(self.s) == 0
+            if linger != 0 and self.s != NULL:
+                # No PONG may arrive once the socket is closed (the kernel would reset the
+                # connection and drop what it still had to send): wait for those owed.
+                with nogil:
+                    fm_sender_settle(settling, deadline)
         self.closing = True
         cdef bint here = self.gen == _generation  # (after fork() the lock may be held by a thread now gone)
         if here:

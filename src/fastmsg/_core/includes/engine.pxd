@@ -50,6 +50,8 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_batch
         uint64_t session_id
         uint32_t handshake_timeout_ms   # 0: the default (5 s)
+        uint32_t heartbeat_ms           # PING interval; 0: no heartbeats
+        uint32_t dead_peer_ms           # nothing received this long: the peer is gone
 
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                              fm_error *err)
@@ -62,6 +64,7 @@ cdef extern from "engine/engine.h" nogil:
     int fm_sender_write_direct(fm_sender *s)
     int fm_sender_flush(fm_sender *s, int64_t deadline_ns)
     int fm_sender_connected(fm_sender *s)
+    void fm_sender_settle(fm_sender *s, int64_t deadline_ns)
     uint32_t fm_sender_peer_max_message(fm_sender *s)
     void fm_sender_stats(fm_sender *s, uint64_t *out)
     void fm_sender_last_error(fm_sender *s, char *buf, size_t length)
@@ -75,6 +78,8 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t handshake_timeout_ms
         uint32_t max_sessions
         uint32_t ack_on_receipt
+        uint32_t heartbeat_ms
+        uint32_t dead_peer_ms
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
                                  const fm_receiver_config *cfg, fm_error *err)

@@ -12,6 +12,7 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "crc_errors", "protocol_errors", "duplicates", "lost", "rejected", "ring_chains",
     "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
     "acknowledged", "resent", "acks",
+    "pings_sent", "pongs_received", "dead_peers",
 };
 
 fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err) {

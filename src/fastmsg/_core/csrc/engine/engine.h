@@ -53,6 +53,8 @@ enum {
     FM_ACKED,                /* sender: messages acknowledged */
     FM_RESENT,               /* sender: messages written again after a reconnect */
     FM_ACKS,                 /* receiver: ACK frames written */
+    /* heartbeats (heartbeat.h) */
+    FM_PINGS_SENT, FM_PONGS_RECEIVED, FM_DEAD_PEERS,
     FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
@@ -75,6 +77,8 @@ typedef struct {
     uint32_t max_batch;     /* largest DATA record bytes per frame */
     uint64_t session_id;    /* non-zero */
     uint32_t handshake_timeout_ms; /* from the connect to WELCOME; 0: the default, 5 s */
+    uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
+    uint32_t dead_peer_ms;  /* nothing received this long: the receiver is gone (> heartbeat_ms) */
 } fm_sender_config;
 
 /* Registers a sender that connects to addr (and reconnects) from the I/O thread. NULL and the
@@ -103,6 +107,10 @@ int fm_sender_write_direct(fm_sender *s);
  * FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns);
 int fm_sender_connected(fm_sender *s);
+/* Before closing (call without the GIL): sends no more PINGs and waits until the PONGs still owed
+ * have come, the connection is gone, or the deadline (-1: none). A PONG arriving after the close
+ * would make the kernel reset the connection and drop what it still had to send. */
+void fm_sender_settle(fm_sender *s, int64_t deadline_ns);
 /* The receiver's max_message from its WELCOME, or 0 before the first handshake. */
 uint32_t fm_sender_peer_max_message(fm_sender *s);
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
@@ -124,6 +132,8 @@ typedef struct {
     uint32_t handshake_timeout_ms;
     uint32_t max_sessions;       /* idle sessions remembered (for resume) beyond the live ones */
     uint32_t ack_on_receipt;     /* acknowledge messages once received, not once the consumer released them */
+    uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
+    uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the

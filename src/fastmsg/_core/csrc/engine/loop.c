@@ -89,7 +89,10 @@ void *fm_loop_main(void *arg) {
     while (!__atomic_load_n(&ctx->stop, __ATOMIC_ACQUIRE)) {
         run_commands(ctx);
         int64_t now = fastmsg_monotonic_ns(), next = now + IDLE_WAIT_NS;
-        for (fm_endpoint *ep = ctx->endpoints; ep; ep = ep->next) ep->ops->step(ep, now, &next);
+        for (fm_endpoint *ep = ctx->endpoints, *n; ep; ep = n) { /* a step may end its endpoint (linger.c) */
+            n = ep->next;
+            ep->ops->step(ep, now, &next);
+        }
         if (fm_progress != seen) {
             seen = fm_progress;
             spins = SPIN_ROUNDS;
@@ -116,5 +119,11 @@ void *fm_loop_main(void *arg) {
         }
     }
     run_commands(ctx);
+    /* Python closed every sender and receiver; what is left are sockets lingering (linger.c). */
+    while (ctx->endpoints) {
+        fm_endpoint *ep = ctx->endpoints;
+        ctx->endpoints = ep->next;
+        ep->ops->detach(ep);
+    }
     return NULL;
 }

@@ -123,6 +123,7 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
     s->ack_due_ns = 0;
     fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, FASTMSG_CAP_ACK, h.session_id, s->ack_sent,
                        c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0};
+    fm_rxconn_hb_hello(c, &h, &w); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
     uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
     fm_rxconn_queue_out(c, frame, fastmsg_encode_hello(frame, FASTMSG_WELCOME, &w));
     c->ready = 1;
@@ -171,6 +172,7 @@ int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind)
         fm_rxconn_queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
         return fm_rxconn_flush_out(c);
     }
+    case FASTMSG_PONG: return fm_rxconn_hb_pong(c, f, size); /* heartbeat hook */
     case FASTMSG_CLOSE: return 0;
     default: return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
     }

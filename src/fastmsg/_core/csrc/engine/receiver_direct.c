@@ -27,8 +27,11 @@ static void dispatch(const fastmsg_poll_event *ev, int n, int64_t now) {
     }
 }
 
-/* The connections' timers, and reading again where the consumer released space (token held). */
+/* The connections' timers, and reading again where the consumer released space (token held).
+ * Heartbeat deadlines go to rx->hb_next_ns, and acknowledgement ones to *ack_next, not *next:
+ * the I/O thread waits for them, a reader is woken for them and arms no timer. */
 static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_next) {
+    int64_t hb_next = INT64_MAX; /* heartbeat hook */
     fm_receiver_resume_accepting(rx, now, next);
     fm_acks_step(rx, now, ack_next);
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
@@ -46,6 +49,8 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
             }
             if (c->deadline_ns < *next) *next = c->deadline_ns;
         }
+        /* heartbeat hook: PINGs and the dead-peer timeout (receiver_heartbeat.c) */
+        if (c->ready && fm_rxconn_hb_step(c, now, &hb_next) < 0) continue;
         if (__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST)) {
             __atomic_store_n(&c->buf->resume, 0, __ATOMIC_SEQ_CST);
             __atomic_store_n(&c->buf->blocked, 0, __ATOMIC_SEQ_CST);
@@ -53,6 +58,7 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
             fm_rxconn_pump_in(c);
         }
     }
+    __atomic_store_n(&rx->hb_next_ns, hb_next == INT64_MAX ? 0 : hb_next, __ATOMIC_RELAXED); /* heartbeat hook */
 }
 
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
@@ -144,6 +150,7 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
             *next = ack_due;
         }
         if (now + LEASE_NS < *next) *next = now + LEASE_NS;
+        fm_receiver_hb_nudge(rx, now); /* heartbeat hook: the reader runs the timers */
         return;
     }
     if (rx->lent) {
@@ -155,6 +162,7 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
         }
     }
     step_held(rx, now, next, next);
+    if (rx->hb_next_ns) fm_hb_lower(next, rx->hb_next_ns); /* heartbeat hook */
     fm_token_give(&rx->token);
 }
 

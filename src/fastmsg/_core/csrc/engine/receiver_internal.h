@@ -8,6 +8,7 @@
  * receiver_read.c    reading into the ring: frames in place, big frames aside, new rings
  * receiver_accept.c  the listener: accepting connections
  * receiver_direct.c  who reads (the token, the lease), a reader's own wait; the loop's ops
+ * receiver_heartbeat.c  PINGs, PONGs and the dead-peer timeout of each connection (heartbeat.h)
  * receiver.c         making and closing a receiver */
 #ifndef FASTMSG_RECEIVER_INTERNAL_H
 #define FASTMSG_RECEIVER_INTERNAL_H
@@ -16,6 +17,7 @@
 
 #include "base/futex.h"
 #include "engine/engine.h"
+#include "engine/heartbeat.h"
 #include "engine/loop.h"
 #include "engine/token.h"
 #include "engine/waker.h"
@@ -149,6 +151,7 @@ struct fm_receiver {
     uint32_t qhead, qlen, qcap;
     uint32_t ready_seq, waiters;
     uint64_t stats[FM_STAT_COUNT];
+    int64_t hb_next_ns; /* heartbeat hook: the connections' next heartbeat deadline, 0: none */
 };
 
 /* Makes b visible to the consumer unless it already is (queued or being drained)
@@ -195,6 +198,7 @@ struct fm_rxconn {
     int data_pending;
     uint64_t data_end_seq, data_bytes;
     int retired;         /* its session went to a newer connection: closed at the next step */
+    fm_heartbeat hb;     /* heartbeat hook: its timers (receiver_heartbeat.c) */
 };
 
 /* The loop's (and a reader's) operations on a connection: read, write back (receiver_read.c). */

@@ -215,13 +215,15 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
 }
 
 static void rxconn_event(fm_endpoint *ep, uint32_t events, int64_t now) {
-    (void)now;
     fm_rxconn *c = FM_CONTAINER_OF(ep, fm_rxconn, ep);
     if (c->retired) return; /* closed at the next step */
     if (events & FASTMSG_POLL_OUT) {
         if (fm_rxconn_flush_out(c) < 0) return;
     }
-    if (events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)) fm_rxconn_pump_in(c);
+    if (events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)) {
+        fm_hb_received(&c->hb, now); /* heartbeat hook: anything from the sender is life */
+        fm_rxconn_pump_in(c);
+    }
 }
 
 const fm_endpoint_ops fm_rxconn_ops = {.event = rxconn_event};

@@ -39,6 +39,7 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
     uint32_t timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : HANDSHAKE_TIMEOUT_DEFAULT_MS;
     s->handshake_timeout_ns = (int64_t)timeout_ms * FM_MS;
     s->fd = -1;
+    fm_sender_hb_init(s); /* heartbeat hook */
     fastmsg_ring_ctl *ctl = s->mem;
     uint8_t *data = (uint8_t *)s->mem + sizeof(fastmsg_ring_ctl);
     fastmsg_ring_init(&s->producer, ctl, data, cfg->ring_capacity);

@@ -1,5 +1,6 @@
 /* A sender's connection, run by the I/O thread: connect and reconnect with backoff, HELLO and
- * WELCOME, the control frames the receiver sends back, and the loop's operations on a sender. */
+ * WELCOME, the control frames the receiver sends back, and the loop's operations on a sender.
+ * Heartbeats are sender_heartbeat.c's, called from the hooks marked here. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
@@ -33,8 +34,9 @@ static void disconnect(fm_sender *s, int64_t now) {
     s->frame_left = 0;
     s->frame_is_data = 0;
     s->in_len = 0;
+    /* heartbeat hook: the wait grows with jitter, so senders cut off together spread out */
+    s->backoff_ns = fm_backoff_next(&s->hb.rng, s->backoff_ns, BACKOFF_MIN_NS, BACKOFF_MAX_NS);
     s->next_attempt_ns = now + s->backoff_ns;
-    s->backoff_ns = s->backoff_ns * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : s->backoff_ns * 2;
 }
 
 static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail) {
@@ -61,6 +63,7 @@ static void start_connect(fm_sender *s, int64_t now) {
 static void send_hello(fm_sender *s) {
     fastmsg_hello h = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, s->cfg.session_id, s->next_seq,
                        s->cfg.max_message, s->cfg.max_batch, 0, 0};
+    fm_sender_hb_hello(s, &h); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
     size_t n = fastmsg_encode_hello(s->hello, FASTMSG_HELLO, &h);
     s->iov[0] = (struct iovec){s->hello, n};
     s->iovcnt = 1;
@@ -111,6 +114,18 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         }
         return;
     }
+    /* heartbeat hook: PING, PONG (sender_heartbeat.c); CLOSE: the receiver leaves, no error */
+    int hb = fm_sender_hb_frame(s, f, size, kind);
+    if (hb == FM_HB_FRAME_DONE) return;
+    if (hb == FM_HB_FRAME_CLOSE) {
+        fail(s, now, "receiver closed the connection%s", "");
+        return;
+    }
+    if (hb == FM_HB_FRAME_BAD) {
+        FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
+        fail(s, now, "malformed frame from the receiver: %s", fastmsg_proto_strerror(FASTMSG_PERR_MALFORMED));
+        return;
+    }
     if (kind == FASTMSG_ACK && s->state == FM_S_READY) {
         uint64_t ack_seq;
         if (fastmsg_decode_control(f, size, &ack_seq) == 0 && fm_sender_apply_ack(s, ack_seq) == 0) return;
@@ -118,7 +133,6 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         fail(s, now, "bad ACK from the receiver: %s", "it acknowledges messages never sent");
         return;
     }
-    if (kind == FASTMSG_PONG) return; /* heartbeats: next version */
     FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
     fail(s, now, "unexpected frame from the receiver: %s", fastmsg_proto_strerror(FASTMSG_PERR_BAD_KIND));
 }
@@ -133,6 +147,7 @@ static void read_frames(fm_sender *s, int64_t now) {
             return;
         }
         s->in_len += (size_t)n;
+        fm_hb_received(&s->hb.t, now); /* heartbeat hook: anything from the receiver is life */
         size_t off = 0;
         while (s->in_len - off >= FASTMSG_FRAME_HDR) {
             uint32_t kind, len;
@@ -207,7 +222,7 @@ static void sender_detach(fm_endpoint *ep) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
     if (s->fd >= 0) {
         fastmsg_poller_remove(s->ctx->poller, s->fd);
-        fastmsg_close(s->fd);
+        fm_sender_hb_close(s); /* heartbeat hook: a PONG still to come must not reset the connection */
     }
     s->fd = -1;
 }
@@ -237,7 +252,7 @@ static void sender_event(fm_endpoint *ep, uint32_t events, int64_t now) {
     fm_token_give(&s->token);
 }
 
-/* Timers: the next connection attempt, the handshake deadline; and queued batches. */
+/* Timers: the next connection attempt, the handshake deadline, heartbeats; and queued batches. */
 static void on_step(fm_sender *s, int64_t now, int64_t *next) {
     if (s->state == FM_S_IDLE) {
         if (now >= s->next_attempt_ns) start_connect(s, now);
@@ -252,6 +267,11 @@ static void on_step(fm_sender *s, int64_t now, int64_t *next) {
             return;
         }
         if (s->handshake_deadline_ns < *next) *next = s->handshake_deadline_ns;
+        return;
+    }
+    /* heartbeat hook: a PING when due; the dead-peer timeout (sender_heartbeat.c) */
+    if (s->state == FM_S_READY && fm_sender_hb_step(s, now, next) == FM_HB_DEAD) {
+        disconnect(s, now);
         return;
     }
     if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT)) pump(s, now);

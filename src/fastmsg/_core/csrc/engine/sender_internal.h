@@ -4,7 +4,8 @@
  * sender_conn.c   the connection: connect, reconnect, handshake, control frames; the loop's ops
  * sender_write.c  writing the frame in progress, then batch after batch
  * sender_batch.c  taking a DATA batch (or one external message) from the ring
- * sender_ack.c    acknowledgements: the ring space they give back, and the resend after a reconnect */
+ * sender_ack.c    acknowledgements: the ring space they give back, and the resend after a reconnect
+ * sender_heartbeat.c  PING/PONG, the dead-peer timeout, reconnect jitter (heartbeat.h) */
 #ifndef FASTMSG_SENDER_INTERNAL_H
 #define FASTMSG_SENDER_INTERNAL_H
 
@@ -12,6 +13,7 @@
 #include <stdio.h>
 
 #include "engine/engine.h"
+#include "engine/heartbeat.h"
 #include "engine/loop.h"
 #include "engine/token.h"
 #include "net/netio.h"
@@ -68,6 +70,7 @@ struct fm_sender {
     pthread_mutex_t err_lock;
     char last_error[FM_LAST_ERROR_MAX];
     uint64_t stats[FM_STAT_COUNT];
+    fm_sender_hb hb; /* heartbeats and jitter (whoever holds the token; sender_heartbeat.c) */
 };
 
 /* The loop's operations on a sender (sender_conn.c). */

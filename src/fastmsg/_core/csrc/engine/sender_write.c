@@ -4,8 +4,10 @@
 
 #include "engine/sender_internal.h"
 
-int fm_sender_write_out(fm_sender *s) {
+static int write_frames(fm_sender *s) {
     for (;;) {
+        /* heartbeat hook: queued PONGs and PINGs go before the next batch */
+        if (!s->frame_left && s->hb.out_len && s->state == FM_S_READY) fm_sender_hb_start_frame(s);
         if (!s->frame_left && (s->state != FM_S_READY || !fm_sender_take_batch(s))) return FM_OUT_IDLE;
         struct iovec *iov = s->iov;
         int n = s->iovcnt;
@@ -14,6 +16,7 @@ int fm_sender_write_out(fm_sender *s) {
         FM_STAT_ADD(s, FM_WRITE_CALLS, 1);
         if (w == -EAGAIN) return FM_OUT_FULL;
         if (w < 0) return (int)w;
+        s->hb.wrote = 1; /* heartbeat hook */
         s->frame_left -= (size_t)w;
         for (size_t left = (size_t)w; left;) { /* advance the iovecs past what was written */
             size_t take = left < iov->iov_len ? left : iov->iov_len;
@@ -24,4 +27,14 @@ int fm_sender_write_out(fm_sender *s) {
         }
         if (!s->frame_left && s->frame_is_data) fm_sender_batch_done(s);
     }
+}
+
+int fm_sender_write_out(fm_sender *s) {
+    int rc = write_frames(s);
+    /* heartbeat hook: what was written is traffic, so the next PING waits an interval from now */
+    if (s->hb.wrote) {
+        s->hb.wrote = 0;
+        fm_hb_sent(&s->hb.t, fastmsg_monotonic_ns());
+    }
+    return rc;
 }

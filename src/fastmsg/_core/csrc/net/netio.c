@@ -130,6 +130,45 @@ void fastmsg_close(int fd) {
     if (fd >= 0) close(fd);
 }
 
+/* Bytes read per call when draining a socket before close. */
+#define DRAIN_CHUNK 4096
+
+void fastmsg_drain(int fd) {
+    uint8_t buf[DRAIN_CHUNK];
+    while (fastmsg_read(fd, buf, sizeof buf) > 0) {
+    }
+}
+
+/* Keepalive probes before the kernel gives up on a silent peer. */
+#define KEEPALIVE_PROBES 3
+
+void fastmsg_keepalive(int fd, uint32_t dead_peer_ms) {
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) < 0) return;
+    if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) return;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0) return;
+    /* Whole seconds, at least 1: idle for the dead-peer timeout, then KEEPALIVE_PROBES probes
+     * a third of it apart. */
+    int idle = (int)((dead_peer_ms + 999) / 1000), intvl = (int)((dead_peer_ms + 2999) / 3000), cnt = KEEPALIVE_PROBES;
+    if (idle < 1) idle = 1;
+    if (intvl < 1) intvl = 1;
+#if defined(TCP_KEEPIDLE)
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+#elif defined(TCP_KEEPALIVE) /* macOS */
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPALIVE, &idle, sizeof idle);
+#endif
+#ifdef TCP_KEEPINTVL
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+#endif
+#ifdef TCP_KEEPCNT
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#endif
+    (void)intvl;
+    (void)cnt;
+}
+
 int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
                           struct sockaddr_storage *out, socklen_t *len) {
     memset(out, 0, sizeof *out);

@@ -34,6 +34,16 @@ ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n);
 
 void fastmsg_close(int fd);
 
+/* Reads and drops whatever the peer sent that is waiting in the socket (non-blocking), so that a
+ * close() that follows ends with a FIN: closing with unread bytes makes the kernel reset the
+ * connection and drop what is still queued to send. */
+void fastmsg_drain(int fd);
+
+/* TCP keepalive as a backstop under the heartbeats: a peer silent for about twice
+ * `dead_peer_ms` is dropped by the kernel even if nothing else notices. Idle time, probe interval
+ * and count are set where the platform has them; a no-op on a socket that is not TCP. */
+void fastmsg_keepalive(int fd, uint32_t dead_peer_ms);
+
 /* Builds a socket address: AF_INET/AF_INET6 from a numeric host, port and IPv6 scope, or AF_UNIX
  * from a path. 0, or -EINVAL for an address that does not parse or a path that does not fit. */
 int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
