@@ -455,6 +455,41 @@ def test_hostile_bad_crc(hostile):
     assert rx.stats()["received_messages"] == good.sent  # nothing of the bad batch
 
 
+def _read_exactly(sock, n, timeout=5.0):
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def test_good_batches_before_a_corrupt_one_in_the_same_read_are_delivered():
+    """The smallest reproduction of what the bit-flip stream found: a good batch and a corrupt one
+    read together. The good one was checked (its session counted it as received) but, the
+    connection being refused before the read's frames were published, never delivered: the
+    resend was then skipped as duplicates (messages lost) and its acknowledgement never came
+    (the sender stalled)."""
+    session = 0xBAD0C4C
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
+        with raw_connect(rx.endpoint) as sock:
+            sock.sendall(hello(session_id=session))
+            assert len(_read_exactly(sock, 56)) == 56  # WELCOME
+            good = proto.encode_data(0, [b"m0", b"m1", b"m2"])
+            bad = bytearray(proto.encode_data(3, [b"m3"]))
+            bad[-8] ^= 1  # a flipped bit in m3: the CRC no longer matches
+            sock.sendall(good + bytes(bad))  # one segment: read together
+            assert recv_n(rx, 3, timeout=5) == [b"m0", b"m1", b"m2"], rx.stats()
+        st = rx.stats()
+        assert st["crc_errors"] == 1 and st["duplicates"] == 0, st
+        with raw_connect(rx.endpoint) as sock:  # the sender comes back: it resends m3 only
+            sock.sendall(hello(session_id=session))
+            assert proto.decode(_read_exactly(sock, 56))[1]["seq"] == 3
+            sock.sendall(proto.encode_data(3, [b"m3"]))
+            assert recv_n(rx, 1, timeout=5) == [b"m3"]
+
+
 def test_hostile_data_before_hello(hostile):
     rx, good = hostile
     with raw_connect(rx.endpoint) as s:

@@ -16,8 +16,19 @@ void fm_rxconn_set_interest(fm_rxconn *c, uint32_t ev) {
     }
 }
 
+/* Publishes the frames checked and staged since the last publication: a connection that is refused
+ * or closed after them in the same read must not take them along, as its session counts them as
+ * received (a resend would be skipped as duplicates, and their acknowledgement would never come). */
+static void publish_staged(fm_rxconn *c) {
+    if (c->w.wpos != __atomic_load_n(&c->w.ctl->tail, __ATOMIC_RELAXED)) {
+        fastmsg_ring_publish(&c->w);
+        fm_receiver_notify(c->rx, c->buf);
+    }
+}
+
 void fm_rxconn_close(fm_rxconn *c) {
     fm_receiver *rx = c->rx;
+    publish_staged(c);
     fm_rxconn **pp = &rx->conns;
     while (*pp && *pp != c) pp = &(*pp)->next;
     if (*pp) *pp = c->next;
@@ -69,6 +80,7 @@ int fm_rxconn_refuse(fm_rxconn *c, int code) {
     uint8_t frame[FM_RXCONN_OUT_MAX];
     size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
     FM_STAT_ADD(c->rx, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : FM_PROTOCOL_ERRORS, 1);
+    publish_staged(c); /* the good frames before the bad one are delivered */
     c->out_len = c->out_off = 0; /* whatever was pending matters less than the reason */
     fm_rxconn_queue_out(c, frame, n);
     c->closing = 1;
