@@ -125,7 +125,7 @@ cdef class Sender:
             PyErr_CheckSignals()  # interrupted: run the handlers (Ctrl-C), then wait on
 
     cdef int _release_written(self) except -1:
-        """Drops the payloads of external records the I/O thread has written or dropped."""
+        """Drops the payloads of external records acknowledged by the receiver (or dropped)."""
         cdef uint64_t released = fm_sender_released(self.s)
         while self.held and <uint64_t>self.held[0][0] <= released:
             self.held_bytes -= len(self.held.popleft()[1])
@@ -349,7 +349,8 @@ cdef class Sender:
 
     def close(self, linger=1.0):
         """Waits up to `linger` seconds (None: no limit, 0: not at all) for queued messages to be
-        written, then closes. Returns True if nothing queued was left unwritten. Idempotent."""
+        acknowledged, then closes. Returns True if nothing queued was left unacknowledged.
+        Idempotent."""
         if self.s == NULL:
             return True
         cdef bint written = True

@@ -89,7 +89,7 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
 fastmsg_ring *fm_sender_ring(fm_sender *s);
 /* Bytes queued and not yet written (what hwm_bytes limits). */
 uint64_t fm_sender_queued(fm_sender *s);
-/* Ring position before which every record has been written or dropped: the engine no longer
+/* Ring position before which every record has been acknowledged or dropped: the engine no longer
  * reads the external payloads of those records. */
 uint64_t fm_sender_released(fm_sender *s);
 /* 1 if every record published has been written (it may await its acknowledgement): the

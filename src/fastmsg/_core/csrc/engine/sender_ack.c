@@ -23,9 +23,9 @@ static uint64_t walk(fm_sender *s, uint64_t pos, uint64_t n) {
 
 int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
     if (ack_seq > s->sent_seq) return -1;
-    if (ack_seq <= s->acked_seq && !(s->acked_pos < s->sent_pos && ack_seq == s->acked_seq)) return 0;
-    uint64_t n = ack_seq > s->acked_seq ? ack_seq - s->acked_seq : 0;
-    uint64_t pos = walk(s, s->acked_pos, n);
+    if (ack_seq < s->acked_seq) return 0; /* an older ACK, overtaken */
+    uint64_t n = ack_seq - s->acked_seq;
+    uint64_t pos = walk(s, s->acked_pos, n); /* (n == 0: only the dropped records that follow) */
     if (pos == s->acked_pos) return 0;
     s->acked_seq = ack_seq;
     s->acked_pos = pos;
