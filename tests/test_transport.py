@@ -872,7 +872,8 @@ def test_reconnect_after_receiver_killed(ctx):
 
 
 def test_message_over_the_receivers_limit(ctx):
-    # Queued before the handshake: dropped by the I/O thread, counted, explained; the rest arrives.
+    # Queued before the handshake: dropped by the I/O thread, counted, explained; the rest
+    # arrives, and the next flush() raises, naming the size and the limit, once.
     port = free_port()
     tx = fastmsg.Sender(f"tcp://127.0.0.1:{port}", context=ctx)
     tx.send(b"before")
@@ -884,12 +885,43 @@ def test_message_over_the_receivers_limit(ctx):
         stats = tx.stats()
         assert stats["rejected"] == 1 and "larger than the receiver's max_message_size" in stats["last_error"]
         assert rx.stats()["protocol_errors"] == 0
+        with pytest.raises(fastmsg.MessageTooLarge, match=r"max_message_size \(1000\), the latest 5000 bytes") as e:
+            tx.flush(10)
+        assert (e.value.size, e.value.limit, e.value.dropped) == (5000, 1000, 1)
+        assert isinstance(e.value, ValueError)
+        assert tx.flush(10) is True  # reported once
         # Once connected, send() refuses it up front, naming the receiver's limit.
-        with pytest.raises(ValueError, match=r"receiver's max_message_size \(1000\)"):
+        with pytest.raises(fastmsg.MessageTooLarge, match=r"receiver's max_message_size \(1000\)"):
             tx.send(bytes(1001))
         tx.send(bytes(1000))
         assert len(rx.recv(timeout=10)) == 1000
     tx.close(linger=0)
+
+
+def test_message_dropped_unsent_fails_the_next_send(ctx):
+    port = free_port()
+    with fastmsg.Sender(f"tcp://127.0.0.1:{port}", context=ctx) as tx:
+        tx.send_many([bytes(3000), bytes(4000), b"small"])
+        with fastmsg.Receiver(f"tcp://127.0.0.1:{port}", context=ctx, max_message_size=1000) as rx:
+            assert bytes(rx.recv(timeout=10)) == b"small"
+            wait_for(lambda: tx.stats()["rejected"] == 2, what="both drops")
+            with pytest.raises(fastmsg.MessageTooLarge, match="2 messages queued earlier were dropped unsent.*"
+                                                              "this message was not sent") as e:
+                tx.send(b"next")
+            assert (e.value.size, e.value.dropped) == (4000, 2)
+            tx.send(b"next")
+            assert bytes(rx.recv(timeout=10)) == b"next"
+            assert tx.flush(10)
+        assert tx.unacknowledged == 0
+
+
+def test_close_is_false_while_a_drop_was_never_reported(ctx):
+    port = free_port()
+    tx = fastmsg.Sender(f"tcp://127.0.0.1:{port}", context=ctx)
+    tx.send(bytes(3000))
+    with fastmsg.Receiver(f"tcp://127.0.0.1:{port}", context=ctx, max_message_size=1000):
+        wait_for(lambda: tx.stats()["rejected"] == 1, what="the drop")
+        assert tx.close(linger=5) is False
 
 
 @pytest.mark.skipif(transport_helpers.rss_bytes() is None, reason="needs /proc to read RSS")

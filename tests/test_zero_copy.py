@@ -253,6 +253,8 @@ def test_message_dropped_as_too_large_is_released(ctx):
         tx.send(b"after")
         with fastmsg.Receiver(f"tcp://127.0.0.1:{port}", context=ctx, ring_bytes=RING, max_message_size=MiB) as rx:
             assert recv_bytes(rx, 1) == [b"after"]
+            with pytest.raises(fastmsg.MessageTooLarge):
+                tx.flush(10)
             assert tx.flush(10)
             assert tx.stats()["rejected"] == 1
             assert sys.getrefcount(msg) == before

@@ -5,7 +5,7 @@ import sys
 from fastmsg._core.crc import crc32c, crc32c_combine
 from fastmsg._core.crc import implementation as crc32c_implementation
 from fastmsg._core.ring import Record, RingBuffer, SharedRing
-from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
+from fastmsg.errors import Closed, FastmsgError, Full, MessageTooLarge, ProtocolError, Timeout
 
 __version__ = "0.1.0.dev0"
 
@@ -13,6 +13,7 @@ __all__ = [
     "Closed",
     "FastmsgError",
     "Full",
+    "MessageTooLarge",
     "ProtocolError",
     "Record",
     "RingBuffer",

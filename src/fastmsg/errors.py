@@ -17,6 +17,21 @@ class Timeout(FastmsgError, TimeoutError):
     """The operation did not complete within its timeout."""
 
 
+class MessageTooLarge(FastmsgError, ValueError):
+    """A message larger than a limit: the Sender's own max_message_size, or the receiver's.
+
+    Raised by send() for the message given, or, for messages queued before the receiver had
+    said its limit (they are dropped unsent), by the next send(), send_many() or flush().
+    `size` is the message's size (the latest, when several), `limit` the limit it exceeds and
+    `dropped` how many queued messages were dropped (0 when the message given is refused)."""
+
+    def __init__(self, message, size=None, limit=None, dropped=0):
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+        self.dropped = dropped
+
+
 class ProtocolError(FastmsgError):
     """Bytes that do not follow fastmsg's layout: a foreign peer, a foreign shared-memory segment,
     an incompatible version, or corruption. `code` is the wire protocol's error code, if any."""

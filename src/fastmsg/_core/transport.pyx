@@ -30,12 +30,13 @@ import atexit
 import os
 import secrets
 import socket
+import sys
 import threading
 import weakref
 from collections import deque
 
 from fastmsg.endpoint import parse as _parse_endpoint
-from fastmsg.errors import Closed, FastmsgError, Full, ProtocolError, Timeout
+from fastmsg.errors import Closed, FastmsgError, Full, MessageTooLarge, ProtocolError, Timeout
 
 use_selected_kernel()
 
@@ -57,6 +58,7 @@ include "_transport/fork.pxi"         # fork generations; the default context's 
 include "_transport/limits.pxi"       # option defaults and checks, stats() dicts
 include "_transport/addresses.pxi"    # endpoints to sockaddrs and back
 include "_transport/context.pxi"      # Context
+include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
 include "_transport/sender.pxi"       # Sender
 include "_transport/message.pxi"      # Message, _BigFrame
 include "_transport/wire_decode.pxi"  # the DATA frame layout, as the receiver reads it

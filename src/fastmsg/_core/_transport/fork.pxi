@@ -1,5 +1,6 @@
 # Objects made before fork() refuse to work in the child, and the default context's lifetime:
-# made on first use, dropped in a forked child (its I/O thread did not survive), closed at exit.
+# made on first use, dropped in a forked child (its I/O thread did not survive), closed at exit
+# (exit.pxi).
 
 cdef int _generation = 0   # bumped in every forked child; each object keeps the one it was made in
 
@@ -33,10 +34,3 @@ def default_context():
             ctx = _default
     return ctx
 
-
-def _close_default_at_exit():
-    if _default is not None:
-        _default.close()
-
-
-atexit.register(_close_default_at_exit)

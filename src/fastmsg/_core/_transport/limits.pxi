@@ -6,6 +6,7 @@ DEFAULT_MAX_BATCH = 256 << 10
 DEFAULT_CONN_RING = 4 << 20
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
+DEFAULT_LINGER = 1.0  # seconds a Sender's close() waits for acknowledgements, also at exit
 DEAD_PEER_INTERVALS = 5  # dead_peer_timeout's default, in heartbeat intervals
 MAX_TIMER_SECONDS = 24 * 3600.0  # timers are kept in milliseconds in a uint32
 
@@ -14,7 +15,7 @@ SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "c
                 "protocol_errors", "rejected", "acknowledged", "resent", "pings_sent", "pongs_received",
                 "dead_peers")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
-                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks",
+                  "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks", "early_acks",
                   "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
                   "pings_sent", "pongs_received", "dead_peers",
                   "last_error")  # (last_error: not a counter, the last accept() failure)

@@ -41,15 +41,20 @@ cdef class Sender:
     cdef Py_ssize_t _staged   # messages the send_many() in progress has queued so far
     cdef bint closing         # close() has begun: waiting send() and flush() calls give up
     cdef int64_t last_send_ns # when send()/send_many() last published
+    cdef readonly object linger   # close()'s default wait, also given at interpreter exit
+    cdef uint64_t refused_seen    # messages dropped as too large that an exception has reported
+    cdef uint64_t unacked_at_close, refused_at_close  # what close() gave up (unreported drops)
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
                  handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
-                 dead_peer_timeout=None):
+                 dead_peer_timeout=None, linger=DEFAULT_LINGER):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         if hwm_bytes < 4096:
             raise ValueError(f"hwm_bytes must be at least 4096, got {hwm_bytes}")
+        deadline_ns(linger)  # (checks it)
+        self.linger = linger
         family, addr = ep.resolve()[0]
         cdef sockaddr_storage sa
         cdef socklen_t salen
@@ -82,12 +87,27 @@ cdef class Sender:
         if self.lock == NULL:
             raise MemoryError("cannot allocate the sender's lock")
         self.waiters = threading.Condition(threading.Lock())
+        _live_senders.add(self)
 
     cdef int _check(self) except -1:
         if self.s == NULL:
             raise Closed("the Sender is closed")
         _check_generation(self.gen, self)
         return 0
+
+    cdef int _check_refused(self, str then) except -1:
+        """Raises MessageTooLarge, once, for messages the I/O thread dropped since the last
+        report: queued before the receiver said its max_message_size, and larger than it."""
+        cdef uint64_t size = 0
+        cdef uint64_t n = fm_sender_refused(self.s, &size)
+        if n == self.refused_seen:
+            return 0
+        cdef uint64_t new = n - self.refused_seen
+        self.refused_seen = n  # (under the GIL since the read: reported by one call only)
+        cdef uint32_t limit = fm_sender_peer_max_message(self.s)
+        what = "a message queued earlier was" if new == 1 else f"{new} messages queued earlier were"
+        raise MessageTooLarge(f"{what} dropped unsent: larger than the receiver's max_message_size ({limit}), "
+                              f"the latest {size} bytes; {then}", size=size, limit=limit, dropped=new)
 
     # ---- waiting for room ----
 
@@ -140,10 +160,12 @@ cdef class Sender:
         cdef uint8_t *dst
         cdef uint64_t length = <uint64_t>size
         if <uint64_t>size > self.max_message:
-            raise ValueError(f"a {size}-byte message is larger than max_message_size ({self.max_message})")
+            raise MessageTooLarge(f"a {size}-byte message is larger than max_message_size ({self.max_message}); "
+                                  f"it was not sent", size=size, limit=self.max_message)
         cdef uint32_t peer_max = fm_sender_peer_max_message(self.s)
         if peer_max and <uint64_t>size > peer_max:
-            raise ValueError(f"a {size}-byte message is larger than the receiver's max_message_size ({peer_max})")
+            raise MessageTooLarge(f"a {size}-byte message is larger than the receiver's max_message_size "
+                                  f"({peer_max}); it was not sent", size=size, limit=peer_max)
         if length <= (self.small_max if keep is None else self.small_bytes_max):
             dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
             while dst == NULL:
@@ -229,6 +251,7 @@ cdef class Sender:
         cdef Py_buffer view
         cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         self._check()
+        self._check_refused("this message was not sent")
         self._acquire(deadline, timeout)
         try:
             self._check()  # (closed meanwhile?)
@@ -257,6 +280,7 @@ cdef class Sender:
         cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         self._check()
         try:
+            self._check_refused("none of these messages was queued")
             self._acquire(deadline, timeout)
         except BaseException as exc:
             raise _partial(exc, 0) from None
@@ -300,13 +324,20 @@ cdef class Sender:
     def flush(self, timeout=None):
         """Waits until the receiver has acknowledged every message queued so far (by default once
         its application released them; see Receiver's `ack`). True when done, False if the
-        timeout ran out first."""
+        timeout ran out first. Raises MessageTooLarge if messages were dropped unsent as larger
+        than the receiver accepts (once for each: the next flush() may be True)."""
+        return self._flush(timeout, True)
+
+    cdef bint _flush(self, object timeout, bint report) except -1:
+        """flush(); close() has it not `report` drops, which it returns as False instead."""
         cdef int64_t deadline = deadline_ns(timeout)
         cdef int end
         # Not under the producer lock: a send() waiting for room holds it, and this timeout must
         # be honoured all the same. close() waits for flushes in progress before freeing.
         with self.waiters:
             self._check()
+            if report:
+                self._check_refused("flush() did not wait; the other messages are sent as usual")
             self.flushing += 1
         try:
             end = wait_until(_sender_wait_flush, self.s, 0, deadline, WAIT_SLICE_NS, &self.closing)
@@ -322,6 +353,8 @@ cdef class Sender:
                     self._release_written()
             finally:
                 PyThread_release_lock(self.lock)
+        if report and self.s != NULL:  # (a drop is counted before the acknowledgements pass it)
+            self._check_refused("every other message queued is acknowledged")
         return True
 
     @property
@@ -347,17 +380,22 @@ cdef class Sender:
                                              "connected": bool(fm_sender_connected(self.s)),
                                              "last_error": err.decode(errors="replace")})
 
-    def close(self, linger=1.0):
-        """Waits up to `linger` seconds (None: no limit, 0: not at all) for queued messages to be
-        acknowledged, then closes. Returns True if nothing queued was left unacknowledged.
-        Idempotent."""
+    def close(self, linger=OWN_LINGER):
+        """Waits up to `linger` seconds (None: no limit, 0: not at all; by default the Sender's
+        own `linger` option) for queued messages to be acknowledged, then closes. Returns True
+        if nothing queued was left unacknowledged (nor dropped unreported). Idempotent."""
         if self.s == NULL:
             return True
+        if linger is OWN_LINGER:
+            linger = self.linger
         cdef bint written = True
+        cdef uint64_t size
         cdef int64_t deadline = deadline_ns(linger)
         cdef fm_sender *settling = self.s
         if self.gen == _generation:
-            written = self.flush(linger) if linger != 0 else fm_sender_queued(self.s) == 0
+            written = self._flush(linger, False) if linger != 0 else fm_sender_unacked(self.s) == 0
+            if self.s != NULL and fm_sender_refused(self.s, &size) != self.refused_seen:
+                written = False  # dropped as too large, and never reported
             if linger != 0 and self.s != NULL:
                 # No PONG may arrive once the socket is closed (the kernel would reset the
                 # connection and drop what it still had to send): wait for those owed.
@@ -375,6 +413,8 @@ cdef class Sender:
                 while self.flushing:
                     self.waiters.wait()
                 s = self.s
+                self.unacked_at_close = fm_sender_unacked(s)
+                self.refused_at_close = fm_sender_refused(s, &size) - self.refused_seen
                 self.s = NULL
                 self.ring = NULL
         finally:
@@ -398,7 +438,10 @@ cdef class Sender:
         self.close()
 
     def __dealloc__(self):
+        cdef uint64_t size
         if self.s != NULL and self.gen == _generation:
+            _report_lost(self.endpoint, fm_sender_unacked(self.s), fm_sender_refused(self.s, &size) - self.refused_seen,
+                         "when the Sender was freed without close()")
             with nogil:
                 fm_sender_close(self.s)
         if self.lock != NULL:

@@ -66,6 +66,7 @@ cdef extern from "engine/engine.h" nogil:
     int fm_sender_connected(fm_sender *s)
     void fm_sender_settle(fm_sender *s, int64_t deadline_ns)
     uint32_t fm_sender_peer_max_message(fm_sender *s)
+    uint64_t fm_sender_refused(fm_sender *s, uint64_t *last_size)
     void fm_sender_stats(fm_sender *s, uint64_t *out)
     void fm_sender_last_error(fm_sender *s, char *buf, size_t length)
     void fm_sender_close(fm_sender *s)

@@ -11,7 +11,7 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "received_messages", "received_bytes", "received_batches", "read_calls", "accepted", "connections",
     "crc_errors", "protocol_errors", "duplicates", "lost", "rejected", "ring_chains",
     "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
-    "acknowledged", "resent", "acks",
+    "acknowledged", "resent", "acks", "early_acks",
     "pings_sent", "pongs_received", "dead_peers",
 };
 

@@ -53,6 +53,8 @@ enum {
     FM_ACKED,                /* sender: messages acknowledged */
     FM_RESENT,               /* sender: messages written again after a reconnect */
     FM_ACKS,                 /* receiver: ACK frames written */
+    FM_EARLY_ACKS,           /* receiver: frames acknowledged on arrival, not on release, for want
+                              * of memory to remember them (ack="released" only) */
     /* heartbeats (heartbeat.h) */
     FM_PINGS_SENT, FM_PONGS_RECEIVED, FM_DEAD_PEERS,
     FM_STAT_COUNT
@@ -113,6 +115,9 @@ int fm_sender_connected(fm_sender *s);
 void fm_sender_settle(fm_sender *s, int64_t deadline_ns);
 /* The receiver's max_message from its WELCOME, or 0 before the first handshake. */
 uint32_t fm_sender_peer_max_message(fm_sender *s);
+/* Messages dropped unsent as larger than the receiver's max_message (queued before the handshake
+ * told the limit), and in *last_size the size of the latest of them. */
+uint64_t fm_sender_refused(fm_sender *s, uint64_t *last_size);
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
 /* Last error the peer reported or the connection met ("" if none), copied into buf (at most len
  * bytes; FM_LAST_ERROR_MAX holds any). */

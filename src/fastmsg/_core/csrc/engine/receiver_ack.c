@@ -47,8 +47,12 @@ void fm_ack_frame_staged(fm_rxconn *c, uint64_t end_pos, uint64_t end_seq, uint6
     fm_session *s = c->session;
     /* Without memory to remember the frame, acknowledging it on arrival is the one way left that
      * neither stalls the sender nor loses the message. */
-    if (c->rx->cfg.ack_on_receipt || push_wait(s, c->buf, end_pos, end_seq, bytes) != 0)
+    if (c->rx->cfg.ack_on_receipt) {
         acknowledge(s, end_seq, bytes);
+    } else if (push_wait(s, c->buf, end_pos, end_seq, bytes) != 0) {
+        FM_STAT_ADD(c->rx, FM_EARLY_ACKS, 1);
+        acknowledge(s, end_seq, bytes);
+    }
 }
 
 uint64_t fm_ack_update(fm_session *s) {

@@ -81,6 +81,12 @@ int fm_sender_connected(fm_sender *s) { return (int)__atomic_load_n(&s->connecte
 
 uint32_t fm_sender_peer_max_message(fm_sender *s) { return __atomic_load_n(&s->peer_max_message, __ATOMIC_ACQUIRE); }
 
+uint64_t fm_sender_refused(fm_sender *s, uint64_t *last_size) {
+    uint64_t n = __atomic_load_n(&s->stats[FM_REJECTED], __ATOMIC_ACQUIRE);
+    *last_size = __atomic_load_n(&s->last_dropped_size, __ATOMIC_RELAXED);
+    return n;
+}
+
 void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]) {
     for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&s->stats[i], __ATOMIC_RELAXED);
 }

@@ -23,8 +23,9 @@ static void drop_oversized(fm_sender *s) {
             char detail[32];
             snprintf(detail, sizeof detail, "%llu", (unsigned long long)msg_len);
             fm_sender_set_error(s, "a %s-byte message is larger than the receiver's max_message_size: dropped", detail);
-            FM_STAT_ADD(s, FM_REJECTED, 1);
-            s->dropped++;
+            /* The size first: Python reads it once it sees the count grow (fm_sender_refused). */
+            __atomic_store_n(&s->last_dropped_size, msg_len, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&s->stats[FM_REJECTED], 1, __ATOMIC_RELEASE);
             fastmsg_rec_put_hdr(h, len, flags | FM_REC_DROPPED);
         }
         pos += fastmsg_ring_slot(len);

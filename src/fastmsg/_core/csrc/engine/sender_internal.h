@@ -46,7 +46,7 @@ struct fm_sender {
     uint64_t sent_seq;       /* every message below it was written at least once */
     uint64_t sent_pos;       /* ring position the cursor has ever reached (written or dropped) */
     uint64_t written_pos;    /* the same, for Python to read (fm_sender_all_written) */
-    uint64_t dropped;        /* records dropped unsent, counted in stats as rejected */
+    uint64_t last_dropped_size; /* of the latest record dropped unsent (fm_sender_refused) */
     /* the frame being written: a control frame (HELLO) or a DATA batch */
     uint8_t hdr[FASTMSG_DATA_FRAME_HDR], ext_hdr[FASTMSG_REC_HDR];
     struct iovec iov[4];
