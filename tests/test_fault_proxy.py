@@ -11,12 +11,14 @@ from transport_helpers import wait_for
 
 
 class EchoServer:
-    """Echoes every byte back on each accepted connection; counts connections that ended in an RST."""
+    """Echoes every byte back on each accepted connection; keeps what it received; counts
+    connections that ended in an RST."""
 
     def __init__(self):
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
         self.resets = 0
+        self.received = bytearray()
         self.threads = []
         self.accepter = threading.Thread(target=self._accept, daemon=True)
         self.accepter.start()
@@ -36,6 +38,7 @@ class EchoServer:
         with conn:
             try:
                 while data := conn.recv(65536):
+                    self.received += data
                     conn.sendall(data)
             except ConnectionResetError:
                 self.resets += 1
@@ -106,6 +109,17 @@ def test_flip_bits_changes_bits_and_counts_them(echo):
         assert echo_round(sock, data) == data
 
 
+@pytest.mark.parametrize("direction", ["to_target", "to_client"])
+def test_flip_bits_one_way_only(echo, direction):
+    data = bytes(200_000)
+    with FaultProxy(echo.endpoint, seed=6) as proxy, client(proxy) as sock:
+        proxy.flip_bits(1e-4, direction=direction)
+        got = echo_round(sock, data)
+        assert got != data  # flipped on one of the two ways
+        assert (bytes(echo.received) == data) == (direction == "to_client"), "flipped the wrong way"
+        assert proxy.stats()["bits_flipped"] > 0
+
+
 def test_black_hole_forwards_nothing_and_closes_nothing(echo):
     with FaultProxy(echo.endpoint, seed=4) as proxy, client(proxy) as sock:
         assert echo_round(sock, b"before") == b"before"
@@ -138,3 +152,5 @@ def test_bad_arguments_are_named():
             proxy.reset_after(10, 5)
         with pytest.raises(ValueError, match="rate"):
             proxy.flip_bits(2)
+        with pytest.raises(ValueError, match="direction"):
+            proxy.flip_bits(0.1, direction="up")

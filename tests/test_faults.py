@@ -138,6 +138,32 @@ def test_stream_survives_bit_flips():
     assert tst["acknowledged"] == count and tst["resent"] > 0, (tst, figures)
 
 
+def test_stream_survives_bit_flips_in_acks():
+    """Bits flipped only in what the receiver sends (ACKs, WELCOMEs): the sender refuses each
+    corrupted frame (never acting on it), reconnects and resends from its first unacknowledged
+    message. Nothing may be lost or delivered twice."""
+    count = 20_000
+    t0 = time.monotonic()
+    with fastmsg.Receiver("tcp://127.0.0.1:0", max_batch_bytes=16 * KiB) as rx, \
+            FaultProxy(rx.endpoint, seed=5) as proxy:
+        proxy.flip_bits(5e-4, direction="to_client")  # about one 24-byte ACK in 10
+        seqs, report = run_stream(proxy, rx, count, deadline_s=40, hwm_bytes=256 * KiB)
+        rst = rx.stats()
+        pst = proxy.stats()
+    tst = report["stats"] if report else {}
+    figures = dict(order_report(seqs, count), bits_flipped=pst["bits_flipped"], connections=pst["connections"],
+                   sender_crc_errors=tst.get("crc_errors"), sender_protocol_errors=tst.get("protocol_errors"),
+                   acks=rst["acks"], duplicates_discarded=rst["duplicates"], resent=tst.get("resent"),
+                   receiver_crc_errors=rst["crc_errors"], seconds=round(time.monotonic() - t0, 1))
+    print("\nbit flips in ACKs:", figures)
+    assert seqs == list(range(count)), figures
+    assert report is not None and report["flushed"], (report, figures)
+    assert tst["crc_errors"] >= 3, f"too few corrupt frames were refused by the sender: {figures}"
+    assert pst["connections"] > tst["crc_errors"], figures  # each refusal dropped its connection
+    assert rst["crc_errors"] == 0 and rst["lost"] == 0, figures  # nothing was flipped on the way there
+    assert tst["acknowledged"] == count, (tst, figures)
+
+
 # ---- 3 and 4. a receiver killed with SIGKILL, another started on the same endpoint ----
 
 def start_recorder(port, path, ack="released"):

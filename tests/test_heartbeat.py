@@ -14,7 +14,7 @@ from fastmsg.testing import FaultProxy
 if not hasattr(fastmsg, "Sender"):
     pytest.skip("this platform's build has no transport engine yet", allow_module_level=True)
 
-from transport_helpers import split_frames, wait_for
+from transport_helpers import read_frame, wait_for
 
 K = proto.KINDS
 
@@ -92,22 +92,6 @@ def test_idle_connection_stays_up(ctx):
         assert rs["pings_sent"] <= ts["pings_sent"] // 4, (ts, rs)
         tx.send(b"still here")
         assert bytes(rx.recv(timeout=10)) == b"still here"
-
-
-def read_frame(sock):
-    head = b""
-    while len(head) < 8:
-        chunk = sock.recv(8 - len(head))
-        assert chunk, "the sender closed the connection"
-        head += chunk
-    length = int.from_bytes(head[:4], "little")
-    size = 8 + ((length + 7) & ~7)
-    body = b""
-    while len(body) < size - 8:
-        chunk = sock.recv(size - 8 - len(body))
-        assert chunk, "the sender closed mid-frame"
-        body += chunk
-    return split_frames(head + body)[0]
 
 
 def welcome(sock):

@@ -1,4 +1,4 @@
-"""Wire protocol v1: the documented vectors, an independent encoder, and hostile frames."""
+"""Wire protocol v3: the documented vectors, an independent encoder, and hostile frames."""
 
 import pathlib
 import re
@@ -30,30 +30,50 @@ def pad8(b):
 
 
 def frame(kind, body):
+    """A frame as it is, no CRC computed (for frames broken on purpose, and version 2's HELLO)."""
     return struct.pack("<II", len(body), kind) + pad8(body)
 
 
-def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, major=2, minor=0):
-    return frame(kind, MAGIC + struct.pack("<HHIQQIIII", major, minor, capabilities, session_id, seq,
-                                           max_message, max_batch, heartbeat_ms, 0))
+HELLO_CRC = 48  # body offset of HELLO's and WELCOME's CRC; every other frame's is 0
+
+
+def sealed(kind, body, at=0):
+    """The frame with its CRC32C (of the header and body, but the 4 bytes at body offset `at`)
+    written at `at`."""
+    header = struct.pack("<II", len(body), kind)
+    crc = reference.crc32c(header + body[:at] + body[at + 4:])
+    return header + pad8(body[:at] + struct.pack("<I", crc) + body[at + 4:])
+
+
+def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, major=3, minor=0):
+    fields = MAGIC + struct.pack("<HHIQQIIII", major, minor, capabilities, session_id, seq, max_message,
+                                 max_batch, heartbeat_ms, 0)
+    return sealed(kind, fields + struct.pack("<II", 0, 0), at=HELLO_CRC)  # CRC, reserved
+
+
+def hello_v2(session_id=5, seq=0):
+    """A HELLO of protocol version 2: no CRC, 48 bytes of body."""
+    return frame(K["HELLO"], MAGIC + struct.pack("<HHIQQIIII", 2, 0, 1, session_id, seq, 100, 100, 0, 0))
+
+
+def control(kind, value, reserved=0):
+    return sealed(kind, struct.pack("<IIQ", 0, reserved, value))
 
 
 def data(first_seq, messages, flags=0):
     records = b"".join(struct.pack("<II", len(m), flags) + pad8(m) for m in messages)
-    header = struct.pack("<II", 16 + len(records), K["DATA"])
-    covered = header + struct.pack("<IQ", len(messages), first_seq) + records
-    return header + struct.pack("<I", reference.crc32c(covered)) + covered[8:]
+    return sealed(K["DATA"], struct.pack("<IIQ", 0, len(messages), first_seq) + records)
 
 
-def error(code, text):
+def error(code, text, text_len=None):
     raw = text.encode()
-    return frame(K["ERROR"], struct.pack("<II", code, len(raw)) + raw)
+    return sealed(K["ERROR"], struct.pack("<III", 0, code, len(raw) if text_len is None else text_len) + raw)
 
 
 EXPECTED = {
-    "hello": ("HELLO", dict(version=(2, 0), capabilities=3, session_id=0x0123456789ABCDEF, seq=1,
+    "hello": ("HELLO", dict(version=(3, 0), capabilities=3, session_id=0x0123456789ABCDEF, seq=1,
                             max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000)),
-    "welcome": ("WELCOME", dict(version=(2, 0), capabilities=1, session_id=0x0123456789ABCDEF, seq=42,
+    "welcome": ("WELCOME", dict(version=(3, 0), capabilities=1, session_id=0x0123456789ABCDEF, seq=42,
                                 max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0)),
     "data": ("DATA", dict(first_seq=7, messages=[b"hello", b"", b"fastmsg!!"])),
     "ack": ("ACK", dict(value=10)),
@@ -76,6 +96,18 @@ def _encode(kind, fields):
     return proto.encode_control(K[kind], fields["value"])
 
 
+def _encode_independently(kind, fields):
+    if kind in ("HELLO", "WELCOME"):
+        f = dict(fields)
+        assert f.pop("version") == (3, 0)
+        return hello(K[kind], **f)
+    if kind == "DATA":
+        return data(fields["first_seq"], fields["messages"])
+    if kind == "ERROR":
+        return error(fields["code"], fields["text"])
+    return control(K[kind], fields["value"])
+
+
 @pytest.mark.skipif(not DOC.exists(), reason="docs/ is not next to the tests")
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_documented_vector_decodes_and_reencodes(name):
@@ -83,6 +115,7 @@ def test_documented_vector_decodes_and_reencodes(name):
     kind, fields = EXPECTED[name]
     assert proto.decode(vector) == (kind, fields)
     assert _encode(kind, fields) == vector
+    assert _encode_independently(kind, fields) == vector  # the page's own rules give its vectors
 
 
 @pytest.mark.skipif(not DOC.exists(), reason="docs/ is not next to the tests")
@@ -105,7 +138,15 @@ def test_data_matches_the_independent_encoder(first_seq, messages):
 def test_handshake_matches_the_independent_encoder(kind, **fields):
     encoded = proto.encode_hello(K[kind], **fields)
     assert encoded == hello(K[kind], **fields)
-    assert proto.decode(encoded) == (kind, dict(version=(2, 0), **fields))
+    assert proto.decode(encoded) == (kind, dict(version=(3, 0), **fields))
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(["ACK", "PING", "PONG", "CLOSE"]), value=st.integers(0, 2**64 - 1))
+def test_small_frames_match_the_independent_encoder(kind, value):
+    encoded = proto.encode_control(K[kind], value)
+    assert encoded == control(K[kind], value)
+    assert proto.decode(encoded) == (kind, dict(value=value))
 
 
 @given(code=st.integers(0, 2**32 - 1), text=st.text(max_size=300))
@@ -141,7 +182,7 @@ def test_every_single_byte_corruption_of_a_batch_is_caught():
 
 
 def test_every_truncation_is_caught():
-    for vector in [GOOD_DATA, hello(1, 5, 0, 100, 100)]:
+    for vector in [GOOD_DATA, hello(1, 5, 0, 100, 100), control(K["ACK"], 3), error(6, "text")]:
         for n in range(len(vector)):
             with pytest.raises(ProtocolError):
                 proto.decode(vector[:n])
@@ -153,6 +194,60 @@ def test_crc_mismatch_is_named():
     assert _refused(bytes(bad), "CRC32C mismatch").code == 6
 
 
+# --- every frame is sealed by its CRC: one flipped bit anywhere, and it is refused ---
+
+def _frames_of_every_kind():
+    """A strategy for a valid frame of each kind, with fields drawn at random."""
+    u32, u64 = st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1)
+    handshake = st.builds(lambda kind, sid, seq, mm, mb, caps, hb: proto.encode_hello(
+        K[kind], session_id=sid, seq=seq, max_message=mm, max_batch=mb, capabilities=caps, heartbeat_ms=hb),
+        st.sampled_from(["HELLO", "WELCOME"]), st.integers(1, 2**64 - 1), u64, u32, u32, st.integers(0, 3), u32)
+    small = st.builds(lambda kind, value: proto.encode_control(K[kind], value),
+                      st.sampled_from(["ACK", "PING", "PONG", "CLOSE"]), u64)
+    err = st.builds(proto.encode_error, u32, st.text(max_size=40))
+    batch = st.builds(proto.encode_data, u64, st.lists(st.binary(max_size=40), min_size=1, max_size=4))
+    return st.one_of(handshake, small, err, batch)
+
+
+def _expected_refusal(frame_bytes, bit):
+    """The code a frame with `bit` flipped must be refused with: a flip in the body is a CRC
+    mismatch, except in HELLO's magic and major version, which are read first. None for a flip
+    in the header or the padding, which may break the layout in many ways (or turn the kind into
+    another whose CRC then fails)."""
+    length, kind = struct.unpack_from("<II", frame_bytes)
+    at = bit // 8
+    if kind in (K["HELLO"], K["WELCOME"]) and 8 <= at < 18:
+        return 3 if at < 16 else 4
+    if 8 <= at < 8 + length:
+        return 6
+    return None
+
+
+def _check_refused(bad, expected, **limits):
+    with pytest.raises(ProtocolError) as info:
+        proto.decode(bytes(bad), **limits)
+    assert expected is None or info.value.code == expected, (bytes(bad).hex(), info.value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(frame_bytes=_frames_of_every_kind(), data=st.data())
+def test_any_single_flipped_bit_is_refused(frame_bytes, data):
+    bit = data.draw(st.integers(0, len(frame_bytes) * 8 - 1))
+    bad = bytearray(frame_bytes)
+    bad[bit // 8] ^= 1 << (bit % 8)
+    _check_refused(bad, _expected_refusal(frame_bytes, bit), max_message=1 << 16, max_batch=1 << 16)
+
+
+@pytest.mark.parametrize("vector_name", ["hello", "welcome", "ack", "ping", "pong", "close", "error"])
+def test_every_bit_of_each_control_vector_is_protected(vector_name):
+    """Exhaustive over the documented vectors: no bit of a control frame can change unnoticed."""
+    vector = _vectors()[vector_name]
+    for bit in range(len(vector) * 8):
+        bad = bytearray(vector)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        _check_refused(bad, _expected_refusal(vector, bit))
+
+
 @pytest.mark.parametrize(
     "frame_bytes, reason",
     [
@@ -160,13 +255,20 @@ def test_crc_mismatch_is_named():
         (frame(0x80000000 | 3, bytes(24)), "unexpected frame kind"),
         (hello(1, 5, 0, 100, 100)[:8] + b"NOTFMSG!" + hello(1, 5, 0, 100, 100)[16:], "bad magic"),
         (hello(1, 5, 0, 100, 100, major=1), "unsupported protocol version"),
+        (hello_v2(), "unsupported protocol version"),
         (hello(1, 0, 0, 100, 100), "malformed"),
-        (frame(K["ACK"], bytes(16)), "malformed"),
-        (frame(K["ERROR"], struct.pack("<II", 1, 5) + b"abc"), "malformed"),
+        (hello(1, 5, 0, 100, 100)[:-8] + bytes(8), "CRC32C mismatch"),
+        (sealed(K["HELLO"], hello(1, 5, 0, 100, 100)[8:60] + b"\1\0\0\0", at=HELLO_CRC), "malformed"),
+        (control(K["ACK"], 1, reserved=1), "malformed"),
+        (sealed(K["ACK"], bytes(24)), "malformed"),
+        (sealed(K["PING"], bytes(12)), "malformed"),
+        (sealed(K["ACK"], bytes(8)), "malformed"),
+        (error(1, "abc", text_len=5), "malformed"),
         (data(1, [b"abc"], flags=4), "malformed"),
         (data(1, []), "malformed"),
     ],
-    ids=["unknown-kind", "pad-bit", "bad-magic", "version-1", "session-0", "long-ack", "error-len",
+    ids=["unknown-kind", "pad-bit", "bad-magic", "version-1", "version-2", "session-0", "hello-no-crc",
+         "hello-reserved", "ack-reserved", "long-ack", "short-ping", "version-2-ack", "error-len",
          "record-flags", "empty-batch"],
 )
 def test_bad_frames_are_refused_with_the_reason(frame_bytes, reason):
@@ -211,7 +313,7 @@ def test_random_bytes_never_crash_the_decoder(blob):
 @settings(max_examples=500, deadline=None)
 @given(st.data())
 def test_random_mutations_of_valid_frames_never_crash(draw):
-    base = draw.draw(st.sampled_from([GOOD_DATA, hello(1, 5, 0, 100, 100), error(3, "x"), frame(K["PING"], bytes(8))]))
+    base = draw.draw(st.sampled_from([GOOD_DATA, hello(1, 5, 0, 100, 100), error(3, "x"), control(K["PING"], 0)]))
     blob = bytearray(base)
     for _ in range(draw.draw(st.integers(1, 4))):
         blob[draw.draw(st.integers(0, len(blob) - 1))] = draw.draw(st.integers(0, 255))

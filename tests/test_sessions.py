@@ -33,8 +33,8 @@ def welcome(sock, session_id, seq=0):
     """Sends HELLO and returns the answer's frames (WELCOME expected)."""
     sock.sendall(hello(session_id=session_id, seq=seq))
     data = b""
-    while len(data) < 56:
-        chunk = sock.recv(56 - len(data))
+    while len(data) < proto.HELLO_FRAME:
+        chunk = sock.recv(proto.HELLO_FRAME - len(data))
         assert chunk, f"closed during the handshake: {split_frames(data) if data else 'nothing'}"
         data += chunk
     kind, fields = proto.decode(data)
@@ -67,7 +67,7 @@ def test_stale_connection_is_replaced(ctx):
         # the old connection stays open and silent: the sender was reset on its side only
         assert welcome(new, 0x5E55)["seq"] == 3  # resumes where the old one stopped
         rest = read_until_eof(old)             # closed by the receiver, no ERROR: at most the
-        frames = [proto.decode(rest[i:i + 16]) for i in range(0, len(rest), 16)]  # ACK of m0..m2
+        frames = split_frames(rest)              # ACK of m0..m2
         assert all(kind == "ACK" for kind, _ in frames), frames
         wait_for(lambda: rx.stats()["replaced_connections"] == 1, what="the replacement to be counted")
         new.sendall(proto.encode_data(2, [b"m2", b"m3"]))  # a resent batch: m2 is a duplicate

@@ -22,8 +22,8 @@ from fastmsg._core import protocol as proto
 if not hasattr(fastmsg, "Sender"):
     pytest.skip("this platform's build has no transport engine yet", allow_module_level=True)
 
-from transport_helpers import (check_payload, fixed_payload, hello, payload, raw_connect, read_until_eof,
-                               recv_n, split_frames, wait_for, free_port)
+from transport_helpers import (check_payload, fixed_payload, hello, payload, raw_connect, read_frame,
+                               read_until_eof, recv_n, split_frames, wait_for, free_port)
 import transport_helpers
 
 K = proto.KINDS
@@ -373,8 +373,8 @@ def counter(rx, name, value):
 def handshake(sock, seq=0, session_id=0x77):
     sock.sendall(hello(session_id=session_id, seq=seq))
     data = b""
-    while len(data) < 56:
-        chunk = sock.recv(56 - len(data))
+    while len(data) < proto.HELLO_FRAME:
+        chunk = sock.recv(proto.HELLO_FRAME - len(data))
         assert chunk, "receiver closed during the handshake"
         data += chunk
     kind, fields = proto.decode(data)
@@ -404,6 +404,17 @@ def test_hostile_major_version_2(hostile):
     rx, good = hostile
     with raw_connect(rx.endpoint) as s:
         s.sendall(hello(major=1))
+        expect_error(s, 4)
+    counter(rx, "protocol_errors", 1)
+
+
+def test_version_2_hello_is_told_its_version(hostile):
+    """A version 2 sender's HELLO (48 bytes of body, no CRC) is refused for its version, not its
+    size or a CRC it never had."""
+    rx, good = hostile
+    fields = struct.pack("<HHIQQIIII", 2, 0, proto.CAP_ACK, 0x1234, 0, MiB, 1 << 16, 0, 0)
+    with raw_connect(rx.endpoint) as s:
+        s.sendall(struct.pack("<II", 48, K["HELLO"]) + b"FMSG\r\n\x1a\n" + fields)
         expect_error(s, 4)
     counter(rx, "protocol_errors", 1)
 
@@ -455,6 +466,101 @@ def test_hostile_bad_crc(hostile):
     assert rx.stats()["received_messages"] == good.sent  # nothing of the bad batch
 
 
+def flip(frame, offset, bit=0):
+    """The frame with one bit flipped (its CRC no longer matches)."""
+    bad = bytearray(frame)
+    bad[offset] ^= 1 << bit
+    return bytes(bad)
+
+
+def test_hostile_hello_with_a_flipped_bit(hostile):
+    rx, good = hostile
+    with raw_connect(rx.endpoint) as s:
+        s.sendall(flip(hello(seq=4), 8 + 24))  # seq 4 -> 5
+        expect_error(s, 6)
+    counter(rx, "crc_errors", 1)
+    assert rx.stats()["protocol_errors"] == 0
+
+
+@pytest.mark.parametrize("kind", ["PING", "PONG", "CLOSE"])
+def test_hostile_small_frame_with_a_flipped_bit(hostile, kind):
+    rx, good = hostile
+    with raw_connect(rx.endpoint) as s:
+        handshake(s)
+        s.sendall(flip(proto.encode_control(K[kind], 0x1234), 8 + 8, 1))  # in its value
+        frames = expect_error(s, 6)
+        assert "PONG" not in [k for k, _ in frames], frames  # nothing in it was acted on
+    counter(rx, "crc_errors", 1)
+    assert rx.stats()["protocol_errors"] == 0 and rx.stats()["pongs_received"] == 0
+
+
+def test_an_error_from_the_sender_closes_without_counting(hostile):
+    rx, good = hostile
+    with raw_connect(rx.endpoint) as s:
+        handshake(s)
+        s.sendall(proto.encode_error(6, proto.ERROR_CODES[6]))
+        assert "ERROR" not in [k for k, _ in split_frames(read_until_eof(s))]
+    wait_for(lambda: rx.stats()["connections"] == 1, what="the connection to be closed")
+    st = rx.stats()
+    assert st["crc_errors"] == st["protocol_errors"] == 0, st
+
+
+def read_messages(conn, n):
+    """The payloads of the next DATA frames on conn, until n messages (PINGs are passed over)."""
+    messages = []
+    while len(messages) < n:
+        kind, fields = read_frame(conn)
+        if kind == "DATA":
+            messages += fields["messages"]
+    return messages
+
+
+def answer_hello(conn, seq):
+    """Reads a sender's HELLO (it must resume at seq) and answers with a WELCOME, unsent."""
+    kind, h = read_frame(conn)
+    assert kind == "HELLO" and h["seq"] == seq, (kind, h)
+    return proto.encode_hello(K["WELCOME"], session_id=h["session_id"], seq=seq, max_message=MiB,
+                              max_batch=1 << 16)
+
+
+@pytest.mark.parametrize("corrupt", ["WELCOME", "ACK", "PING"])
+def test_sender_refuses_a_corrupted_frame_and_resends(ctx, corrupt):
+    """A receiver's frame with a flipped bit is never acted on: with its CRC intact, this WELCOME
+    would acknowledge m0, and this ACK m1 and m2, which the receiver never confirmed. The sender
+    sends ERROR 6, counts it, reconnects and sends everything again from its first unacknowledged
+    message."""
+    msgs = [b"m0", b"m1", b"m2"]
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+        endpoint = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        with fastmsg.Sender(endpoint, context=ctx, heartbeat_interval=60) as tx:
+            tx.send_many(msgs)
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(10)
+                welcome = answer_hello(conn, seq=0)
+                if corrupt == "WELCOME":
+                    conn.sendall(flip(welcome, 8 + 24))  # resume point 0 -> 1
+                else:
+                    conn.sendall(welcome)
+                    assert read_messages(conn, 3) == msgs
+                    conn.sendall(flip(proto.encode_control(K[corrupt], 1), 8 + 8, 1))  # 1 -> 3
+                frames = split_frames(read_until_eof(conn))
+                assert frames and frames[-1] == ("ERROR", dict(code=6, text=proto.ERROR_CODES[6])), frames
+            wait_for(lambda: tx.stats()["crc_errors"] == 1, what="the sender to count the bad frame")
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(10)
+                conn.sendall(answer_hello(conn, seq=0))  # nothing was acknowledged
+                assert read_messages(conn, 3) == msgs   # so all of it comes again
+                conn.sendall(proto.encode_control(K["ACK"], 3))
+                assert tx.flush(10)
+                st = tx.stats()
+                assert st["crc_errors"] == 1 and st["protocol_errors"] == 0 and st["acknowledged"] == 3, st
+                assert st["connects"] == (1 if corrupt == "WELCOME" else 2), st
+                assert "CRC32C mismatch" in st["last_error"], st
+
+
 def _read_exactly(sock, n, timeout=5.0):
     sock.settimeout(timeout)
     data = b""
@@ -475,7 +581,7 @@ def test_good_batches_before_a_corrupt_one_in_the_same_read_are_delivered():
     with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
         with raw_connect(rx.endpoint) as sock:
             sock.sendall(hello(session_id=session))
-            assert len(_read_exactly(sock, 56)) == 56  # WELCOME
+            assert len(_read_exactly(sock, proto.HELLO_FRAME)) == proto.HELLO_FRAME  # WELCOME
             good = proto.encode_data(0, [b"m0", b"m1", b"m2"])
             bad = bytearray(proto.encode_data(3, [b"m3"]))
             bad[-8] ^= 1  # a flipped bit in m3: the CRC no longer matches
@@ -485,7 +591,7 @@ def test_good_batches_before_a_corrupt_one_in_the_same_read_are_delivered():
         assert st["crc_errors"] == 1 and st["duplicates"] == 0, st
         with raw_connect(rx.endpoint) as sock:  # the sender comes back: it resends m3 only
             sock.sendall(hello(session_id=session))
-            assert proto.decode(_read_exactly(sock, 56))[1]["seq"] == 3
+            assert proto.decode(_read_exactly(sock, proto.HELLO_FRAME))[1]["seq"] == 3
             sock.sendall(proto.encode_data(3, [b"m3"]))
             assert recv_n(rx, 1, timeout=5) == [b"m3"]
 

@@ -227,8 +227,8 @@ def test_close_while_a_large_message_is_half_written(ctx):
         with conn:
             conn.settimeout(10)
             data = b""
-            while len(data) < 56:
-                data += conn.recv(56 - len(data))
+            while len(data) < proto.HELLO_FRAME:
+                data += conn.recv(proto.HELLO_FRAME - len(data))
             kind, fields = proto.decode(data)
             assert kind == "HELLO"
             conn.sendall(proto.encode_hello(proto.KINDS["WELCOME"], session_id=fields["session_id"], seq=0,

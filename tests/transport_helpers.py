@@ -110,7 +110,24 @@ def split_frames(data):
     return frames
 
 
-def hello(session_id=0x1234, seq=0, major=2, magic=None):
+def read_frame(sock):
+    """The next frame on sock, decoded (kind name, fields); AssertionError if the peer closes first."""
+    head = b""
+    while len(head) < 8:
+        chunk = sock.recv(8 - len(head))
+        assert chunk, "the peer closed the connection"
+        head += chunk
+    length = int.from_bytes(head[:4], "little")
+    size = 8 + ((length + 7) & ~7)
+    body = b""
+    while len(body) < size - 8:
+        chunk = sock.recv(size - 8 - len(body))
+        assert chunk, "the peer closed mid-frame"
+        body += chunk
+    return split_frames(head + body)[0]
+
+
+def hello(session_id=0x1234, seq=0, major=proto.VERSION[0], magic=None):
     frame = bytearray(proto.encode_hello(proto.KINDS["HELLO"], session_id=session_id, seq=seq,
                                          max_message=1 << 20, max_batch=1 << 16, major=major))
     if magic is not None:

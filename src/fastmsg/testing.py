@@ -7,6 +7,7 @@ told otherwise. Faults can be switched on and off while connections are open:
     tx = fastmsg.Sender(proxy.endpoint)
     proxy.reset_after(20_000, 200_000)              # reset each connection after 20..200 KB
     proxy.flip_bits(rate=1e-5)                      # flip about one bit in 100 KB
+    proxy.flip_bits(1e-3, direction="to_client")    # ... only in what the server answers
     proxy.black_hole()                              # forward nothing, close nothing
     proxy.heal()                                    # faithful again (also ends a black hole)
     proxy.stats()                                   # connections, resets, bits flipped, bytes...
@@ -91,6 +92,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._reset_range = None
         self._flip_rate = 0.0
+        self._flip_ways = (True, True)  # client -> target, target -> client
         self._delay = 0.0
         self._stalled_until = 0.0
         self._holed = False
@@ -119,12 +121,18 @@ class FaultProxy:
         with self._lock:
             self._reset_now = True
 
-    def flip_bits(self, rate):
-        """Flips each forwarded bit with probability `rate` (0 stops flipping)."""
+    _DIRECTIONS = {"both": (True, True), "to_target": (True, False), "to_client": (False, True)}
+
+    def flip_bits(self, rate, direction="both"):
+        """Flips each forwarded bit with probability `rate` (0 stops flipping), in the bytes going
+        `direction`: "both", "to_target" (what the client sends) or "to_client" (the answers)."""
         if not 0 <= rate <= 1:
             raise ValueError(f"rate must be in [0, 1], got {rate}")
+        if direction not in self._DIRECTIONS:
+            raise ValueError(f"direction must be one of {sorted(self._DIRECTIONS)}, got {direction!r}")
         with self._lock:
             self._flip_rate = float(rate)
+            self._flip_ways = self._DIRECTIONS[direction]
 
     def delay(self, seconds):
         """Holds every chunk this long before forwarding it (0: no delay)."""
@@ -148,6 +156,7 @@ class FaultProxy:
         with self._lock:
             self._reset_range = None
             self._flip_rate = 0.0
+            self._flip_ways = self._DIRECTIONS["both"]
             self._delay = 0.0
             self._stalled_until = 0.0
             self._holed = False
@@ -282,6 +291,8 @@ class FaultProxy:
     def _forward(self, link, way, data):
         with self._lock:
             rate, delay = self._flip_rate, self._delay
+            if not self._flip_ways[link.ways.index(way)]:
+                rate = 0.0
             if rate:
                 flips = self._binomial(len(data) * 8, rate)
                 for _ in range(flips):

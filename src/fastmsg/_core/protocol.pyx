@@ -1,5 +1,5 @@
 # cython: freethreading_compatible = True
-"""Wire protocol v1 from Python: encode and decode whole frames (docs/protocol.md).
+"""Wire protocol v3 from Python: encode and decode whole frames (docs/protocol.md).
 
 The engine uses the C functions directly; this module serves tests, tools and test vectors,
 and turns the C error codes into ProtocolError with the reason a peer would be shown."""
@@ -21,6 +21,8 @@ KINDS = {
 }
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 VERSION = (FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR)
+HELLO_FRAME = FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY  # bytes of a HELLO or WELCOME without extensions
+CONTROL_FRAME = FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY  # bytes of an ACK, PING, PONG or CLOSE
 MESSAGE_LIMIT = FASTMSG_MESSAGE_LIMIT
 CAP_ACK = FASTMSG_CAP_ACK
 CAP_HEARTBEAT = FASTMSG_CAP_HEARTBEAT
@@ -76,13 +78,13 @@ def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t m
 def encode_control(uint32_t kind, uint64_t value):
     if kind not in (FASTMSG_ACK, FASTMSG_PING, FASTMSG_PONG, FASTMSG_CLOSE):
         raise ValueError(f"kind must be ACK, PING, PONG or CLOSE, got {kind}")
-    cdef uint8_t out[16]
+    cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY]
     return PyBytes_FromStringAndSize(<char *>out, fastmsg_encode_control(out, kind, value))
 
 
 def encode_error(uint32_t code, str text):
     cdef bytes raw = text.encode()[:FASTMSG_ERROR_MAX_TEXT]
-    cdef uint8_t out[16 + FASTMSG_ERROR_MAX_TEXT + 8]
+    cdef uint8_t out[FASTMSG_ERROR_FRAME_MAX]
     cdef size_t n = fastmsg_encode_error(out, code, raw, len(raw))
     return PyBytes_FromStringAndSize(<char *>out, n)
 

@@ -12,7 +12,7 @@ MAX_TIMER_SECONDS = 24 * 3600.0  # timers are kept in milliseconds in a uint32
 
 STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
-                "protocol_errors", "rejected", "acknowledged", "resent", "pings_sent", "pongs_received",
+                "protocol_errors", "crc_errors", "rejected", "acknowledged", "resent", "pings_sent", "pongs_received",
                 "dead_peers")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
                   "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks", "early_acks",

@@ -1,4 +1,4 @@
-# Declarations of csrc/wire/protocol.h: wire protocol v1 frames (their layouts: layout.pxd).
+# Declarations of csrc/wire/protocol.h: wire protocol v3 frames (their layouts: layout.pxd).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastmsg._core.includes.layout cimport (FASTMSG_ACK, FASTMSG_CLOSE, FASTMSG_DATA, FASTMSG_DATA_HDR, FASTMSG_ERROR,
@@ -10,7 +10,9 @@ cdef extern from "wire/protocol.h" nogil:
         FASTMSG_PROTO_MAJOR
         FASTMSG_PROTO_MINOR
         FASTMSG_HELLO_BODY
+        FASTMSG_CONTROL_BODY
         FASTMSG_ERROR_MAX_TEXT
+        FASTMSG_ERROR_FRAME_MAX
         FASTMSG_PERR_OK
         FASTMSG_PERR_COUNT_
         FASTMSG_CAP_ACK

@@ -153,10 +153,11 @@ void fm_sender_hb_init(fm_sender *s);
  * the interval in HELLO, turn TCP keepalive on. */
 void fm_sender_hb_hello(fm_sender *s, fastmsg_hello *h);
 /* What fm_sender_hb_frame made of a frame. */
-enum { FM_HB_FRAME_OTHER = 0, FM_HB_FRAME_DONE = 1, FM_HB_FRAME_CLOSE = 2, FM_HB_FRAME_BAD = -1 };
-/* A frame from the receiver: a PING (answered) or PONG (counted): DONE; a CLOSE: CLOSE (the
- * caller disconnects, no error); one of those malformed: BAD; any other kind: OTHER. */
-int fm_sender_hb_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kind);
+enum { FM_HB_FRAME_OTHER = 0, FM_HB_FRAME_DONE = 1, FM_HB_FRAME_CLOSE = 2 };
+/* A small frame from the receiver, already checked (fastmsg_decode_control), and its value: a
+ * PING (answered) or PONG (counted): DONE; a CLOSE: CLOSE (the caller disconnects, no error);
+ * an ACK: OTHER. */
+int fm_sender_hb_frame(fm_sender *s, uint32_t kind, uint64_t value);
 /* The connection is ready: queues a PING when one is due; FM_HB_DEAD when the receiver has
  * been silent for the dead-peer timeout (counted, and said in last_error: the caller
  * disconnects); lowers *next to the next deadline otherwise. */
@@ -179,8 +180,8 @@ void fm_rxconn_hb_hello(fm_rxconn *c, const fastmsg_hello *h, fastmsg_hello *w);
 /* A ready connection's timers: a PING when due, the dead-peer timeout (the connection is then
  * closed and counted: -1), else 0 with *next lowered to the next deadline. */
 int fm_rxconn_hb_step(fm_rxconn *c, int64_t now, int64_t *next);
-/* A PONG from the sender: 0, or -1 if malformed (the connection is refused). */
-int fm_rxconn_hb_pong(fm_rxconn *c, const uint8_t *f, size_t size);
+/* A PONG from the sender (checked by the caller). */
+void fm_rxconn_hb_pong(fm_rxconn *c);
 /* The I/O thread found a reader holding the receiver's sockets: if a heartbeat deadline has
  * come, wake the reader so that it runs the timers (it arms no timer of its own for them). */
 void fm_receiver_hb_nudge(fm_receiver *rx, int64_t now);

@@ -1,5 +1,6 @@
-/* A receiver's connection: its handshake, the frames it acts on (HELLO, DATA, PING, CLOSE),
- * what it writes back (WELCOME, PONG, ERROR), and its end. */
+/* A receiver's connection: its handshake, the frames it acts on (HELLO, DATA, PING, CLOSE,
+ * ERROR), what it writes back (WELCOME, PONG, ERROR), and its end. Every frame's CRC is checked
+ * (by its decoder) before anything in it is believed. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,22 +171,32 @@ int fm_rxconn_handle_data(fm_rxconn *c, uint8_t *f, size_t size) {
     return 0;
 }
 
+/* The sender refused this side's frames (it counted the error): close without a word. */
+static int handle_error(fm_rxconn *c, const uint8_t *f, size_t size) {
+    uint32_t code, text_len;
+    const uint8_t *text;
+    int rc = fastmsg_decode_error(f, size, &code, &text, &text_len);
+    if (rc) return fm_rxconn_refuse(c, rc);
+    fm_rxconn_close(c);
+    return -1;
+}
+
 int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind) {
     if (!c->ready) {
         if (kind != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
         return handle_hello(c, f, size);
     }
-    switch (kind) {
-    case FASTMSG_DATA: return fm_rxconn_handle_data(c, f, size);
-    case FASTMSG_PING: {
-        uint64_t v;
-        if (fastmsg_decode_control(f, size, &v)) return fm_rxconn_refuse(c, FASTMSG_PERR_MALFORMED);
+    if (kind == FASTMSG_DATA) return fm_rxconn_handle_data(c, f, size);
+    if (kind == FASTMSG_ERROR) return handle_error(c, f, size);
+    if (kind == FASTMSG_ACK) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND); /* only receivers send it */
+    uint64_t v;
+    int rc = fastmsg_decode_control(f, size, &v); /* PING, PONG, CLOSE; BAD_KIND for the rest */
+    if (rc) return fm_rxconn_refuse(c, rc);
+    if (kind == FASTMSG_PING) {
         uint8_t pong[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
         fm_rxconn_queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
         return fm_rxconn_flush_out(c);
     }
-    case FASTMSG_PONG: return fm_rxconn_hb_pong(c, f, size); /* heartbeat hook */
-    case FASTMSG_CLOSE: return 0;
-    default: return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
-    }
+    if (kind == FASTMSG_PONG) fm_rxconn_hb_pong(c); /* heartbeat hook */
+    return 0; /* CLOSE: the sender closes next */
 }

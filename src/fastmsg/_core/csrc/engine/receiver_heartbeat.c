@@ -48,12 +48,7 @@ int fm_rxconn_hb_step(fm_rxconn *c, int64_t now, int64_t *next) {
     return 0;
 }
 
-int fm_rxconn_hb_pong(fm_rxconn *c, const uint8_t *f, size_t size) {
-    uint64_t value;
-    if (fastmsg_decode_control(f, size, &value)) return fm_rxconn_refuse(c, FASTMSG_PERR_MALFORMED);
-    FM_STAT_ADD(c->rx, FM_PONGS_RECEIVED, 1);
-    return 0;
-}
+void fm_rxconn_hb_pong(fm_rxconn *c) { FM_STAT_ADD(c->rx, FM_PONGS_RECEIVED, 1); }
 
 void fm_receiver_hb_nudge(fm_receiver *rx, int64_t now) {
     int64_t due = __atomic_load_n(&rx->hb_next_ns, __ATOMIC_RELAXED);

@@ -172,8 +172,8 @@ void fm_receiver_resume_accepting(fm_receiver *rx, int64_t now, int64_t *next);
 
 /* ---- a connection (receiver_conn.c, receiver_read.c) ---- */
 
-/* Room for what a connection writes back: WELCOME, PONG or ERROR frames. */
-#define FM_RXCONN_OUT_MAX (2 * FASTMSG_FRAME_HDR + FASTMSG_ERROR_MAX_TEXT + 64)
+/* Room for what a connection writes back: WELCOME, ACK, PONG and PING frames, or an ERROR. */
+#define FM_RXCONN_OUT_MAX (FASTMSG_ERROR_FRAME_MAX + 64)
 
 struct fm_rxconn {
     fm_endpoint ep;      /* registered with the socket */

@@ -44,6 +44,20 @@ static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail)
     disconnect(s, now);
 }
 
+/* A protocol error in what the receiver sent: counted (a CRC mismatch as crc_errors), said with an
+ * ERROR where no frame of ours is half written (one try: the socket closes next), and the
+ * connection dropped; the sender reconnects and resends from its first unacknowledged message. */
+static void refuse(fm_sender *s, int64_t now, int code, const char *fmt, const char *detail) {
+    FM_STAT_ADD(s, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : FM_PROTOCOL_ERRORS, 1);
+    if (!s->frame_left) {
+        const char *text = fastmsg_proto_strerror(code);
+        uint8_t frame[FASTMSG_ERROR_FRAME_MAX];
+        struct iovec iov = {frame, fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text))};
+        fastmsg_writev(s->fd, &iov, 1);
+    }
+    fail(s, now, fmt, detail);
+}
+
 static void start_connect(fm_sender *s, int64_t now) {
     int fd = fastmsg_connect_start((const struct sockaddr *)&s->addr, s->addrlen);
     if (fd < 0) {
@@ -85,12 +99,12 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         fastmsg_hello w;
         int rc = fastmsg_decode_hello(f, size, &w);
         if (rc || w.session_id != s->cfg.session_id) {
-            fail(s, now, "bad WELCOME: %s", rc ? fastmsg_proto_strerror(rc) : "wrong session");
+            const char *why = rc ? fastmsg_proto_strerror(rc) : "wrong session";
+            refuse(s, now, rc ? rc : FASTMSG_PERR_MALFORMED, "bad WELCOME: %s", why);
             return;
         }
         if (fm_sender_apply_ack(s, w.seq) != 0) {
-            FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
-            fail(s, now, "receiver resumes past what was sent%s", "");
+            refuse(s, now, FASTMSG_PERR_MALFORMED, "receiver resumes past what was sent%s", "");
             return;
         }
         __atomic_store_n(&s->peer_max_message, w.max_message, __ATOMIC_RELEASE);
@@ -105,36 +119,37 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         uint32_t code, tlen;
         const uint8_t *text;
         char msg[FASTMSG_ERROR_MAX_TEXT + 1];
-        if (fastmsg_decode_error(f, size, &code, &text, &tlen) == 0) {
-            memcpy(msg, text, tlen);
-            msg[tlen] = 0;
-            fail(s, now, "receiver refused: %s", msg);
-        } else {
-            fail(s, now, "receiver sent a malformed ERROR%s", "");
+        int rc = fastmsg_decode_error(f, size, &code, &text, &tlen);
+        if (rc) {
+            refuse(s, now, rc, "receiver sent a bad ERROR: %s", fastmsg_proto_strerror(rc));
+            return;
         }
+        memcpy(msg, text, tlen);
+        msg[tlen] = 0;
+        fail(s, now, "receiver refused: %s", msg);
+        return;
+    }
+    /* ACK, PING, PONG, CLOSE; any other kind is refused here (BAD_KIND). Nothing is acted on
+     * before its CRC is checked: a corrupted ACK could make the sender forget messages. */
+    uint64_t value;
+    int rc = fastmsg_decode_control(f, size, &value);
+    if (rc) {
+        refuse(s, now, rc, "bad frame from the receiver: %s", fastmsg_proto_strerror(rc));
         return;
     }
     /* heartbeat hook: PING, PONG (sender_heartbeat.c); CLOSE: the receiver leaves, no error */
-    int hb = fm_sender_hb_frame(s, f, size, kind);
+    int hb = fm_sender_hb_frame(s, kind, value);
     if (hb == FM_HB_FRAME_DONE) return;
     if (hb == FM_HB_FRAME_CLOSE) {
         fail(s, now, "receiver closed the connection%s", "");
         return;
     }
-    if (hb == FM_HB_FRAME_BAD) {
-        FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
-        fail(s, now, "malformed frame from the receiver: %s", fastmsg_proto_strerror(FASTMSG_PERR_MALFORMED));
+    if (s->state != FM_S_READY) {
+        refuse(s, now, FASTMSG_PERR_BAD_KIND, "ACK before WELCOME%s", "");
         return;
     }
-    if (kind == FASTMSG_ACK && s->state == FM_S_READY) {
-        uint64_t ack_seq;
-        if (fastmsg_decode_control(f, size, &ack_seq) == 0 && fm_sender_apply_ack(s, ack_seq) == 0) return;
-        FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
-        fail(s, now, "bad ACK from the receiver: %s", "it acknowledges messages never sent");
-        return;
-    }
-    FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
-    fail(s, now, "unexpected frame from the receiver: %s", fastmsg_proto_strerror(FASTMSG_PERR_BAD_KIND));
+    if (fm_sender_apply_ack(s, value) != 0)
+        refuse(s, now, FASTMSG_PERR_MALFORMED, "bad ACK from the receiver: %s", "it acknowledges messages never sent");
 }
 
 static void read_frames(fm_sender *s, int64_t now) {
@@ -153,8 +168,8 @@ static void read_frames(fm_sender *s, int64_t now) {
             uint32_t kind, len;
             int rc = fastmsg_frame_check(s->in + off, &lim, &kind, &len);
             if (rc || kind == FASTMSG_DATA) {
-                FM_STAT_ADD(s, FM_PROTOCOL_ERRORS, 1);
-                fail(s, now, "malformed frame from the receiver: %s", fastmsg_proto_strerror(rc ? rc : FASTMSG_PERR_BAD_KIND));
+                rc = rc ? rc : FASTMSG_PERR_BAD_KIND;
+                refuse(s, now, rc, "malformed frame from the receiver: %s", fastmsg_proto_strerror(rc));
                 return;
             }
             size_t size = (size_t)fastmsg_frame_size(len);

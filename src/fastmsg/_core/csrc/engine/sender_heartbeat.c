@@ -42,10 +42,8 @@ static void queue_control(fm_sender *s, uint32_t kind, uint64_t value) {
     s->hb.out_len += fastmsg_encode_control(s->hb.out + s->hb.out_len, kind, value);
 }
 
-int fm_sender_hb_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kind) {
+int fm_sender_hb_frame(fm_sender *s, uint32_t kind, uint64_t value) {
     if (kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE) return FM_HB_FRAME_OTHER;
-    uint64_t value;
-    if (fastmsg_decode_control(f, size, &value)) return FM_HB_FRAME_BAD;
     if (kind == FASTMSG_CLOSE) return FM_HB_FRAME_CLOSE;
     if (kind == FASTMSG_PING) queue_control(s, FASTMSG_PONG, value);
     else {

@@ -1,4 +1,4 @@
-/* Wire protocol v1: encoders and validating decoders. Layouts: docs/protocol.md. */
+/* Wire protocol v3: encoders and validating decoders. Layouts: docs/protocol.md, protocol.h. */
 #include "wire/protocol.h"
 
 #include <string.h>
@@ -15,7 +15,7 @@ static const char *const error_text[FASTMSG_PERR_COUNT_] = {
     [FASTMSG_PERR_BAD_MAGIC] = "not a fastmsg peer (bad magic)",
     [FASTMSG_PERR_VERSION] = "unsupported protocol version",
     [FASTMSG_PERR_TOO_LARGE] = "frame or message larger than the negotiated maximum",
-    [FASTMSG_PERR_CRC] = "CRC32C mismatch in a DATA batch",
+    [FASTMSG_PERR_CRC] = "CRC32C mismatch",
     [FASTMSG_PERR_SEQUENCE] = "DATA batch out of sequence",
     [FASTMSG_PERR_SHUTDOWN] = "peer is shutting down",
     [FASTMSG_PERR_LIMIT] = "resource limit reached",
@@ -41,7 +41,9 @@ int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_
     switch (k) {
     case FASTMSG_HELLO:
     case FASTMSG_WELCOME:
-        if (len < FASTMSG_HELLO_BODY || len > FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT) return FASTMSG_PERR_MALFORMED;
+        /* From the version prefix up: another version's HELLO is told its version is refused. */
+        if (len < FASTMSG_HELLO_PREFIX || len > FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT)
+            return FASTMSG_PERR_MALFORMED;
         return FASTMSG_PERR_OK;
     case FASTMSG_DATA: {
         /* A batch holds many messages up to max_batch bytes, or one message of any allowed size. */
@@ -57,12 +59,40 @@ int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_
     case FASTMSG_CLOSE:
         return len == FASTMSG_CONTROL_BODY ? FASTMSG_PERR_OK : FASTMSG_PERR_MALFORMED;
     case FASTMSG_ERROR:
-        return (len >= 8 && len <= 8 + FASTMSG_ERROR_MAX_TEXT) ? FASTMSG_PERR_OK : FASTMSG_PERR_MALFORMED;
+        return (len >= FASTMSG_ERROR_HDR && len <= FASTMSG_ERROR_HDR + FASTMSG_ERROR_MAX_TEXT) ? FASTMSG_PERR_OK
+                                                                                              : FASTMSG_PERR_MALFORMED;
     default:
         return FASTMSG_PERR_BAD_KIND;
     }
 }
 
+/* ---- the CRC32C every frame carries ----
+ *
+ * It covers the frame header and the body, all but its own 4-byte field, which leads the body of
+ * every frame but HELLO and WELCOME (theirs follows their fixed fields: the magic comes first). Padding after the body is not covered:
+ * decoders check that it is zero instead. */
+
+static size_t crc_field(uint32_t kind) {
+    return FASTMSG_FRAME_HDR + (kind == FASTMSG_HELLO || kind == FASTMSG_WELCOME ? FASTMSG_HELLO_CRC_OFF : 0u);
+}
+
+/* The CRC of frame bytes [0, end) but the field at `at`. */
+static uint32_t crc_around(const uint8_t *frame, size_t at, size_t end) {
+    return fastmsg_crc32c(fastmsg_crc32c(0, frame, at), frame + at + 4, end - at - 4);
+}
+
+static uint32_t frame_crc(const uint8_t *frame) {
+    return crc_around(frame, crc_field(fastmsg_rec_flags(frame)), FASTMSG_FRAME_HDR + fastmsg_rec_len(frame));
+}
+
+/* Stores the CRC of a whole frame written with a zero CRC field. */
+static void seal(uint8_t *frame) { fastmsg_store_le32(frame + crc_field(fastmsg_rec_flags(frame)), frame_crc(frame)); }
+
+/* Checks the CRC of a whole frame whose body is long enough to hold the field. */
+static int crc_check(const uint8_t *frame) {
+    uint32_t stored = fastmsg_load_le32(frame + crc_field(fastmsg_rec_flags(frame)));
+    return stored == frame_crc(frame) ? FASTMSG_PERR_OK : FASTMSG_PERR_CRC;
+}
 
 size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h) {
     uint8_t *b = out + FASTMSG_FRAME_HDR;
@@ -78,34 +108,37 @@ size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h)
     fastmsg_store_le32(b + 32, h->max_message);
     fastmsg_store_le32(b + 36, h->max_batch);
     fastmsg_store_le32(b + 40, h->heartbeat_ms);
-    fastmsg_store_le32(b + 44, 0); /* no extensions in v1 */
+    fastmsg_store_le32(b + 44, 0); /* no extensions yet */
+    fastmsg_store_le64(b + FASTMSG_HELLO_CRC_OFF, 0); /* the CRC, then the reserved word */
+    seal(out);
     return FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY;
 }
 
-size_t fastmsg_encode_control(uint8_t out[16], uint32_t kind, uint64_t value) {
+size_t fastmsg_encode_control(uint8_t out[24], uint32_t kind, uint64_t value) {
     fastmsg_rec_put_hdr(out, FASTMSG_CONTROL_BODY, kind);
-    fastmsg_store_le64(out + 8, value);
-    return 16;
+    fastmsg_store_le64(out + 8, 0); /* the CRC, then the reserved word */
+    fastmsg_store_le64(out + 16, value);
+    seal(out);
+    return FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY;
 }
 
 size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len) {
     if (text_len > FASTMSG_ERROR_MAX_TEXT) text_len = FASTMSG_ERROR_MAX_TEXT;
-    size_t size = (size_t)fastmsg_frame_size((uint32_t)(8 + text_len));
-    fastmsg_rec_put_hdr(out, (uint32_t)(8 + text_len), FASTMSG_ERROR);
-    fastmsg_store_le32(out + 8, code);
-    fastmsg_store_le32(out + 12, (uint32_t)text_len);
-    memcpy(out + 16, text, text_len);
-    memset(out + 16 + text_len, 0, size - 16 - text_len);
+    uint32_t len = (uint32_t)(FASTMSG_ERROR_HDR + text_len);
+    size_t size = (size_t)fastmsg_frame_size(len), text_at = FASTMSG_FRAME_HDR + FASTMSG_ERROR_HDR;
+    fastmsg_rec_put_hdr(out, len, FASTMSG_ERROR);
+    fastmsg_store_le32(out + 8, 0); /* the CRC */
+    fastmsg_store_le32(out + 12, code);
+    fastmsg_store_le32(out + 16, (uint32_t)text_len);
+    memcpy(out + text_at, text, text_len);
+    memset(out + text_at + text_len, 0, size - text_at - text_len);
+    seal(out);
     return size;
 }
 
-/* The CRC covers the frame header and the body after the CRC field itself. */
-#define CRC_GAP_START (FASTMSG_FRAME_HDR + FASTMSG_DATA_CRC_OFF)
-#define CRC_GAP_END (CRC_GAP_START + 4u)
-
 uint32_t fastmsg_data_open(uint8_t out[24], uint32_t records_len, uint32_t count, uint64_t first_seq) {
     fastmsg_data_put_header(out, records_len, count, first_seq);
-    return fastmsg_crc32c(fastmsg_crc32c(0, out, CRC_GAP_START), out + CRC_GAP_END, FASTMSG_DATA_FRAME_HDR - CRC_GAP_END);
+    return crc_around(out, crc_field(FASTMSG_DATA), FASTMSG_DATA_FRAME_HDR);
 }
 
 void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc) { fastmsg_data_put_crc(fastmsg_frame_body(hdr), crc); }
@@ -128,12 +161,16 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
     if (kind != FASTMSG_HELLO && kind != FASTMSG_WELCOME) return FASTMSG_PERR_BAD_KIND;
     int rc = check_frame(frame, size, kind, &len);
     if (rc) return rc;
-    if (len < FASTMSG_HELLO_BODY) return FASTMSG_PERR_MALFORMED;
+    if (len < FASTMSG_HELLO_PREFIX) return FASTMSG_PERR_MALFORMED;
+    /* Magic and version first: what follows them, the CRC's place included, is the version's. */
     const uint8_t *b = frame + FASTMSG_FRAME_HDR;
     if (memcmp(b, fastmsg_proto_magic, 8) != 0) return FASTMSG_PERR_BAD_MAGIC;
     out->major = get16(b + 8);
     out->minor = get16(b + 10);
     if (out->major != FASTMSG_PROTO_MAJOR) return FASTMSG_PERR_VERSION;
+    if (len < FASTMSG_HELLO_BODY) return FASTMSG_PERR_MALFORMED;
+    if ((rc = crc_check(frame))) return rc;
+    if (fastmsg_load_le32(b + FASTMSG_HELLO_CRC_OFF + 4) != 0) return FASTMSG_PERR_MALFORMED; /* reserved */
     out->capabilities = fastmsg_load_le32(b + 12);
     out->session_id = fastmsg_load_le64(b + 16);
     out->seq = fastmsg_load_le64(b + 24);
@@ -141,7 +178,7 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
     out->max_batch = fastmsg_load_le32(b + 36);
     out->heartbeat_ms = fastmsg_load_le32(b + 40);
     out->ext_len = fastmsg_load_le32(b + 44);
-    /* Extensions are skipped in v1, but their declared length must match the frame. */
+    /* Extensions are skipped, but their declared length must match the frame. */
     if (out->ext_len != len - FASTMSG_HELLO_BODY) return FASTMSG_PERR_MALFORMED;
     if (out->session_id == 0) return FASTMSG_PERR_MALFORMED;
     return FASTMSG_PERR_OK;
@@ -149,14 +186,16 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
 
 int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value) {
     uint32_t len;
-    if (size != 16) return FASTMSG_PERR_MALFORMED;
+    if (size != FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY) return FASTMSG_PERR_MALFORMED;
     uint32_t kind = fastmsg_rec_flags(frame);
     if (kind != FASTMSG_ACK && kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE)
         return FASTMSG_PERR_BAD_KIND;
     int rc = check_frame(frame, size, kind, &len);
     if (rc) return rc;
     if (len != FASTMSG_CONTROL_BODY) return FASTMSG_PERR_MALFORMED;
-    *value = fastmsg_load_le64(frame + 8);
+    if ((rc = crc_check(frame))) return rc;
+    if (fastmsg_load_le32(frame + 12) != 0) return FASTMSG_PERR_MALFORMED; /* reserved */
+    *value = fastmsg_load_le64(frame + 16);
     return FASTMSG_PERR_OK;
 }
 
@@ -164,11 +203,12 @@ int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, cons
     uint32_t len;
     int rc = check_frame(frame, size, FASTMSG_ERROR, &len);
     if (rc) return rc;
-    if (len < 8 || len > 8 + FASTMSG_ERROR_MAX_TEXT) return FASTMSG_PERR_MALFORMED;
-    *code = fastmsg_load_le32(frame + 8);
-    *text_len = fastmsg_load_le32(frame + 12);
-    if (*text_len != len - 8) return FASTMSG_PERR_MALFORMED;
-    *text = frame + 16;
+    if (len < FASTMSG_ERROR_HDR || len > FASTMSG_ERROR_HDR + FASTMSG_ERROR_MAX_TEXT) return FASTMSG_PERR_MALFORMED;
+    if ((rc = crc_check(frame))) return rc;
+    *code = fastmsg_load_le32(frame + 12);
+    *text_len = fastmsg_load_le32(frame + 16);
+    if (*text_len != len - FASTMSG_ERROR_HDR) return FASTMSG_PERR_MALFORMED;
+    *text = frame + FASTMSG_FRAME_HDR + FASTMSG_ERROR_HDR;
     return FASTMSG_PERR_OK;
 }
 
@@ -180,8 +220,7 @@ int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *
     if (kind != FASTMSG_DATA) return FASTMSG_PERR_BAD_KIND;
     if (fastmsg_frame_size(len) != size) return FASTMSG_PERR_MALFORMED;
     const uint8_t *body = frame + FASTMSG_FRAME_HDR;
-    uint32_t crc = fastmsg_crc32c(fastmsg_crc32c(0, frame, CRC_GAP_START), frame + CRC_GAP_END, size - CRC_GAP_END);
-    if (crc != fastmsg_data_crc(body)) return FASTMSG_PERR_CRC;
+    if ((rc = crc_check(frame))) return rc;
     info->count = fastmsg_data_count(body);
     info->first_seq = fastmsg_data_first_seq(body);
     /* Walk the records: they must fill the body exactly and match the count. */

@@ -1,8 +1,22 @@
-/* Wire protocol v1: frame layouts, encoders and validating decoders (docs/protocol.md).
+/* Wire protocol v3: frame layouts, encoders and validating decoders (docs/protocol.md).
  *
  * A frame is a ring record: an 8-byte header (uint32 LE body length, uint32 LE kind), the body,
- * zero bytes up to a multiple of 8. Decoders check every length against the limits before the
- * caller allocates or waits for a body, and return a fastmsg_proto_error code, never crash. */
+ * zero bytes up to a multiple of 8. Every frame carries a CRC32C of its header and body (all but
+ * the CRC field itself). Decoders check every length against the limits before the caller
+ * allocates or waits for a body, then the CRC before any field is believed, and return a
+ * fastmsg_proto_error code, never crash.
+ *
+ * Control frame bodies (offsets in the body; DATA's is in layout.h):
+ *
+ *   HELLO, WELCOME  0 magic (8)   8 major (2)   10 minor (2)   12 capabilities (4)
+ *                   16 session_id (8)   24 seq (8)   32 max_message (4)   36 max_batch (4)
+ *                   40 heartbeat_ms (4)   44 ext_len (4)   48 crc32c (4)   52 reserved, 0 (4)
+ *                   56 extensions (ext_len bytes)
+ *   ACK, PING, PONG, CLOSE   0 crc32c (4)   4 reserved, 0 (4)   8 value (8)
+ *   ERROR           0 crc32c (4)   4 code (4)   8 text_len (4)   12 text (text_len bytes)
+ *
+ * HELLO's CRC follows its fixed fields rather than leading the body: the magic and the version
+ * come first in every version, so that a foreign or older peer is told which one it failed on. */
 #ifndef FASTMSG_PROTOCOL_H
 #define FASTMSG_PROTOCOL_H
 
@@ -11,12 +25,16 @@
 
 #include "wire/layout.h"
 
-#define FASTMSG_PROTO_MAJOR 2
+#define FASTMSG_PROTO_MAJOR 3
 #define FASTMSG_PROTO_MINOR 0
-#define FASTMSG_HELLO_BODY 48u      /* HELLO and WELCOME, before extensions */
-#define FASTMSG_HELLO_MAX_EXT 4048u /* so that a handshake frame fits in 4 KiB */
-#define FASTMSG_CONTROL_BODY 8u     /* ACK, PING, PONG, CLOSE */
+#define FASTMSG_HELLO_PREFIX 12u    /* magic, major, minor: the start of a HELLO in any version */
+#define FASTMSG_HELLO_BODY 56u      /* HELLO and WELCOME, before extensions */
+#define FASTMSG_HELLO_CRC_OFF 48u   /* their CRC32C, in the body */
+#define FASTMSG_HELLO_MAX_EXT (4096u - FASTMSG_HELLO_BODY) /* a handshake body fits in 4 KiB */
+#define FASTMSG_CONTROL_BODY 16u    /* ACK, PING, PONG, CLOSE */
+#define FASTMSG_ERROR_HDR 12u       /* ERROR's body before its text */
 #define FASTMSG_ERROR_MAX_TEXT 1024u
+#define FASTMSG_ERROR_FRAME_MAX (FASTMSG_FRAME_HDR + ((FASTMSG_ERROR_HDR + FASTMSG_ERROR_MAX_TEXT + 7u) & ~7u))
 /* The largest payload a message record can describe; DATA bodies stay below 2**32 bytes too. */
 #define FASTMSG_MESSAGE_LIMIT (UINT32_MAX - FASTMSG_DATA_HDR - 2 * FASTMSG_FRAME_HDR - 7u)
 
@@ -30,7 +48,7 @@ typedef enum {
     FASTMSG_PERR_BAD_MAGIC = 3,   /* the peer does not speak fastmsg */
     FASTMSG_PERR_VERSION = 4,     /* a major version this side does not speak */
     FASTMSG_PERR_TOO_LARGE = 5,   /* a frame or message over the negotiated maximum */
-    FASTMSG_PERR_CRC = 6,         /* a DATA batch whose CRC32C does not match */
+    FASTMSG_PERR_CRC = 6,         /* a frame whose CRC32C does not match */
     FASTMSG_PERR_SEQUENCE = 7,    /* a DATA batch that does not continue the sequence */
     FASTMSG_PERR_SHUTDOWN = 8,    /* the peer is closing */
     FASTMSG_PERR_LIMIT = 9,       /* a resource limit, e.g. too many connections */
@@ -49,7 +67,7 @@ typedef struct {
     uint32_t max_message;      /* largest message payload this side sends (HELLO) / accepts (WELCOME) */
     uint32_t max_batch;        /* largest DATA record bytes this side sends / accepts */
     uint32_t heartbeat_ms;     /* PING interval this side uses; 0 = none */
-    uint32_t ext_len;          /* extension bytes after the fixed body (0 in v1) */
+    uint32_t ext_len;          /* extension bytes after the fixed body (none sent yet) */
 } fastmsg_hello;
 
 #define FASTMSG_CAP_ACK 1u       /* the sender wants cumulative ACKs */
@@ -69,9 +87,9 @@ static inline uint64_t fastmsg_frame_size(uint32_t body_len) {
     return FASTMSG_FRAME_HDR + (((uint64_t)body_len + 7u) & ~(uint64_t)7u);
 }
 
-/* Encoders write a whole frame to `out` and return its size. */
+/* Encoders write a whole frame to `out`, its CRC32C included, and return its size. */
 size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h);
-size_t fastmsg_encode_control(uint8_t out[16], uint32_t kind, uint64_t value);
+size_t fastmsg_encode_control(uint8_t out[24], uint32_t kind, uint64_t value);
 size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len);
 
 /* The 24 bytes that open a DATA frame whose records (`records_len` bytes, `count` of them) follow
@@ -81,7 +99,8 @@ size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_
 uint32_t fastmsg_data_open(uint8_t out[24], uint32_t records_len, uint32_t count, uint64_t first_seq);
 void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc);
 
-/* Decoders take a whole frame (header included, `size` bytes from fastmsg_frame_size). */
+/* Decoders take a whole frame (header included, `size` bytes from fastmsg_frame_size). A frame
+ * whose CRC32C does not match gives FASTMSG_PERR_CRC, and none of its fields. */
 int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out);
 int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value);
 int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, const uint8_t **text, uint32_t *text_len);
