@@ -30,7 +30,6 @@ cdef extern from "wire/layout.h" nogil:
     uint8_t *fastmsg_frame_body(uint8_t *frame)
 
     # DATA, from its body (a connection ring record's payload, or a big frame + FASTMSG_FRAME_HDR)
-    uint32_t fastmsg_data_crc(const uint8_t *body)
     void fastmsg_data_put_crc(uint8_t *body, uint32_t crc)
     uint32_t fastmsg_data_skip(const uint8_t *body)     # records to skip (arrived before)
     void fastmsg_data_put_skip(uint8_t *body, uint32_t skip)

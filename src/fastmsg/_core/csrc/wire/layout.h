@@ -51,7 +51,6 @@ static inline uint8_t *fastmsg_frame_body(uint8_t *frame) { return frame + FASTM
 #define FASTMSG_DATA_COUNT_OFF 4u
 #define FASTMSG_DATA_SEQ_OFF 8u
 
-static inline uint32_t fastmsg_data_crc(const uint8_t *body) { return fastmsg_load_le32(body + FASTMSG_DATA_CRC_OFF); }
 static inline void fastmsg_data_put_crc(uint8_t *body, uint32_t crc) { fastmsg_store_le32(body + FASTMSG_DATA_CRC_OFF, crc); }
 static inline uint32_t fastmsg_data_skip(const uint8_t *body) { return fastmsg_load_le32(body + FASTMSG_DATA_SKIP_OFF); }
 static inline void fastmsg_data_put_skip(uint8_t *body, uint32_t skip) { fastmsg_store_le32(body + FASTMSG_DATA_SKIP_OFF, skip); }
