@@ -38,7 +38,8 @@ def _context(poller):
 
 def receive_stream(endpoint, count, conn, cpu, poller, stall_s):
     """Binds, reports its endpoint, then receives `count` messages one recv() at a time, checking
-    each; reports ("done", stats), ("stall", received, stats) or ("bad", text, stats)."""
+    each; reports ("done", stats), ("stall", received, stats) when none came for `stall_s`, or
+    ("bad", text, stats)."""
     _pin(cpu)
     ctx = _context(poller)
     rx = fastmsg.Receiver(endpoint, context=ctx) if ctx else fastmsg.Receiver(endpoint)
@@ -47,7 +48,8 @@ def receive_stream(endpoint, count, conn, cpu, poller, stall_s):
     try:
         while got < count:
             try:
-                with rx.recv(timeout=stall_s) as m:
+                # (the first message waits for the sender's process to start)
+                with rx.recv(timeout=stall_s if got else 60.0) as m:
                     view = memoryview(m)
                     if len(view) != SIZE or SEQ.unpack_from(view)[0] != got or SEQ.unpack_from(view, SIZE - SEQ.size)[0] != got:
                         conn.send(("bad", f"message {got}: {len(view)} bytes, starts {bytes(view[:8]).hex()}", rx.stats()))
@@ -135,10 +137,12 @@ def transfer(spawn, transport, count, poller=None, stall_s=10.0, limit_s=120.0):
                 return f"every message arrived, but the sender's flush() did not end well: {sent!r}"
             if report is None:
                 report = ("slow", f"the transfer took longer than {limit_s} s")
-            tx_conn.send("stats")
-            tx_stats = _reply(tx_conn, 5)
+            tx_stats = None
+            if tx.is_alive():
+                tx_conn.send("stats")
+                tx_stats = _reply(tx_conn, 5)
             return (f"{transport} transfer of {count} messages (poller {poller or 'default'}) failed: "
-                    f"receiver {report!r}; sender {tx_stats!r}")
+                    f"receiver {report!r}; sender {tx_stats!r} (exit code {tx.exitcode})")
         finally:
             for p in procs:
                 if p.is_alive():
