@@ -204,6 +204,12 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
              * before the announcement is not missed; releases after it set `resume`. */
             if (!__atomic_load_n(&c->buf->blocked, __ATOMIC_SEQ_CST)) {
                 __atomic_store_n(&c->buf->blocked, 1, __ATOMIC_SEQ_CST);
+                /* The look once more reads `head` with acquire loads, which C11 lets move before
+                 * this store (ARMv8.3's LDAPR does): then this side could miss a release while the
+                 * consumer misses `blocked`, and reading would stop for good. The fence keeps the
+                 * two sides' "store mine, then read theirs" in one order, as the consumer's
+                 * (fastmsg_ring_release, then fm_rxbuf_space_released) is. */
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 continue;
             }
             fm_rxconn_set_interest(c, c->interest & ~(uint32_t)FASTMSG_POLL_IN);
