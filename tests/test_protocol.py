@@ -45,10 +45,11 @@ def sealed(kind, body, at=0):
     return header + pad8(body[:at] + struct.pack("<I", crc) + body[at + 4:])
 
 
-def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, major=3, minor=0):
+def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, window=0, major=3,
+          minor=0):
     fields = MAGIC + struct.pack("<HHIQQIIII", major, minor, capabilities, session_id, seq, max_message,
                                  max_batch, heartbeat_ms, 0)
-    return sealed(kind, fields + struct.pack("<II", 0, 0), at=HELLO_CRC)  # CRC, reserved
+    return sealed(kind, fields + struct.pack("<II", 0, window), at=HELLO_CRC)  # CRC, window
 
 
 def hello_v2(session_id=5, seq=0):
@@ -72,9 +73,9 @@ def error(code, text, text_len=None):
 
 EXPECTED = {
     "hello": ("HELLO", dict(version=(3, 0), capabilities=3, session_id=0x0123456789ABCDEF, seq=1,
-                            max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000)),
+                            max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000, window=1 << 22)),
     "welcome": ("WELCOME", dict(version=(3, 0), capabilities=1, session_id=0x0123456789ABCDEF, seq=42,
-                                max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0)),
+                                max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0, window=0)),
     "data": ("DATA", dict(first_seq=7, messages=[b"hello", b"", b"fastmsg!!"])),
     "ack": ("ACK", dict(value=10)),
     "ping": ("PING", dict(value=0xFEEDFACE)),
@@ -134,8 +135,11 @@ def test_data_matches_the_independent_encoder(first_seq, messages):
 @settings(max_examples=100, deadline=None)
 @given(kind=st.sampled_from(["HELLO", "WELCOME"]), session_id=st.integers(1, 2**64 - 1),
        seq=st.integers(0, 2**64 - 1), max_message=st.integers(0, 2**32 - 1),
-       max_batch=st.integers(0, 2**32 - 1), capabilities=st.integers(0, 3), heartbeat_ms=st.integers(0, 2**32 - 1))
+       max_batch=st.integers(0, 2**32 - 1), capabilities=st.integers(0, 3), heartbeat_ms=st.integers(0, 2**32 - 1),
+       window=st.integers(0, 2**32 - 1))
 def test_handshake_matches_the_independent_encoder(kind, **fields):
+    if kind == "WELCOME":
+        fields["window"] = 0  # (a sender's field: zero in WELCOME)
     encoded = proto.encode_hello(K[kind], **fields)
     assert encoded == hello(K[kind], **fields)
     assert proto.decode(encoded) == (kind, dict(version=(3, 0), **fields))
@@ -258,7 +262,7 @@ def test_every_bit_of_each_control_vector_is_protected(vector_name):
         (hello_v2(), "unsupported protocol version"),
         (hello(1, 0, 0, 100, 100), "malformed"),
         (hello(1, 5, 0, 100, 100)[:-8] + bytes(8), "CRC32C mismatch"),
-        (sealed(K["HELLO"], hello(1, 5, 0, 100, 100)[8:60] + b"\1\0\0\0", at=HELLO_CRC), "malformed"),
+        (hello(2, 5, 0, 100, 100, window=1), "malformed"),
         (control(K["ACK"], 1, reserved=1), "malformed"),
         (sealed(K["ACK"], bytes(24)), "malformed"),
         (sealed(K["PING"], bytes(12)), "malformed"),
@@ -268,7 +272,7 @@ def test_every_bit_of_each_control_vector_is_protected(vector_name):
         (data(1, []), "malformed"),
     ],
     ids=["unknown-kind", "pad-bit", "bad-magic", "version-1", "version-2", "session-0", "hello-no-crc",
-         "hello-reserved", "ack-reserved", "long-ack", "short-ping", "version-2-ack", "error-len",
+         "welcome-window", "ack-reserved", "long-ack", "short-ping", "version-2-ack", "error-len",
          "record-flags", "empty-batch"],
 )
 def test_bad_frames_are_refused_with_the_reason(frame_bytes, reason):

@@ -62,7 +62,7 @@ def check_header(const uint8_t[::1] header, uint64_t max_message, uint64_t max_b
 
 
 def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t max_message,
-                 uint32_t max_batch, uint32_t capabilities=0, uint32_t heartbeat_ms=0,
+                 uint32_t max_batch, uint32_t capabilities=0, uint32_t heartbeat_ms=0, uint32_t window=0,
                  int major=FASTMSG_PROTO_MAJOR, int minor=FASTMSG_PROTO_MINOR):
     if kind != FASTMSG_HELLO and kind != FASTMSG_WELCOME:
         raise ValueError(f"kind must be HELLO or WELCOME, got {kind}")
@@ -70,6 +70,7 @@ def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t m
     h.major, h.minor, h.capabilities = major, minor, capabilities
     h.session_id, h.seq = session_id, seq
     h.max_message, h.max_batch, h.heartbeat_ms, h.ext_len = max_message, max_batch, heartbeat_ms, 0
+    h.window = window
     cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY]
     cdef size_t n = fastmsg_encode_hello(out, kind, &h)
     return PyBytes_FromStringAndSize(<char *>out, n)
@@ -137,7 +138,7 @@ def decode(const uint8_t[::1] frame, uint64_t max_message=FASTMSG_MESSAGE_LIMIT,
         _check(fastmsg_decode_hello(&frame[0], size, &h), name)
         return name, dict(version=(h.major, h.minor), capabilities=h.capabilities, session_id=h.session_id,
                           seq=h.seq, max_message=h.max_message, max_batch=h.max_batch,
-                          heartbeat_ms=h.heartbeat_ms)
+                          heartbeat_ms=h.heartbeat_ms, window=h.window)
     if kind == FASTMSG_DATA:
         _check(fastmsg_decode_data(&frame[0], size, &lim, &count, &first_seq), name)
         messages = []

@@ -29,6 +29,7 @@ cdef extern from "wire/protocol.h" nogil:
         uint32_t max_batch
         uint32_t heartbeat_ms
         uint32_t ext_len
+        uint32_t window
 
     ctypedef struct fastmsg_limits:
         uint32_t max_message

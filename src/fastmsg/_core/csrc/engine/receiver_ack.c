@@ -37,6 +37,12 @@ static int push_wait(fm_session *s, fm_rxbuf *buf, uint64_t end_pos, uint64_t en
     return 0;
 }
 
+void fm_ack_window(fm_session *s, uint32_t window) {
+    /* A quarter: the sender still has room to send on while the ACK travels. */
+    uint64_t every = window ? window / 4 + 1 : ACK_EVERY_BYTES;
+    s->ack_every = every < ACK_EVERY_BYTES ? every : ACK_EVERY_BYTES;
+}
+
 static void acknowledge(fm_session *s, uint64_t end_seq, uint64_t bytes) {
     if (end_seq <= s->acked_seq) return; /* (a frame of duplicates only) */
     s->acked_seq = end_seq;
@@ -74,12 +80,48 @@ void fm_session_acks_free(fm_session *s) {
     s->wcap = s->whead = 0;
 }
 
+/* Frames wait for the consumer: tells c's ring the position whose release should wake the I/O
+ * thread (the consumer kicks it then, once: fm_rxbuf_space_released), rather than leave it to
+ * the next look, which backs off to ACK_POLL_MAX_NS. That is the end of the first waiting frame
+ * when nothing is acknowledged and unsaid (its release starts the ACK's short delay), else of
+ * the first frame whose release makes the ACK due at once (ack_every bytes or as many messages).
+ * The walk for the latter resumes where the last one stopped, so each frame is walked once.
+ * Returns 1 if that release has already happened. */
+static int arm_ack_at(fm_rxconn *c) {
+    fm_session *s = c->session;
+    fm_rxbuf *b = c->buf;
+    uint64_t at = __atomic_load_n(&b->ack_at, __ATOMIC_RELAXED);
+    if (at != FM_NO_ACK_AT && at > __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE)) return 0; /* armed */
+    int pending = s->acked_seq > s->ack_sent;
+    if (s->walk_head != s->whead || s->walk_sent != s->ack_sent || !pending) {
+        s->walk_head = s->whead; /* the waits or the ACK moved: walk again from the first */
+        s->walk_sent = s->ack_sent;
+        s->walk_len = 0;
+        s->walk_bytes = s->ack_bytes;
+    }
+    for (; s->walk_len < s->wlen; s->walk_len++) {
+        const fm_ack_wait *w = &s->waits[(s->whead + s->walk_len) % s->wcap];
+        if (pending && s->walk_bytes + w->bytes < s->ack_every && w->end_seq - s->ack_sent < ACK_EVERY_MESSAGES) {
+            s->walk_bytes += w->bytes;
+            continue;
+        }
+        if (w->buf != b) break; /* (a ring of an earlier connection: the looks find it) */
+        __atomic_store_n(&b->ack_at, w->end_pos, __ATOMIC_SEQ_CST);
+        /* Store, then look at head, as the consumer releases, then looks at ack_at. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        return __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= w->end_pos;
+    }
+    __atomic_store_n(&b->ack_at, FM_NO_ACK_AT, __ATOMIC_RELAXED);
+    return 0;
+}
+
 /* Writes an ACK on c if one is due (or, with `now_all`, whatever is acknowledged and not yet
  * said); keeps *next for the next look. */
 static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     fm_session *s = c->session;
     uint64_t before = s->acked_seq;
     fm_ack_update(s);
+    if (s->wlen && arm_ack_at(c)) fm_ack_update(s); /* (released meanwhile) */
     if (s->wlen) { /* frames wait for the consumer: look again, less often while nothing moves */
         if (s->acked_seq != before || s->ack_poll_ns == 0) s->ack_poll_ns = ACK_POLL_MIN_NS;
         else if (s->ack_poll_ns < ACK_POLL_MAX_NS) s->ack_poll_ns *= 2;
@@ -87,7 +129,7 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     }
     if (s->acked_seq <= s->ack_sent) return;
     if (!s->ack_due_ns) s->ack_due_ns = now + ACK_DELAY_NS;
-    int due = now_all || now >= s->ack_due_ns || s->ack_bytes >= ACK_EVERY_BYTES || s->acked_seq - s->ack_sent >= ACK_EVERY_MESSAGES;
+    int due = now_all || now >= s->ack_due_ns || s->ack_bytes >= s->ack_every || s->acked_seq - s->ack_sent >= ACK_EVERY_MESSAGES;
     if (!due || c->out_len) { /* (a frame still on its way out: the ACK follows it) */
         if (s->ack_due_ns < *next) *next = s->ack_due_ns;
         return;
@@ -98,6 +140,9 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     s->ack_bytes = 0;
     s->ack_due_ns = 0;
     FM_STAT_ADD(c->rx, FM_ACKS, 1);
+    /* The next ACK's release point, from what still waits. */
+    __atomic_store_n(&c->buf->ack_at, FM_NO_ACK_AT, __ATOMIC_RELAXED);
+    if (s->wlen && arm_ack_at(c) && now < *next) *next = now;
     fm_rxconn_flush_out(c);
 }
 

@@ -130,6 +130,7 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
         s->next_seq = h.seq;
     }
     if (h.seq > s->acked_seq) s->acked_seq = h.seq; /* (a new session starts where the sender is) */
+    fm_ack_window(s, h.window);
     /* The sender resumes from the first message not acknowledged; it resends what this side
      * already has (and skips as duplicates), so nothing the consumer holds is lost if it dies. */
     s->ack_sent = fm_ack_update(s);

@@ -50,10 +50,15 @@ struct fm_session {
     uint64_t acked_seq;       /* every message below it is acknowledged */
     uint64_t ack_sent;        /* the acknowledgement last written to the sender */
     uint64_t ack_bytes;       /* payload bytes acknowledged and not yet said so */
+    uint64_t ack_every;       /* ... and how many make an ACK due at once: below the sender's
+                               * window (HELLO), so that it never waits for the delayed ACK */
     int64_t ack_due_ns;       /* when the acknowledgement not yet said is due; 0: none */
     int64_t ack_poll_ns;      /* how often to look for releases while frames wait for them */
     fm_ack_wait *waits;       /* frames in arrival order, a ring of wcap entries */
     uint32_t whead, wlen, wcap;
+    /* where the walk for the next release point stopped (receiver_ack.c arm_ack_at) */
+    uint32_t walk_head, walk_len;
+    uint64_t walk_sent, walk_bytes;
 };
 
 /* Sessions by id in a hash table (keyed with a random seed, so that chosen ids cannot pile up in
@@ -86,6 +91,8 @@ void fm_session_table_free(fm_session_table *t);
 /* A checked DATA frame ending at ring position end_pos of c's ring (or its big-frame marker) was
  * staged: its messages are acknowledged once received, or once the consumer released them. */
 void fm_ack_frame_staged(fm_rxconn *c, uint64_t end_pos, uint64_t end_seq, uint64_t bytes);
+/* A HELLO stated the sender's window (0: unknown): ACKs become due at a quarter of it. */
+void fm_ack_window(fm_session *s, uint32_t window);
 /* Advances the session's acknowledgement past every frame the consumer released; returns it. */
 uint64_t fm_ack_update(fm_session *s);
 /* Writes the ACKs that are due on the receiver's connections; sets *next to when to look again. */
@@ -104,12 +111,16 @@ struct fm_rxbuf {
     uint32_t blocked; /* the I/O thread stopped reading for want of space */
     uint32_t resume;  /* the consumer released space since */
     uint64_t consumed; /* ring position the consumer has read up to (set when it hands b back) */
+    uint64_t ack_at;   /* a release up to here makes an ACK due: the consumer kicks the I/O
+                        * thread (once) rather than leave it to the next look; FM_NO_ACK_AT: none */
     fm_ctx *ctx;
     uint64_t capacity;
     fastmsg_ring_ctl *ctl;
     uint8_t *data;
     void *mem;
 };
+
+#define FM_NO_ACK_AT UINT64_MAX
 
 /* A new ring with one reference, or NULL without memory. */
 fm_rxbuf *fm_rxbuf_new(fm_ctx *ctx, uint64_t capacity);

@@ -39,6 +39,7 @@ fm_rxbuf *fm_rxbuf_new(fm_ctx *ctx, uint64_t capacity) {
         return NULL;
     }
     b->refs = 1;
+    b->ack_at = FM_NO_ACK_AT;
     b->ctx = ctx;
     b->capacity = capacity;
     b->ctl = b->mem;
@@ -65,6 +66,10 @@ void fm_rxbuf_decref(fm_rxbuf *b) {
 }
 
 void fm_rxbuf_space_released(fm_rxbuf *b) {
+    uint64_t at = __atomic_load_n(&b->ack_at, __ATOMIC_RELAXED);
+    if (at != FM_NO_ACK_AT && __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= at &&
+        __atomic_compare_exchange_n(&b->ack_at, &at, FM_NO_ACK_AT, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        fm_ctx_kick(b->ctx);
     if (__atomic_load_n(&b->blocked, __ATOMIC_SEQ_CST) && !__atomic_load_n(&b->closed, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&b->resume, 1, __ATOMIC_SEQ_CST);
         fm_ctx_kick(b->ctx);

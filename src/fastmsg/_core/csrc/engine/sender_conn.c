@@ -76,7 +76,8 @@ static void start_connect(fm_sender *s, int64_t now) {
 
 static void send_hello(fm_sender *s) {
     fastmsg_hello h = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, s->cfg.session_id, s->next_seq,
-                       s->cfg.max_message, s->cfg.max_batch, 0, 0};
+                       s->cfg.max_message, s->cfg.max_batch, 0, 0,
+                       s->cfg.ring_capacity < UINT32_MAX ? (uint32_t)s->cfg.ring_capacity : UINT32_MAX};
     fm_sender_hb_hello(s, &h); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
     size_t n = fastmsg_encode_hello(s->hello, FASTMSG_HELLO, &h);
     s->iov[0] = (struct iovec){s->hello, n};

@@ -109,7 +109,8 @@ size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h)
     fastmsg_store_le32(b + 36, h->max_batch);
     fastmsg_store_le32(b + 40, h->heartbeat_ms);
     fastmsg_store_le32(b + 44, 0); /* no extensions yet */
-    fastmsg_store_le64(b + FASTMSG_HELLO_CRC_OFF, 0); /* the CRC, then the reserved word */
+    fastmsg_store_le32(b + FASTMSG_HELLO_CRC_OFF, 0); /* the CRC, sealed below */
+    fastmsg_store_le32(b + FASTMSG_HELLO_CRC_OFF + 4, kind == FASTMSG_HELLO ? h->window : 0);
     seal(out);
     return FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY;
 }
@@ -170,7 +171,8 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
     if (out->major != FASTMSG_PROTO_MAJOR) return FASTMSG_PERR_VERSION;
     if (len < FASTMSG_HELLO_BODY) return FASTMSG_PERR_MALFORMED;
     if ((rc = crc_check(frame))) return rc;
-    if (fastmsg_load_le32(b + FASTMSG_HELLO_CRC_OFF + 4) != 0) return FASTMSG_PERR_MALFORMED; /* reserved */
+    out->window = fastmsg_load_le32(b + FASTMSG_HELLO_CRC_OFF + 4);
+    if (kind == FASTMSG_WELCOME && out->window != 0) return FASTMSG_PERR_MALFORMED; /* reserved there */
     out->capabilities = fastmsg_load_le32(b + 12);
     out->session_id = fastmsg_load_le64(b + 16);
     out->seq = fastmsg_load_le64(b + 24);

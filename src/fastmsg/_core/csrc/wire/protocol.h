@@ -10,7 +10,7 @@
  *
  *   HELLO, WELCOME  0 magic (8)   8 major (2)   10 minor (2)   12 capabilities (4)
  *                   16 session_id (8)   24 seq (8)   32 max_message (4)   36 max_batch (4)
- *                   40 heartbeat_ms (4)   44 ext_len (4)   48 crc32c (4)   52 reserved, 0 (4)
+ *                   40 heartbeat_ms (4)   44 ext_len (4)   48 crc32c (4)   52 window (4)
  *                   56 extensions (ext_len bytes)
  *   ACK, PING, PONG, CLOSE   0 crc32c (4)   4 reserved, 0 (4)   8 value (8)
  *   ERROR           0 crc32c (4)   4 code (4)   8 text_len (4)   12 text (text_len bytes)
@@ -68,6 +68,8 @@ typedef struct {
     uint32_t max_batch;        /* largest DATA record bytes this side sends / accepts */
     uint32_t heartbeat_ms;     /* PING interval this side uses; 0 = none */
     uint32_t ext_len;          /* extension bytes after the fixed body (none sent yet) */
+    uint32_t window;           /* HELLO: bytes the sender holds unacknowledged at most (its ring),
+                                * so that the receiver acknowledges before it fills; WELCOME: 0 */
 } fastmsg_hello;
 
 #define FASTMSG_CAP_ACK 1u       /* the sender wants cumulative ACKs */
