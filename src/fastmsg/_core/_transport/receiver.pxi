@@ -259,11 +259,11 @@ cdef class Receiver:
 
         Readable means "try again": call recv(timeout=0) (or recv_many) until it raises Timeout,
         then wait for the fd again. A recv(timeout=0) that raises Timeout arms the fd, so nothing
-        that arrives after it is missed; the fd may also turn readable with nothing to take (a
-        message another caller took first). It is an eventfd (a pipe where there is none) that
-        the engine writes only while armed: unwatched, it costs nothing. close() also makes it
-        readable, and then closes it: stop watching it first. fastmsg.asyncio and fastmsg.poll
-        use it."""
+        that arrives after it is missed; the fd starts readable (so a first wait returns at
+        once), and may turn readable with nothing to take (a message another caller took). It is
+        an eventfd (a pipe where there is none) that the engine writes only while armed:
+        unwatched, it costs nothing. close() makes it readable, then closes it: stop watching it
+        first. fastmsg.asyncio and fastmsg.poll use it."""
         self._check()
         if self.notifier == NULL:
             fd = _notifier_fd(fm_receiver_notifier(self.rx), "the Receiver")

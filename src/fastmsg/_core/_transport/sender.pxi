@@ -398,10 +398,10 @@ cdef class Sender:
         Readable means "try again": after send(timeout=0) raised Full, or flush(timeout=0)
         returned False, the fd turns readable once acknowledgements give room back; call again,
         and wait for the fd again if it still cannot proceed. Those non-blocking calls arm the
-        fd, so nothing that happens after them is missed; it may also turn readable with no room
-        for your message yet. It is an eventfd (a pipe where there is none) that the engine
-        writes only while armed: unwatched, it costs nothing. fastmsg.asyncio and fastmsg.poll
-        use it."""
+        fd, so nothing that happens after them is missed; the fd starts readable (so a first
+        wait returns at once), and may turn readable with no room for your message yet. It is an
+        eventfd (a pipe where there is none) that the engine writes only while armed: unwatched,
+        it costs nothing. fastmsg.asyncio and fastmsg.poll use it."""
         self._check()
         if self.notifier == NULL:
             fd = _notifier_fd(fm_sender_notifier(self.s), "the Sender")

@@ -14,8 +14,15 @@ void fm_notifier_init(fm_notifier *n) {
 }
 
 int fm_notifier_fd(fm_notifier *n) {
+    int rc = 0;
     pthread_mutex_lock(&open_lock);
-    int rc = __atomic_load_n(&n->fd.rd, __ATOMIC_ACQUIRE) >= 0 ? 0 : fm_waker_open(&n->fd);
+    if (n->fd.rd < 0) {
+        rc = fm_waker_open(&n->fd);
+        /* Born readable: a caller whose non-blocking call ran before the fd existed (and so could
+         * not arm it) is sent back to try again, and that call arms it. Not counted in signals,
+         * which counts the engine's writes. */
+        if (rc == 0) fm_waker_signal(&n->fd);
+    }
     pthread_mutex_unlock(&open_lock);
     return rc < 0 ? rc : n->fd.rd;
 }

@@ -22,7 +22,7 @@ typedef struct fm_notifier {
 
 /* Before first use: no fd yet. */
 void fm_notifier_init(fm_notifier *n);
-/* The fd to watch (made on the first call; thread-safe), or -errno. */
+/* The fd to watch (made on the first call, readable at first; thread-safe), or -errno. */
 int fm_notifier_fd(fm_notifier *n);
 /* Empties the fd and arms it: the next change of the endpoint's state makes it readable. Call,
  * then look at the condition again before waiting. No-op before the fd is made. */
