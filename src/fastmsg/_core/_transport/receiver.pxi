@@ -262,7 +262,7 @@ cdef class Receiver:
         that arrives after it is missed; the fd starts readable (so a first wait returns at
         once), and may turn readable with nothing to take (a message another caller took). It is
         an eventfd (a pipe where there is none) that the engine writes only while armed:
-        unwatched, it costs nothing. close() makes it readable, then closes it: stop watching it
+        unwatched, it costs nothing. close() wakes an armed fd, then closes it: stop watching it
         first. fastmsg.asyncio and fastmsg.poll use it."""
         self._check()
         if self.notifier == NULL:
