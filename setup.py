@@ -17,6 +17,7 @@ CSRC = "src/fastmsg/_core/csrc"
 ENGINE_SOURCES = (
     "engine/error.c",
     "engine/waker.c",
+    "engine/notifier.c",
     "engine/command.c",
     "engine/loop.c",
     "engine/context.c",

@@ -27,5 +27,6 @@ __all__ = [
 
 if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll backend to come)
     from fastmsg._core.transport import Context, Message, Receiver, Sender, default_context
+    from fastmsg.polling import poll  # (fastmsg.asyncio is imported on its own: `import fastmsg.asyncio`)
 
-    __all__ += ["Context", "Message", "Receiver", "Sender", "default_context"]
+    __all__ += ["Context", "Message", "Receiver", "Sender", "default_context", "poll"]

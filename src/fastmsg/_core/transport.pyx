@@ -19,6 +19,7 @@ from libc.string cimport memcpy
 
 from fastmsg._core.includes.crc32c cimport use_selected_kernel
 from fastmsg._core.includes.engine cimport *
+from fastmsg._core.includes.notifier cimport *
 from fastmsg._core.includes.ring cimport *
 from fastmsg._core.includes.layout cimport *
 from fastmsg._core.includes.deadline cimport deadline_ns
@@ -58,6 +59,7 @@ include "_transport/fork.pxi"         # fork generations; the default context's 
 include "_transport/limits.pxi"       # option defaults and checks, stats() dicts
 include "_transport/addresses.pxi"    # endpoints to sockaddrs and back
 include "_transport/context.pxi"      # Context
+include "_transport/readiness.pxi"    # the readiness fds behind fileno()
 include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
 include "_transport/sender.pxi"       # Sender
 include "_transport/message.pxi"      # Message, _BigFrame

@@ -18,7 +18,8 @@ RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "re
                   "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks", "early_acks",
                   "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
                   "pings_sent", "pongs_received", "dead_peers",
-                  "last_error")  # (last_error: not a counter, the last accept() failure)
+                  "last_error",  # (not a counter: the last accept() failure)
+                  "notifications")  # (writes of the readiness fd, counted by its notifier)
 ACK_MODES = ("released", "received")  # when a Receiver acknowledges a message
 DEFAULT_MAX_CONNECTIONS = 65536
 DEFAULT_MAX_SESSIONS = 65536

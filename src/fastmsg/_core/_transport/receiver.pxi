@@ -55,6 +55,7 @@ cdef class Receiver:
     cdef Py_ssize_t batch_budget  # bytes one recv_many may hand out
     cdef PyThread_type_lock lock  # one consumer at a time; close() takes it too
     cdef bint closing             # close() has begun: a waiting recv() gives up
+    cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
@@ -152,25 +153,30 @@ cdef class Receiver:
 
     cdef Message _take(self):
         """The next message, or None if no connection has one now."""
+        if not self._advance():
+            return None
+        cdef uint32_t length = fastmsg_rec_len(self.p)
+        cdef Message m = Message.__new__(Message)
+        m.owner = self.frame
+        m.data = self.p + FASTMSG_REC_HDR
+        m.length = length
+        if self.frame_rec is not None:
+            self.frame_rec.exports += 1
+        self.p += fastmsg_ring_slot(length)
+        self.left -= 1
+        if self.left == 0:
+            self._end_frame()
+        return m
+
+    cdef bint _advance(self) except -1:
+        """Moves to the next message (past control frames and drained rings) without taking it:
+        True if one is here now."""
         cdef fastmsg_ring_rec rec
         cdef int rc
-        cdef Message m
-        cdef uint32_t length
         cdef fm_rxbuf *buf
         while True:
             if self.left:
-                length = fastmsg_rec_len(self.p)
-                m = Message.__new__(Message)
-                m.owner = self.frame
-                m.data = self.p + FASTMSG_REC_HDR
-                m.length = length
-                if self.frame_rec is not None:
-                    self.frame_rec.exports += 1
-                self.p += fastmsg_ring_slot(length)
-                self.left -= 1
-                if self.left == 0:
-                    self._end_frame()
-                return m
+                return True
             if self.cur is not None:
                 rc = fastmsg_ring_next(&self.cur.r, &rec)
                 if rc > 0:
@@ -190,7 +196,7 @@ cdef class Receiver:
                 self.cur = None
             buf = fm_receiver_next_ready(self.rx)
             if buf == NULL:
-                return None
+                return False
             ring = self.rings.get(<size_t>buf)
             if ring is None:
                 ring = _ConnRing.__new__(_ConnRing)
@@ -229,13 +235,52 @@ cdef class Receiver:
         cdef int64_t deadline = deadline_ns(timeout)
         while True:
             if timeout is not None and timeout == 0:
+                if self._arm_and_look():
+                    return self._take()
                 raise Timeout("no message is waiting")
             self._wait(deadline, timeout)
             m = self._take()
             if m is not None:
                 return m
 
+    cdef bint _arm_and_look(self) except -1:
+        """Found nothing: arms the readiness fd if an event loop watches it, then looks again, so
+        that a message published meanwhile is either seen now or makes the fd readable."""
+        if self.notifier == NULL:
+            return False
+        fm_notifier_arm(self.notifier)
+        return self._advance()
+
     # ---- public ----
+
+    def fileno(self):
+        """A file descriptor that an event loop can watch for readability (made on the first
+        call, closed by close(); one watcher at a time).
+
+        Readable means "try again": call recv(timeout=0) (or recv_many) until it raises Timeout,
+        then wait for the fd again. A recv(timeout=0) that raises Timeout arms the fd, so nothing
+        that arrives after it is missed; the fd starts readable (so a first wait returns at
+        once), and may turn readable with nothing to take (a message another caller took). It is
+        an eventfd (a pipe where there is none) that the engine writes only while armed:
+        unwatched, it costs nothing. close() wakes an armed fd, then closes it: stop watching it
+        first. fastmsg.asyncio and fastmsg.poll use it."""
+        self._check()
+        if self.notifier == NULL:
+            fd = _notifier_fd(fm_receiver_notifier(self.rx), "the Receiver")
+            self.notifier = fm_receiver_notifier(self.rx)
+            return fd
+        return fm_notifier_fd(self.notifier)
+
+    def _poll_ready(self):
+        """For fastmsg.poll: True if recv() would return at once (a message is here, or the
+        Receiver is closed and it would raise); otherwise arms the fd (fileno() first)."""
+        if self.rx == NULL:
+            return True
+        self._enter()
+        try:
+            return self._advance() or self._arm_and_look()
+        finally:
+            PyThread_release_lock(self.lock)
 
     def recv(self, timeout=None):
         """The next message. Waits for one: timeout=None as long as it takes, otherwise raises
@@ -282,7 +327,8 @@ cdef class Receiver:
         fm_receiver_stats(self.rx, values)
         cdef int accept_error = fm_receiver_accept_error(self.rx)
         return _stats(values, RECEIVER_STATS,
-                      {"last_error": f"accept failed: {os.strerror(accept_error)}" if accept_error else ""})
+                      {"last_error": f"accept failed: {os.strerror(accept_error)}" if accept_error else "",
+                       "notifications": fm_notifier_signals(fm_receiver_notifier(self.rx))})
 
     def close(self, linger=None):
         """Stops accepting and closes every connection. Messages already received stay valid
@@ -299,6 +345,7 @@ cdef class Receiver:
             self.rx = NULL
             PyThread_release_lock(self.lock)
         self.rx = NULL
+        self.notifier = NULL
         if rx == NULL:
             return
         if self.gen == _generation:

@@ -44,6 +44,7 @@ cdef class Sender:
     cdef readonly object linger   # close()'s default wait, also given at interpreter exit
     cdef uint64_t refused_seen    # messages dropped as too large that an exception has reported
     cdef uint64_t unacked_at_close, refused_at_close  # what close() gave up (unreported drops)
+    cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
@@ -114,16 +115,28 @@ cdef class Sender:
     cdef int _wait_room(self, uint64_t target, int64_t deadline, object timeout) except -1:
         """Waits until the I/O thread has released the ring up to `target` (deadline -2: do not
         wait, raise Full). In slices, so that a close() from another thread is noticed."""
+        cdef int end
         if deadline == -2:
-            raise Full(f"the send queue is full ({self.hwm} bytes); nothing was sent")
-        cdef int end = wait_until(ring_wait_space, self.ring, target, deadline, WAIT_SLICE_NS, &self.closing)
-        if end == WAIT_CLOSED:
-            raise Closed("the Sender was closed while send() waited; the message was not sent")
-        if end == WAIT_TIMED_OUT:
-            raise Timeout(f"the send queue stayed full for {timeout} s; nothing was sent")
+            if not self._arm_and_check(target):
+                raise Full(f"the send queue is full ({self.hwm} bytes); nothing was sent")
+        else:
+            end = wait_until(ring_wait_space, self.ring, target, deadline, WAIT_SLICE_NS, &self.closing)
+            if end == WAIT_CLOSED:
+                raise Closed("the Sender was closed while send() waited; the message was not sent")
+            if end == WAIT_TIMED_OUT:
+                raise Timeout(f"the send queue stayed full for {timeout} s; nothing was sent")
         if self.held_bytes:
             self._release_written()
         return 0
+
+    cdef bint _arm_and_check(self, uint64_t target) except -1:
+        """A wait that will not happen (timeout=0): arms the readiness fd if an event loop watches
+        it, then looks again, so that room given back meanwhile is either seen now or makes the
+        fd readable. True if the ring is now released up to `target`."""
+        if self.notifier == NULL:
+            return False
+        fm_notifier_arm(self.notifier)
+        return fm_sender_released(self.s) >= target
 
     cdef int _acquire(self, int64_t deadline, object timeout) except -1:
         """Takes the producer lock within the caller's timeout: another thread's send() may hold
@@ -330,6 +343,8 @@ cdef class Sender:
 
     cdef bint _flush(self, object timeout, bint report) except -1:
         """flush(); close() has it not `report` drops, which it returns as False instead."""
+        if timeout is not None and timeout == 0:
+            return self._flushed_now(self.ring.ctl.tail if self.s != NULL else 0, report)
         cdef int64_t deadline = deadline_ns(timeout)
         cdef int end
         # Not under the producer lock: a send() waiting for room holds it, and this timeout must
@@ -357,6 +372,67 @@ cdef class Sender:
             self._check_refused("every other message queued is acknowledged")
         return True
 
+    cdef bint _flushed_now(self, uint64_t mark, bint report) except -1:
+        """flush(timeout=0) for the messages queued before ring position `mark`: True if they are
+        all acknowledged; otherwise arms the readiness fd (if made) and returns False."""
+        self._check()
+        if report:
+            self._check_refused("flush() did not wait; the other messages are sent as usual")
+        if fm_sender_released(self.s) < mark and not self._arm_and_check(mark):
+            return False
+        if PyThread_acquire_lock(self.lock, NOWAIT_LOCK):  # (a send() in progress drops them itself)
+            try:
+                self._release_written()
+            finally:
+                PyThread_release_lock(self.lock)
+        if report:
+            self._check_refused("every other message queued is acknowledged")
+        return True
+
+    # ---- readiness, for event loops ----
+
+    def fileno(self):
+        """A file descriptor that an event loop can watch for readability (made on the first
+        call, closed by close(); one watcher at a time).
+
+        Readable means "try again": after send(timeout=0) raised Full, or flush(timeout=0)
+        returned False, the fd turns readable once acknowledgements give room back; call again,
+        and wait for the fd again if it still cannot proceed. Those non-blocking calls arm the
+        fd, so nothing that happens after them is missed; the fd starts readable (so a first
+        wait returns at once), and may turn readable with no room for your message yet. It is an
+        eventfd (a pipe where there is none) that the engine writes only while armed: unwatched,
+        it costs nothing. fastmsg.asyncio and fastmsg.poll use it."""
+        self._check()
+        if self.notifier == NULL:
+            fd = _notifier_fd(fm_sender_notifier(self.s), "the Sender")
+            self.notifier = fm_sender_notifier(self.s)
+            return fd
+        return fm_notifier_fd(self.notifier)
+
+    def _poll_ready(self):
+        """For fastmsg.poll: True if at most half of hwm_bytes is queued (so a message of up to a
+        quarter of it is queued at once), or the Sender is closed (send() would raise at once);
+        otherwise arms the fd (fileno() first)."""
+        if self.s == NULL:
+            return True
+        cdef uint64_t half = self.hwm // 2
+        if fm_sender_queued(self.s) <= half:
+            return True
+        if self.notifier == NULL:
+            return False
+        fm_notifier_arm(self.notifier)
+        return fm_sender_queued(self.s) <= half
+
+    def _flush_mark(self):
+        """Where flush() would wait to: the end of what is queued now (for fastmsg.asyncio)."""
+        self._check()
+        return self.ring.ctl.tail
+
+    def _poll_flushed(self, uint64_t mark, bint report=True):
+        """flush(timeout=0) for the messages queued before _flush_mark() returned `mark`;
+        `report` False leaves drops unreported, as close() does."""
+        return self._flushed_now(mark, report)
+
     @property
     def connected(self):
         self._check()
@@ -378,7 +454,8 @@ cdef class Sender:
         return _stats(values, SENDER_STATS, {"queued_bytes": fm_sender_queued(self.s),
                                              "unacknowledged": fm_sender_unacked(self.s),
                                              "connected": bool(fm_sender_connected(self.s)),
-                                             "last_error": err.decode(errors="replace")})
+                                             "last_error": err.decode(errors="replace"),
+                                             "notifications": fm_notifier_signals(fm_sender_notifier(self.s))})
 
     def close(self, linger=OWN_LINGER):
         """Waits up to `linger` seconds (None: no limit, 0: not at all; by default the Sender's
@@ -417,6 +494,7 @@ cdef class Sender:
                 self.refused_at_close = fm_sender_refused(s, &size) - self.refused_seen
                 self.s = NULL
                 self.ring = NULL
+                self.notifier = NULL
         finally:
             if here:
                 PyThread_release_lock(self.lock)

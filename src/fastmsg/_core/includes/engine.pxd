@@ -2,6 +2,7 @@
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from fastmsg._core.includes.layout cimport FM_REC_EXTERNAL, FM_RX_EXTERNAL
+from fastmsg._core.includes.notifier cimport fm_notifier
 from fastmsg._core.includes.ring cimport fastmsg_ring, fastmsg_ring_ctl
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -70,6 +71,7 @@ cdef extern from "engine/engine.h" nogil:
     void fm_sender_stats(fm_sender *s, uint64_t *out)
     void fm_sender_last_error(fm_sender *s, char *buf, size_t length)
     void fm_sender_close(fm_sender *s)
+    fm_notifier *fm_sender_notifier(fm_sender *s)
 
     ctypedef struct fm_receiver_config:
         uint64_t conn_ring_capacity
@@ -93,6 +95,7 @@ cdef extern from "engine/engine.h" nogil:
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
     int fm_receiver_accept_error(fm_receiver *rx)
     void fm_receiver_close(fm_receiver *rx)
+    fm_notifier *fm_receiver_notifier(fm_receiver *rx)
 
     fastmsg_ring_ctl *fm_rxbuf_ctl(fm_rxbuf *b)
     uint8_t *fm_rxbuf_data(fm_rxbuf *b)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/notifier.h"
 #include "net/poller.h"
 #include "ring/ring.h"
 #include "wire/layout.h"
@@ -126,6 +127,8 @@ void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
  * payloads of FM_REC_EXTERNAL records (wire/layout.h) are the producer's: the engine no longer
  * reads those the ring was released past (fm_sender_released), nor any once this returns. */
 void fm_sender_close(fm_sender *s);
+/* The sender's readiness fd (notifier.h): fired when acknowledgements give ring space back. */
+fm_notifier *fm_sender_notifier(fm_sender *s);
 
 /* ---- receiver ---- */
 
@@ -165,6 +168,9 @@ void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
 /* The errno of the last failed accept() (EMFILE...), or 0 if none failed. */
 int fm_receiver_accept_error(fm_receiver *rx);
 void fm_receiver_close(fm_receiver *rx);
+/* The receiver's readiness fd (notifier.h): fired when a ring with records joins the ready queue,
+ * and when close() begins. */
+fm_notifier *fm_receiver_notifier(fm_receiver *rx);
 
 /* ---- a connection's receive ring, shared by the I/O thread (producer) and Python ---- */
 fastmsg_ring_ctl *fm_rxbuf_ctl(fm_rxbuf *b);

@@ -19,6 +19,7 @@ static void receiver_free(fm_receiver *rx) {
     while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
     fm_waker_close(&rx->wake);
+    fm_notifier_close(&rx->ready);
     fastmsg_close(rx->lfd);
     free(rx->queue);
     fm_session_table_free(&rx->sessions);
@@ -81,6 +82,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     rx->lfd = fd;
     rx->poller = ctx->poller;
     rx->wake.rd = rx->wake.wr = -1;
+    fm_notifier_init(&rx->ready);
     nest_poller(rx);
     rc = fm_ctx_command(ctx, FM_CMD_ATTACH, &rx->ep);
     if (rc) {
@@ -98,6 +100,8 @@ int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, sockle
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
     for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&rx->stats[i], __ATOMIC_RELAXED);
 }
+
+fm_notifier *fm_receiver_notifier(fm_receiver *rx) { return &rx->ready; }
 
 int fm_receiver_accept_error(fm_receiver *rx) { return (int)__atomic_load_n(&rx->accept_errno, __ATOMIC_RELAXED); }
 

@@ -161,6 +161,7 @@ struct fm_receiver {
     fm_rxbuf **queue;
     uint32_t qhead, qlen, qcap;
     uint32_t ready_seq, waiters;
+    fm_notifier ready;      /* an event loop waiting for a message (fired by enqueue, interrupt) */
     uint64_t stats[FM_STAT_COUNT];
     int64_t hb_next_ns; /* heartbeat hook: the connections' next heartbeat deadline, 0: none */
 };

@@ -45,6 +45,7 @@ static void enqueue(fm_receiver *rx, fm_rxbuf *b) {
     pthread_mutex_unlock(&rx->qlock);
     __atomic_fetch_add(&rx->ready_seq, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&rx->waiters, __ATOMIC_SEQ_CST)) fastmsg_futex_wake_all(&rx->ready_seq);
+    fm_notifier_fire(&rx->ready); /* after the queue's unlock: a waiter re-checks under the lock */
 }
 
 void fm_receiver_notify(fm_receiver *rx, fm_rxbuf *b) {
@@ -74,6 +75,7 @@ void fm_receiver_interrupt(fm_receiver *rx) {
     __atomic_fetch_add(&rx->ready_seq, 1, __ATOMIC_SEQ_CST);
     fastmsg_futex_wake_all(&rx->ready_seq);
     if (rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
+    fm_notifier_fire(&rx->ready);
 }
 
 int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns) {

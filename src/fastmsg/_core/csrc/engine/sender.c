@@ -39,6 +39,7 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
     uint32_t timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : HANDSHAKE_TIMEOUT_DEFAULT_MS;
     s->handshake_timeout_ns = (int64_t)timeout_ms * FM_MS;
     s->fd = -1;
+    fm_notifier_init(&s->ready);
     fm_sender_hb_init(s); /* heartbeat hook */
     fastmsg_ring_ctl *ctl = s->mem;
     uint8_t *data = (uint8_t *)s->mem + sizeof(fastmsg_ring_ctl);
@@ -68,6 +69,8 @@ uint64_t fm_sender_unacked(fm_sender *s) {
     uint64_t queued = __atomic_load_n(&s->producer.ctl->records, __ATOMIC_ACQUIRE);
     return queued > done ? queued - done : 0;
 }
+
+fm_notifier *fm_sender_notifier(fm_sender *s) { return &s->ready; }
 
 void fm_sender_kick(fm_sender *s) { fm_ctx_kick(s->ctx); }
 
@@ -100,6 +103,7 @@ void fm_sender_last_error(fm_sender *s, char *buf, size_t len) {
 void fm_sender_close(fm_sender *s) {
     /* Unsent records go with the ring; their external payloads are the producer's. */
     fm_ctx_command(s->ctx, FM_CMD_DETACH, &s->ep);
+    fm_notifier_close(&s->ready); /* the I/O thread, which fires it, has let go */
     pthread_mutex_destroy(&s->err_lock);
     free(s->mem);
     free(s);

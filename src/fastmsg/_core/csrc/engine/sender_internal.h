@@ -71,6 +71,7 @@ struct fm_sender {
     char last_error[FM_LAST_ERROR_MAX];
     uint64_t stats[FM_STAT_COUNT];
     fm_sender_hb hb; /* heartbeats and jitter (whoever holds the token; sender_heartbeat.c) */
+    fm_notifier ready; /* an event loop waiting for room (fired by sender_ack.c) */
 };
 
 /* The loop's operations on a sender (sender_conn.c). */

@@ -1,0 +1,298 @@
+"""fastmsg.asyncio: Sender and Receiver whose waits are coroutines.
+
+Each class wraps the synchronous one of the same name and takes the same options:
+
+    rx = fastmsg.asyncio.Receiver("tcp://127.0.0.1:0")
+    tx = fastmsg.asyncio.Sender(rx.endpoint)
+    await tx.send(b"hello")
+    msg = await rx.recv(timeout=1.0)
+    async for msg in rx: ...            # ends when the Receiver is closed
+
+A coroutine makes the non-blocking call itself (recv(timeout=0), send(timeout=0)) while it runs.
+When that call finds nothing to do it has armed the endpoint's readiness fd (see
+Receiver.fileno), so the coroutine waits for the event loop to see the fd readable
+(loop.add_reader), then tries again: no thread per call, no polling. Messages are only ever taken
+by the coroutine that returns them, never in a callback, so a cancelled recv() loses nothing:
+the message stays for the next one. Works on any loop with add_reader (the default loop, uvloop).
+Use an object from its event loop's thread only.
+"""
+
+import asyncio
+import functools
+import os
+
+import fastmsg
+from fastmsg.errors import Closed, Full, Timeout
+
+__all__ = ["Receiver", "Sender"]
+
+_OWN_LINGER = object()  # Sender.close/aclose: the Sender's own `linger` option
+
+
+class _NotYet(Exception):
+    """A look at a condition that does not hold yet (it armed the readiness fd)."""
+
+
+class _Readiness:
+    """Waits in the running event loop until one endpoint's readiness fd turns readable, and
+    retries a non-blocking call until it succeeds. Every waiter is woken when the fd fires; each
+    retries, and those that still find nothing arm the fd again and wait again."""
+
+    __slots__ = ("_endpoint", "_fd", "_loop", "_waiters")
+
+    def __init__(self, endpoint):
+        self._endpoint = endpoint  # the synchronous Sender or Receiver
+        self._fd = -1
+        self._loop = None          # the loop whose add_reader watches _fd
+        self._waiters = set()      # futures of the coroutines waiting for the fd
+
+    async def until(self, call, busy, timeout, timeout_text):
+        """call() until it does not raise `busy`, which it raises, having armed the fd, when it
+        cannot proceed now; Timeout(timeout_text.format(timeout)) once `timeout` seconds passed
+        (None: no limit, 0: one try)."""
+        try:
+            return call()
+        except busy:
+            pass
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        if self._loop is not loop:
+            self._watch(loop)  # the first wait makes the fd: the call above could not arm it
+            try:
+                return call()
+            except busy:
+                pass
+        while True:
+            if deadline is not None and loop.time() >= deadline:
+                raise Timeout(timeout_text.format(timeout))
+            await self._wait(loop, deadline)
+            try:
+                return call()
+            except busy:
+                pass
+
+    def _watch(self, loop):
+        if self._loop is not None and not self._loop.is_closed():
+            raise RuntimeError(f"{self._endpoint!r} is already used from another event loop")
+        self._fd = self._endpoint.fileno()
+        loop.add_reader(self._fd, self._on_readable)
+        self._loop = loop
+
+    async def _wait(self, loop, deadline):
+        fut = loop.create_future()
+        self._waiters.add(fut)
+        timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
+        try:
+            await fut
+        finally:
+            self._waiters.discard(fut)
+            if timer is not None:
+                timer.cancel()
+
+    def _on_readable(self):
+        # Emptied here, as the loop calls a reader for as long as its fd is readable; the engine
+        # writes it again only once a retry that finds nothing has armed it.
+        try:
+            os.read(self._fd, 64)  # an eventfd's counter (8 bytes), or a pipe's few bytes
+        except (BlockingIOError, InterruptedError):
+            pass
+        for fut in self._waiters:
+            _wake(fut)
+
+    def close(self):
+        """Stops watching the fd (before the endpoint closes it) and wakes every waiter, whose
+        retry then raises Closed."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self._loop = None
+        for fut in self._waiters:
+            _wake(fut)
+
+
+def _wake(fut):
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Receiver:
+    """fastmsg.Receiver with coroutine waits: `await recv()`, `await recv_many(n)`, `async for`.
+
+    Takes the same arguments as fastmsg.Receiver and binds at once. Several tasks may await
+    recv() on one Receiver; each message goes to one of them."""
+
+    def __init__(self, endpoint, **options):
+        self._rx = fastmsg.Receiver(endpoint, **options)
+        self._ready = _Readiness(self._rx)
+        self._recv_now = functools.partial(self._rx.recv, timeout=0)
+
+    async def recv(self, timeout=None):
+        """The next message (a fastmsg.Message). Waits for one: timeout=None as long as it takes,
+        otherwise raises fastmsg.Timeout after that many seconds (0: at once if none is here).
+        Raises Closed once the Receiver is closed. Cancelling it loses no message."""
+        return await self._ready.until(self._recv_now, Timeout, timeout, "no message arrived within {} s")
+
+    async def recv_many(self, max_messages, timeout=None):
+        """Up to max_messages messages, at least one: waits for the first as recv() does (see
+        fastmsg.Receiver.recv_many for how many one call returns)."""
+        call = functools.partial(self._rx.recv_many, max_messages, timeout=0)
+        return await self._ready.until(call, Timeout, timeout, "no message arrived within {} s")
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        """The next message; the iteration ends when the Receiver is closed."""
+        try:
+            return await self.recv()
+        except Closed:
+            raise StopAsyncIteration from None
+
+    def fileno(self):
+        """The readiness fd (fastmsg.Receiver.fileno); this object watches it itself."""
+        return self._rx.fileno()
+
+    def stats(self):
+        """The Receiver's counters (fastmsg.Receiver.stats)."""
+        return self._rx.stats()
+
+    @property
+    def endpoint(self):
+        """The bound endpoint, with the real port when 0 was asked."""
+        return self._rx.endpoint
+
+    @property
+    def closed(self):
+        return self._rx.closed
+
+    def close(self):
+        """Stops accepting and closes every connection; a recv() awaiting raises Closed (an
+        `async for` ends). Messages already received stay valid until released. Idempotent."""
+        self._ready.close()
+        self._rx.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<fastmsg.asyncio.Receiver {self.endpoint}{' closed' if self.closed else ''}>"
+
+
+class Sender:
+    """fastmsg.Sender with coroutine waits: `await send()`, `await send_many()`, `await flush()`.
+
+    Takes the same arguments as fastmsg.Sender. send() queues the message and returns, waiting
+    (without blocking the loop) only while hwm_bytes are queued and unacknowledged."""
+
+    def __init__(self, endpoint, **options):
+        self._tx = fastmsg.Sender(endpoint, **options)
+        self._ready = _Readiness(self._tx)
+
+    async def send(self, data, *, timeout=None):
+        """Queues one message (any bytes-like object, as it is at the call). Waits while the
+        queue is full: timeout=None as long as it takes, otherwise raises fastmsg.Timeout after
+        that many seconds (0: at once). Nothing is queued when it raises or is cancelled."""
+        call = functools.partial(self._tx.send, data, timeout=0)
+        await self._ready.until(call, Full, timeout, "the send queue stayed full for {} s; nothing was sent")
+
+    async def send_many(self, buffers, *, timeout=None):
+        """Queues every message of `buffers` in order, waiting for room as send() does; returns
+        how many were queued. Whatever it raises (or a cancellation) carries `queued`: how many,
+        from the first, were queued before it (they will be sent)."""
+        pending = list(buffers)
+        queued = 0
+
+        def more():
+            nonlocal queued
+            try:
+                queued += self._tx.send_many(pending[queued:] if queued else pending, timeout=0)
+            except Full as exc:
+                queued += exc.queued
+                raise
+            return queued
+
+        try:
+            return await self._ready.until(more, Full, timeout, "the send queue stayed full for {} s")
+        except BaseException as exc:
+            exc.queued = queued
+            raise
+
+    async def flush(self, timeout=None):
+        """Waits until the receiver has acknowledged every message queued so far (as
+        fastmsg.Sender.flush). True when done, False if `timeout` seconds ran out first."""
+        return await self._flush(timeout, True)
+
+    async def _flush(self, timeout, report):
+        mark = self._tx._flush_mark()
+
+        def flushed():
+            if not self._tx._poll_flushed(mark, report):
+                raise _NotYet
+            return True
+
+        try:
+            return await self._ready.until(flushed, _NotYet, timeout, "")
+        except Timeout:
+            return False
+
+    def fileno(self):
+        """The readiness fd (fastmsg.Sender.fileno); this object watches it itself."""
+        return self._tx.fileno()
+
+    def stats(self):
+        """The Sender's counters (fastmsg.Sender.stats)."""
+        return self._tx.stats()
+
+    @property
+    def endpoint(self):
+        return self._tx.endpoint
+
+    @property
+    def connected(self):
+        return self._tx.connected
+
+    @property
+    def unacknowledged(self):
+        """Messages queued and not yet acknowledged by the receiver (nor refused by it)."""
+        return self._tx.unacknowledged
+
+    @property
+    def linger(self):
+        """How long close() and aclose() wait for acknowledgements by default."""
+        return self._tx.linger
+
+    @property
+    def closed(self):
+        return self._tx.closed
+
+    def close(self, linger=_OWN_LINGER):
+        """fastmsg.Sender.close: it blocks the event loop while it waits up to `linger` for
+        acknowledgements; aclose() waits without blocking it. A send() or flush() awaiting
+        raises Closed."""
+        self._ready.close()
+        return self._tx.close() if linger is _OWN_LINGER else self._tx.close(linger)
+
+    async def aclose(self, linger=_OWN_LINGER):
+        """Waits up to `linger` seconds (None: no limit; by default the Sender's own option) for
+        the queued messages to be acknowledged, without blocking the loop, then closes. Returns
+        True if nothing queued was left unacknowledged (as fastmsg.Sender.close)."""
+        if self.closed:
+            return True
+        linger = self._tx.linger if linger is _OWN_LINGER else linger
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        done = linger != 0 and await self._flush(linger, False)
+        # Acknowledged: close() then only settles (a PONG owed, at most a round trip) and closes.
+        left = 0 if not done else None if linger is None else max(0.0, linger - (loop.time() - start))
+        return self.close(left)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()
+
+    def __repr__(self):
+        return f"<fastmsg.asyncio.Sender {self.endpoint}{' closed' if self.closed else ''}>"
