@@ -1,10 +1,13 @@
-"""Helpers for tests/test_faults.py: messages of mixed sizes whose every byte can be checked, and
-the functions child processes run (multiprocessing "spawn": they must be importable by name)."""
+"""Helpers for the fault tests (test_faults.py, test_netns.py): messages of mixed sizes whose
+every byte can be checked, and the functions child processes run (multiprocessing "spawn": they
+must be importable by name; one also runs as a script)."""
 
+import json
 import os
 import random
 import struct
 import sys
+import threading
 
 import fastmsg
 
@@ -49,12 +52,12 @@ def check_mixed(buf, large_every=0):
 # ---- child-process entry points ----
 
 def stream_mixed(endpoint, count, conn, large_every=0, max_batch_bytes=16 << 10, hwm_bytes=1 << 20,
-                 chunk=256, flush_timeout=60):
-    """Sends mixed_payload(0..count-1) in send_many chunks, then flush(); reports through `conn`
-    whether flush() returned True, and the sender's stats."""
+                 chunk=256, flush_timeout=60, first=0):
+    """Sends mixed_payload(first..first+count-1) in send_many chunks, then flush(); reports through
+    `conn` whether flush() returned True, and the sender's stats."""
     tx = fastmsg.Sender(endpoint, max_batch_bytes=max_batch_bytes, hwm_bytes=hwm_bytes)
-    for start in range(0, count, chunk):
-        tx.send_many([mixed_payload(i, large_every) for i in range(start, min(count, start + chunk))])
+    for start in range(first, first + count, chunk):
+        tx.send_many([mixed_payload(i, large_every) for i in range(start, min(first + count, start + chunk))])
     flushed = tx.flush(flush_timeout)
     conn.send(dict(flushed=flushed, stats=tx.stats()))
     tx.close(linger=0)
@@ -64,17 +67,22 @@ def stream_mixed(endpoint, count, conn, large_every=0, max_batch_bytes=16 << 10,
 def receive_and_record(port, path, ready, ack="released"):
     """A Receiver on 127.0.0.1:port that checks every message and writes its seq to `path` (one
     write() each, so a SIGKILL loses none written) before releasing it; runs until killed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # (there once ready is set)
     rx = fastmsg.Receiver(f"tcp://127.0.0.1:{port}", ack=ack)
     ready.set()
-    while True:
+    _record(rx, fd, threading.Event())
+
+
+def _record(rx, fd, stop):
+    while not stop.is_set():
         try:
-            batch = rx.recv_many(1024, timeout=1)
+            batch = rx.recv_many(1024, timeout=0.2)
         except fastmsg.Timeout:
             continue
         for m in batch:
             os.write(fd, SEQ.pack(check_mixed(m)))
             m.release()
+    os.close(fd)
 
 
 def read_record(path):
@@ -107,3 +115,21 @@ def receive_and_hold(port, ack, conn):
         while len(held) > keep:
             held.pop(0).release()
         conn.send(seqs)
+
+
+def record_until_stdin_closes(endpoint, path, options):
+    """receive_and_record() as a plain script, for a receiver that cannot be a multiprocessing
+    child (one started inside another network namespace): prints the endpoint it is bound to,
+    records until its stdin closes, then prints its stats as JSON."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    rx = fastmsg.Receiver(endpoint, **options)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print(rx.endpoint, flush=True)
+    _record(rx, fd, stop)
+    print(json.dumps(rx.stats()), flush=True)
+    rx.close()
+
+
+if __name__ == "__main__":
+    record_until_stdin_closes(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))

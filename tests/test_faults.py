@@ -1,9 +1,10 @@
-"""Delivery that survives faults, with real processes: connections reset hundreds of times, bits
-flipped on the wire, a receiver killed with SIGKILL and restarted, a script that ends without
-closing its Sender. Every message is checked byte by byte, counted and put in order; the fault
-figures are printed (pytest -s) and are part of every assertion's message.
+"""Delivery that survives faults, with real processes: connections reset hundreds of times (one
+sender, then three at once, each keeping its own order), bits flipped on the wire, a receiver
+killed with SIGKILL and restarted, a script that ends without closing its Sender. Every message
+is checked byte by byte, counted and put in order; the fault figures are printed (pytest -s) and
+are part of every assertion's message.
 
-FASTMSG_STRESS=1 runs the reset test at the issue's full size (1 M messages, >= 1,000 resets)."""
+FASTMSG_STRESS=1 runs the reset tests at the issue's full size (1 M messages, >= 1,000 resets)."""
 
 import multiprocessing
 import os
@@ -107,6 +108,71 @@ def test_stream_survives_resets(count, min_resets, large_every):
     assert rst["lost"] == 0 and rst["crc_errors"] == 0, (rst, figures)
     assert tst["acknowledged"] == count and tst["protocol_errors"] == 0, (tst, figures)
     assert tst["resent"] > 0 and tst["connects"] > min_resets // 2, (tst, figures)
+
+
+# ---- 1b. several senders reset at once and apart: each one's own order holds ----
+
+@pytest.mark.parametrize("each, min_resets", [
+    pytest.param(6_000, 100, id="3x6k"),
+    pytest.param(200_000, 1_000, id="3x200k",
+                 marks=pytest.mark.skipif(not STRESS, reason="FASTMSG_STRESS=1 runs the full-size stress")),
+])
+def test_concurrent_senders_keep_their_order_through_resets(each, min_resets):
+    senders, large_every, tag = 3, 2_000, 1 << 40  # sender k sends seqs k * tag + 0..each-1
+    total = senders * each
+    t0 = time.monotonic()
+    with fastmsg.Receiver("tcp://127.0.0.1:0", max_batch_bytes=16 * KiB) as rx, \
+            FaultProxy(rx.endpoint, seed=23) as proxy:
+        proxy.reset_after(20_000, 200_000)  # each connection alone
+        pipes, procs = [], []
+        for k in range(senders):
+            parent, child_end = SPAWN.Pipe()
+            procs.append(SPAWN.Process(target=fault_helpers.stream_mixed, args=(proxy.endpoint, each, child_end),
+                                       kwargs=dict(large_every=large_every, first=k * tag), daemon=True))
+            pipes.append(parent)
+            procs[-1].start()
+            child_end.close()
+        got = [[] for _ in range(senders)]
+        try:
+            n, next_reset = 0, total // 8
+            deadline = time.monotonic() + (60 if each < 100_000 else 900)
+            while n < total and time.monotonic() < deadline:
+                try:
+                    batch = rx.recv_many(4096, timeout=0.5)
+                except fastmsg.Timeout:
+                    if not any(p.is_alive() for p in procs):
+                        break
+                    continue
+                for m in batch:
+                    seq = check_mixed(m, large_every)
+                    got[seq // tag].append(seq % tag)
+                    m.release()
+                n += len(batch)
+                if n >= next_reset:  # and all of them at once: the senders come back together
+                    proxy.reset_all()
+                    next_reset += total // 8
+            reports = [p.recv() if p.poll(60) else None for p in pipes]
+            for p in procs:
+                p.join(10)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
+        rst = rx.stats()
+        pst = proxy.stats()
+    figures = dict(senders=[order_report(g, each) for g in got], resets=pst["resets"],
+                   connections=pst["connections"], duplicates_discarded=rst["duplicates"],
+                   resent=[r and r["stats"]["resent"] for r in reports], seconds=round(time.monotonic() - t0, 1))
+    print("\nconcurrent resets:", figures)
+    for g in got:  # strictly increasing from 0, no gap, nothing twice
+        assert g == list(range(each)), figures
+    for r in reports:
+        assert r is not None and r["flushed"], (r, figures)
+        assert r["stats"]["acknowledged"] == each and r["stats"]["protocol_errors"] == 0, (r, figures)
+        assert r["stats"]["connects"] > 2, (r, figures)
+    assert pst["resets"] >= min_resets, figures
+    assert rst["sessions"] == senders and rst["lost"] == 0 and rst["crc_errors"] == 0, (rst, figures)
 
 
 # ---- 2. bit flips: corrupt batches refused, resent, nothing corrupt delivered ----
