@@ -138,6 +138,10 @@ void fm_session_replies_drop(fm_session_table *t, fm_session *s);
 void fm_replies_free(fm_receiver *rx);
 /* A RACK: every reply below `value` arrived. 0, or -1 once the connection is closed. */
 int fm_rxconn_handle_rack(fm_rxconn *c, uint64_t value);
+/* The RACK timer: replies written and not acknowledged within the dead-peer timeout mean the
+ * reply stream is broken (a corrupted length leaves the sender reading a frame that never ends),
+ * so c is closed and its sender resumes on a new connection. 0, or -1 once closed. */
+int fm_rxconn_reply_step(fm_rxconn *c, int64_t now, int64_t *next);
 /* Sets up the next REPLY frame from c's session in c->rout: 1, or 0 if there is none to write. */
 int fm_rxconn_reply_frame(fm_rxconn *c);
 
@@ -255,6 +259,7 @@ struct fm_rxconn {
     uint8_t *rout;       /* the REPLY frame on its way out (written before `out`, once begun) */
     size_t rout_cap, rout_len, rout_off;
     int replies;         /* REPLIES granted: its DATA may hold requests */
+    int64_t rack_due_ns; /* replies written and unacknowledged: their RACK is due by then (0: none) */
     int closing;         /* close once `out` is written */
     /* the DATA frame being staged: its sequence end and payload bytes (receiver_ack.c) */
     int data_pending;

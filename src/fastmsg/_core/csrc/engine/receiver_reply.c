@@ -130,11 +130,28 @@ void fm_replies_free(fm_receiver *rx) {
     }
 }
 
+/* How long written replies may wait for their RACK (the sender sends it as soon as it reads them). */
+static int64_t rack_timeout(const fm_rxconn *c) {
+    return (int64_t)(c->rx->cfg.dead_peer_ms ? c->rx->cfg.dead_peer_ms : 5000) * FM_MS;
+}
+
 int fm_rxconn_handle_rack(fm_rxconn *c, uint64_t value) {
     fm_session *s = c->session;
     if (value > s->reply_sent) return fm_rxconn_refuse(c, FASTMSG_PERR_MALFORMED); /* never sent */
     drop_acked(&c->rx->sessions, s, value);
+    c->rack_due_ns = s->rhead == s->rsend ? 0 : fastmsg_monotonic_ns() + rack_timeout(c);
     return 0;
+}
+
+int fm_rxconn_reply_step(fm_rxconn *c, int64_t now, int64_t *next) {
+    if (!c->rack_due_ns) return 0;
+    if (now < c->rack_due_ns) {
+        if (c->rack_due_ns < *next) *next = c->rack_due_ns;
+        return 0;
+    }
+    FM_STAT_ADD(c->rx, FM_DEAD_PEERS, 1);
+    fm_rxconn_close(c);
+    return -1;
 }
 
 /* Room for a frame of `size` bytes in c->rout; 0, or -1 without memory (the replies wait). */
@@ -173,6 +190,7 @@ int fm_rxconn_reply_frame(fm_rxconn *c) {
     s->rsend = r;
     c->rout_len = FASTMSG_DATA_FRAME_HDR + (size_t)bytes;
     c->rout_off = 0;
+    if (!c->rack_due_ns) c->rack_due_ns = fastmsg_monotonic_ns() + rack_timeout(c);
     FM_STAT_ADD(c->rx, FM_REPLIES_SENT, count);
     return 1;
 }

@@ -116,13 +116,14 @@ static void deliver(fm_sender *s, uint64_t id, const uint8_t *payload, size_t le
     if (r && !r->ready && (r->reply = malloc(len ? len : 1))) {
         memcpy(r->reply, payload, len);
         r->reply_len = len;
+        FM_STAT_ADD(s, FM_REPLIES_RECEIVED, 1); /* before the wake: the requester may read stats next */
         __atomic_store_n(&r->ready, 1, __ATOMIC_SEQ_CST);
         fastmsg_futex_wake_all(&r->ready); /* (under the lock: r cannot be ended meanwhile) */
         late = 0;
     }
     pthread_mutex_unlock(&t->lock);
-    FM_STAT_ADD(s, late ? FM_LATE_REPLIES : FM_REPLIES_RECEIVED, 1);
-    if (!late) fm_notifier_fire(&s->ready); /* an event loop polling its requests */
+    if (late) FM_STAT_ADD(s, FM_LATE_REPLIES, 1);
+    else fm_notifier_fire(&s->ready); /* an event loop polling its requests */
 }
 
 int fm_sender_handle_reply(fm_sender *s, const uint8_t *f, size_t size) {
