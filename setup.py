@@ -28,6 +28,7 @@ ENGINE_SOURCES = (
     "engine/sender_conn.c",
     "engine/sender_heartbeat.c",
     "engine/sender_direct.c",
+    "engine/sender_reply.c",
     "engine/sender.c",
     "engine/session.c",
     "engine/rxbuf.c",
@@ -38,6 +39,7 @@ ENGINE_SOURCES = (
     "engine/receiver_accept.c",
     "engine/receiver_direct.c",
     "engine/receiver_heartbeat.c",
+    "engine/receiver_reply.c",
     "engine/receiver.c",
 )
 

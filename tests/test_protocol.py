@@ -45,11 +45,11 @@ def sealed(kind, body, at=0):
     return header + pad8(body[:at] + struct.pack("<I", crc) + body[at + 4:])
 
 
-def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, window=0, major=3,
-          minor=0):
+def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, window=0, reply_seq=0,
+          major=3, minor=0):
     fields = MAGIC + struct.pack("<HHIQQIIII", major, minor, capabilities, session_id, seq, max_message,
                                  max_batch, heartbeat_ms, 0)
-    return sealed(kind, fields + struct.pack("<II", 0, window), at=HELLO_CRC)  # CRC, window
+    return sealed(kind, fields + struct.pack("<IIQ", 0, window, reply_seq), at=HELLO_CRC)  # CRC, window, reply_seq
 
 
 def hello_v2(session_id=5, seq=0):
@@ -61,9 +61,20 @@ def control(kind, value, reserved=0):
     return sealed(kind, struct.pack("<IIQ", 0, reserved, value))
 
 
-def data(first_seq, messages, flags=0):
-    records = b"".join(struct.pack("<II", len(m), flags) + pad8(m) for m in messages)
-    return sealed(K["DATA"], struct.pack("<IIQ", 0, len(messages), first_seq) + records)
+def data(first_seq, messages, flags=0, kind=K["DATA"]):
+    """A DATA frame; a (request_id, payload) pair is a request record. kind=REPLY: a REPLY frame,
+    every record such a pair."""
+    def record(m):
+        if isinstance(m, tuple):
+            m = struct.pack("<Q", m[0]) + m[1]
+            return struct.pack("<II", len(m), 0 if kind == K["REPLY"] else 1) + pad8(m)
+        return struct.pack("<II", len(m), flags) + pad8(m)
+    records = b"".join(record(m) for m in messages)
+    return sealed(kind, struct.pack("<IIQ", 0, len(messages), first_seq) + records)
+
+
+def reply(first_seq, replies):
+    return data(first_seq, replies, kind=K["REPLY"])
 
 
 def error(code, text, text_len=None):
@@ -72,11 +83,15 @@ def error(code, text, text_len=None):
 
 
 EXPECTED = {
-    "hello": ("HELLO", dict(version=(3, 0), capabilities=3, session_id=0x0123456789ABCDEF, seq=1,
-                            max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000, window=1 << 22)),
-    "welcome": ("WELCOME", dict(version=(3, 0), capabilities=1, session_id=0x0123456789ABCDEF, seq=42,
-                                max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0, window=0)),
+    "hello": ("HELLO", dict(version=(3, 0), capabilities=7, session_id=0x0123456789ABCDEF, seq=1,
+                            max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000, window=1 << 22,
+                            reply_seq=5)),
+    "welcome": ("WELCOME", dict(version=(3, 0), capabilities=5, session_id=0x0123456789ABCDEF, seq=42,
+                                max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0, window=0, reply_seq=0)),
     "data": ("DATA", dict(first_seq=7, messages=[b"hello", b"", b"fastmsg!!"])),
+    "request": ("DATA", dict(first_seq=8, messages=[(0x1122334455667788, b"ping?"), b"plain"])),
+    "reply": ("REPLY", dict(first_seq=0, replies=[(0x1122334455667788, b"pong!"), (2, b"")])),
+    "rack": ("RACK", dict(value=2)),
     "ack": ("ACK", dict(value=10)),
     "ping": ("PING", dict(value=0xFEEDFACE)),
     "pong": ("PONG", dict(value=0xFEEDFACE)),
@@ -92,6 +107,8 @@ def _encode(kind, fields):
         return proto.encode_hello(K[kind], **f)
     if kind == "DATA":
         return proto.encode_data(fields["first_seq"], fields["messages"])
+    if kind == "REPLY":
+        return proto.encode_reply(fields["first_seq"], fields["replies"])
     if kind == "ERROR":
         return proto.encode_error(fields["code"], fields["text"])
     return proto.encode_control(K[kind], fields["value"])
@@ -104,6 +121,8 @@ def _encode_independently(kind, fields):
         return hello(K[kind], **f)
     if kind == "DATA":
         return data(fields["first_seq"], fields["messages"])
+    if kind == "REPLY":
+        return reply(fields["first_seq"], fields["replies"])
     if kind == "ERROR":
         return error(fields["code"], fields["text"])
     return control(K[kind], fields["value"])
@@ -125,28 +144,39 @@ def test_every_documented_vector_is_checked():
 
 
 @settings(max_examples=200, deadline=None)
-@given(first_seq=st.integers(0, 2**64 - 1), messages=st.lists(st.binary(max_size=100), min_size=1, max_size=20))
+@given(first_seq=st.integers(0, 2**64 - 1),
+       messages=st.lists(st.one_of(st.binary(max_size=100), st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=100))),
+                         min_size=1, max_size=20))
 def test_data_matches_the_independent_encoder(first_seq, messages):
     encoded = proto.encode_data(first_seq, messages)
     assert encoded == data(first_seq, messages)
     assert proto.decode(encoded) == ("DATA", dict(first_seq=first_seq, messages=messages))
 
 
+@settings(max_examples=200, deadline=None)
+@given(first_seq=st.integers(0, 2**64 - 1),
+       replies=st.lists(st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=100)), min_size=1, max_size=20))
+def test_reply_matches_the_independent_encoder(first_seq, replies):
+    encoded = proto.encode_reply(first_seq, replies)
+    assert encoded == reply(first_seq, replies)
+    assert proto.decode(encoded) == ("REPLY", dict(first_seq=first_seq, replies=replies))
+
+
 @settings(max_examples=100, deadline=None)
 @given(kind=st.sampled_from(["HELLO", "WELCOME"]), session_id=st.integers(1, 2**64 - 1),
        seq=st.integers(0, 2**64 - 1), max_message=st.integers(0, 2**32 - 1),
-       max_batch=st.integers(0, 2**32 - 1), capabilities=st.integers(0, 3), heartbeat_ms=st.integers(0, 2**32 - 1),
-       window=st.integers(0, 2**32 - 1))
+       max_batch=st.integers(0, 2**32 - 1), capabilities=st.integers(0, 7), heartbeat_ms=st.integers(0, 2**32 - 1),
+       window=st.integers(0, 2**32 - 1), reply_seq=st.integers(0, 2**64 - 1))
 def test_handshake_matches_the_independent_encoder(kind, **fields):
     if kind == "WELCOME":
-        fields["window"] = 0  # (a sender's field: zero in WELCOME)
+        fields["window"] = fields["reply_seq"] = 0  # (a sender's fields: zero in WELCOME)
     encoded = proto.encode_hello(K[kind], **fields)
     assert encoded == hello(K[kind], **fields)
     assert proto.decode(encoded) == (kind, dict(version=(3, 0), **fields))
 
 
 @settings(max_examples=200, deadline=None)
-@given(kind=st.sampled_from(["ACK", "PING", "PONG", "CLOSE"]), value=st.integers(0, 2**64 - 1))
+@given(kind=st.sampled_from(["ACK", "PING", "PONG", "CLOSE", "RACK"]), value=st.integers(0, 2**64 - 1))
 def test_small_frames_match_the_independent_encoder(kind, value):
     encoded = proto.encode_control(K[kind], value)
     assert encoded == control(K[kind], value)
@@ -207,10 +237,13 @@ def _frames_of_every_kind():
         K[kind], session_id=sid, seq=seq, max_message=mm, max_batch=mb, capabilities=caps, heartbeat_ms=hb),
         st.sampled_from(["HELLO", "WELCOME"]), st.integers(1, 2**64 - 1), u64, u32, u32, st.integers(0, 3), u32)
     small = st.builds(lambda kind, value: proto.encode_control(K[kind], value),
-                      st.sampled_from(["ACK", "PING", "PONG", "CLOSE"]), u64)
+                      st.sampled_from(["ACK", "PING", "PONG", "CLOSE", "RACK"]), u64)
     err = st.builds(proto.encode_error, u32, st.text(max_size=40))
-    batch = st.builds(proto.encode_data, u64, st.lists(st.binary(max_size=40), min_size=1, max_size=4))
-    return st.one_of(handshake, small, err, batch)
+    record = st.one_of(st.binary(max_size=40), st.tuples(u64, st.binary(max_size=40)))
+    batch = st.builds(proto.encode_data, u64, st.lists(record, min_size=1, max_size=4))
+    replies = st.builds(proto.encode_reply, u64, st.lists(st.tuples(u64, st.binary(max_size=40)), min_size=1,
+                                                           max_size=4))
+    return st.one_of(handshake, small, err, batch, replies)
 
 
 def _expected_refusal(frame_bytes, bit):
@@ -242,7 +275,7 @@ def test_any_single_flipped_bit_is_refused(frame_bytes, data):
     _check_refused(bad, _expected_refusal(frame_bytes, bit), max_message=1 << 16, max_batch=1 << 16)
 
 
-@pytest.mark.parametrize("vector_name", ["hello", "welcome", "ack", "ping", "pong", "close", "error"])
+@pytest.mark.parametrize("vector_name", ["hello", "welcome", "ack", "ping", "pong", "close", "error", "rack"])
 def test_every_bit_of_each_control_vector_is_protected(vector_name):
     """Exhaustive over the documented vectors: no bit of a control frame can change unnoticed."""
     vector = _vectors()[vector_name]
@@ -261,19 +294,25 @@ def test_every_bit_of_each_control_vector_is_protected(vector_name):
         (hello(1, 5, 0, 100, 100, major=1), "unsupported protocol version"),
         (hello_v2(), "unsupported protocol version"),
         (hello(1, 0, 0, 100, 100), "malformed"),
-        (hello(1, 5, 0, 100, 100)[:-8] + bytes(8), "CRC32C mismatch"),
+        (hello(1, 5, 0, 100, 100)[:-16] + bytes(16), "CRC32C mismatch"),
         (hello(2, 5, 0, 100, 100, window=1), "malformed"),
+        (hello(2, 5, 0, 100, 100, reply_seq=1), "malformed"),
         (control(K["ACK"], 1, reserved=1), "malformed"),
         (sealed(K["ACK"], bytes(24)), "malformed"),
         (sealed(K["PING"], bytes(12)), "malformed"),
         (sealed(K["ACK"], bytes(8)), "malformed"),
         (error(1, "abc", text_len=5), "malformed"),
         (data(1, [b"abc"], flags=4), "malformed"),
+        (data(1, [b"abc"], flags=3), "malformed"),
+        (data(1, [b"1234567"], flags=1), "malformed"),
+        (sealed(K["REPLY"], struct.pack("<IIQ", 0, 1, 0) + struct.pack("<II", 9, 1) + bytes(16)), "malformed"),
+        (sealed(K["REPLY"], struct.pack("<IIQ", 0, 1, 0) + struct.pack("<II", 7, 0) + bytes(8)), "malformed"),
         (data(1, []), "malformed"),
     ],
     ids=["unknown-kind", "pad-bit", "bad-magic", "version-1", "version-2", "session-0", "hello-no-crc",
-         "welcome-window", "ack-reserved", "long-ack", "short-ping", "version-2-ack", "error-len",
-         "record-flags", "empty-batch"],
+         "welcome-window", "welcome-reply-seq", "ack-reserved", "long-ack", "short-ping", "version-2-ack",
+         "error-len", "record-flags", "request-and-more", "request-without-id", "reply-flags",
+         "reply-without-id", "empty-batch"],
 )
 def test_bad_frames_are_refused_with_the_reason(frame_bytes, reason):
     _refused(frame_bytes, reason)

@@ -18,14 +18,17 @@ use_selected_kernel()
 KINDS = {
     "HELLO": FASTMSG_HELLO, "WELCOME": FASTMSG_WELCOME, "DATA": FASTMSG_DATA, "ACK": FASTMSG_ACK,
     "PING": FASTMSG_PING, "PONG": FASTMSG_PONG, "CLOSE": FASTMSG_CLOSE, "ERROR": FASTMSG_ERROR,
+    "REPLY": FASTMSG_REPLY, "RACK": FASTMSG_RACK,
 }
+CONTROL_KINDS = (FASTMSG_ACK, FASTMSG_PING, FASTMSG_PONG, FASTMSG_CLOSE, FASTMSG_RACK)  # 16-byte bodies
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 VERSION = (FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR)
 HELLO_FRAME = FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY  # bytes of a HELLO or WELCOME without extensions
-CONTROL_FRAME = FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY  # bytes of an ACK, PING, PONG or CLOSE
+CONTROL_FRAME = FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY  # bytes of an ACK, PING, PONG, CLOSE or RACK
 MESSAGE_LIMIT = FASTMSG_MESSAGE_LIMIT
 CAP_ACK = FASTMSG_CAP_ACK
 CAP_HEARTBEAT = FASTMSG_CAP_HEARTBEAT
+CAP_REPLIES = FASTMSG_CAP_REPLIES
 ERROR_CODES = {code: fastmsg_proto_strerror(code).decode() for code in range(FASTMSG_PERR_COUNT_)}
 
 
@@ -43,6 +46,7 @@ cdef fastmsg_limits _limits(uint64_t max_message, uint64_t max_batch) except *:
     cdef fastmsg_limits lim
     lim.max_message = <uint32_t>max_message
     lim.max_batch = <uint32_t>max_batch
+    lim.record_flags = FASTMSG_REC_REQUEST  # (as a receiver that granted REPLIES)
     return lim
 
 
@@ -63,7 +67,7 @@ def check_header(const uint8_t[::1] header, uint64_t max_message, uint64_t max_b
 
 def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t max_message,
                  uint32_t max_batch, uint32_t capabilities=0, uint32_t heartbeat_ms=0, uint32_t window=0,
-                 int major=FASTMSG_PROTO_MAJOR, int minor=FASTMSG_PROTO_MINOR):
+                 uint64_t reply_seq=0, int major=FASTMSG_PROTO_MAJOR, int minor=FASTMSG_PROTO_MINOR):
     if kind != FASTMSG_HELLO and kind != FASTMSG_WELCOME:
         raise ValueError(f"kind must be HELLO or WELCOME, got {kind}")
     cdef fastmsg_hello h
@@ -71,14 +75,15 @@ def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t m
     h.session_id, h.seq = session_id, seq
     h.max_message, h.max_batch, h.heartbeat_ms, h.ext_len = max_message, max_batch, heartbeat_ms, 0
     h.window = window
+    h.reply_seq = reply_seq
     cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY]
     cdef size_t n = fastmsg_encode_hello(out, kind, &h)
     return PyBytes_FromStringAndSize(<char *>out, n)
 
 
 def encode_control(uint32_t kind, uint64_t value):
-    if kind not in (FASTMSG_ACK, FASTMSG_PING, FASTMSG_PONG, FASTMSG_CLOSE):
-        raise ValueError(f"kind must be ACK, PING, PONG or CLOSE, got {kind}")
+    if kind not in CONTROL_KINDS:
+        raise ValueError(f"kind must be ACK, PING, PONG, CLOSE or RACK, got {kind}")
     cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY]
     return PyBytes_FromStringAndSize(<char *>out, fastmsg_encode_control(out, kind, value))
 
@@ -91,26 +96,40 @@ def encode_error(uint32_t code, str text):
 
 
 def encode_data(uint64_t first_seq, messages):
-    """A DATA frame carrying `messages` (buffers) as records, its CRC32C computed as the engine does."""
-    cdef list payloads = [memoryview(m).cast("B") for m in messages]
-    if not payloads:
-        raise ValueError("a DATA batch carries at least one message")
+    """A DATA frame carrying `messages` as records, its CRC32C computed as the engine does. Each
+    is a buffer, or a (request_id, buffer) pair: a request record (flag REQUEST, the id first)."""
+    cdef list records = []
+    for m in messages:
+        if isinstance(m, tuple):
+            records.append((FASTMSG_REC_REQUEST, m[0].to_bytes(8, "little") + bytes(m[1])))
+        else:
+            records.append((0, memoryview(m).cast("B")))
+    return _encode_batch(FASTMSG_DATA, first_seq, records)
+
+
+def encode_reply(uint64_t first_seq, replies):
+    """A REPLY frame carrying `replies`, (request_id, buffer) pairs, as the engine writes it."""
+    return _encode_batch(FASTMSG_REPLY, first_seq,
+                         [(0, rid.to_bytes(8, "little") + bytes(p)) for rid, p in replies])
+
+
+cdef bytes _encode_batch(uint32_t kind, uint64_t first_seq, list records):
+    """A DATA or REPLY frame of (flags, payload) records."""
+    if not records:
+        raise ValueError("a batch carries at least one record")
     cdef Py_ssize_t records_len = 0
-    for p in payloads:
+    for _, p in records:
         records_len += 8 + ((len(p) + 7) & ~7)
     if records_len + FASTMSG_DATA_HDR > 0xFFFFFFFF:
-        raise ValueError("batch too large for one DATA frame")
+        raise ValueError("batch too large for one frame")
     cdef bytearray frame = bytearray(24 + records_len)
     cdef uint8_t *out = <uint8_t *><char *>frame
-    cdef uint32_t crc = fastmsg_data_open(out, <uint32_t>records_len, <uint32_t>len(payloads), first_seq)
+    cdef uint32_t crc = fastmsg_batch_open(out, kind, <uint32_t>records_len, <uint32_t>len(records), first_seq)
     cdef Py_ssize_t pos = 24, n
     cdef const uint8_t[::1] view
-    for p in payloads:
+    for flags, p in records:
         n = len(p)
-        out[pos] = n & 0xFF
-        out[pos + 1] = (n >> 8) & 0xFF
-        out[pos + 2] = (n >> 16) & 0xFF
-        out[pos + 3] = (n >> 24) & 0xFF
+        frame[pos:pos + 8] = n.to_bytes(4, "little") + flags.to_bytes(4, "little")
         if n:
             view = p
             memcpy(out + pos + 8, &view[0], n)
@@ -118,6 +137,23 @@ def encode_data(uint64_t first_seq, messages):
     crc = fastmsg_crc32c(crc, out + 24, records_len)
     fastmsg_data_set_crc(out, crc)
     return bytes(frame)
+
+
+def _records(const uint8_t[::1] frame):
+    """(flags, payload) of each record of a checked DATA or REPLY frame."""
+    cdef Py_ssize_t pos = FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR, size = frame.shape[0]
+    out = []
+    while pos < size:
+        n = int.from_bytes(bytes(frame[pos:pos + 4]), "little")
+        flags = int.from_bytes(bytes(frame[pos + 4:pos + 8]), "little")
+        out.append((flags, bytes(frame[pos + 8:pos + 8 + n])))
+        pos += 8 + ((n + 7) & ~7)
+    return out
+
+
+def _tagged(bytes payload):
+    """(request id, the rest) of a request's or reply's payload."""
+    return int.from_bytes(payload[:8], "little"), payload[8:]
 
 
 def decode(const uint8_t[::1] frame, uint64_t max_message=FASTMSG_MESSAGE_LIMIT, uint64_t max_batch=0xFFFFFFFF):
@@ -138,16 +174,13 @@ def decode(const uint8_t[::1] frame, uint64_t max_message=FASTMSG_MESSAGE_LIMIT,
         _check(fastmsg_decode_hello(&frame[0], size, &h), name)
         return name, dict(version=(h.major, h.minor), capabilities=h.capabilities, session_id=h.session_id,
                           seq=h.seq, max_message=h.max_message, max_batch=h.max_batch,
-                          heartbeat_ms=h.heartbeat_ms, window=h.window)
-    if kind == FASTMSG_DATA:
+                          heartbeat_ms=h.heartbeat_ms, window=h.window, reply_seq=h.reply_seq)
+    if kind == FASTMSG_DATA or kind == FASTMSG_REPLY:
         _check(fastmsg_decode_data(&frame[0], size, &lim, &count, &first_seq), name)
-        messages = []
-        pos = FASTMSG_FRAME_HDR + FASTMSG_DATA_HDR
-        while pos < size:
-            n = int.from_bytes(bytes(frame[pos:pos + 4]), "little")
-            messages.append(bytes(frame[pos + 8:pos + 8 + n]))
-            pos += 8 + ((n + 7) & ~7)
-        return name, dict(first_seq=first_seq, messages=messages)
+        if kind == FASTMSG_REPLY:
+            return name, dict(first_seq=first_seq, replies=[_tagged(p) for _, p in _records(frame)])
+        return name, dict(first_seq=first_seq,
+                          messages=[_tagged(p) if flags else p for flags, p in _records(frame)])
     if kind == FASTMSG_ERROR:
         _check(fastmsg_decode_error(&frame[0], size, &code, &text, &text_len), name)
         return name, dict(code=code, text=(<const char *>text)[:text_len].decode(errors="replace"))

@@ -12,7 +12,7 @@ from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInf
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
                                PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
-from libc.errno cimport EINVAL, ENOMEM
+from libc.errno cimport EAGAIN, EINVAL, EMSGSIZE, ENOMEM
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free
 from libc.string cimport memcpy
@@ -63,5 +63,6 @@ include "_transport/readiness.pxi"    # the readiness fds behind fileno()
 include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
 include "_transport/sender.pxi"       # Sender
 include "_transport/message.pxi"      # Message, _BigFrame
+include "_transport/reply.pxi"        # a request's wait for its reply
 include "_transport/wire_decode.pxi"  # the DATA frame layout, as the receiver reads it
 include "_transport/receiver.pxi"     # Receiver, _ConnRing

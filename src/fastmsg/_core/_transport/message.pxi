@@ -1,10 +1,12 @@
 # Message: a received message as a read-only zero-copy buffer (`obj = self`), backed by the frame
-# it lies in (a Record of the connection ring, or a _BigFrame), which it keeps until released.
+# it lies in (a Record of the connection ring, or a _BigFrame), which it keeps until released. A
+# request's Message can be replied to; a reply returned by Sender.request() is a Message too, over
+# a heap block of its own (a _BigFrame without marker).
 
 @cython.final
 cdef class _BigFrame:
-    """A DATA frame too large for a connection ring, in its own allocation."""
-    cdef uint8_t *frame        # the whole frame, header first; freed with the last Message
+    """A DATA frame too large for a connection ring, in its own allocation (or a reply's payload)."""
+    cdef uint8_t *frame        # the whole frame, header first (a reply: its payload); freed with the last Message
     cdef object marker         # the Record of its marker in the ring: released with the frame, as
                                # the receiver acknowledges a frame once its ring space came back
 
@@ -18,13 +20,18 @@ cdef class Message:
     """A received message: a read-only zero-copy buffer over the receive ring.
 
     bytes(msg), memoryview(msg), len(msg); release() (or the end of a with-block, or garbage
-    collection) gives its memory back, once no view of it is alive.
+    collection) gives its memory back, once no view of it is alive. A message sent with
+    Sender.request() is a request: its bytes are the application's (the request id is not among
+    them), and reply() answers it. Sender.request() returns its reply as a Message as well.
     """
     cdef object owner          # the frame Record in the ring, or a _BigFrame
     cdef const uint8_t *data   # the payload, inside the frame
     cdef Py_ssize_t length     # payload bytes
     cdef Py_ssize_t exports    # buffer views alive
     cdef bint _released        # release() called: no new views, the frame let go at exports == 0
+    cdef object replier        # a request's Receiver, which reply() goes through; None otherwise
+    cdef uint64_t session_id   # a request's: the session of the Sender that made it
+    cdef uint64_t request_id   # a request's: its id, chosen by that Sender
 
     def __init__(self):
         raise TypeError("Messages come from Receiver.recv()")
@@ -51,6 +58,25 @@ cdef class Message:
 
     def __dealloc__(self):
         self._drop()
+
+    def reply(self, data):
+        """Answers this request with `data` (any bytes-like object, copied): it goes back to the
+        Sender whose request() made it, over the connection the request came on (or that
+        sender's next one), and returns at once. Replies are checked by CRC and acknowledged like
+        messages; one to a Sender that has gone is dropped and counted (the Receiver's
+        stats()["undeliverable_replies"]), not an error. Raises FastmsgError if this message is
+        not a request, Full when reply_hwm_bytes of replies wait for acknowledgement already,
+        Closed once the Receiver is closed. It may be called after release(), and from any
+        thread; a second reply to one request reaches its Sender as a late reply."""
+        if self.replier is None:
+            raise FastmsgError("this message is not a request (only messages sent with Sender.request() "
+                               "can be replied to)")
+        (<Receiver>self.replier)._reply(self.session_id, self.request_id, data)
+
+    @property
+    def is_request(self):
+        """True if this message was sent with Sender.request() and can be replied to."""
+        return self.replier is not None
 
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         if self._released:

@@ -56,12 +56,14 @@ cdef class Receiver:
     cdef PyThread_type_lock lock  # one consumer at a time; close() takes it too
     cdef bint closing             # close() has begun: a waiting recv() gives up
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
+    cdef readonly uint64_t reply_hwm_bytes  # replies queued or unacknowledged at which reply() raises Full
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
                  ring_bytes=DEFAULT_CONN_RING, handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
                  max_sessions=DEFAULT_MAX_SESSIONS, ack="released",
-                 heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL, dead_peer_timeout=None):
+                 heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL, dead_peer_timeout=None,
+                 reply_hwm_bytes=DEFAULT_REPLY_HWM_BYTES):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -86,6 +88,10 @@ cdef class Receiver:
             raise ValueError(f"ack must be one of {ACK_MODES}, got {ack!r}")
         cfg.ack_on_receipt = ack == "received"
         cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
+        if reply_hwm_bytes < 4096:
+            raise ValueError(f"reply_hwm_bytes must be at least 4096, got {reply_hwm_bytes}")
+        cfg.reply_hwm_bytes = reply_hwm_bytes
+        self.reply_hwm_bytes = reply_hwm_bytes
         self.batch_budget = cfg.conn_ring_capacity // 4
         family, addr = ep.resolve(passive=True)[0]
         cdef sockaddr_storage sa
@@ -160,6 +166,12 @@ cdef class Receiver:
         m.owner = self.frame
         m.data = self.p + FASTMSG_REC_HDR
         m.length = length
+        if fastmsg_rec_flags(self.p):  # a request (the only flag the I/O thread lets through)
+            m.request_id = fastmsg_load_le64(m.data)
+            m.data += FASTMSG_REQUEST_ID_LEN
+            m.length -= FASTMSG_REQUEST_ID_LEN
+            m.session_id = fm_rxbuf_session(self.cur.buf)
+            m.replier = self
         if self.frame_rec is not None:
             self.frame_rec.exports += 1
         self.p += fastmsg_ring_slot(length)
@@ -204,6 +216,30 @@ cdef class Receiver:
                 self.rings[<size_t>buf] = ring
             self.cur = ring
             self.cur_buf = buf
+
+    # ---- replies (Message.reply) ----
+
+    cdef int _reply(self, uint64_t session_id, uint64_t request_id, object data) except -1:
+        """Queues a reply for the I/O thread (under the GIL: close() cannot free the engine's
+        receiver meanwhile). Never blocks."""
+        cdef Py_buffer view
+        cdef int rc
+        self._check()
+        if isinstance(data, str):
+            raise TypeError("replies are bytes-like objects, not str; encode it first")
+        PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
+        try:
+            rc = fm_receiver_reply(self.rx, session_id, request_id, <const uint8_t *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        if rc == -EAGAIN:
+            raise Full(f"replies of reply_hwm_bytes ({self.reply_hwm_bytes}) wait for their senders' "
+                       f"acknowledgement; this reply was not sent")
+        if rc == -EMSGSIZE:
+            raise MessageTooLarge(f"a {view.len}-byte reply is larger than any record", size=view.len)
+        if rc:
+            raise MemoryError("cannot queue the reply")
+        return 0
 
     # ---- waiting ----
 

@@ -36,8 +36,8 @@ cdef class Sender:
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen              # the fork generation it was made in
     cdef PyThread_type_lock lock  # one producer at a time on the ring; close() takes it too
-    cdef object waiters       # a Condition: counts flush() calls in progress, which close() awaits
-    cdef int flushing         # flush() calls in progress (under waiters)
+    cdef object waiters       # a Condition: counts flush() and request() waits, which close() awaits
+    cdef int flushing         # flush() calls and request() waits in progress (under waiters)
     cdef Py_ssize_t _staged   # messages the send_many() in progress has queued so far
     cdef bint closing         # close() has begun: waiting send() and flush() calls give up
     cdef int64_t last_send_ns # when send()/send_many() last published
@@ -45,6 +45,7 @@ cdef class Sender:
     cdef uint64_t refused_seen    # messages dropped as too large that an exception has reported
     cdef uint64_t unacked_at_close, refused_at_close  # what close() gave up (unreported drops)
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
+    cdef uint64_t last_request_id # request ids are a counter (under the producer lock)
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
@@ -167,11 +168,14 @@ cdef class Sender:
     # ---- queueing a message ----
 
     cdef int _put(self, const uint8_t *src, Py_ssize_t size, int64_t deadline, object timeout, bint publish,
-                  object keep) except -1:
+                  object keep, uint32_t flags=0, uint64_t request_id=0) except -1:
         """Queues one message. `keep` is the message when it is an exact bytes object, which a
-        large message lends rather than copies; None for any other buffer."""
+        large message lends rather than copies; None for any other buffer. flags REQUEST: the
+        record is a request, `request_id` before the payload (keep None: a large one is copied)."""
         cdef uint8_t *dst
-        cdef uint64_t length = <uint64_t>size
+        cdef uint32_t tag = FASTMSG_REQUEST_ID_LEN if flags else 0  # bytes before the payload
+        cdef uint64_t length = <uint64_t>size + tag
+        size = <Py_ssize_t>length
         if <uint64_t>size > self.max_message:
             raise MessageTooLarge(f"a {size}-byte message is larger than max_message_size ({self.max_message}); "
                                   f"it was not sent", size=size, limit=self.max_message)
@@ -180,17 +184,19 @@ cdef class Sender:
             raise MessageTooLarge(f"a {size}-byte message is larger than the receiver's max_message_size "
                                   f"({peer_max}); it was not sent", size=size, limit=peer_max)
         if length <= (self.small_max if keep is None else self.small_bytes_max):
-            dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
+            dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, flags)
             while dst == NULL:
                 if publish is False:
                     fastmsg_ring_publish(self.ring)
                     fm_sender_kick(self.s)
                 self._wait_room(fastmsg_ring_space_target(self.ring, <uint32_t>size), deadline, timeout)
-                dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, 0)
-            if size:
-                memcpy(dst, src, size)
+                dst = fastmsg_ring_reserve(self.ring, <uint32_t>size, flags)
+            if tag:
+                fastmsg_store_le64(dst, request_id)
+            if size > tag:
+                memcpy(dst + tag, src, size - tag)
         else:
-            self._put_external(src, length, deadline, timeout, keep)
+            self._put_external(src, length, deadline, timeout, keep, flags, request_id)
             size = FM_POINTER_REC_LEN
         if publish:
             idle = fm_sender_all_written(self.s)
@@ -207,7 +213,7 @@ cdef class Sender:
     # may change it once send() returns. Either way `held` keeps the payload until the I/O thread is done.
 
     cdef int _put_external(self, const uint8_t *src, uint64_t length, int64_t deadline, object timeout,
-                           object keep) except -1:
+                           object keep, uint32_t flags, uint64_t request_id) except -1:
         """Reserves a 16-byte record {pointer, length} for a payload outside the ring, which the I/O
         thread writes from where it lies; `held` keeps the payload alive until the ring is
         released past the record. The record is left for the caller to stage or commit."""
@@ -221,18 +227,21 @@ cdef class Sender:
             fastmsg_ring_publish(self.ring)  # a staged record must be published to be written
             fm_sender_kick(self.s)
             self._wait_room(self.held[0][0], deadline, timeout)
+        cdef uint32_t tag = FASTMSG_REQUEST_ID_LEN if flags else 0  # a request's id, before its payload
         if keep is None:  # the caller may change its buffer once send() returns: copy it now
             keep = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
             copy = PyBytes_AS_STRING(keep)
+            if tag:
+                fastmsg_store_le64(copy, request_id)
             with nogil:
-                memcpy(copy, src, length)
+                memcpy(copy + tag, src, length - tag)
             payload = <const uint8_t *>copy
-        dst = fastmsg_ring_reserve(self.ring, FM_POINTER_REC_LEN, FM_REC_EXTERNAL)
+        dst = fastmsg_ring_reserve(self.ring, FM_POINTER_REC_LEN, FM_REC_EXTERNAL | flags)
         while dst == NULL:
             fastmsg_ring_publish(self.ring)
             fm_sender_kick(self.s)
             self._wait_room(fastmsg_ring_space_target(self.ring, FM_POINTER_REC_LEN), deadline, timeout)
-            dst = fastmsg_ring_reserve(self.ring, FM_POINTER_REC_LEN, FM_REC_EXTERNAL)
+            dst = fastmsg_ring_reserve(self.ring, FM_POINTER_REC_LEN, FM_REC_EXTERNAL | flags)
         fm_pointer_rec_put(dst, payload, length)
         self.held.append((self.ring.resv + fastmsg_ring_slot(FM_POINTER_REC_LEN), keep))
         self.held_bytes += length
@@ -283,6 +292,62 @@ cdef class Sender:
                 PyBuffer_Release(&view)
         finally:
             PyThread_release_lock(self.lock)
+
+    def request(self, data, *, timeout=None):
+        """Sends one message (any bytes-like object) as a request and returns its reply, a
+        Message (release it, or use `with`, when done with it). The Receiver's side answers with
+        Message.reply(); the reply comes back on the same connection.
+
+        Many requests may be in flight at once, from any number of threads: each gets its own
+        reply, in whatever order the replies come. `timeout` (seconds; None: no limit) covers
+        queueing the request (which waits for room as send() does) and the wait for its reply
+        together; when it runs out, Timeout is raised, and a reply that comes later is dropped
+        and counted in stats()["late_replies"]. Raises Closed if close() is called meanwhile.
+        A request is acknowledged like any message (by default when the replier releases it):
+        a replier that dies after that without replying leaves the request to its Timeout."""
+        cdef int64_t deadline = deadline_ns(timeout)
+        cdef fm_request *r
+        self._check()
+        self._check_refused("this request was not sent")
+        self._acquire(deadline, timeout)
+        try:
+            self._check()  # (closed meanwhile?)
+            r = self._queue_request(data, deadline, timeout)
+            with self.waiters:  # close() now waits for this request's end before it frees
+                self.flushing += 1
+        finally:
+            PyThread_release_lock(self.lock)
+        try:
+            return _await_reply(r, deadline, timeout, &self.closing)
+        finally:
+            fm_request_end(self.s, r)
+            with self.waiters:
+                self.flushing -= 1
+                self.waiters.notify_all()
+
+    cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout) except NULL:
+        """Registers a request (before it is queued: no reply can come first) and queues its
+        message; under the producer lock."""
+        cdef Py_buffer view
+        if isinstance(data, str):
+            raise TypeError("messages are bytes-like objects, not str; encode it first")
+        self.last_request_id += 1
+        cdef fm_request *r = fm_request_new(self.s, self.last_request_id)
+        if r == NULL:
+            raise MemoryError("cannot register the request")
+        try:
+            if self.held_bytes:
+                self._release_written()
+            PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
+            try:
+                self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, True, None, FASTMSG_REC_REQUEST,
+                          self.last_request_id)
+            finally:
+                PyBuffer_Release(&view)
+        except BaseException:
+            fm_request_end(self.s, r)
+            raise
+        return r
 
     def send_many(self, buffers, *, timeout=None):
         """Queues every message of `buffers` in order, publishing them together; waits for room

@@ -27,6 +27,8 @@ cdef extern from "engine/engine.h" nogil:
         pass
     ctypedef struct fm_rxbuf:
         pass
+    ctypedef struct fm_request:
+        pass
 
     enum:
         FM_STAT_COUNT
@@ -73,6 +75,13 @@ cdef extern from "engine/engine.h" nogil:
     void fm_sender_close(fm_sender *s)
     fm_notifier *fm_sender_notifier(fm_sender *s)
 
+    # requests: registered before the message is queued, waited for (or polled), then ended
+    fm_request *fm_request_new(fm_sender *s, uint64_t id)
+    bint fm_request_ready(fm_request *r)
+    int fm_request_wait(fm_request *r, int64_t deadline_ns)
+    uint8_t *fm_request_take_reply(fm_request *r, size_t *length)   # malloc'd: the caller frees it
+    void fm_request_end(fm_sender *s, fm_request *r)
+
     ctypedef struct fm_receiver_config:
         uint64_t conn_ring_capacity
         uint32_t max_message
@@ -83,6 +92,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t ack_on_receipt
         uint32_t heartbeat_ms
         uint32_t dead_peer_ms
+        uint64_t reply_hwm_bytes
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
                                  const fm_receiver_config *cfg, fm_error *err)
@@ -93,6 +103,9 @@ cdef extern from "engine/engine.h" nogil:
     int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns)
     void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
+    # 0, -EAGAIN (reply_hwm_bytes reached), -EMSGSIZE, -ENOMEM
+    int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data,
+                          size_t length)
     int fm_receiver_accept_error(fm_receiver *rx)
     void fm_receiver_close(fm_receiver *rx)
     fm_notifier *fm_receiver_notifier(fm_receiver *rx)
@@ -101,6 +114,7 @@ cdef extern from "engine/engine.h" nogil:
     uint8_t *fm_rxbuf_data(fm_rxbuf *b)
     uint64_t fm_rxbuf_capacity(fm_rxbuf *b)
     int fm_rxbuf_closed(fm_rxbuf *b)
+    uint64_t fm_rxbuf_session(fm_rxbuf *b)
     void fm_rxbuf_space_released(fm_rxbuf *b)
     void fm_rxbuf_incref(fm_rxbuf *b)
     void fm_rxbuf_decref(fm_rxbuf *b)

@@ -23,11 +23,17 @@ cdef extern from "wire/layout.h" nogil:
         FASTMSG_PONG
         FASTMSG_CLOSE
         FASTMSG_ERROR
+        FASTMSG_REPLY           # replies to requests (DATA's layout), receiver -> sender
+        FASTMSG_RACK            # acknowledges replies (ACK's layout), sender -> receiver
 
+    const uint32_t FASTMSG_REC_REQUEST  # DATA record flag: payload = 8-byte request id + the request
+    const uint32_t FASTMSG_REQUEST_ID_LEN
     const uint32_t FM_REC_EXTERNAL  # sender ring: {pointer, length} of a payload outside the ring
     const uint32_t FM_RX_EXTERNAL   # connection ring: {pointer, size} of a whole big DATA frame
 
     uint8_t *fastmsg_frame_body(uint8_t *frame)
+    uint64_t fastmsg_load_le64(const void *p)   # (base/common.h, through layout.h)
+    void fastmsg_store_le64(void *p, uint64_t v)
 
     # DATA, from its body (a connection ring record's payload, or a big frame + FASTMSG_FRAME_HDR)
     void fastmsg_data_put_crc(uint8_t *body, uint32_t crc)
@@ -37,6 +43,8 @@ cdef extern from "wire/layout.h" nogil:
     uint64_t fastmsg_data_first_seq(const uint8_t *body)
     const uint8_t *fastmsg_data_records(const uint8_t *body)
     void fastmsg_data_put_header(uint8_t *hdr, uint32_t records_len, uint32_t count, uint64_t first_seq)
+    void fastmsg_batch_put_header(uint8_t *hdr, uint32_t kind, uint32_t records_len, uint32_t count,
+                                  uint64_t first_seq)
 
     # records that hold a pointer (in-process only), from their payload
     void fm_pointer_rec_put(uint8_t *payload, const void *ptr, uint64_t size)

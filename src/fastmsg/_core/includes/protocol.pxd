@@ -3,7 +3,8 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastmsg._core.includes.layout cimport (FASTMSG_ACK, FASTMSG_CLOSE, FASTMSG_DATA, FASTMSG_DATA_HDR, FASTMSG_ERROR,
                                             FASTMSG_FRAME_HDR, FASTMSG_HELLO, FASTMSG_PING, FASTMSG_PONG,
-                                            FASTMSG_WELCOME)
+                                            FASTMSG_RACK, FASTMSG_REC_REQUEST, FASTMSG_REPLY,
+                                            FASTMSG_REQUEST_ID_LEN, FASTMSG_WELCOME)
 
 cdef extern from "wire/protocol.h" nogil:
     enum:
@@ -17,6 +18,7 @@ cdef extern from "wire/protocol.h" nogil:
         FASTMSG_PERR_COUNT_
         FASTMSG_CAP_ACK
         FASTMSG_CAP_HEARTBEAT
+        FASTMSG_CAP_REPLIES
     uint32_t FASTMSG_MESSAGE_LIMIT
 
     ctypedef struct fastmsg_hello:
@@ -30,10 +32,12 @@ cdef extern from "wire/protocol.h" nogil:
         uint32_t heartbeat_ms
         uint32_t ext_len
         uint32_t window
+        uint64_t reply_seq
 
     ctypedef struct fastmsg_limits:
         uint32_t max_message
         uint32_t max_batch
+        uint32_t record_flags
 
     ctypedef struct fastmsg_data_info:
         uint32_t count
@@ -47,6 +51,8 @@ cdef extern from "wire/protocol.h" nogil:
     size_t fastmsg_encode_control(uint8_t *out, uint32_t kind, uint64_t value)
     size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len)
     uint32_t fastmsg_data_open(uint8_t *out, uint32_t records_len, uint32_t count, uint64_t first_seq)
+    uint32_t fastmsg_batch_open(uint8_t *out, uint32_t kind, uint32_t records_len, uint32_t count,
+                                uint64_t first_seq)
     void fastmsg_data_set_crc(uint8_t *hdr, uint32_t crc)
     int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out)
     int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value)

@@ -13,6 +13,7 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
     "acknowledged", "resent", "acks", "early_acks",
     "pings_sent", "pongs_received", "dead_peers",
+    "requests", "replies_received", "late_replies", "replies_sent", "resent_replies", "undeliverable_replies",
 };
 
 fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err) {

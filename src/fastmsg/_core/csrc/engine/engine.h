@@ -24,6 +24,7 @@ typedef struct fm_ctx fm_ctx;
 typedef struct fm_sender fm_sender;
 typedef struct fm_receiver fm_receiver;
 typedef struct fm_rxbuf fm_rxbuf;
+typedef struct fm_request fm_request;
 
 /* The largest max_message_size a Sender or Receiver accepts: a round number below what a record
  * can describe (FASTMSG_MESSAGE_LIMIT). */
@@ -58,6 +59,13 @@ enum {
                               * of memory to remember them (ack="released" only) */
     /* heartbeats (heartbeat.h) */
     FM_PINGS_SENT, FM_PONGS_RECEIVED, FM_DEAD_PEERS,
+    /* requests and replies */
+    FM_REQUESTS,             /* sender: requests made */
+    FM_REPLIES_RECEIVED,     /* sender: replies handed to their waiting request */
+    FM_LATE_REPLIES,         /* sender: replies whose request had timed out (or is unknown) */
+    FM_REPLIES_SENT,         /* receiver: replies written (resent ones included) */
+    FM_RESENT_REPLIES,       /* receiver: replies written again after a reconnect */
+    FM_UNDELIVERABLE_REPLIES,/* receiver: replies dropped as their sender left or was forgotten */
     FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
@@ -127,8 +135,25 @@ void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
  * payloads of FM_REC_EXTERNAL records (wire/layout.h) are the producer's: the engine no longer
  * reads those the ring was released past (fm_sender_released), nor any once this returns. */
 void fm_sender_close(fm_sender *s);
-/* The sender's readiness fd (notifier.h): fired when acknowledgements give ring space back. */
+/* The sender's readiness fd (notifier.h): fired when acknowledgements give ring space back, and
+ * when a reply arrives. */
 fm_notifier *fm_sender_notifier(fm_sender *s);
+
+/* ---- requests (sender_reply.c) ----
+ * A request is registered before its message is queued (so no reply can come before it), waited
+ * for, or polled (an event loop: the sender's notifier fires when a reply arrives), and ended by
+ * its maker, reply or not. Every call may come from any thread; none blocks but the wait. */
+
+/* Registers request `id` (unique among those in flight); NULL without memory. */
+fm_request *fm_request_new(fm_sender *s, uint64_t id);
+/* 1 once its reply is here (then fm_request_take_reply), else 0. Never blocks. */
+int fm_request_ready(fm_request *r);
+/* Waits for the reply until the deadline (-1: none): FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
+int fm_request_wait(fm_request *r, int64_t deadline_ns);
+/* The reply's payload (malloc'd: the caller frees it) and its length; once, after ready. */
+uint8_t *fm_request_take_reply(fm_request *r, size_t *len);
+/* Unregisters and frees r; a reply that comes later is dropped and counted as late. */
+void fm_request_end(fm_sender *s, fm_request *r);
 
 /* ---- receiver ---- */
 
@@ -142,6 +167,7 @@ typedef struct {
     uint32_t ack_on_receipt;     /* acknowledge messages once received, not once the consumer released them */
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
+    uint64_t reply_hwm_bytes; /* reply bytes queued or unacknowledged at which reply() refuses */
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the
@@ -165,6 +191,10 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
+/* Queues the reply to request `request_id` of session `session_id` (the ring's, fm_rxbuf_session)
+ * for the I/O thread: 0; -EAGAIN when reply_hwm_bytes are queued or unacknowledged already;
+ * -EMSGSIZE for a reply too large for any record; -ENOMEM. Any thread; never blocks. */
+int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data, size_t len);
 /* The errno of the last failed accept() (EMFILE...), or 0 if none failed. */
 int fm_receiver_accept_error(fm_receiver *rx);
 void fm_receiver_close(fm_receiver *rx);
@@ -178,6 +208,8 @@ uint8_t *fm_rxbuf_data(fm_rxbuf *b);
 uint64_t fm_rxbuf_capacity(fm_rxbuf *b);
 /* 1 once the connection is gone: after its last records, nothing more will come. */
 int fm_rxbuf_closed(fm_rxbuf *b);
+/* The session of the connection whose ring this is (known once its records are published). */
+uint64_t fm_rxbuf_session(fm_rxbuf *b);
 /* After the consumer released ring space: lets the I/O thread read again if it had stopped. */
 void fm_rxbuf_space_released(fm_rxbuf *b);
 void fm_rxbuf_incref(fm_rxbuf *b);

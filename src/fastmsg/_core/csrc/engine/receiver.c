@@ -17,6 +17,8 @@
 static void receiver_free(fm_receiver *rx) {
     fm_rxbuf *b;
     while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
+    fm_replies_free(rx);
+    pthread_mutex_destroy(&rx->rlock);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
     fm_waker_close(&rx->wake);
     fm_notifier_close(&rx->ready);
@@ -60,6 +62,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         return NULL;
     }
     int rc = pthread_mutex_init(&rx->qlock, NULL);
+    if (!rc && (rc = pthread_mutex_init(&rx->rlock, NULL))) pthread_mutex_destroy(&rx->qlock);
     if (rc) {
         fastmsg_close(fd);
         free(rx);
@@ -67,12 +70,14 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         return NULL;
     }
     if (fm_session_table_init(&rx->sessions, cfg->max_sessions, rx->stats)) {
+        pthread_mutex_destroy(&rx->rlock);
         pthread_mutex_destroy(&rx->qlock);
         fastmsg_close(fd);
         free(rx);
         fm_error_set(err, ENOMEM, "out of memory");
         return NULL;
     }
+    rx->sessions.reply_bytes = &rx->reply_bytes;
     rx->ep.ops = &fm_receiver_ops;
     rx->listener.ops = &fm_listener_ops;
     rx->nest.ops = &fm_nest_ops;

@@ -1,5 +1,6 @@
-/* A receiver's connection: its handshake, the frames it acts on (HELLO, DATA, PING, CLOSE,
- * ERROR), what it writes back (WELCOME, PONG, ERROR), and its end. Every frame's CRC is checked
+/* A receiver's connection: its handshake, the frames it acts on (HELLO, DATA, PING, CLOSE, RACK,
+ * ERROR), what it writes back (WELCOME, PONG, ERROR; REPLY frames are receiver_reply.c's), and
+ * its end. Every frame's CRC is checked
  * (by its decoder) before anything in it is believed. */
 #include <errno.h>
 #include <stdlib.h>
@@ -40,15 +41,24 @@ void fm_rxconn_close(fm_rxconn *c) {
     fastmsg_poller_remove(rx->poller, c->fd);
     fastmsg_close(c->fd);
     free(c->big);
+    free(c->rout);
     __atomic_store_n(&c->buf->closed, 1, __ATOMIC_RELEASE);
     fm_receiver_notify(rx, c->buf); /* the consumer learns it is gone once it has drained it */
     fm_rxbuf_decref(c->buf);
     free(c);
 }
 
+/* Writes what is pending: a REPLY frame once begun, then `out`, then the next REPLY frame, and
+ * so on; frames never interleave, as each buffer holds whole frames and is finished first. */
 int fm_rxconn_flush_out(fm_rxconn *c) {
-    while (c->out_off < c->out_len) {
-        struct iovec iov = {c->out + c->out_off, c->out_len - c->out_off};
+    for (;;) {
+        uint8_t *buf;
+        size_t *off, *len;
+        if (c->rout_off < c->rout_len) buf = c->rout, off = &c->rout_off, len = &c->rout_len;
+        else if (c->out_off < c->out_len) buf = c->out, off = &c->out_off, len = &c->out_len;
+        else if (fm_rxconn_reply_frame(c)) continue;
+        else break;
+        struct iovec iov = {buf + *off, *len - *off};
         ptrdiff_t w = fastmsg_writev(c->fd, &iov, 1);
         if (w == -EAGAIN) {
             fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_OUT);
@@ -58,9 +68,9 @@ int fm_rxconn_flush_out(fm_rxconn *c) {
             fm_rxconn_close(c);
             return -1;
         }
-        c->out_off += (size_t)w;
+        *off += (size_t)w;
+        if (*off == *len) *off = *len = 0;
     }
-    c->out_off = c->out_len = 0;
     if (c->closing) {
         fm_rxconn_close(c);
         return -1;
@@ -101,6 +111,7 @@ static void retire(fm_rxconn *c) {
     c->retired = 1;
     c->closing = 1;
     c->out_len = c->out_off = 0;
+    c->rout_len = c->rout_off = 0;
     c->deadline_ns = 0; /* due at once */
     fm_rxconn_set_interest(c, 0);
 }
@@ -131,6 +142,8 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
     }
     if (h.seq > s->acked_seq) s->acked_seq = h.seq; /* (a new session starts where the sender is) */
     fm_ack_window(s, h.window);
+    fm_session_replies_hello(&c->rx->sessions, s, &h, c->rx->cfg.max_batch, made);
+    c->buf->session_id = h.session_id; /* published with the records that follow */
     /* The sender resumes from the first message not acknowledged; it resends what this side
      * already has (and skips as duplicates), so nothing the consumer holds is lost if it dies. */
     s->ack_sent = fm_ack_update(s);
@@ -138,6 +151,8 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
     fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, FASTMSG_CAP_ACK, h.session_id, s->ack_sent,
                        c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0};
     fm_rxconn_hb_hello(c, &h, &w); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
+    c->replies = (h.capabilities & FASTMSG_CAP_REPLIES) != 0; /* granted to every sender that asks */
+    if (c->replies) w.capabilities |= FASTMSG_CAP_REPLIES;
     uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
     fm_rxconn_queue_out(c, frame, fastmsg_encode_hello(frame, FASTMSG_WELCOME, &w));
     c->ready = 1;
@@ -145,7 +160,7 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
 }
 
 int fm_rxconn_handle_data(fm_rxconn *c, uint8_t *f, size_t size) {
-    fastmsg_limits lim = {c->rx->cfg.max_message, c->rx->cfg.max_batch};
+    fastmsg_limits lim = {c->rx->cfg.max_message, c->rx->cfg.max_batch, c->replies ? FASTMSG_REC_REQUEST : 0};
     fastmsg_data_info info;
     int rc = fastmsg_check_data(f, size, &lim, &info);
     if (rc) return fm_rxconn_refuse(c, rc);
@@ -199,5 +214,10 @@ int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind)
         return fm_rxconn_flush_out(c);
     }
     if (kind == FASTMSG_PONG) fm_rxconn_hb_pong(c); /* heartbeat hook */
+    if (kind == FASTMSG_RACK) return fm_rxconn_handle_rack(c, v);
+    if (kind == FASTMSG_CLOSE) { /* the sender closes for good: nobody will take its replies */
+        fm_session_replies_drop(&c->rx->sessions, c->session);
+        c->session->ended = 1;
+    }
     return 0; /* CLOSE: the sender closes next */
 }

@@ -34,6 +34,7 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
     int64_t hb_next = INT64_MAX; /* heartbeat hook */
     fm_receiver_resume_accepting(rx, now, next);
     fm_acks_step(rx, now, ack_next);
+    fm_replies_step(rx);
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
         if (c->closing) {
@@ -51,6 +52,7 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
         }
         /* heartbeat hook: PINGs and the dead-peer timeout (receiver_heartbeat.c) */
         if (c->ready && fm_rxconn_hb_step(c, now, &hb_next) < 0) continue;
+        if (fm_rxconn_reply_step(c, now, &hb_next) < 0) continue; /* (a reader is woken for it too) */
         if (__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST)) {
             __atomic_store_n(&c->buf->resume, 0, __ATOMIC_SEQ_CST);
             __atomic_store_n(&c->buf->blocked, 0, __ATOMIC_SEQ_CST);
@@ -151,6 +153,8 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
         }
         if (now + LEASE_NS < *next) *next = now + LEASE_NS;
         fm_receiver_hb_nudge(rx, now); /* heartbeat hook: the reader runs the timers */
+        /* Replies queued for a reader that missed reply()'s wake-up: it writes them. */
+        if (__atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST) && rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
         return;
     }
     if (rx->lent) {
@@ -171,7 +175,7 @@ static int receiver_has_work(fm_endpoint *ep) {
     /* A reader holding the token resumes the connections itself (at the latest when its wait
      * slice ends). */
     if (!fm_token_take(&rx->token)) return 0;
-    int work = 0;
+    int work = __atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST) != 0; /* replies to write */
     for (fm_rxconn *c = rx->conns; c && !work; c = c->next)
         work = (int)__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST);
     fm_token_give(&rx->token);

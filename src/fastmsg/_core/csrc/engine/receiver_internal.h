@@ -9,6 +9,7 @@
  * receiver_accept.c  the listener: accepting connections
  * receiver_direct.c  who reads (the token, the lease), a reader's own wait; the loop's ops
  * receiver_heartbeat.c  PINGs, PONGs and the dead-peer timeout of each connection (heartbeat.h)
+ * receiver_reply.c   replies: queued by Message.reply(), kept per session until the sender's RACK
  * receiver.c         making and closing a receiver */
 #ifndef FASTMSG_RECEIVER_INTERNAL_H
 #define FASTMSG_RECEIVER_INTERNAL_H
@@ -29,6 +30,17 @@ typedef struct fm_rxconn fm_rxconn;
 /* ---- sessions (session.c) ---- */
 
 typedef struct fm_session fm_session;
+
+/* A reply on its way: queued by Python (receiver_reply.c), then in its session's outbox until the
+ * sender acknowledges it. `rec` is its REPLY record as it goes on the wire. */
+typedef struct fm_reply fm_reply;
+struct fm_reply {
+    fm_reply *next;
+    uint64_t session_id; /* while queued */
+    uint64_t seq;        /* in its session's reply stream, once in the outbox */
+    uint64_t size;       /* bytes of rec: record header, request id, payload, padding */
+    uint8_t rec[];
+};
 
 /* A DATA frame whose messages wait for the consumer to release them before they are
  * acknowledged: its ring (with a reference), where it ends there, the sequence number after it. */
@@ -59,6 +71,14 @@ struct fm_session {
     /* where the walk for the next release point stopped (receiver_ack.c arm_ack_at) */
     uint32_t walk_head, walk_len;
     uint64_t walk_sent, walk_bytes;
+    /* ---- replies (receiver_reply.c) ---- */
+    fm_reply *rhead, *rtail;  /* the outbox: replies not yet acknowledged, in sequence order */
+    fm_reply *rsend;          /* the first not yet written on the live connection */
+    uint64_t reply_next;      /* sequence number of the next reply put in the outbox */
+    uint64_t reply_sent;      /* every reply below it was written at least once */
+    uint32_t reply_max;       /* the sender's max_message: the largest reply record it accepts */
+    uint32_t reply_batch;     /* REPLY record bytes per frame (the sender's max_batch at most) */
+    int ended;                /* the sender closed for good (its CLOSE): replies are undeliverable */
 };
 
 /* Sessions by id in a hash table (keyed with a random seed, so that chosen ids cannot pile up in
@@ -71,6 +91,7 @@ typedef struct {
     uint64_t seed;
     fm_session *idle_head, *idle_tail;
     uint64_t *stats;   /* the receiver's counters: FM_SESSIONS, FM_EVICTED_SESSIONS */
+    uint64_t *reply_bytes; /* the receiver's unacknowledged reply bytes, given back as outboxes go */
     uint32_t n;        /* sessions held */
 } fm_session_table;
 
@@ -79,6 +100,8 @@ int fm_session_table_init(fm_session_table *t, uint32_t max, uint64_t *stats);
 /* The session `id`, made if new (then *made is 1, and its next_seq 0); NULL without memory.
  * A new session belongs to no connection yet: attach it at once. */
 fm_session *fm_session_for(fm_session_table *t, uint64_t id, int *made);
+/* The session `id`, or NULL if none is remembered. */
+fm_session *fm_session_find(fm_session_table *t, uint64_t id);
 /* Connection c now holds s (it may take it over from another: the caller closes that one). */
 void fm_session_attach(fm_session_table *t, fm_session *s, fm_rxconn *c);
 /* s's connection is gone: s goes idle, and the longest idle sessions beyond the bound are
@@ -102,6 +125,26 @@ void fm_acks_flush(fm_receiver *rx);
 /* Lets go of the frames a session still waits on (the receiver closes, or forgets the session). */
 void fm_session_acks_free(fm_session *s);
 
+/* ---- replies (receiver_reply.c) ---- */
+
+/* Moves the replies Python queued into their sessions' outboxes and writes them (token held). */
+void fm_replies_step(fm_receiver *rx);
+/* A HELLO (made: of a new session): the sender has every reply below h->reply_seq; the rest is
+ * written again on the new connection. */
+void fm_session_replies_hello(fm_session_table *t, fm_session *s, const fastmsg_hello *h, uint32_t max_batch, int made);
+/* Drops a session's outbox, counting its replies as undeliverable (forgotten, or its sender left). */
+void fm_session_replies_drop(fm_session_table *t, fm_session *s);
+/* The replies queued and not yet taken by the I/O thread are dropped (the receiver closes). */
+void fm_replies_free(fm_receiver *rx);
+/* A RACK: every reply below `value` arrived. 0, or -1 once the connection is closed. */
+int fm_rxconn_handle_rack(fm_rxconn *c, uint64_t value);
+/* The RACK timer: replies written and not acknowledged within the dead-peer timeout mean the
+ * reply stream is broken (a corrupted length leaves the sender reading a frame that never ends),
+ * so c is closed and its sender resumes on a new connection. 0, or -1 once closed. */
+int fm_rxconn_reply_step(fm_rxconn *c, int64_t now, int64_t *next);
+/* Sets up the next REPLY frame from c's session in c->rout: 1, or 0 if there is none to write. */
+int fm_rxconn_reply_frame(fm_rxconn *c);
+
 /* ---- a connection's ring (rxbuf.c) ---- */
 
 struct fm_rxbuf {
@@ -111,6 +154,8 @@ struct fm_rxbuf {
     uint32_t blocked; /* the I/O thread stopped reading for want of space */
     uint32_t resume;  /* the consumer released space since */
     uint64_t consumed; /* ring position the consumer has read up to (set when it hands b back) */
+    uint64_t session_id; /* the session of its connection (set at the handshake): where a
+                          * request's reply goes, even once that connection is replaced */
     uint64_t ack_at;   /* a release up to here makes an ACK due: the consumer kicks the I/O
                         * thread (once) rather than leave it to the next look; FM_NO_ACK_AT: none */
     fm_ctx *ctx;
@@ -163,6 +208,11 @@ struct fm_receiver {
     uint32_t ready_seq, waiters;
     fm_notifier ready;      /* an event loop waiting for a message (fired by enqueue, interrupt) */
     uint64_t stats[FM_STAT_COUNT];
+    /* replies queued by Python threads (fm_receiver_reply) for the I/O thread, under rlock */
+    pthread_mutex_t rlock;
+    fm_reply *rq_head, *rq_tail;
+    uint32_t rq_len;        /* how many (written under rlock, read without it) */
+    uint64_t reply_bytes;   /* reply bytes queued or unacknowledged: bounded by reply_hwm_bytes */
     int64_t hb_next_ns; /* heartbeat hook: the connections' next heartbeat deadline, 0: none */
 };
 
@@ -184,7 +234,8 @@ void fm_receiver_resume_accepting(fm_receiver *rx, int64_t now, int64_t *next);
 
 /* ---- a connection (receiver_conn.c, receiver_read.c) ---- */
 
-/* Room for what a connection writes back: WELCOME, ACK, PONG and PING frames, or an ERROR. */
+/* Room for what a connection writes back: WELCOME, ACK, PONG and PING frames, or an ERROR
+ * (REPLY frames have a buffer of their own). */
 #define FM_RXCONN_OUT_MAX (FASTMSG_ERROR_FRAME_MAX + 64)
 
 struct fm_rxconn {
@@ -205,6 +256,10 @@ struct fm_rxconn {
     int big_done;        /* read and checked, waiting for room for its marker */
     uint8_t out[FM_RXCONN_OUT_MAX]; /* on its way out */
     size_t out_len, out_off;
+    uint8_t *rout;       /* the REPLY frame on its way out (written before `out`, once begun) */
+    size_t rout_cap, rout_len, rout_off;
+    int replies;         /* REPLIES granted: its DATA may hold requests */
+    int64_t rack_due_ns; /* replies written and unacknowledged: their RACK is due by then (0: none) */
     int closing;         /* close once `out` is written */
     /* the DATA frame being staged: its sequence end and payload bytes (receiver_ack.c) */
     int data_pending;

@@ -128,6 +128,7 @@ static int held_by_consumer(fm_rxconn *c) {
 static int chain_ring(fm_rxconn *c) {
     fm_rxbuf *old = c->buf, *nb = fm_rxbuf_new(old->ctx, old->capacity);
     if (!nb) return -1; /* stay blocked: releases still make room */
+    nb->session_id = old->session_id;
     size_t have = (size_t)(c->fill - c->at);
     memcpy(nb->data, old->data + (c->at & c->w.mask), have);
     c->buf = nb;

@@ -51,6 +51,7 @@ fastmsg_ring_ctl *fm_rxbuf_ctl(fm_rxbuf *b) { return b->ctl; }
 uint8_t *fm_rxbuf_data(fm_rxbuf *b) { return b->data; }
 uint64_t fm_rxbuf_capacity(fm_rxbuf *b) { return b->capacity; }
 int fm_rxbuf_closed(fm_rxbuf *b) { return (int)__atomic_load_n(&b->closed, __ATOMIC_ACQUIRE); }
+uint64_t fm_rxbuf_session(fm_rxbuf *b) { return b->session_id; }
 void fm_rxbuf_incref(fm_rxbuf *b) { __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED); }
 
 void fm_rxbuf_decref(fm_rxbuf *b) {

@@ -25,6 +25,10 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
         return NULL;
     }
     int rc = pthread_mutex_init(&s->err_lock, NULL);
+    if (!rc && fm_request_table_init(&s->requests)) {
+        pthread_mutex_destroy(&s->err_lock);
+        rc = ENOMEM;
+    }
     if (rc) {
         free(s->mem);
         free(s);
@@ -105,6 +109,8 @@ void fm_sender_close(fm_sender *s) {
     fm_ctx_command(s->ctx, FM_CMD_DETACH, &s->ep);
     fm_notifier_close(&s->ready); /* the I/O thread, which fires it, has let go */
     pthread_mutex_destroy(&s->err_lock);
+    fm_request_table_free(&s->requests);
+    free(s->rbig);
     free(s->mem);
     free(s);
 }

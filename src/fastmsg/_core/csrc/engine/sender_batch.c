@@ -41,7 +41,7 @@ static uint64_t take_external(fm_sender *s, const uint8_t *rec) {
     uint64_t len = fm_pointer_rec_size(rec + FASTMSG_REC_HDR);
     size_t pad = (size_t)(fastmsg_ring_slot(len) - FASTMSG_REC_HDR - len);
     uint32_t crc = fastmsg_data_open(s->hdr, (uint32_t)fastmsg_ring_slot(len), 1, s->next_seq);
-    fastmsg_rec_put_hdr(s->ext_hdr, (uint32_t)len, 0);
+    fastmsg_rec_put_hdr(s->ext_hdr, (uint32_t)len, fastmsg_rec_flags(rec) & FASTMSG_REC_REQUEST);
     crc = fastmsg_crc32c(crc, s->ext_hdr, sizeof s->ext_hdr);
     crc = fastmsg_crc32c(crc, payload, len);
     crc = fastmsg_crc32c(crc, zeros, pad);

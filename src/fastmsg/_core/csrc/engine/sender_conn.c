@@ -1,5 +1,6 @@
 /* A sender's connection, run by the I/O thread: connect and reconnect with backoff, HELLO and
- * WELCOME, the control frames the receiver sends back, and the loop's operations on a sender.
+ * WELCOME, the frames the receiver sends back (control frames, and REPLY frames, which
+ * sender_reply.c checks and hands over), and the loop's operations on a sender.
  * Heartbeats are sender_heartbeat.c's, called from the hooks marked here. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +35,8 @@ static void disconnect(fm_sender *s, int64_t now) {
     s->frame_left = 0;
     s->frame_is_data = 0;
     s->in_len = 0;
+    free(s->rbig); /* a REPLY cut short: the receiver resends it after the next HELLO */
+    s->rbig = NULL;
     /* heartbeat hook: the wait grows with jitter, so senders cut off together spread out */
     s->backoff_ns = fm_backoff_next(&s->hb.rng, s->backoff_ns, BACKOFF_MIN_NS, BACKOFF_MAX_NS);
     s->next_attempt_ns = now + s->backoff_ns;
@@ -77,7 +80,10 @@ static void start_connect(fm_sender *s, int64_t now) {
 static void send_hello(fm_sender *s) {
     fastmsg_hello h = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, s->cfg.session_id, s->next_seq,
                        s->cfg.max_message, s->cfg.max_batch, 0, 0,
-                       s->cfg.ring_capacity < UINT32_MAX ? (uint32_t)s->cfg.ring_capacity : UINT32_MAX};
+                       s->cfg.ring_capacity < UINT32_MAX ? (uint32_t)s->cfg.ring_capacity : UINT32_MAX,
+                       s->reply_seq};
+    h.capabilities |= FASTMSG_CAP_REPLIES;
+    s->rack_due = 0; /* the HELLO's reply_seq says it */
     fm_sender_hb_hello(s, &h); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
     size_t n = fastmsg_encode_hello(s->hello, FASTMSG_HELLO, &h);
     s->iov[0] = (struct iovec){s->hello, n};
@@ -114,6 +120,11 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         s->backoff_ns = BACKOFF_MIN_NS;
         FM_STAT_ADD(s, FM_CONNECTS, 1);
         __atomic_store_n(&s->connected, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    if (kind == FASTMSG_REPLY) {
+        int rc = s->state == FM_S_READY ? fm_sender_handle_reply(s, f, size) : FASTMSG_PERR_BAD_KIND;
+        if (rc) refuse(s, now, rc, "bad REPLY from the receiver: %s", fastmsg_proto_strerror(rc));
         return;
     }
     if (kind == FASTMSG_ERROR) {
@@ -153,17 +164,44 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         refuse(s, now, FASTMSG_PERR_MALFORMED, "bad ACK from the receiver: %s", "it acknowledges messages never sent");
 }
 
+/* A REPLY frame of `size` bytes, too large for `in`, starts at `have` bytes read at f: the rest is
+ * read into a buffer of its own. 0, or -1 without memory. */
+static int start_big(fm_sender *s, const uint8_t *f, size_t have, size_t size) {
+    if (!(s->rbig = malloc(size))) return -1;
+    memcpy(s->rbig, f, have);
+    s->rbig_size = size;
+    s->rbig_have = have;
+    return 0;
+}
+
+/* Reads more of the big REPLY frame; acts on it once whole. The read's result, as read_frames'. */
+static ptrdiff_t read_big(fm_sender *s, int64_t now) {
+    ptrdiff_t n = fastmsg_read(s->fd, s->rbig + s->rbig_have, s->rbig_size - s->rbig_have);
+    if (n <= 0) return n;
+    s->rbig_have += (size_t)n;
+    if (s->rbig_have == s->rbig_size) {
+        uint8_t *f = s->rbig;
+        s->rbig = NULL;
+        handle_frame(s, f, s->rbig_size, FASTMSG_REPLY, now);
+        free(f);
+    }
+    return n;
+}
+
 static void read_frames(fm_sender *s, int64_t now) {
-    fastmsg_limits lim = {0, 0};
+    /* REPLY frames: a batch up to max_batch, or one reply up to max_message (as DATA's rule) */
+    fastmsg_limits lim = {s->cfg.max_message, s->cfg.max_batch, 0};
     for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
-        ptrdiff_t n = fastmsg_read(s->fd, s->in + s->in_len, sizeof s->in - s->in_len);
+        int big = s->rbig != NULL;
+        ptrdiff_t n = big ? read_big(s, now) : fastmsg_read(s->fd, s->in + s->in_len, sizeof s->in - s->in_len);
         if (n == -EAGAIN) return;
         if (n <= 0) {
             fail(s, now, n == 0 ? "receiver closed the connection%s" : "read failed: %s", n ? strerror((int)-n) : "");
             return;
         }
-        s->in_len += (size_t)n;
         fm_hb_received(&s->hb.t, now); /* heartbeat hook: anything from the receiver is life */
+        if (big) continue; /* (read into rbig, and acted on once whole) */
+        s->in_len += (size_t)n;
         size_t off = 0;
         while (s->in_len - off >= FASTMSG_FRAME_HDR) {
             uint32_t kind, len;
@@ -174,6 +212,14 @@ static void read_frames(fm_sender *s, int64_t now) {
                 return;
             }
             size_t size = (size_t)fastmsg_frame_size(len);
+            if (size > sizeof s->in) { /* a large REPLY */
+                if (start_big(s, s->in + off, s->in_len - off, size)) {
+                    refuse(s, now, FASTMSG_PERR_LIMIT, "no memory for a %s", "reply");
+                    return;
+                }
+                off = s->in_len;
+                break;
+            }
             if (s->in_len - off < size) break;
             handle_frame(s, s->in + off, size, kind, now);
             if (s->fd < 0) return;
@@ -238,6 +284,11 @@ static void sender_detach(fm_endpoint *ep) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
     if (s->fd >= 0) {
         fastmsg_poller_remove(s->ctx->poller, s->fd);
+        if (s->state == FM_S_READY && !s->frame_left) { /* a goodbye: replies to it are undeliverable */
+            uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
+            struct iovec iov = {frame, fastmsg_encode_control(frame, FASTMSG_CLOSE, s->next_seq)};
+            fastmsg_writev(s->fd, &iov, 1);
+        }
         fm_sender_hb_close(s); /* heartbeat hook: a PONG still to come must not reset the connection */
     }
     s->fd = -1;

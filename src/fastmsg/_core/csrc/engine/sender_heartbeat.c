@@ -37,15 +37,16 @@ void fm_sender_hb_hello(fm_sender *s, fastmsg_hello *h) {
 
 /* Queues a control frame; one that does not fit is dropped (the queue holds a PONG or PING for
  * each interval, and anything the receiver gets is a sign of life anyway). */
-static void queue_control(fm_sender *s, uint32_t kind, uint64_t value) {
-    if (s->hb.out_len + FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY > sizeof s->hb.out) return;
+int fm_sender_queue_control(fm_sender *s, uint32_t kind, uint64_t value) {
+    if (s->hb.out_len + FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY > sizeof s->hb.out) return 0;
     s->hb.out_len += fastmsg_encode_control(s->hb.out + s->hb.out_len, kind, value);
+    return 1;
 }
 
 int fm_sender_hb_frame(fm_sender *s, uint32_t kind, uint64_t value) {
     if (kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE) return FM_HB_FRAME_OTHER;
     if (kind == FASTMSG_CLOSE) return FM_HB_FRAME_CLOSE;
-    if (kind == FASTMSG_PING) queue_control(s, FASTMSG_PONG, value);
+    if (kind == FASTMSG_PING) fm_sender_queue_control(s, FASTMSG_PONG, value);
     else {
         FM_STAT_ADD(s, FM_PONGS_RECEIVED, 1);
         uint32_t due = __atomic_load_n(&s->hb.pongs_due, __ATOMIC_SEQ_CST);
@@ -62,7 +63,7 @@ int fm_sender_hb_step(fm_sender *s, int64_t now, int64_t *next) {
     int due = fm_hb_check(hb, now, next);
     if (due == FM_HB_PING) {
         if (!__atomic_load_n(&s->hb.settling, __ATOMIC_SEQ_CST)) { /* a closing sender asks nothing */
-            queue_control(s, FASTMSG_PING, (uint64_t)now);
+            fm_sender_queue_control(s, FASTMSG_PING, (uint64_t)now);
             __atomic_fetch_add(&s->hb.pongs_due, 1, __ATOMIC_SEQ_CST);
             FM_STAT_ADD(s, FM_PINGS_SENT, 1);
         }

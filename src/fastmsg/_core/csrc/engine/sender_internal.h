@@ -5,7 +5,8 @@
  * sender_write.c  writing the frame in progress, then batch after batch
  * sender_batch.c  taking a DATA batch (or one external message) from the ring
  * sender_ack.c    acknowledgements: the ring space they give back, and the resend after a reconnect
- * sender_heartbeat.c  PING/PONG, the dead-peer timeout, reconnect jitter (heartbeat.h) */
+ * sender_heartbeat.c  PING/PONG, the dead-peer timeout, reconnect jitter (heartbeat.h)
+ * sender_reply.c  requests waiting for replies, REPLY frames, RACKs */
 #ifndef FASTMSG_SENDER_INTERNAL_H
 #define FASTMSG_SENDER_INTERNAL_H
 
@@ -20,6 +21,23 @@
 #include "wire/protocol.h"
 
 typedef enum { FM_S_IDLE, FM_S_CONNECTING, FM_S_HANDSHAKE, FM_S_READY } fm_sender_state;
+
+/* A request waiting for its reply (sender_reply.c): in the sender's table from before it is
+ * queued until Python ends it. */
+struct fm_request {
+    fm_request *hnext; /* next in its hash bucket */
+    uint64_t id;
+    uint32_t ready;    /* futex word: 1 once the reply is here */
+    uint8_t *reply;    /* its payload (after the id), malloc'd; the taker frees it */
+    size_t reply_len;
+};
+
+/* The requests in flight, by id; Python threads add and end them, the I/O thread answers them. */
+typedef struct {
+    pthread_mutex_t lock;
+    fm_request **buckets;
+    uint32_t nbuckets, n; /* nbuckets: a power of two (0 until the first request) */
+} fm_request_table;
 
 struct fm_sender {
     fm_endpoint ep; /* in the loop, and registered with the socket */
@@ -71,7 +89,13 @@ struct fm_sender {
     char last_error[FM_LAST_ERROR_MAX];
     uint64_t stats[FM_STAT_COUNT];
     fm_sender_hb hb; /* heartbeats and jitter (whoever holds the token; sender_heartbeat.c) */
-    fm_notifier ready; /* an event loop waiting for room (fired by sender_ack.c) */
+    fm_notifier ready; /* an event loop waiting for room or a reply (sender_ack.c, sender_reply.c) */
+    /* replies (sender_reply.c); the table is shared with Python, the rest is the token holder's */
+    fm_request_table requests;
+    uint64_t reply_seq;      /* the next reply sequence number expected: all below it arrived */
+    int rack_due;            /* replies arrived since the last RACK (or HELLO) said reply_seq */
+    uint8_t *rbig;           /* a REPLY frame too large for `in`, read into its own buffer */
+    size_t rbig_size, rbig_have;
 };
 
 /* The loop's operations on a sender (sender_conn.c). */
@@ -100,6 +124,19 @@ void fm_sender_rewind(fm_sender *s);
 /* The cursor passed records up to `pos` (written, or dropped): keeps sent_pos, and gives dropped
  * records back at once when nothing before them waits for an acknowledgement. */
 void fm_sender_passed(fm_sender *s, uint64_t pos);
+
+/* A checked-size REPLY frame (whole, header included): hands each new reply to its request. 0,
+ * or the protocol error to refuse the connection with (sender_reply.c). */
+int fm_sender_handle_reply(fm_sender *s, const uint8_t *f, size_t size);
+/* Queues the RACK owed, if any (write_frames, between frames). */
+void fm_sender_queue_rack(fm_sender *s);
+/* 0, or -1 without memory; and its end (sender.c's make and close). */
+int fm_request_table_init(fm_request_table *t);
+void fm_request_table_free(fm_request_table *t);
+
+/* Queues a control frame to go between DATA batches: 1, or 0 if the queue is full
+ * (sender_heartbeat.c). */
+int fm_sender_queue_control(fm_sender *s, uint32_t kind, uint64_t value);
 
 /* The frame in s->iov is the next to write. */
 static inline void fm_sender_start_frame(fm_sender *s, int is_data) {

@@ -6,7 +6,8 @@
 
 static int write_frames(fm_sender *s) {
     for (;;) {
-        /* heartbeat hook: queued PONGs and PINGs go before the next batch */
+        if (!s->frame_left && s->rack_due && s->state == FM_S_READY) fm_sender_queue_rack(s);
+        /* heartbeat hook: queued PONGs and PINGs (and a RACK) go before the next batch */
         if (!s->frame_left && s->hb.out_len && s->state == FM_S_READY) fm_sender_hb_start_frame(s);
         if (!s->frame_left && (s->state != FM_S_READY || !fm_sender_take_batch(s))) return FM_OUT_IDLE;
         struct iovec *iov = s->iov;

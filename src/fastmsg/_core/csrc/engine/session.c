@@ -95,6 +95,7 @@ static void evict(fm_session_table *t) {
         while (*pp != s) pp = &(*pp)->hnext;
         *pp = s->hnext;
         fm_session_acks_free(s);
+        fm_session_replies_drop(t, s);
         free(s);
         t->n--;
         __atomic_fetch_add(&t->stats[FM_EVICTED_SESSIONS], 1, __ATOMIC_RELAXED);
@@ -102,11 +103,17 @@ static void evict(fm_session_table *t) {
     count_sessions(t);
 }
 
-fm_session *fm_session_for(fm_session_table *t, uint64_t id, int *made) {
-    *made = 0;
+fm_session *fm_session_find(fm_session_table *t, uint64_t id) {
     for (fm_session *s = *bucket(t, id); s; s = s->hnext)
         if (s->id == id) return s;
-    fm_session *s = calloc(1, sizeof *s);
+    return NULL;
+}
+
+fm_session *fm_session_for(fm_session_table *t, uint64_t id, int *made) {
+    *made = 0;
+    fm_session *s = fm_session_find(t, id);
+    if (s) return s;
+    s = calloc(1, sizeof *s);
     if (!s) return NULL;
     if (t->n >= t->nbuckets) grow(t);
     s->id = id;
@@ -139,6 +146,7 @@ void fm_session_table_free(fm_session_table *t) {
         for (fm_session *s = t->buckets[i], *next; s; s = next) {
             next = s->hnext;
             fm_session_acks_free(s);
+            fm_session_replies_drop(t, s);
             free(s);
         }
     }

@@ -29,7 +29,14 @@ typedef enum {
     FASTMSG_PONG = 6,
     FASTMSG_CLOSE = 7,
     FASTMSG_ERROR = 8,
+    FASTMSG_REPLY = 9, /* replies to requests, receiver -> sender: DATA's layout */
+    FASTMSG_RACK = 10, /* acknowledges replies, sender -> receiver: ACK's layout */
 } fastmsg_frame_kind;
+
+/* The one record flag on the wire: a DATA record that is a request, its payload an 8-byte
+ * request id then the application's bytes (docs/protocol.md, "Requests and replies"). */
+#define FASTMSG_REC_REQUEST 1u
+#define FASTMSG_REQUEST_ID_LEN 8u
 
 static inline uint8_t *fastmsg_frame_body(uint8_t *frame) { return frame + FASTMSG_FRAME_HDR; }
 
@@ -58,15 +65,20 @@ static inline uint32_t fastmsg_data_count(const uint8_t *body) { return fastmsg_
 static inline uint64_t fastmsg_data_first_seq(const uint8_t *body) { return fastmsg_load_le64(body + FASTMSG_DATA_SEQ_OFF); }
 static inline const uint8_t *fastmsg_data_records(const uint8_t *body) { return body + FASTMSG_DATA_HDR; }
 
-/* Writes the 24 bytes before a DATA frame's records, with a zero CRC (the CRC covers the frame
- * but its own field, so it is stored last). */
-static inline void fastmsg_data_put_header(uint8_t hdr[FASTMSG_DATA_FRAME_HDR], uint32_t records_len, uint32_t count,
-                                           uint64_t first_seq) {
+/* Writes the 24 bytes before a DATA (or REPLY, same layout) frame's records, with a zero CRC (the
+ * CRC covers the frame but its own field, so it is stored last). */
+static inline void fastmsg_batch_put_header(uint8_t hdr[FASTMSG_DATA_FRAME_HDR], uint32_t kind, uint32_t records_len,
+                                            uint32_t count, uint64_t first_seq) {
     uint8_t *body = hdr + FASTMSG_FRAME_HDR;
-    fastmsg_rec_put_hdr(hdr, FASTMSG_DATA_HDR + records_len, FASTMSG_DATA);
+    fastmsg_rec_put_hdr(hdr, FASTMSG_DATA_HDR + records_len, kind);
     fastmsg_data_put_crc(body, 0);
     fastmsg_store_le32(body + FASTMSG_DATA_COUNT_OFF, count);
     fastmsg_store_le64(body + FASTMSG_DATA_SEQ_OFF, first_seq);
+}
+
+static inline void fastmsg_data_put_header(uint8_t hdr[FASTMSG_DATA_FRAME_HDR], uint32_t records_len, uint32_t count,
+                                           uint64_t first_seq) {
+    fastmsg_batch_put_header(hdr, FASTMSG_DATA, records_len, count, first_seq);
 }
 
 /* ---- records that hold a pointer (in one process only, never on the wire) ----

@@ -45,7 +45,8 @@ int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_
         if (len < FASTMSG_HELLO_PREFIX || len > FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT)
             return FASTMSG_PERR_MALFORMED;
         return FASTMSG_PERR_OK;
-    case FASTMSG_DATA: {
+    case FASTMSG_DATA:
+    case FASTMSG_REPLY: {
         /* A batch holds many messages up to max_batch bytes, or one message of any allowed size. */
         uint64_t one = fastmsg_frame_size(lim->max_message);
         uint64_t most = lim->max_batch > one ? lim->max_batch : one;
@@ -57,6 +58,7 @@ int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_
     case FASTMSG_PING:
     case FASTMSG_PONG:
     case FASTMSG_CLOSE:
+    case FASTMSG_RACK:
         return len == FASTMSG_CONTROL_BODY ? FASTMSG_PERR_OK : FASTMSG_PERR_MALFORMED;
     case FASTMSG_ERROR:
         return (len >= FASTMSG_ERROR_HDR && len <= FASTMSG_ERROR_HDR + FASTMSG_ERROR_MAX_TEXT) ? FASTMSG_PERR_OK
@@ -111,6 +113,7 @@ size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h)
     fastmsg_store_le32(b + 44, 0); /* no extensions yet */
     fastmsg_store_le32(b + FASTMSG_HELLO_CRC_OFF, 0); /* the CRC, sealed below */
     fastmsg_store_le32(b + FASTMSG_HELLO_CRC_OFF + 4, kind == FASTMSG_HELLO ? h->window : 0);
+    fastmsg_store_le64(b + FASTMSG_HELLO_CRC_OFF + 8, kind == FASTMSG_HELLO ? h->reply_seq : 0);
     seal(out);
     return FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY;
 }
@@ -137,9 +140,13 @@ size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_
     return size;
 }
 
+uint32_t fastmsg_batch_open(uint8_t out[24], uint32_t kind, uint32_t records_len, uint32_t count, uint64_t first_seq) {
+    fastmsg_batch_put_header(out, kind, records_len, count, first_seq);
+    return crc_around(out, crc_field(kind), FASTMSG_DATA_FRAME_HDR);
+}
+
 uint32_t fastmsg_data_open(uint8_t out[24], uint32_t records_len, uint32_t count, uint64_t first_seq) {
-    fastmsg_data_put_header(out, records_len, count, first_seq);
-    return crc_around(out, crc_field(FASTMSG_DATA), FASTMSG_DATA_FRAME_HDR);
+    return fastmsg_batch_open(out, FASTMSG_DATA, records_len, count, first_seq);
 }
 
 void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc) { fastmsg_data_put_crc(fastmsg_frame_body(hdr), crc); }
@@ -172,7 +179,9 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
     if (len < FASTMSG_HELLO_BODY) return FASTMSG_PERR_MALFORMED;
     if ((rc = crc_check(frame))) return rc;
     out->window = fastmsg_load_le32(b + FASTMSG_HELLO_CRC_OFF + 4);
-    if (kind == FASTMSG_WELCOME && out->window != 0) return FASTMSG_PERR_MALFORMED; /* reserved there */
+    out->reply_seq = fastmsg_load_le64(b + FASTMSG_HELLO_CRC_OFF + 8);
+    if (kind == FASTMSG_WELCOME && (out->window != 0 || out->reply_seq != 0))
+        return FASTMSG_PERR_MALFORMED; /* reserved there */
     out->capabilities = fastmsg_load_le32(b + 12);
     out->session_id = fastmsg_load_le64(b + 16);
     out->seq = fastmsg_load_le64(b + 24);
@@ -190,7 +199,8 @@ int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value) {
     uint32_t len;
     if (size != FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY) return FASTMSG_PERR_MALFORMED;
     uint32_t kind = fastmsg_rec_flags(frame);
-    if (kind != FASTMSG_ACK && kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE)
+    if (kind != FASTMSG_ACK && kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE &&
+        kind != FASTMSG_RACK)
         return FASTMSG_PERR_BAD_KIND;
     int rc = check_frame(frame, size, kind, &len);
     if (rc) return rc;
@@ -219,7 +229,10 @@ int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *
     if (size < FASTMSG_FRAME_HDR) return FASTMSG_PERR_MALFORMED;
     int rc = fastmsg_frame_check(frame, lim, &kind, &len);
     if (rc) return rc;
-    if (kind != FASTMSG_DATA) return FASTMSG_PERR_BAD_KIND;
+    if (kind != FASTMSG_DATA && kind != FASTMSG_REPLY) return FASTMSG_PERR_BAD_KIND;
+    /* A DATA record may be a request where replies were granted; every REPLY record is a reply. */
+    uint32_t allowed = kind == FASTMSG_DATA ? (lim->record_flags & FASTMSG_REC_REQUEST) : 0;
+    int all_tagged = kind == FASTMSG_REPLY;
     if (fastmsg_frame_size(len) != size) return FASTMSG_PERR_MALFORMED;
     const uint8_t *body = frame + FASTMSG_FRAME_HDR;
     if ((rc = crc_check(frame))) return rc;
@@ -231,7 +244,8 @@ int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *
     while (p < end) {
         if ((size_t)(end - p) < FASTMSG_FRAME_HDR) return FASTMSG_PERR_MALFORMED;
         uint32_t msg_len = fastmsg_rec_len(p), flags = fastmsg_rec_flags(p);
-        if (flags != 0) return FASTMSG_PERR_MALFORMED;
+        if (flags & ~allowed) return FASTMSG_PERR_MALFORMED;
+        if ((all_tagged || flags) && msg_len < FASTMSG_REQUEST_ID_LEN) return FASTMSG_PERR_MALFORMED; /* no id */
         if (msg_len > lim->max_message) return FASTMSG_PERR_TOO_LARGE;
         uint64_t slot = fastmsg_frame_size(msg_len);
         if (slot > (uint64_t)(end - p)) return FASTMSG_PERR_MALFORMED;

@@ -11,8 +11,9 @@
  *   HELLO, WELCOME  0 magic (8)   8 major (2)   10 minor (2)   12 capabilities (4)
  *                   16 session_id (8)   24 seq (8)   32 max_message (4)   36 max_batch (4)
  *                   40 heartbeat_ms (4)   44 ext_len (4)   48 crc32c (4)   52 window (4)
- *                   56 extensions (ext_len bytes)
- *   ACK, PING, PONG, CLOSE   0 crc32c (4)   4 reserved, 0 (4)   8 value (8)
+ *                   56 reply_seq (8)   64 extensions (ext_len bytes)
+ *   REPLY           DATA's layout; each record's payload is a request id (8) and the reply
+ *   ACK, PING, PONG, CLOSE, RACK   0 crc32c (4)   4 reserved, 0 (4)   8 value (8)
  *   ERROR           0 crc32c (4)   4 code (4)   8 text_len (4)   12 text (text_len bytes)
  *
  * HELLO's CRC follows its fixed fields rather than leading the body: the magic and the version
@@ -28,10 +29,10 @@
 #define FASTMSG_PROTO_MAJOR 3
 #define FASTMSG_PROTO_MINOR 0
 #define FASTMSG_HELLO_PREFIX 12u    /* magic, major, minor: the start of a HELLO in any version */
-#define FASTMSG_HELLO_BODY 56u      /* HELLO and WELCOME, before extensions */
+#define FASTMSG_HELLO_BODY 64u      /* HELLO and WELCOME, before extensions */
 #define FASTMSG_HELLO_CRC_OFF 48u   /* their CRC32C, in the body */
 #define FASTMSG_HELLO_MAX_EXT (4096u - FASTMSG_HELLO_BODY) /* a handshake body fits in 4 KiB */
-#define FASTMSG_CONTROL_BODY 16u    /* ACK, PING, PONG, CLOSE */
+#define FASTMSG_CONTROL_BODY 16u    /* ACK, PING, PONG, CLOSE, RACK */
 #define FASTMSG_ERROR_HDR 12u       /* ERROR's body before its text */
 #define FASTMSG_ERROR_MAX_TEXT 1024u
 #define FASTMSG_ERROR_FRAME_MAX (FASTMSG_FRAME_HDR + ((FASTMSG_ERROR_HDR + FASTMSG_ERROR_MAX_TEXT + 7u) & ~7u))
@@ -70,15 +71,20 @@ typedef struct {
     uint32_t ext_len;          /* extension bytes after the fixed body (none sent yet) */
     uint32_t window;           /* HELLO: bytes the sender holds unacknowledged at most (its ring),
                                 * so that the receiver acknowledges before it fills; WELCOME: 0 */
+    uint64_t reply_seq;        /* HELLO: the next reply sequence number the sender expects (every
+                                * reply below it arrived); WELCOME: 0 */
 } fastmsg_hello;
 
 #define FASTMSG_CAP_ACK 1u       /* the sender wants cumulative ACKs */
 #define FASTMSG_CAP_HEARTBEAT 2u /* PING/PONG are in use */
+#define FASTMSG_CAP_REPLIES 4u   /* requests (DATA records flagged REQUEST) and REPLY/RACK frames */
 
 /* What a side accepts; checked before any allocation. */
 typedef struct {
     uint32_t max_message; /* payload bytes of one message */
     uint32_t max_batch;   /* record bytes of one DATA body (a single message may exceed it) */
+    uint32_t record_flags; /* DATA record flags allowed besides 0: FASTMSG_REC_REQUEST once
+                            * REPLIES was granted */
 } fastmsg_limits;
 
 /* Validates a frame header for the given limits; sets *kind and *body_len (unpadded). The whole
@@ -99,6 +105,8 @@ size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_
  * header, count and first_seq); the caller continues it over the records, wherever they lie,
  * and stores the result with fastmsg_data_set_crc. */
 uint32_t fastmsg_data_open(uint8_t out[24], uint32_t records_len, uint32_t count, uint64_t first_seq);
+/* The same for a DATA or REPLY frame (`kind`). */
+uint32_t fastmsg_batch_open(uint8_t out[24], uint32_t kind, uint32_t records_len, uint32_t count, uint64_t first_seq);
 void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc);
 
 /* Decoders take a whole frame (header included, `size` bytes from fastmsg_frame_size). A frame
@@ -114,8 +122,9 @@ typedef struct {
     uint64_t payload_bytes; /* of all its records */
 } fastmsg_data_info;
 
-/* Checks a DATA frame: the CRC, then that its records exactly fill the body, their count, their
- * reserved flags and the message limit, in one walk over the records. */
+/* Checks a DATA or REPLY frame: the CRC, then that its records exactly fill the body, their
+ * count, their flags (DATA: 0, or REQUEST where lim->record_flags allows it; REPLY: 0), that a
+ * request or reply holds its 8-byte id, and the message limit, in one walk over the records. */
 int fastmsg_check_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, fastmsg_data_info *info);
 /* The same, for callers that need only the count and first sequence number. */
 int fastmsg_decode_data(const uint8_t *frame, size_t size, const fastmsg_limits *lim, uint32_t *count,
