@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -1076,3 +1077,28 @@ def test_sender_handshake_timeout_is_an_option(ctx):
             fastmsg.Sender("tcp://127.0.0.1:1", context=ctx, handshake_timeout=bad)
         with pytest.raises(ValueError, match="handshake_timeout"):
             fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx, handshake_timeout=bad)
+
+
+def test_flush_while_the_receiver_closes_gets_the_last_acks(ctx):
+    # flush() PINGs to ask for the acknowledgements at once; a receiver that closes right after
+    # releasing everything must not let that PING make its kernel reset the connection, which
+    # would drop the ACKs still on their way (its connections linger, half-closed, instead).
+    for _ in range(20):
+        rx = fastmsg.Receiver("ipc://" + tempfile.mktemp(prefix="fmf", dir=tempfile.gettempdir()), context=ctx)
+        with fastmsg.Sender(rx.endpoint, context=ctx) as tx:
+            count = 2000
+
+            def drain_then_close():
+                got = 0
+                while got < count:
+                    for m in rx.recv_many(count, timeout=10):
+                        m.release()
+                        got += 1
+                rx.close()
+
+            t = threading.Thread(target=drain_then_close)
+            t.start()
+            for i in range(count):
+                tx.send(b"%d" % i)
+            assert tx.flush(10), tx.stats()
+            t.join()

@@ -418,6 +418,8 @@ cdef class Sender:
             self._check()
             if report:
                 self._check_refused("flush() did not wait; the other messages are sent as usual")
+            if fm_sender_unacked(self.s):
+                fm_sender_ask_ack(self.s)
             self.flushing += 1
         try:
             end = wait_until(_sender_wait_flush, self.s, 0, deadline, WAIT_SLICE_NS, &self.closing)

@@ -64,6 +64,7 @@ cdef extern from "engine/engine.h" nogil:
     uint64_t fm_sender_unacked(fm_sender *s)
     bint fm_sender_all_written(fm_sender *s)
     void fm_sender_kick(fm_sender *s)
+    void fm_sender_ask_ack(fm_sender *s)
     int fm_sender_write_direct(fm_sender *s)
     int fm_sender_flush(fm_sender *s, int64_t deadline_ns)
     int fm_sender_connected(fm_sender *s)

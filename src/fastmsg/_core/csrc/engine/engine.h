@@ -114,6 +114,9 @@ void fm_sender_kick(fm_sender *s);
  * (call without the GIL), sparing the hand-off to the I/O thread. 1 if everything was written;
  * 0 if the I/O thread must do it (busy, not connected, socket full, error): then kick. */
 int fm_sender_write_direct(fm_sender *s);
+/* Python is about to wait for acknowledgements (flush): the I/O thread PINGs, which asks the
+ * receiver for them at once. */
+void fm_sender_ask_ack(fm_sender *s);
 /* Waits until everything published before the call is written, or the deadline (-1: none).
  * FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns);

@@ -9,8 +9,10 @@
 
 #include "engine/receiver_internal.h"
 
-/* An ACK goes out at once when this much is acknowledged since the last one... */
+/* An ACK goes out at once when this much is acknowledged since the last one (a quarter of the
+ * sender's window, from its HELLO, up to the most; the default without one)... */
 #define ACK_EVERY_BYTES (256u << 10)
+#define ACK_EVERY_BYTES_MAX (4u << 20)
 #define ACK_EVERY_MESSAGES 4096u
 /* ... and otherwise this long after the first message it covers. */
 #define ACK_DELAY_NS (1 * FM_MS)
@@ -38,9 +40,10 @@ static int push_wait(fm_session *s, fm_rxbuf *buf, uint64_t end_pos, uint64_t en
 }
 
 void fm_ack_window(fm_session *s, uint32_t window) {
-    /* A quarter: the sender still has room to send on while the ACK travels. */
+    /* A quarter: the sender still has room to send on while the ACK travels, and a large
+     * window gets fewer ACKs (each costs a write here, a read and a wake-up there). */
     uint64_t every = window ? window / 4 + 1 : ACK_EVERY_BYTES;
-    s->ack_every = every < ACK_EVERY_BYTES ? every : ACK_EVERY_BYTES;
+    s->ack_every = every < ACK_EVERY_BYTES_MAX ? every : ACK_EVERY_BYTES_MAX;
 }
 
 static void acknowledge(fm_session *s, uint64_t end_seq, uint64_t bytes) {
@@ -82,37 +85,38 @@ void fm_session_acks_free(fm_session *s) {
 
 /* Frames wait for the consumer: tells c's ring the position whose release should wake the I/O
  * thread (the consumer kicks it then, once: fm_rxbuf_space_released), rather than leave it to
- * the next look, which backs off to ACK_POLL_MAX_NS. That is the end of the first waiting frame
- * when nothing is acknowledged and unsaid (its release starts the ACK's short delay), else of
- * the first frame whose release makes the ACK due at once (ack_every bytes or as many messages).
- * The walk for the latter resumes where the last one stopped, so each frame is walked once.
- * Returns 1 if that release has already happened. */
+ * the next look, which backs off to ACK_POLL_MAX_NS: the end of the first frame whose release
+ * makes an ACK due at once (ack_every bytes, or as many messages), or, when the sender asked
+ * (a PING), of the last frame waiting. So a stream costs at most one kick per ACK. The walk
+ * resumes where the last one stopped, so each frame is walked once. Returns 1 if that release
+ * has already happened. */
 static int arm_ack_at(fm_rxconn *c) {
     fm_session *s = c->session;
     fm_rxbuf *b = c->buf;
     uint64_t at = __atomic_load_n(&b->ack_at, __ATOMIC_RELAXED);
     if (at != FM_NO_ACK_AT && at > __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE)) return 0; /* armed */
-    int pending = s->acked_seq > s->ack_sent;
-    if (s->walk_head != s->whead || s->walk_sent != s->ack_sent || !pending) {
+    if (s->walk_head != s->whead || s->walk_sent != s->ack_sent) {
         s->walk_head = s->whead; /* the waits or the ACK moved: walk again from the first */
         s->walk_sent = s->ack_sent;
         s->walk_len = 0;
         s->walk_bytes = s->ack_bytes;
     }
-    for (; s->walk_len < s->wlen; s->walk_len++) {
+    const fm_ack_wait *target = NULL;
+    for (; s->walk_len < s->wlen && !target; s->walk_len++) {
         const fm_ack_wait *w = &s->waits[(s->whead + s->walk_len) % s->wcap];
-        if (pending && s->walk_bytes + w->bytes < s->ack_every && w->end_seq - s->ack_sent < ACK_EVERY_MESSAGES) {
-            s->walk_bytes += w->bytes;
-            continue;
-        }
-        if (w->buf != b) break; /* (a ring of an earlier connection: the looks find it) */
-        __atomic_store_n(&b->ack_at, w->end_pos, __ATOMIC_SEQ_CST);
-        /* Store, then look at head, as the consumer releases, then looks at ack_at. */
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        return __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= w->end_pos;
+        if (s->walk_bytes + w->bytes >= s->ack_every || w->end_seq - s->ack_sent >= ACK_EVERY_MESSAGES) target = w;
+        else s->walk_bytes += w->bytes;
     }
-    __atomic_store_n(&b->ack_at, FM_NO_ACK_AT, __ATOMIC_RELAXED);
-    return 0;
+    if (target) s->walk_len--; /* (it is walked again next time) */
+    if (!target && s->ack_asked && s->wlen) target = &s->waits[(s->whead + s->wlen - 1) % s->wcap];
+    if (!target || target->buf != b) { /* (a ring of an earlier connection: the looks find it) */
+        __atomic_store_n(&b->ack_at, FM_NO_ACK_AT, __ATOMIC_RELAXED);
+        return 0;
+    }
+    __atomic_store_n(&b->ack_at, target->end_pos, __ATOMIC_SEQ_CST);
+    /* Store, then look at head, as the consumer releases, then looks at ack_at. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= target->end_pos;
 }
 
 /* Writes an ACK on c if one is due (or, with `now_all`, whatever is acknowledged and not yet
@@ -129,7 +133,8 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     }
     if (s->acked_seq <= s->ack_sent) return;
     if (!s->ack_due_ns) s->ack_due_ns = now + ACK_DELAY_NS;
-    int due = now_all || now >= s->ack_due_ns || s->ack_bytes >= s->ack_every || s->acked_seq - s->ack_sent >= ACK_EVERY_MESSAGES;
+    int due = now_all || s->ack_asked || now >= s->ack_due_ns || s->ack_bytes >= s->ack_every ||
+              s->acked_seq - s->ack_sent >= ACK_EVERY_MESSAGES;
     if (!due || c->out_len) { /* (a frame still on its way out: the ACK follows it) */
         if (s->ack_due_ns < *next) *next = s->ack_due_ns;
         return;
@@ -139,6 +144,7 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     s->ack_sent = s->acked_seq;
     s->ack_bytes = 0;
     s->ack_due_ns = 0;
+    if (!s->wlen) s->ack_asked = 0; /* everything received is acknowledged: the ask is answered */
     FM_STAT_ADD(c->rx, FM_ACKS, 1);
     /* The next ACK's release point, from what still waits. */
     __atomic_store_n(&c->buf->ack_at, FM_NO_ACK_AT, __ATOMIC_RELAXED);

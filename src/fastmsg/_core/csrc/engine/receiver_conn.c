@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/linger.h"
 #include "engine/receiver_internal.h"
 
 /* A refused peer that does not read its ERROR is dropped after this long. */
@@ -28,7 +29,12 @@ static void publish_staged(fm_rxconn *c) {
     }
 }
 
-void fm_rxconn_close(fm_rxconn *c) {
+/* A closing receiver's connections linger this long at most without heartbeats configured. */
+#define CLOSE_LINGER_DEFAULT_NS (1000 * FM_MS)
+
+void fm_rxconn_close(fm_rxconn *c) { fm_rxconn_close_as(c, 0); }
+
+void fm_rxconn_close_as(fm_rxconn *c, int lingering) {
     fm_receiver *rx = c->rx;
     publish_staged(c);
     fm_rxconn **pp = &rx->conns;
@@ -39,7 +45,12 @@ void fm_rxconn_close(fm_rxconn *c) {
     rx->nconns--;
     FM_STAT_ADD(rx, FM_CONNECTIONS, (uint64_t)-1);
     fastmsg_poller_remove(rx->poller, c->fd);
-    fastmsg_close(c->fd);
+    if (lingering) {
+        int64_t ns = rx->cfg.dead_peer_ms ? (int64_t)rx->cfg.dead_peer_ms * FM_MS : CLOSE_LINGER_DEFAULT_NS;
+        fm_linger_start(rx->ctx, c->fd, ns, fastmsg_monotonic_ns());
+    } else {
+        fastmsg_close(c->fd);
+    }
     free(c->big);
     free(c->rout);
     __atomic_store_n(&c->buf->closed, 1, __ATOMIC_RELEASE);
@@ -211,6 +222,7 @@ int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind)
     if (kind == FASTMSG_PING) {
         uint8_t pong[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
         fm_rxconn_queue_out(c, pong, fastmsg_encode_control(pong, FASTMSG_PONG, v));
+        c->session->ack_asked = 1; /* a PING also asks for acknowledgements (receiver_ack.c) */
         return fm_rxconn_flush_out(c);
     }
     if (kind == FASTMSG_PONG) fm_rxconn_hb_pong(c); /* heartbeat hook */

@@ -130,7 +130,7 @@ static void receiver_detach(fm_endpoint *ep) {
     /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
     while (!fm_token_take(&rx->token)) sched_yield();
     fm_acks_flush(rx); /* what the application released before close() is acknowledged */
-    while (rx->conns) fm_rxconn_close(rx->conns);
+    while (rx->conns) fm_rxconn_close_as(rx->conns, 1);
     fastmsg_poller_remove(rx->poller, rx->lfd);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_remove(rx->ctx->poller, fastmsg_poller_fd(rx->poller));
     fastmsg_close(rx->lfd);

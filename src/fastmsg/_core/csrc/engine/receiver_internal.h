@@ -71,6 +71,7 @@ struct fm_session {
     /* where the walk for the next release point stopped (receiver_ack.c arm_ack_at) */
     uint32_t walk_head, walk_len;
     uint64_t walk_sent, walk_bytes;
+    int ack_asked;            /* the sender PINGed: acknowledge at once until nothing waits */
     /* ---- replies (receiver_reply.c) ---- */
     fm_reply *rhead, *rtail;  /* the outbox: replies not yet acknowledged, in sequence order */
     fm_reply *rsend;          /* the first not yet written on the live connection */
@@ -274,6 +275,10 @@ extern const fm_endpoint_ops fm_rxconn_ops;
 /* receiver_conn.c. Those that return int return 0, or -1 once the connection is closed (freed). */
 void fm_rxconn_set_interest(fm_rxconn *c, uint32_t ev);
 void fm_rxconn_close(fm_rxconn *c);
+/* The same, `lingering`: the receiver closes, and the socket is half-closed after the last ACKs
+ * and drained until the sender closes too (linger.h), so that a frame the sender still sends (a
+ * PING) cannot make the kernel reset the connection and drop those ACKs on their way. */
+void fm_rxconn_close_as(fm_rxconn *c, int lingering);
 /* Appends a frame to `out` (sent by fm_rxconn_flush_out); -1 if it does not fit now. */
 int fm_rxconn_queue_out(fm_rxconn *c, const uint8_t *frame, size_t n);
 /* Writes what is pending in `out`; closes the connection afterwards if it is closing. */

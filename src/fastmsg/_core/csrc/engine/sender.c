@@ -78,6 +78,11 @@ fm_notifier *fm_sender_notifier(fm_sender *s) { return &s->ready; }
 
 void fm_sender_kick(fm_sender *s) { fm_ctx_kick(s->ctx); }
 
+void fm_sender_ask_ack(fm_sender *s) {
+    __atomic_store_n(&s->ack_asked, 1, __ATOMIC_RELEASE);
+    fm_ctx_kick(s->ctx);
+}
+
 int fm_sender_flush(fm_sender *s, int64_t deadline_ns) {
     uint64_t target = __atomic_load_n(&s->producer.ctl->tail, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&s->producer.ctl->head, __ATOMIC_ACQUIRE) >= target) return FASTMSG_WAIT_READY;

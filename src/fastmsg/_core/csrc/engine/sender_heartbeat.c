@@ -58,15 +58,22 @@ int fm_sender_hb_frame(fm_sender *s, uint32_t kind, uint64_t value) {
     return FM_HB_FRAME_DONE;
 }
 
+/* A PING now (unless closing), answered by a PONG. */
+static void ping(fm_sender *s, int64_t now) {
+    if (!__atomic_load_n(&s->hb.settling, __ATOMIC_SEQ_CST) && fm_sender_queue_control(s, FASTMSG_PING, (uint64_t)now)) {
+        __atomic_fetch_add(&s->hb.pongs_due, 1, __ATOMIC_SEQ_CST);
+        FM_STAT_ADD(s, FM_PINGS_SENT, 1);
+    }
+}
+
 int fm_sender_hb_step(fm_sender *s, int64_t now, int64_t *next) {
     fm_heartbeat *hb = &s->hb.t;
+    /* flush() waits: a PING asks the receiver for its acknowledgements at once (they would come
+     * anyway, but after the receiver's ACK delay, or its next look for released messages). */
+    if (__atomic_exchange_n(&s->ack_asked, 0, __ATOMIC_ACQ_REL)) ping(s, now);
     int due = fm_hb_check(hb, now, next);
     if (due == FM_HB_PING) {
-        if (!__atomic_load_n(&s->hb.settling, __ATOMIC_SEQ_CST)) { /* a closing sender asks nothing */
-            fm_sender_queue_control(s, FASTMSG_PING, (uint64_t)now);
-            __atomic_fetch_add(&s->hb.pongs_due, 1, __ATOMIC_SEQ_CST);
-            FM_STAT_ADD(s, FM_PINGS_SENT, 1);
-        }
+        ping(s, now); /* (a closing sender asks nothing) */
         fm_hb_pinged(hb, now);
         due = fm_hb_check(hb, now, next);
     }

@@ -85,6 +85,7 @@ struct fm_sender {
     int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
     uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
     uint32_t connected;
+    uint32_t ack_asked;      /* Python waits for acknowledgements: PING, which asks for them */
     pthread_mutex_t err_lock;
     char last_error[FM_LAST_ERROR_MAX];
     uint64_t stats[FM_STAT_COUNT];
