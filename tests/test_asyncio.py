@@ -11,43 +11,8 @@ import pytest
 
 import fastmsg
 import fastmsg.asyncio as fa
+from asyncio_helpers import pair, run, until_waiting  # noqa: F401 (fixtures)
 from transport_helpers import wait_for
-
-TEST_TIMEOUT = 30.0  # each test's coroutine, so that a lost wake-up fails instead of hanging
-
-
-def _loop_factory(name):
-    if name == "uvloop":
-        uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (pip install '.[test]')")
-        return uvloop.new_event_loop
-    return asyncio.new_event_loop
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request):
-    """run(coro_fn, *args): runs coro_fn(*args) on a new loop of the parametrized kind."""
-    factory = _loop_factory(request.param)
-
-    def run(coro_fn, *args):
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(asyncio.wait_for(coro_fn(*args), TEST_TIMEOUT))
-
-    return run
-
-
-@pytest.fixture
-def pair():
-    rx = fa.Receiver("tcp://127.0.0.1:0")
-    tx = fa.Sender(rx.endpoint)
-    yield rx, tx
-    tx.close(linger=0)
-    rx.close()
-
-
-async def _until_waiting(task):
-    """Lets the loop run `task` up to its first await (it then waits on its future)."""
-    await asyncio.sleep(0)
-    assert not task.done()
 
 
 def test_send_recv_in_order(run, pair):
@@ -72,7 +37,7 @@ def test_recv_waits_on_the_fd(run, pair):
         assert bytes(await rx.recv(timeout=10)) == b"first"
         before = rx.stats()["notifications"]
         task = asyncio.create_task(rx.recv(timeout=10))
-        await _until_waiting(task)
+        await until_waiting(task)
         await tx.send(b"late")
         assert bytes(await task) == b"late"
         assert rx.stats()["notifications"] == before + 1  # the engine woke it through the fd, once
@@ -123,7 +88,7 @@ def test_cancelled_recv_loses_nothing(run, pair):
 
     async def main():
         first = asyncio.create_task(rx.recv())
-        await _until_waiting(first)
+        await until_waiting(first)
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
@@ -138,7 +103,7 @@ def test_recv_cancelled_after_its_wake_up_loses_nothing(run, pair):
 
     async def main():
         waiter = asyncio.create_task(rx.recv())
-        await _until_waiting(waiter)
+        await until_waiting(waiter)
         await tx.send(b"kept")
         # The engine has written the fd, but the loop has not run since: the waiter is cancelled
         # before it could take the message, which must still be there.
@@ -182,7 +147,7 @@ def test_send_waits_for_room(run, size):
                 tx._tx.send(b"q" * size, timeout=0)
                 queued += 1
         sending = asyncio.create_task(tx.send(b"last" * (size // 4)))
-        await _until_waiting(sending)
+        await until_waiting(sending)
         held = [await rx.recv(timeout=10) for _ in range(queued)]
         assert not sending.done()  # the receiver still holds them: nothing acknowledged yet
         del held  # released: acknowledged, room comes back, the send goes through
@@ -230,7 +195,7 @@ def test_close_wakes_waiters(run, pair):
 
     async def main():
         waiting = asyncio.create_task(rx.recv())
-        await _until_waiting(waiting)
+        await until_waiting(waiting)
         rx.close()
         with pytest.raises(fastmsg.Closed):
             await waiting

@@ -7,13 +7,15 @@ Each class wraps the synchronous one of the same name and takes the same options
     await tx.send(b"hello")
     msg = await rx.recv(timeout=1.0)
     async for msg in rx: ...            # ends when the Receiver is closed
+    reply = await tx.request(b"question", timeout=1.0)   # answered with msg.reply()
 
 A coroutine makes the non-blocking call itself (recv(timeout=0), send(timeout=0)) while it runs.
 When that call finds nothing to do it has armed the endpoint's readiness fd (see
 Receiver.fileno), so the coroutine waits for the event loop to see the fd readable
 (loop.add_reader), then tries again: no thread per call, no polling. Messages are only ever taken
 by the coroutine that returns them, never in a callback, so a cancelled recv() loses nothing:
-the message stays for the next one. Works on any loop with add_reader (the default loop, uvloop).
+the message stays for the next one, and a cancelled request() ends its request (a reply that
+comes later is counted late). Works on any loop with add_reader (the default loop, uvloop).
 Use an object from its event loop's thread only.
 """
 
@@ -74,7 +76,7 @@ class _Readiness:
     def _watch(self, loop):
         if self._loop is not None and not self._loop.is_closed():
             raise RuntimeError(f"{self._endpoint!r} is already used from another event loop")
-        self._fd = self._endpoint.fileno()
+        self._fd = self._endpoint._reader_fileno()  # _on_readable empties it, arming does not
         loop.add_reader(self._fd, self._on_readable)
         self._loop = loop
 
@@ -181,7 +183,8 @@ class Receiver:
 
 
 class Sender:
-    """fastmsg.Sender with coroutine waits: `await send()`, `await send_many()`, `await flush()`.
+    """fastmsg.Sender with coroutine waits: `await send()`, `await send_many()`, `await flush()`,
+    `await request()`.
 
     Takes the same arguments as fastmsg.Sender. send() queues the message and returns, waiting
     (without blocking the loop) only while hwm_bytes are queued and unacknowledged."""
@@ -218,6 +221,24 @@ class Sender:
         except BaseException as exc:
             exc.queued = queued
             raise
+
+    async def request(self, data, *, timeout=None):
+        """Sends `data` as a request and returns its reply, a Message (as fastmsg.Sender.request).
+        Any number of tasks may await requests at once; each gets its own reply. `timeout`
+        covers the wait for room and the wait for the reply together: fastmsg.Timeout when it
+        runs out. Raises Closed if the Sender is closed meanwhile. Cancelled, or timed out, it
+        ends its request: a reply that comes later is dropped and counted in
+        stats()["late_replies"], never given to another request."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        call = functools.partial(self._tx._request_nowait, data)
+        req = await self._ready.until(call, Full, timeout, "the send queue stayed full for {} s; the request was not sent")
+        try:
+            left = None if timeout is None else max(0.0, timeout - (loop.time() - start))
+            text = f"no reply within {timeout} s; a reply that comes later is dropped (late_replies)"
+            return await self._ready.until(req.take, Timeout, left, text)
+        finally:
+            req.end()
 
     async def flush(self, timeout=None):
         """Waits until the receiver has acknowledged every message queued so far (as
@@ -269,8 +290,8 @@ class Sender:
 
     def close(self, linger=_OWN_LINGER):
         """fastmsg.Sender.close: it blocks the event loop while it waits up to `linger` for
-        acknowledgements; aclose() waits without blocking it. A send() or flush() awaiting
-        raises Closed."""
+        acknowledgements; aclose() waits without blocking it. A send(), flush() or request()
+        awaiting raises Closed."""
         self._ready.close()
         return self._tx.close() if linger is _OWN_LINGER else self._tx.close(linger)
 

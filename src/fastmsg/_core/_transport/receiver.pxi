@@ -307,6 +307,12 @@ cdef class Receiver:
             return fd
         return fm_notifier_fd(self.notifier)
 
+    def _reader_fileno(self):
+        """fileno() for a watcher that empties the fd itself (see Sender._reader_fileno)."""
+        fd = self.fileno()
+        fm_notifier_reader_drains(self.notifier)
+        return fd
+
     def _poll_ready(self):
         """For fastmsg.poll: True if recv() would return at once (a message is here, or the
         Receiver is closed and it would raise); otherwise arms the fd (fileno() first)."""

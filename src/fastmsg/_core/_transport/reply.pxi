@@ -1,5 +1,6 @@
 # A request's wait for its reply (csrc/engine/sender_reply.c), and the reply as a Message. The
-# Sender queues the request (sender.pxi, Sender.request); everything after that is here.
+# Sender queues the request (sender.pxi, Sender._start_request); everything after that is here:
+# the blocking wait of Sender.request, and _Request, the handle that fastmsg.asyncio polls.
 
 
 cdef int _request_wait(void *r, uint64_t unused, int64_t deadline) noexcept nogil:
@@ -27,3 +28,48 @@ cdef Message _await_reply(fm_request *r, int64_t deadline, object timeout, const
     if end == WAIT_CLOSED:
         raise Closed("the Sender was closed while request() waited for the reply")
     raise Timeout(f"no reply within {timeout} s; a reply that comes later is dropped (late_replies)")
+
+
+cdef class _Request:
+    """A request in flight (Sender._request_nowait): take() its reply once it is here. Ending it
+    frees its slot in the sender's table, after which its reply, if it comes, is counted in
+    late_replies and dropped. take() ends it, so do end(), the Sender's close() and, at the
+    latest, its freeing."""
+    cdef Sender tx
+    cdef fm_request *r  # NULL once ended
+    cdef object __weakref__
+
+    def take(self):
+        """The reply, a Message, if it is here (the request ends). Otherwise arms the Sender's
+        readiness fd (a reply fires it), looks once more, and raises Timeout. Raises Closed once
+        the request has ended (its Sender was closed)."""
+        if self.r == NULL:
+            raise Closed("the Sender was closed while request() waited for the reply")
+        if not fm_request_ready(self.r) and not self._arm_and_check():
+            raise Timeout("no reply yet")
+        cdef Message m = _reply_message(self.r)
+        self.end()
+        return m
+
+    cdef bint _arm_and_check(self):
+        """As Sender._arm_and_check: the reply is stored (seq_cst) before the engine reads the
+        flag, and the flag before this second look, so the look sees it or the fd fires."""
+        if self.tx.notifier == NULL:
+            return False
+        fm_notifier_arm(self.tx.notifier)
+        return fm_request_ready(self.r)
+
+    def end(self):
+        """Ends the request (idempotent)."""
+        if self.r != NULL:
+            self._end()
+            self.tx.requests.discard(self)
+
+    cdef void _end(self) noexcept:
+        if self.r != NULL and self.tx.s != NULL and self.tx.gen == _generation:
+            fm_request_end(self.tx.s, self.r)
+        self.r = NULL
+
+    def __dealloc__(self):
+        if self.tx is not None:
+            self._end()

@@ -46,6 +46,7 @@ cdef class Sender:
     cdef uint64_t unacked_at_close, refused_at_close  # what close() gave up (unreported drops)
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
     cdef uint64_t last_request_id # request ids are a counter (under the producer lock)
+    cdef object requests          # a WeakSet of the _Request handles that close() must end
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
@@ -89,6 +90,7 @@ cdef class Sender:
         if self.lock == NULL:
             raise MemoryError("cannot allocate the sender's lock")
         self.waiters = threading.Condition(threading.Lock())
+        self.requests = weakref.WeakSet()
         _live_senders.add(self)
 
     cdef int _check(self) except -1:
@@ -306,24 +308,40 @@ cdef class Sender:
         A request is acknowledged like any message (by default when the replier releases it):
         a replier that dies after that without replying leaves the request to its Timeout."""
         cdef int64_t deadline = deadline_ns(timeout)
-        cdef fm_request *r
+        cdef _Request req = self._start_request(data, deadline, timeout, True)
+        try:
+            return _await_reply(req.r, deadline, timeout, &self.closing)
+        finally:
+            req._end()
+            with self.waiters:
+                self.flushing -= 1
+                self.waiters.notify_all()
+
+    def _request_nowait(self, data):
+        """request() in steps, for fastmsg.asyncio: queues the request at once (raises Full, having
+        armed the readiness fd, when there is no room) and returns its _Request, whose take()
+        returns the reply once it is here."""
+        return self._start_request(data, -2, 0, False)
+
+    cdef _Request _start_request(self, object data, int64_t deadline, object timeout, bint waits):
+        """Queues a request and returns its handle. close() waits for the end of a request that
+        `waits` (in request(), whose wait notices close()); it ends any other itself."""
+        cdef _Request req = _Request.__new__(_Request)
+        req.tx = self
         self._check()
         self._check_refused("this request was not sent")
         self._acquire(deadline, timeout)
         try:
             self._check()  # (closed meanwhile?)
-            r = self._queue_request(data, deadline, timeout)
-            with self.waiters:  # close() now waits for this request's end before it frees
-                self.flushing += 1
+            req.r = self._queue_request(data, deadline, timeout)
+            if waits:
+                with self.waiters:
+                    self.flushing += 1
+            else:
+                self.requests.add(req)
         finally:
             PyThread_release_lock(self.lock)
-        try:
-            return _await_reply(r, deadline, timeout, &self.closing)
-        finally:
-            fm_request_end(self.s, r)
-            with self.waiters:
-                self.flushing -= 1
-                self.waiters.notify_all()
+        return req
 
     cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout) except NULL:
         """Registers a request (before it is queued: no reply can come first) and queues its
@@ -476,6 +494,13 @@ cdef class Sender:
             return fd
         return fm_notifier_fd(self.notifier)
 
+    def _reader_fileno(self):
+        """fileno() for a watcher that empties the fd itself when it turns readable, then wakes all
+        its waiters (fastmsg.asyncio): arming no longer empties it (fm_notifier_reader_drains)."""
+        fd = self.fileno()
+        fm_notifier_reader_drains(self.notifier)
+        return fd
+
     def _poll_ready(self):
         """For fastmsg.poll: True if at most half of hwm_bytes is queued (so a message of up to a
         quarter of it is queued at once), or the Sender is closed (send() would raise at once);
@@ -556,6 +581,8 @@ cdef class Sender:
             with self.waiters:  # and so does a flush() (within a wait slice)
                 while self.flushing:
                     self.waiters.wait()
+                for req in list(self.requests):  # requests awaited on an event loop end here
+                    req.end()
                 s = self.s
                 self.unacked_at_close = fm_sender_unacked(s)
                 self.refused_at_close = fm_sender_refused(s, &size) - self.refused_seen

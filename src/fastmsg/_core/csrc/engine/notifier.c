@@ -10,6 +10,7 @@ static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 void fm_notifier_init(fm_notifier *n) {
     n->fd.rd = n->fd.wr = -1;
     n->armed = 0;
+    n->reader_drains = 0;
     n->signals = 0;
 }
 
@@ -29,11 +30,13 @@ int fm_notifier_fd(fm_notifier *n) {
 
 void fm_notifier_arm(fm_notifier *n) {
     if (n->fd.rd < 0) return;
-    fm_waker_drain(&n->fd);
+    if (!__atomic_load_n(&n->reader_drains, __ATOMIC_RELAXED)) fm_waker_drain(&n->fd);
     __atomic_store_n(&n->armed, 1, __ATOMIC_SEQ_CST);
     /* The caller's next look at its condition must not move above the store (store-load order). */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
+
+void fm_notifier_reader_drains(fm_notifier *n) { __atomic_store_n(&n->reader_drains, 1, __ATOMIC_RELAXED); }
 
 uint64_t fm_notifier_signals(fm_notifier *n) { return __atomic_load_n(&n->signals, __ATOMIC_RELAXED); }
 

@@ -17,6 +17,7 @@
 typedef struct fm_notifier {
     fm_waker fd;      /* eventfd, or a pipe; rd == -1 until the first fm_notifier_fd */
     uint32_t armed;   /* a waiter wants the next change: exchanged to 0 by the one who writes */
+    uint32_t reader_drains; /* an event loop's reader empties the fd: arming leaves a write to it */
     uint64_t signals; /* writes made, so tests can tell that an unarmed fd is never written */
 } fm_notifier;
 
@@ -27,6 +28,11 @@ int fm_notifier_fd(fm_notifier *n);
 /* Empties the fd and arms it: the next change of the endpoint's state makes it readable. Call,
  * then look at the condition again before waiting. No-op before the fd is made. */
 void fm_notifier_arm(fm_notifier *n);
+/* The fd's watcher empties it itself whenever it turns readable (an event loop's reader callback,
+ * which then wakes every waiter): arming no longer empties it, so one waiter's arming cannot
+ * swallow a write made for another whose condition differs (each request waits for its own
+ * reply). */
+void fm_notifier_reader_drains(fm_notifier *n);
 uint64_t fm_notifier_signals(fm_notifier *n);
 /* Closes the fd once nothing can fire it any more (the endpoint has left the loop). */
 void fm_notifier_close(fm_notifier *n);

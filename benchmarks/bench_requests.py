@@ -1,0 +1,206 @@
+"""Request/reply round trips of 64 bytes over loopback TCP, each server in its own process:
+fastmsg (Sender.request, Message.reply) against a plain blocking socket echo (one connection,
+4-byte length prefix) and pyzmq REQ/REP when installed; then the same from asyncio
+(fastmsg.asyncio request against zmq.asyncio REQ/REP, on the default loop and uvloop).
+
+Run: pytest benchmarks/bench_requests.py --benchmark-group-by=group
+A round is ROUND_TRIPS requests, one after another, so the time per round is ROUND_TRIPS round
+trips and lower is better; extra_info holds each request's own median and 99th percentile (us).
+"""
+
+import asyncio
+import importlib
+import multiprocessing
+import socket
+import statistics
+import struct
+import time
+
+import pytest
+
+import fastmsg
+import fastmsg.asyncio as fa
+
+PAYLOAD = b"x" * 64
+ROUND_TRIPS = 2_000
+HEADER = struct.Struct("!I")
+
+
+def _available(module):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+zmq = _available("zmq")
+uvloop = _available("uvloop")
+LOOPS = {"asyncio": asyncio.new_event_loop, **({"uvloop": uvloop.new_event_loop} if uvloop else {})}
+
+
+# ---- servers, each in its own process: they answer until terminated ----
+
+def serve_fastmsg(ports):
+    rx = fastmsg.Receiver("tcp://127.0.0.1:0")
+    ports.put(rx.endpoint)
+    while True:
+        with rx.recv() as m:
+            m.reply(m)
+
+
+def _recv_exact(conn, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def serve_socket(ports):
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        ports.put(srv.getsockname()[1])
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            (length,) = HEADER.unpack(_recv_exact(conn, HEADER.size))
+            conn.sendall(HEADER.pack(length) + _recv_exact(conn, length))
+
+
+def serve_zmq(ports):
+    rep = zmq.Context().socket(zmq.REP)
+    ports.put(rep.bind_to_random_port("tcp://127.0.0.1"))
+    while True:
+        rep.send(rep.recv())
+
+
+def _server(target):
+    ctx = multiprocessing.get_context("spawn")
+    ports = ctx.Queue()
+    proc = ctx.Process(target=target, args=(ports,), daemon=True)
+    proc.start()
+    return proc, ports.get(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def servers():
+    started = {"fastmsg": _server(serve_fastmsg), "socket": _server(serve_socket)}
+    if zmq:
+        started["pyzmq"] = _server(serve_zmq)
+    yield {name: where for name, (_, where) in started.items()}
+    for proc, _ in started.values():
+        proc.terminate()
+        proc.join(10)
+
+
+# ---- clients: one round trip each call ----
+
+def _fastmsg_client(endpoint):
+    tx = fastmsg.Sender(endpoint)
+
+    def once():
+        tx.request(PAYLOAD).release()
+
+    return once, lambda: tx.close(linger=0)
+
+
+def _socket_client(port):
+    conn = socket.create_connection(("127.0.0.1", port))
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    frame = HEADER.pack(len(PAYLOAD)) + PAYLOAD
+
+    def once():
+        conn.sendall(frame)
+        _recv_exact(conn, len(frame))
+
+    return once, conn.close
+
+
+def _zmq_client(port):
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.connect(f"tcp://127.0.0.1:{port}")
+
+    def once():
+        req.send(PAYLOAD)
+        req.recv()
+
+    return once, lambda: req.close(linger=0)
+
+
+def _record(benchmark, samples):
+    """Each request's median and p99 (us), from per-request samples (ns)."""
+    samples.sort()
+    benchmark.extra_info["median_us"] = round(statistics.median(samples) / 1e3, 2)
+    benchmark.extra_info["p99_us"] = round(samples[int(len(samples) * 0.99)] / 1e3, 2)
+
+
+SYNC = {"fastmsg": _fastmsg_client, "socket": _socket_client, "pyzmq": _zmq_client}
+
+
+@pytest.mark.parametrize("name", list(SYNC))
+def test_sync_round_trip(benchmark, servers, name):
+    if name not in servers:
+        pytest.skip("pyzmq is not installed")
+    once, close = SYNC[name](servers[name])
+    samples = []
+
+    def round_of_requests():
+        for _ in range(ROUND_TRIPS):
+            t0 = time.perf_counter_ns()
+            once()
+            samples.append(time.perf_counter_ns() - t0)
+
+    benchmark.group = "request/reply 64 B, sync client"
+    try:
+        round_of_requests()  # warm-up: connected
+        samples.clear()
+        benchmark.pedantic(round_of_requests, rounds=5, iterations=1)
+    finally:
+        close()
+    _record(benchmark, samples)
+
+
+# ---- asyncio clients ----
+
+async def _fastmsg_async(endpoint, rounds, samples):
+    async with fa.Sender(endpoint) as tx:
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            (await tx.request(PAYLOAD)).release()
+            samples.append(time.perf_counter_ns() - t0)
+
+
+async def _zmq_async(port, rounds, samples):
+    import zmq.asyncio
+
+    req = zmq.asyncio.Context.instance().socket(zmq.REQ)
+    req.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            await req.send(PAYLOAD)
+            await req.recv()
+            samples.append(time.perf_counter_ns() - t0)
+    finally:
+        req.close(linger=0)
+
+
+ASYNC = {"fastmsg": _fastmsg_async, "pyzmq": _zmq_async}
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+@pytest.mark.parametrize("name", list(ASYNC))
+def test_async_round_trip(benchmark, servers, name, loop):
+    if name not in servers:
+        pytest.skip("pyzmq is not installed")
+    samples = []
+    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+        def round_of_requests():
+            runner.run(ASYNC[name](servers[name], ROUND_TRIPS, samples))
+
+        benchmark.group = f"request/reply 64 B, asyncio client ({loop})"
+        round_of_requests()  # warm-up: connected
+        samples.clear()
+        benchmark.pedantic(round_of_requests, rounds=5, iterations=1)
+    _record(benchmark, samples)

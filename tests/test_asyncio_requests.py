@@ -1,0 +1,156 @@
+"""fastmsg.asyncio Sender.request over real sockets, on the default event loop and on uvloop.
+
+The repliers here are the test's own coroutine on the same loop. Where a test must know which
+engine write wakes a request, the replier holds the requests (unreleased, so unacknowledged: no
+acknowledgement fires the sender's fd). No sleep synchronises anything: replies come back in the
+order they were given, so once a later request's reply is here, an earlier reply was handled."""
+
+import asyncio
+
+import pytest
+
+import fastmsg
+from asyncio_helpers import pair, run, until_waiting  # noqa: F401 (fixtures)
+from reply_helpers import answer
+from transport_helpers import wait_for
+
+
+async def serve(rx):
+    """Answers every request as it comes, until rx is closed."""
+    async for m in rx:
+        with m:
+            m.reply(answer(m))
+
+
+async def round_trip(tx, data=b"ping"):
+    with await tx.request(data, timeout=10) as reply:
+        assert bytes(reply) == answer(data)
+
+
+def test_round_trip(run, pair):
+    rx, tx = pair
+
+    async def main():
+        server = asyncio.create_task(serve(rx))
+        for i in range(20):
+            await round_trip(tx, b"q%d" % i)
+        assert tx.stats()["replies_received"] == 20
+        rx.close()
+        await server
+
+    run(main)
+
+
+def test_a_reply_fires_the_fd(run, pair):
+    """Fails (Timeout) if a reply does not write the sender's readiness fd (sender_reply.c)."""
+    rx, tx = pair
+
+    async def main():
+        task = asyncio.create_task(tx.request(b"q"))  # (a timeout's last look would find the reply)
+        await until_waiting(task)
+        before = tx.stats()["notifications"]
+        held = await rx.recv(timeout=10)  # the request, held: never acknowledged
+        held.reply(answer(held))
+        async with asyncio.timeout(5):
+            reply = await task  # the reply's write of the fd is the only one that can wake it
+        with reply:
+            assert bytes(reply) == answer(b"q")
+        assert tx.stats()["notifications"] == before + 1
+        held.release()
+
+    run(main)
+
+
+def test_arming_leaves_a_wake_up_for_other_waiters(run, pair):
+    """A reply writes the fd for its waiting request; another request arms the fd before the
+    loop's reader ran. That arming must not empty the fd, or the first request sleeps on."""
+    rx, tx = pair
+
+    async def main():
+        first = asyncio.create_task(tx.request(b"first"))
+        await until_waiting(first)
+        held = await rx.recv(timeout=10)
+        held.reply(answer(held))
+        wait_for(lambda: tx.stats()["replies_received"] == 1, what="the reply")  # the loop has not run since
+        other = tx._tx._request_nowait(b"other")
+        with pytest.raises(fastmsg.Timeout):
+            other.take()  # no reply yet: arms the fd
+        async with asyncio.timeout(5):
+            reply = await first
+        with reply:
+            assert bytes(reply) == answer(b"first")
+        other.end()
+        held.release()
+
+    run(main)
+
+
+def test_concurrent_requests_answered_in_reverse(run, pair):
+    rx, tx = pair
+    n = 50
+
+    async def main():
+        tasks = [asyncio.create_task(round_trip(tx, b"r%d" % i)) for i in range(n)]
+        held = [await rx.recv(timeout=10) for _ in range(n)]
+        for m in reversed(held):
+            m.reply(answer(m))
+            m.release()
+        await asyncio.gather(*tasks)
+        stats = tx.stats()
+        assert stats["replies_received"] == n and stats["late_replies"] == 0
+
+    run(main)
+
+
+def test_timeout_counts_the_late_reply(run, pair):
+    rx, tx = pair
+
+    async def main():
+        with pytest.raises(fastmsg.Timeout, match="no reply within 0.05 s"):
+            await tx.request(b"slow", timeout=0.05)
+        with await rx.recv(timeout=10) as late:
+            late.reply(answer(late))
+        server = asyncio.create_task(serve(rx))
+        await round_trip(tx)  # its reply comes after the late one
+        assert tx.stats()["late_replies"] == 1
+        rx.close()
+        await server
+
+    run(main)
+
+
+def test_cancelled_request_frees_its_slot(run, pair):
+    rx, tx = pair
+
+    async def main():
+        task = asyncio.create_task(tx.request(b"cancelled"))
+        await until_waiting(task)
+        pending = await rx.recv(timeout=10)  # the request is in flight
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        pending.reply(answer(pending))  # comes after its request ended: late, delivered to no one
+        pending.release()
+        server = asyncio.create_task(serve(rx))
+        await round_trip(tx, b"next")
+        stats = tx.stats()
+        assert stats["late_replies"] == 1 and stats["replies_received"] == 1
+        rx.close()
+        await server
+
+    run(main)
+
+
+def test_close_while_awaiting_raises_closed(run, pair):
+    rx, tx = pair
+
+    async def main():
+        task = asyncio.create_task(tx.request(b"unanswered"))
+        await until_waiting(task)
+        tx.close(linger=0)
+        with pytest.raises(fastmsg.Closed):
+            await task
+        with pytest.raises(fastmsg.Closed):
+            await tx.request(b"after")
+
+    run(main)
