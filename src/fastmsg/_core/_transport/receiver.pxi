@@ -9,8 +9,10 @@ cdef int _receiver_wait_direct(void *rx, uint64_t unused, int64_t deadline) noex
 cdef class _ConnRing(_Ring):
     """One connection's receive ring: the I/O thread writes frames, the Receiver reads them."""
     cdef fm_rxbuf *buf
+    cdef object owner  # a weak reference to the Receiver (Messages may outlive it)
 
-    cdef int _bind(self, fm_rxbuf *buf) except -1:
+    cdef int _bind(self, fm_rxbuf *buf, object owner) except -1:
+        self.owner = owner
         fm_rxbuf_incref(buf)
         self.buf = buf
         self.mapped = True
@@ -20,8 +22,8 @@ cdef class _ConnRing(_Ring):
 
     cdef void _give_back(self, uint64_t start, uint64_t end) noexcept:
         _Ring._give_back(self, start, end)
-        if self.buf != NULL:
-            fm_rxbuf_space_released(self.buf)
+        if self.buf != NULL and fm_rxbuf_space_released(self.buf) and not _write_acks(self.owner):
+            fm_rxbuf_ack_kick(self.buf)
 
     cdef void _unmap(self) noexcept:
         if self.mapped:
@@ -212,7 +214,7 @@ cdef class Receiver:
             ring = self.rings.get(<size_t>buf)
             if ring is None:
                 ring = _ConnRing.__new__(_ConnRing)
-                (<_ConnRing>ring)._bind(buf)
+                (<_ConnRing>ring)._bind(buf, weakref.ref(self))
                 self.rings[<size_t>buf] = ring
             self.cur = ring
             self.cur_buf = buf
@@ -430,3 +432,19 @@ cdef class Receiver:
 # The tail a connection ring's producer published (read where the consumer knows it is final).
 cdef inline uint64_t fastmsg_load_tail(_ConnRing ring) noexcept:
     return ring.r.ctl.tail
+
+
+cdef bint _write_acks(object owner) noexcept:
+    """A release made an acknowledgement due: writes it from this thread if the Receiver is open
+    and nobody is in recv() (fm_receiver_write_acks). False: the I/O thread has to write it."""
+    cdef Receiver receiver = owner() if owner is not None else None
+    cdef bint done
+    if receiver is None or receiver.gen != _generation:
+        return False
+    # The consumer lock keeps close() from freeing the engine's receiver meanwhile (without the
+    # GIL too); if a recv() holds it, that thread holds the sockets or soon will.
+    if not PyThread_acquire_lock(receiver.lock, NOWAIT_LOCK):
+        return False
+    done = receiver.rx != NULL and fm_receiver_write_acks(receiver.rx) == 0
+    PyThread_release_lock(receiver.lock)
+    return done

@@ -102,6 +102,7 @@ cdef extern from "engine/engine.h" nogil:
     void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed)
     int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns)
     int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns)
+    int fm_receiver_write_acks(fm_receiver *rx)
     void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
     # 0, -EAGAIN (reply_hwm_bytes reached), -EMSGSIZE, -ENOMEM
@@ -116,7 +117,8 @@ cdef extern from "engine/engine.h" nogil:
     uint64_t fm_rxbuf_capacity(fm_rxbuf *b)
     int fm_rxbuf_closed(fm_rxbuf *b)
     uint64_t fm_rxbuf_session(fm_rxbuf *b)
-    void fm_rxbuf_space_released(fm_rxbuf *b)
+    int fm_rxbuf_space_released(fm_rxbuf *b)
+    void fm_rxbuf_ack_kick(fm_rxbuf *b)
     void fm_rxbuf_incref(fm_rxbuf *b)
     void fm_rxbuf_decref(fm_rxbuf *b)
 

@@ -191,6 +191,10 @@ int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns);
  * thread stands aside, sparing two thread hand-offs per message; falls back to fm_receiver_wait
  * when the I/O thread is busy with them or the poller cannot nest. */
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
+/* Writes the acknowledgements due on rx from the calling thread, if the sockets are free (their
+ * token; epoll only). Returns 0 if done, -1 if the I/O thread has to (fm_rxbuf_ack_kick). The
+ * caller keeps rx open meanwhile (the consumer lock). */
+int fm_receiver_write_acks(fm_receiver *rx);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
@@ -213,8 +217,12 @@ uint64_t fm_rxbuf_capacity(fm_rxbuf *b);
 int fm_rxbuf_closed(fm_rxbuf *b);
 /* The session of the connection whose ring this is (known once its records are published). */
 uint64_t fm_rxbuf_session(fm_rxbuf *b);
-/* After the consumer released ring space: lets the I/O thread read again if it had stopped. */
-void fm_rxbuf_space_released(fm_rxbuf *b);
+/* After the consumer released ring space: lets the I/O thread read again if it had stopped.
+ * Returns 1 if the release made an acknowledgement due (it passed the ring's ack_at): the
+ * caller then writes it with fm_receiver_write_acks or, where it cannot, fm_rxbuf_ack_kick has
+ * the I/O thread write it. */
+int fm_rxbuf_space_released(fm_rxbuf *b);
+void fm_rxbuf_ack_kick(fm_rxbuf *b);
 void fm_rxbuf_incref(fm_rxbuf *b);
 void fm_rxbuf_decref(fm_rxbuf *b);
 

@@ -83,13 +83,13 @@ void fm_session_acks_free(fm_session *s) {
     s->wcap = s->whead = 0;
 }
 
-/* Frames wait for the consumer: tells c's ring the position whose release should wake the I/O
- * thread (the consumer kicks it then, once: fm_rxbuf_space_released), rather than leave it to
- * the next look, which backs off to ACK_POLL_MAX_NS: the end of the first frame whose release
- * makes an ACK due at once (ack_every bytes, or as many messages), or, when the sender asked
- * (a PING), of the last frame waiting. So a stream costs at most one kick per ACK. The walk
- * resumes where the last one stopped, so each frame is walked once. Returns 1 if that release
- * has already happened. */
+/* Frames wait for the consumer: tells c's ring the position whose release makes an ACK due (the
+ * releasing thread then writes it, or kicks the I/O thread, once: fm_rxbuf_space_released and
+ * fm_receiver_write_acks), rather than leave it to the next look, which backs off to
+ * ACK_POLL_MAX_NS: the end of the first frame whose release makes an ACK due at once (ack_every
+ * bytes, or as many messages), or, when the sender asked (a PING), of the last frame waiting.
+ * So a stream costs at most one such release per ACK. The walk resumes where the last one
+ * stopped, so each frame is walked once. Returns 1 if that release has already happened. */
 static int arm_ack_at(fm_rxconn *c) {
     fm_session *s = c->session;
     fm_rxbuf *b = c->buf;

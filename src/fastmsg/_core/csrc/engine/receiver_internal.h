@@ -157,8 +157,9 @@ struct fm_rxbuf {
     uint64_t consumed; /* ring position the consumer has read up to (set when it hands b back) */
     uint64_t session_id; /* the session of its connection (set at the handshake): where a
                           * request's reply goes, even once that connection is replaced */
-    uint64_t ack_at;   /* a release up to here makes an ACK due: the consumer kicks the I/O
-                        * thread (once) rather than leave it to the next look; FM_NO_ACK_AT: none */
+    uint64_t ack_at;   /* a release up to here makes an ACK due: the consumer writes it (or
+                        * kicks the I/O thread), once, rather than leave it to the next look;
+                        * FM_NO_ACK_AT: none */
     fm_ctx *ctx;
     uint64_t capacity;
     fastmsg_ring_ctl *ctl;
@@ -195,6 +196,8 @@ struct fm_receiver {
     int lent;
     int64_t lease_end_ns;
     int64_t ack_due_ns;     /* a reader waits: when the acknowledgements it left are due */
+    uint32_t nest_off;      /* the I/O thread disarmed the nest finding the token taken, and
+                             * could not restore it (nest_event): fm_receiver_write_acks does */
     fm_rxconn *conns;
     uint32_t nconns;
     fm_session_table sessions;

@@ -58,7 +58,7 @@ void fm_receiver_done(fm_receiver *rx, fm_rxbuf *b, uint64_t consumed) {
     /* A reader stopped for want of room may find that the consumer holds every record it was
      * given: then it goes on in a new ring (receiver_read.c) rather than wait for releases. */
     __atomic_store_n(&b->consumed, consumed, __ATOMIC_SEQ_CST);
-    fm_rxbuf_space_released(b);
+    if (fm_rxbuf_space_released(b) && fm_receiver_write_acks(rx) != 0) fm_rxbuf_ack_kick(b);
     /* Let the producer queue it again, then look once more: records published between the
      * consumer's last look and this store found it still queued and did not queue it. */
     __atomic_store_n(&b->queued, 0, __ATOMIC_SEQ_CST);

@@ -66,13 +66,17 @@ void fm_rxbuf_decref(fm_rxbuf *b) {
     free(b);
 }
 
-void fm_rxbuf_space_released(fm_rxbuf *b) {
+int fm_rxbuf_space_released(fm_rxbuf *b) {
+    int ack_due = 0;
     uint64_t at = __atomic_load_n(&b->ack_at, __ATOMIC_RELAXED);
     if (at != FM_NO_ACK_AT && __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= at &&
         __atomic_compare_exchange_n(&b->ack_at, &at, FM_NO_ACK_AT, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        fm_ctx_kick(b->ctx);
+        ack_due = 1; /* (once per arming: the compare-and-swap) */
     if (__atomic_load_n(&b->blocked, __ATOMIC_SEQ_CST) && !__atomic_load_n(&b->closed, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&b->resume, 1, __ATOMIC_SEQ_CST);
         fm_ctx_kick(b->ctx);
     }
+    return ack_due;
 }
+
+void fm_rxbuf_ack_kick(fm_rxbuf *b) { fm_ctx_kick(b->ctx); }
