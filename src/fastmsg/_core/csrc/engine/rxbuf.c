@@ -72,6 +72,9 @@ int fm_rxbuf_space_released(fm_rxbuf *b) {
     if (at != FM_NO_ACK_AT && __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= at &&
         __atomic_compare_exchange_n(&b->ack_at, &at, FM_NO_ACK_AT, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         ack_due = 1; /* (once per arming: the compare-and-swap) */
+    /* A closed connection writes no ACK; and its receiver, perhaps its context, may be gone (a
+     * Message outlives them), so nothing here may touch them. */
+    if (__atomic_load_n(&b->closed, __ATOMIC_ACQUIRE)) ack_due = 0;
     if (__atomic_load_n(&b->blocked, __ATOMIC_SEQ_CST) && !__atomic_load_n(&b->closed, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&b->resume, 1, __ATOMIC_SEQ_CST);
         fm_ctx_kick(b->ctx);
