@@ -281,3 +281,23 @@ def test_replier_killed_and_restarted_mid_stream():
         for p in procs:
             p.kill()
             p.join(10)
+
+
+def test_reply_given_just_before_the_receiver_closes_arrives():
+    # reply() queues the reply for the I/O thread; close() right after it must write it (the
+    # connection then lingers half-closed until the requester has read it), not drop it.
+    for i in range(20):
+        rx = fastmsg.Receiver("tcp://127.0.0.1:0")
+
+        def answer_once_then_close():
+            m = rx.recv(timeout=10)
+            m.reply(b"answer %d" % i)
+            m.release()
+            rx.close()
+
+        t = threading.Thread(target=answer_once_then_close)
+        t.start()
+        with fastmsg.Sender(rx.endpoint) as tx:
+            with tx.request(b"question", timeout=10) as reply:
+                assert bytes(reply) == b"answer %d" % i
+        t.join()

@@ -151,6 +151,7 @@ static void receiver_detach(fm_endpoint *ep) {
     fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
     /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
     while (!fm_token_take(&rx->token)) sched_yield();
+    fm_replies_step(rx); /* replies given before close() are written (the sockets linger) */
     fm_acks_flush(rx); /* what the application released before close() is acknowledged */
     while (rx->conns) fm_rxconn_close_as(rx->conns, 1);
     fastmsg_poller_remove(rx->poller, rx->lfd);
