@@ -10,7 +10,6 @@ time per round trip or per message.
 """
 
 import asyncio
-import importlib
 
 import pytest
 
@@ -21,16 +20,7 @@ ROUND_TRIPS = 2_000
 MESSAGES = 50_000
 
 
-def _available(module):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-zmq = _available("zmq")
-uvloop = _available("uvloop")
-LOOPS = {"asyncio": asyncio.new_event_loop, **({"uvloop": uvloop.new_event_loop} if uvloop else {})}
+from event_loops import LOOPS, zmq
 
 
 class FastmsgPeers:

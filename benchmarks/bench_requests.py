@@ -9,7 +9,6 @@ trips and lower is better; extra_info holds each request's own median and 99th p
 """
 
 import asyncio
-import importlib
 import multiprocessing
 import socket
 import statistics
@@ -26,16 +25,7 @@ ROUND_TRIPS = 2_000
 HEADER = struct.Struct("!I")
 
 
-def _available(module):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-zmq = _available("zmq")
-uvloop = _available("uvloop")
-LOOPS = {"asyncio": asyncio.new_event_loop, **({"uvloop": uvloop.new_event_loop} if uvloop else {})}
+from event_loops import LOOPS, zmq
 
 
 # ---- servers, each in its own process: they answer until terminated ----
