@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 import fastmsg
+import fastmsg.asyncio as fa
 from asyncio_helpers import pair, run, until_waiting  # noqa: F401 (fixtures)
 from reply_helpers import answer
 from transport_helpers import wait_for
@@ -154,3 +155,31 @@ def test_close_while_awaiting_raises_closed(run, pair):
             await tx.request(b"after")
 
     run(main)
+
+
+def test_a_request_awaited_right_after_a_blocking_one_is_answered(run):
+    """A blocking request() reads the socket itself and keeps it a short while after; a request
+    awaited on the loop just after must end that, or its reply waits unread (for the I/O thread's
+    idle wake-up: the Sender has one of its own, which the Receiver's work would wake)."""
+    own = fastmsg.Context()
+    rx = fa.Receiver("tcp://127.0.0.1:0")
+    tx = fa.Sender(rx.endpoint, context=own)
+
+    async def main():
+        server = asyncio.create_task(serve(rx))
+        await round_trip(tx, b"connect")
+        for i in range(10):
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(None, lambda: tx._tx.request(b"b%d" % i, timeout=10))
+            assert bytes(reply) == answer(b"b%d" % i)
+            with await tx.request(b"a%d" % i, timeout=0.09) as r:
+                assert bytes(r) == answer(b"a%d" % i)
+        rx.close()
+        await server
+
+    try:
+        run(main)
+    finally:
+        tx.close(linger=0)
+        rx.close()
+        own.close()

@@ -109,6 +109,55 @@ def test_timeout_then_late_reply_is_counted_and_the_next_request_works():
         assert tx.stats()["replies_received"] == 1
 
 
+def _slow_replier(rx, delay, stop):
+    """Answers each request `delay` seconds after it came (the fault: a replier slower than a
+    requester's own read of its socket, sender_direct.c)."""
+    while not stop.is_set():
+        try:
+            m = rx.recv(timeout=0.1)
+        except fastmsg.Timeout:
+            continue
+        with m:
+            stop.wait(delay)
+            m.reply(answer(m))
+
+
+def test_replies_slower_than_the_requesters_own_read_come_within_the_timeout():
+    """A requester reads its socket itself for a while, then leaves it to the I/O thread, which
+    must watch it at once: otherwise the reply waits for that thread's idle wake-up (100 ms), or
+    the request's next look (50 ms), longer than these requests may take. (The Sender has an I/O
+    thread of its own: the Receiver's would wake it.)"""
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        stop = threading.Event()
+        t = threading.Thread(target=_slow_replier, args=(rx, 0.003, stop), daemon=True)
+        t.start()
+        try:
+            assert bytes(tx.request(b"first", timeout=10)) == answer(b"first")  # connected
+            for i in range(20):
+                assert bytes(tx.request(b"q%d" % i, timeout=0.045)) == answer(b"q%d" % i)
+        finally:
+            stop.set()
+            t.join(5)
+
+
+def test_after_a_request_the_io_thread_reads_the_socket_again():
+    """After its reply a requester keeps the socket from the I/O thread for a short lease; what
+    comes later (the acknowledgements flush() asks for) must still be read."""
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        t, stop = serve_in_thread(rx)
+        try:
+            for i in range(50):
+                assert bytes(tx.request(b"q%d" % i, timeout=10)) == answer(b"q%d" % i)
+            tx.send(b"one more")
+            assert tx.flush(timeout=5)
+            assert tx.stats()["unacknowledged"] == 0
+        finally:
+            stop.set()
+            t.join(5)
+
+
 def test_reply_to_a_sender_that_closed_is_undeliverable_not_an_error():
     with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
         tx = fastmsg.Sender(rx.endpoint)

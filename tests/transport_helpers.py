@@ -147,6 +147,7 @@ def send_sequence(endpoint, sender_id, count, hwm_bytes=4 << 20):
             sys.exit(3)
         stats = tx.stats()
         if stats["sent_messages"] != count:
+            print("STATS", stats, file=sys.stderr)
             sys.exit(4)
     sys.exit(0)
 

@@ -3,9 +3,10 @@
 # the blocking wait of Sender.request, and _Request, the handle that fastmsg.asyncio polls.
 
 
-cdef int _request_wait(void *r, uint64_t unused, int64_t deadline) noexcept nogil:
-    """fm_request_wait as a wait_fn: the request's reply is here."""
-    return fm_request_wait(<fm_request *>r, deadline)
+cdef int _request_wait(void *r, uint64_t sender, int64_t deadline) noexcept nogil:
+    """fm_request_wait_direct as a wait_fn (`sender` is the fm_sender *): the request's reply is
+    here."""
+    return fm_request_wait_direct(<fm_sender *><uintptr_t>sender, <fm_request *>r, deadline)
 
 
 cdef Message _reply_message(fm_request *r):
@@ -20,9 +21,10 @@ cdef Message _reply_message(fm_request *r):
     return m
 
 
-cdef Message _await_reply(fm_request *r, int64_t deadline, object timeout, const bint *closing):
-    """Waits for r's reply within the request's deadline, in slices that notice a close()."""
-    cdef int end = wait_until(_request_wait, r, 0, deadline, WAIT_SLICE_NS, closing)
+cdef Message _await_reply(fm_sender *s, fm_request *r, int64_t deadline, object timeout, const bint *closing):
+    """Waits for r's reply (a request of s) within the request's deadline, in slices that notice
+    a close()."""
+    cdef int end = wait_until(_request_wait, r, <uintptr_t>s, deadline, WAIT_SLICE_NS, closing)
     if end == WAIT_READY or fm_request_ready(r):  # (a reply just at the deadline is still its reply)
         return _reply_message(r)
     if end == WAIT_CLOSED:
@@ -56,6 +58,7 @@ cdef class _Request:
         flag, and the flag before this second look, so the look sees it or the fd fires."""
         if self.tx.notifier == NULL:
             return False
+        fm_sender_revoke_lease(self.tx.s)  # (a blocking request's read may hold the socket a while)
         fm_notifier_arm(self.tx.notifier)
         return fm_request_ready(self.r)
 

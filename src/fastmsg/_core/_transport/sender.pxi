@@ -310,7 +310,7 @@ cdef class Sender:
         cdef int64_t deadline = deadline_ns(timeout)
         cdef _Request req = self._start_request(data, deadline, timeout, True)
         try:
-            return _await_reply(req.r, deadline, timeout, &self.closing)
+            return _await_reply(self.s, req.r, deadline, timeout, &self.closing)
         finally:
             req._end()
             with self.waiters:

@@ -80,6 +80,8 @@ cdef extern from "engine/engine.h" nogil:
     fm_request *fm_request_new(fm_sender *s, uint64_t id)
     bint fm_request_ready(fm_request *r)
     int fm_request_wait(fm_request *r, int64_t deadline_ns)
+    int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns)
+    void fm_sender_revoke_lease(fm_sender *s)
     uint8_t *fm_request_take_reply(fm_request *r, size_t *length)   # malloc'd: the caller frees it
     void fm_request_end(fm_sender *s, fm_request *r)
 

@@ -153,6 +153,12 @@ fm_request *fm_request_new(fm_sender *s, uint64_t id);
 int fm_request_ready(fm_request *r);
 /* Waits for the reply until the deadline (-1: none): FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_request_wait(fm_request *r, int64_t deadline_ns);
+/* The same, but while r is s's only request in flight, the calling thread (without the GIL) reads
+ * the socket itself for a while, sparing the I/O thread's wake-up and hand-off. */
+int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns);
+/* Someone waits for a reply other than by fm_request_wait_direct (an event loop): a requester's
+ * hold on the socket, if any, ends now, so that the I/O thread reads it. */
+void fm_sender_revoke_lease(fm_sender *s);
 /* The reply's payload (malloc'd: the caller frees it) and its length; once, after ready. */
 uint8_t *fm_request_take_reply(fm_request *r, size_t *len);
 /* Unregisters and frees r; a reply that comes later is dropped and counted as late. */
@@ -195,6 +201,8 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
  * token; epoll only). Returns 0 if done, -1 if the I/O thread has to (fm_rxbuf_ack_kick). The
  * caller keeps rx open meanwhile (the consumer lock). */
 int fm_receiver_write_acks(fm_receiver *rx);
+/* The same for the replies queued (Message.reply), and the acknowledgements due with them. */
+int fm_receiver_write_replies(fm_receiver *rx);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);

@@ -166,8 +166,9 @@ int fm_sender_hb_step(fm_sender *s, int64_t now, int64_t *next);
  * and drained, until the receiver closes too (at most the dead-peer timeout), so that a PONG
  * arriving late cannot make the kernel reset the connection and drop unsent data (linger.h). */
 void fm_sender_hb_close(fm_sender *s);
-/* Makes the queued control frames the frame in progress (none in progress, some queued). */
-void fm_sender_hb_start_frame(fm_sender *s);
+/* Moves the queued control frames to `wire`, to be written next (before the next DATA batch, in
+ * the same writev); returns their length. */
+size_t fm_sender_hb_take(fm_sender *s);
 
 /* ---- the receiver's side (receiver_heartbeat.c); hooks called from receiver*.c ---- */
 

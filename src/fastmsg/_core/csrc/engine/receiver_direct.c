@@ -117,18 +117,16 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     return rc;
 }
 
-int fm_receiver_write_acks(fm_receiver *rx) {
-    /* The consumer's release made an ACK due. Kicking the I/O thread to write it cost more than
-     * the write: on a CPU shared with the consumer (a process pinned to one), the woken thread
-     * ran only once the consumer blocked, some 150 us later, by which time the sender had run
-     * out of window and the receive ring had drained (Unix sockets, 1 KiB batches, split
-     * pinning: -21% against no ACKs at all). So the releasing thread writes it, as a reader
-     * holding the sockets would. */
+/* Writes what the calling thread made due, when it can take the sockets: the replies queued
+ * (`replies`), then the acknowledgements due. 0 if done; -1 if the I/O thread (or a reader) has to
+ * write them, or another ACK is due at once. */
+static int write_held(fm_receiver *rx, int replies) {
     fm_ctx *ctx = rx->ctx;
     if (rx->poller == ctx->poller) return -1; /* poll(): the poller is the I/O thread's alone */
     if (!fm_token_take(&rx->token)) return -1; /* the I/O thread or a reader: it writes them */
     int lent = rx->lent;
     int64_t now = fastmsg_monotonic_ns(), next = INT64_MAX;
+    if (replies) fm_replies_step(rx);
     fm_acks_step(rx, now, &next);
     fm_token_give(&rx->token);
     /* The I/O thread may have found the token taken meanwhile and disarmed the nest, expecting a
@@ -137,6 +135,23 @@ int fm_receiver_write_acks(fm_receiver *rx) {
     if (__atomic_exchange_n(&rx->nest_off, 0, __ATOMIC_SEQ_CST) && !lent)
         fastmsg_poller_rearm(ctx->poller, fastmsg_poller_fd(rx->poller), FASTMSG_POLL_IN);
     return next <= now ? -1 : 0; /* another ACK is due at once (more was released): the I/O thread */
+}
+
+int fm_receiver_write_acks(fm_receiver *rx) {
+    /* The consumer's release made an ACK due. Kicking the I/O thread to write it cost more than
+     * the write: on a CPU shared with the consumer (a process pinned to one), the woken thread
+     * ran only once the consumer blocked, some 150 us later, by which time the sender had run
+     * out of window and the receive ring had drained (Unix sockets, 1 KiB batches, split
+     * pinning: -21% against no ACKs at all). So the releasing thread writes it, as a reader
+     * holding the sockets would. */
+    return write_held(rx, 0);
+}
+
+int fm_receiver_write_replies(fm_receiver *rx) {
+    /* A reply handed to the I/O thread waited for it to be scheduled: on one CPU, until the
+     * replier blocked in its next recv(); the replier writes it itself instead, with any ACK due
+     * in the same breath. */
+    return write_held(rx, 1);
 }
 
 /* ---- the loop's operations (I/O thread) ---- */

@@ -1,8 +1,9 @@
 /* Replies, on the receiver's side (docs/protocol.md, "Requests and replies"). Message.reply()
  * copies a reply, as the REPLY record it will be, into a queue that any Python thread may append
- * to (under rlock); the I/O thread, or the reader holding the sockets, moves it into its session's
- * outbox, where it takes the next number of the session's reply stream, and writes the outbox on
- * the session's live connection in REPLY frames. A reply stays in the outbox until the sender
+ * to (under rlock); the replying thread itself when it can take the sockets, else the I/O thread
+ * or the reader holding them, moves it into its session's outbox, where it takes the next number
+ * of the session's reply stream, and writes the outbox on the session's live connection in REPLY
+ * frames. A reply stays in the outbox until the sender
  * acknowledges it (RACK, or the reply_seq of its next HELLO), so a reconnect resends what did not
  * arrive. Every byte queued or unacknowledged counts against reply_hwm_bytes, which reply()
  * refuses beyond: no reply waits unbounded, none is dropped unsaid. */
@@ -52,6 +53,7 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     /* Under the lock, so that the drain's reset to 0 never loses a count (has_work reads it). */
     __atomic_store_n(&rx->rq_len, rx->rq_len + 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&rx->rlock);
+    if (fm_receiver_write_replies(rx) == 0) return 0;
     fm_ctx_kick(rx->ctx);
     /* A reader holding the sockets drains the queue in its own wait: wake it. */
     if (__atomic_load_n(&rx->token, __ATOMIC_SEQ_CST) && rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
@@ -130,7 +132,8 @@ void fm_replies_free(fm_receiver *rx) {
     }
 }
 
-/* How long written replies may wait for their RACK (the sender sends it as soon as it reads them). */
+/* How long written replies may wait for their RACK (the sender sends it within milliseconds of
+ * reading them). */
 static int64_t rack_timeout(const fm_rxconn *c) {
     return (int64_t)(c->rx->cfg.dead_peer_ms ? c->rx->cfg.dead_peer_ms : 5000) * FM_MS;
 }

@@ -13,11 +13,18 @@
 /* Reads per event: the receiver sends little (WELCOME, ERROR), so this only bounds a flood. */
 #define READ_ROUNDS 16
 
+/* What the I/O thread's poller watches: the interest, unless the socket is muted or lent. A socket
+ * the I/O thread must write (POLL_OUT) is never lent: that ends a lease. */
 static void set_interest(fm_sender *s, uint32_t ev) {
-    if (s->fd >= 0 && ev != s->interest) {
-        fastmsg_poller_modify(s->ctx->poller, s->fd, ev, &s->ep);
+    if (s->fd < 0) return;
+    if (ev & FASTMSG_POLL_OUT && s->lent) {
         s->interest = ev;
+        fm_sender_end_lease(s);
+        return;
     }
+    if (ev == s->interest) return;
+    s->interest = ev;
+    if (!s->muted && !s->lent) fastmsg_poller_modify(s->ctx->poller, s->fd, ev, &s->ep);
 }
 
 static void disconnect(fm_sender *s, int64_t now) {
@@ -28,6 +35,7 @@ static void disconnect(fm_sender *s, int64_t now) {
     }
     s->fd = -1;
     s->interest = 0;
+    __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
     s->state = FM_S_IDLE;
     __atomic_store_n(&s->connected, 0, __ATOMIC_RELEASE);
     /* Everything not acknowledged (a batch cut short included) goes again after the handshake. */
@@ -188,7 +196,7 @@ static ptrdiff_t read_big(fm_sender *s, int64_t now) {
     return n;
 }
 
-static void read_frames(fm_sender *s, int64_t now) {
+void fm_sender_read_frames(fm_sender *s, int64_t now) {
     /* REPLY frames: a batch up to max_batch, or one reply up to max_message (as DATA's rule) */
     fastmsg_limits lim = {s->cfg.max_message, s->cfg.max_batch, 0};
     for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
@@ -235,8 +243,19 @@ static void read_frames(fm_sender *s, int64_t now) {
 static void unmute(fm_sender *s) {
     if (s->muted) {
         s->muted = 0;
-        if (s->fd >= 0) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
+        if (s->fd >= 0 && !s->lent) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
     }
+}
+
+/* A requester's lease on the socket runs out, or was revoked: the I/O thread watches it again,
+ * and reads what came meanwhile (ACKs, PINGs). Until then, *next wakes this thread at its end. */
+static void end_lease(fm_sender *s, int64_t now, int64_t *next) {
+    if (!s->lent) return;
+    if (now < s->lease_end_ns && !__atomic_exchange_n(&s->lease_revoked, 0, __ATOMIC_SEQ_CST)) {
+        if (s->lease_end_ns < *next) *next = s->lease_end_ns;
+        return;
+    }
+    fm_sender_end_lease(s);
 }
 
 /* The I/O thread's way to the token. When a direct writer holds it, this thread must neither
@@ -307,7 +326,7 @@ static void on_event(fm_sender *s, uint32_t events, int64_t now) {
         pump(s, now);
         return;
     }
-    if (events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)) read_frames(s, now);
+    if (events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)) fm_sender_read_frames(s, now);
     if (s->fd >= 0 && (events & FASTMSG_POLL_OUT || s->state == FM_S_READY)) pump(s, now);
 }
 
@@ -348,6 +367,7 @@ static void sender_step(fm_endpoint *ep, int64_t now, int64_t *next) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
     if (!take_from_io(s)) return;
     absorb_direct(s, now);
+    end_lease(s, now, next);
     on_step(s, now, next);
     fm_token_give(&s->token);
 }

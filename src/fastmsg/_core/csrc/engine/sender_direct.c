@@ -1,18 +1,117 @@
 /* The direct write: after a pause, the Python thread that published a message writes it itself
  * (without the GIL), sparing the hand-off to the I/O thread, which is most of a small message's
  * latency. It holds the connection's token meanwhile, touches no poller state, and leaves a full
- * socket or an error as a flag for the I/O thread to act on. */
+ * socket or an error as a flag for the I/O thread to act on.
+ *
+ * The direct read: a thread waiting for the reply to the only request in flight reads the socket
+ * itself for a while, sparing the I/O thread's wake-up and the futex hand-off after it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+
+#include "base/futex.h"
 #include "engine/sender_internal.h"
 
-int fm_sender_write_direct(fm_sender *s) {
-    if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !fm_token_take(&s->token)) return 0;
+/* How long a requester reads for itself before it leaves the socket to the I/O thread (which it
+ * keeps from writing for others meanwhile: short against a heartbeat, long against a round trip). */
+#define DIRECT_READ_NS (2 * FM_MS)
+/* How long after a direct read the socket stays out of the I/O thread's poller (unread). */
+#define LEASE_NS (2 * FM_MS)
+/* Tries at the token before a requester leaves the reply to the I/O thread. */
+#define TAKE_TRIES 4
+
+/* The write, once the token is held. */
+static int write_held(fm_sender *s) {
     int rc = FM_OUT_FULL;
     if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) && !s->direct_err && !s->direct_full) {
         rc = fm_sender_write_out(s);
         if (rc == FM_OUT_FULL) s->direct_full = 1;
         else if (rc < 0) s->direct_err = -rc;
     }
+    return rc;
+}
+
+int fm_sender_write_direct(fm_sender *s) {
+    if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !fm_token_take(&s->token)) return 0;
+    int rc = write_held(s);
     fm_token_give(&s->token);
     if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST)) fm_ctx_kick(s->ctx);
     return rc == FM_OUT_IDLE;
+}
+
+/* The token, if the I/O thread gives it back within a few yields: it holds it for one round of
+ * its loop, and a requester that left the reply to it would make it spin a while after (loop.c),
+ * taking the token at every round. */
+static int take_soon(fm_sender *s) {
+    for (int i = 0; i < TAKE_TRIES; i++) {
+        if (fm_token_take(&s->token)) return 1;
+        sched_yield();
+    }
+    return 0;
+}
+
+/* Reads until r's reply is here, `until` passes, or the connection fails (token held, the socket
+ * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
+ * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
+ * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's). */
+static int read_held(fm_sender *s, fm_request *r, int64_t until) {
+    for (;;) {
+        if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s);
+        if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
+        int64_t now = fastmsg_monotonic_ns();
+        if (now >= until) return FASTMSG_WAIT_TIMEOUT;
+        int rc = fastmsg_wait_readable(s->fd, until - now);
+        if (rc == -EINTR) return FASTMSG_WAIT_INTERRUPTED;
+        if (rc < 0) return FASTMSG_WAIT_TIMEOUT; /* (the I/O thread meets the same failure) */
+        if (rc == 0) continue;
+        fm_sender_read_frames(s, fastmsg_monotonic_ns());
+        if (s->fd < 0) return FASTMSG_WAIT_TIMEOUT; /* failed: the I/O thread reconnects */
+    }
+}
+
+void fm_sender_end_lease(fm_sender *s) {
+    __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->lease_revoked, 0, __ATOMIC_SEQ_CST);
+    if (s->fd >= 0 && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
+}
+
+void fm_sender_revoke_lease(fm_sender *s) {
+    if (!__atomic_load_n(&s->lent, __ATOMIC_SEQ_CST)) return;
+    __atomic_store_n(&s->lease_revoked, 1, __ATOMIC_SEQ_CST);
+    fm_ctx_kick(s->ctx);
+}
+
+int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns) {
+    if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
+    /* Others' requests in flight: their threads wait on futexes that the I/O thread (or this one)
+     * wakes, and this one would keep the I/O thread from writing theirs. */
+    if (__atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != 1 || !__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) ||
+        !take_soon(s))
+        return fm_request_wait(r, deadline_ns);
+    int rc = FASTMSG_WAIT_TIMEOUT, leased = 0;
+    if (s->state == FM_S_READY && s->fd >= 0 && !s->direct_err && !s->direct_full && !(s->interest & FASTMSG_POLL_OUT)) {
+        int64_t until = fastmsg_monotonic_ns() + DIRECT_READ_NS;
+        if (deadline_ns >= 0 && deadline_ns < until) until = deadline_ns;
+        /* The I/O thread's poller would wake it for the reply too (level-triggered): the socket
+         * leaves it, on a lease that each such read renews, so that a run of requests costs no
+         * poller change each. The I/O thread takes it back at the lease's end (sender_conn.c):
+         * told of a new lease by a kick, it wakes for its end. */
+        leased = !s->lent;
+        if (leased && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
+        __atomic_store_n(&s->lent, 1, __ATOMIC_SEQ_CST);
+        rc = read_held(s, r, until);
+        s->lease_end_ns = fastmsg_monotonic_ns() + LEASE_NS;
+        /* No reply yet (it is left to the I/O thread), or another request waits for its own:
+         * the I/O thread must watch the socket now. */
+        if (s->fd >= 0 && (rc != FASTMSG_WAIT_READY || __atomic_load_n(&s->lease_revoked, __ATOMIC_SEQ_CST) ||
+                           __atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != 1)) {
+            fm_sender_end_lease(s);
+            leased = 0;
+        }
+    }
+    int failed = s->fd < 0 || s->direct_err || s->direct_full;
+    fm_token_give(&s->token);
+    if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST) || failed || leased) fm_ctx_kick(s->ctx);
+    if (rc != FASTMSG_WAIT_TIMEOUT) return rc;
+    return fm_request_wait(r, deadline_ns);
 }

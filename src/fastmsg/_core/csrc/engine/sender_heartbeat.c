@@ -88,12 +88,11 @@ int fm_sender_hb_step(fm_sender *s, int64_t now, int64_t *next) {
     return due;
 }
 
-void fm_sender_hb_start_frame(fm_sender *s) {
-    memcpy(s->hb.wire, s->hb.out, s->hb.out_len);
-    s->iov[0] = (struct iovec){s->hb.wire, s->hb.out_len};
-    s->iovcnt = 1;
+size_t fm_sender_hb_take(fm_sender *s) {
+    size_t n = s->hb.out_len;
+    memcpy(s->hb.wire, s->hb.out, n);
     s->hb.out_len = 0;
-    fm_sender_start_frame(s, 0);
+    return n;
 }
 
 void fm_sender_hb_close(fm_sender *s) {

@@ -1,6 +1,7 @@
 /* What the sender's files share: the sender's state, and the functions one file offers another.
  *
- * sender.c        the API Python calls: make, queue, flush, write directly, close
+ * sender.c        the API Python calls: make, queue, flush, close
+ * sender_direct.c a Python thread's own write of what it queued, and a requester's own read
  * sender_conn.c   the connection: connect, reconnect, handshake, control frames; the loop's ops
  * sender_write.c  writing the frame in progress, then batch after batch
  * sender_batch.c  taking a DATA batch (or one external message) from the ring
@@ -67,7 +68,7 @@ struct fm_sender {
     uint64_t last_dropped_size; /* of the latest record dropped unsent (fm_sender_refused) */
     /* the frame being written: a control frame (HELLO) or a DATA batch */
     uint8_t hdr[FASTMSG_DATA_FRAME_HDR], ext_hdr[FASTMSG_REC_HDR];
-    struct iovec iov[4];
+    struct iovec iov[5]; /* control frames owed, then a DATA batch (up to 4 pieces) */
     int iovcnt;
     size_t frame_left;
     int frame_is_data;
@@ -82,6 +83,11 @@ struct fm_sender {
                               * Python thread writing directly (fm_sender_write_direct) */
     uint32_t missed;         /* the I/O thread found the token taken: kick it after */
     int muted;               /* I/O thread only: the socket is out of the poller meanwhile */
+    uint32_t lent;           /* a requester read the socket itself (fm_request_wait_direct): it
+                              * stays out of the I/O thread's poller until lease_end_ns (the token
+                              * holder's; others may read it) */
+    uint32_t lease_revoked;  /* another request waits: the lease ends at once (sender_direct.c) */
+    int64_t lease_end_ns;
     int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
     uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
     uint32_t connected;
@@ -125,6 +131,14 @@ void fm_sender_rewind(fm_sender *s);
 /* The cursor passed records up to `pos` (written, or dropped): keeps sent_pos, and gives dropped
  * records back at once when nothing before them waits for an acknowledgement. */
 void fm_sender_passed(fm_sender *s, uint64_t pos);
+
+/* Reads what the receiver sent, until the socket is empty (bounded), and acts on each frame; a
+ * failure disconnects (sender_conn.c). Token held; the I/O thread's, or a requester's reading
+ * directly (fm_request_wait_direct). */
+void fm_sender_read_frames(fm_sender *s, int64_t now);
+
+/* Ends a requester's lease on the socket (token held): the I/O thread's poller watches it again. */
+void fm_sender_end_lease(fm_sender *s);
 
 /* A checked-size REPLY frame (whole, header included): hands each new reply to its request. 0,
  * or the protocol error to refuse the connection with (sender_reply.c). */

@@ -2,8 +2,9 @@
  * is registered in a table by its id before its message is queued; the I/O thread checks each
  * REPLY frame as it checks DATA (one CRC, the record walk), hands every new reply to its request
  * (a copy, and a futex wake of its waiter) or counts it as late when the request has ended, and
- * acknowledges what arrived with a RACK, between DATA batches. Replies are acknowledged on
- * arrival: once copied, none can be lost on this side. */
+ * acknowledges what arrived with a RACK, in front of the next DATA batch. Replies are acknowledged
+ * on arrival: once copied, none can be lost on this side. (A requester reading its socket itself,
+ * sender_direct.c, runs the same code.) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,9 +64,12 @@ fm_request *fm_request_new(fm_sender *s, uint64_t id) {
     fm_request **pp = bucket(t, id);
     r->hnext = *pp;
     *pp = r;
-    t->n++;
+    uint32_t n = ++t->n;
     pthread_mutex_unlock(&t->lock);
     FM_STAT_ADD(s, FM_REQUESTS, 1);
+    /* A requester reading the socket itself may keep it from the I/O thread a while after its
+     * reply; this request's reply must not wait for that (sender_direct.c). */
+    if (n > 1) fm_sender_revoke_lease(s);
     return r;
 }
 

@@ -4,12 +4,25 @@
 
 #include "engine/sender_internal.h"
 
+/* Sets up the next write once READY: the control frames owed (a RACK, PONGs and PINGs), then the
+ * next DATA batch, in one writev, so that a RACK owed costs neither a system call of its own nor
+ * the receiver a wake-up. 0 if there is nothing to write. */
+static int next_frames(fm_sender *s) {
+    if (s->state != FM_S_READY) return 0;
+    if (s->rack_due) fm_sender_queue_rack(s);
+    size_t ctl = s->hb.out_len ? fm_sender_hb_take(s) : 0; /* heartbeat hook */
+    int data = fm_sender_take_batch(s);
+    if (!ctl) return data;
+    if (data) memmove(s->iov + 1, s->iov, (size_t)s->iovcnt * sizeof *s->iov);
+    s->iov[0] = (struct iovec){s->hb.wire, ctl};
+    s->iovcnt = data ? s->iovcnt + 1 : 1;
+    fm_sender_start_frame(s, data);
+    return 1;
+}
+
 static int write_frames(fm_sender *s) {
     for (;;) {
-        if (!s->frame_left && s->rack_due && s->state == FM_S_READY) fm_sender_queue_rack(s);
-        /* heartbeat hook: queued PONGs and PINGs (and a RACK) go before the next batch */
-        if (!s->frame_left && s->hb.out_len && s->state == FM_S_READY) fm_sender_hb_start_frame(s);
-        if (!s->frame_left && (s->state != FM_S_READY || !fm_sender_take_batch(s))) return FM_OUT_IDLE;
+        if (!s->frame_left && !next_frames(s)) return FM_OUT_IDLE;
         struct iovec *iov = s->iov;
         int n = s->iovcnt;
         while (n && iov->iov_len == 0) iov++, n--;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <stddef.h>
 #include <sys/un.h>
@@ -103,6 +104,14 @@ int fastmsg_connect_result(int fd) {
     socklen_t len = sizeof err;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
     return -err;
+}
+
+int fastmsg_wait_readable(int fd, int64_t timeout_ns) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int ms = timeout_ns <= 0 ? 0 : (int)((timeout_ns + 999999) / 1000000);
+    int n = poll(&p, 1, ms);
+    if (n < 0) return -errno;
+    return n > 0;
 }
 
 ptrdiff_t fastmsg_read(int fd, void *buf, size_t len) {

@@ -32,6 +32,10 @@ int fastmsg_connect_result(int fd);
 ptrdiff_t fastmsg_read(int fd, void *buf, size_t len);
 ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n);
 
+/* Waits up to timeout_ns (rounded up to whole ms) for fd to be readable (or to fail, or reach
+ * EOF): 1, 0 on timeout, or -errno (-EINTR when a signal came). */
+int fastmsg_wait_readable(int fd, int64_t timeout_ns);
+
 void fastmsg_close(int fd);
 
 /* Reads and drops whatever the peer sent that is waiting in the socket (non-blocking), so that a
