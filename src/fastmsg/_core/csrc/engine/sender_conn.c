@@ -201,14 +201,18 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
     fastmsg_limits lim = {s->cfg.max_message, s->cfg.max_batch, 0};
     for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
         int big = s->rbig != NULL;
-        ptrdiff_t n = big ? read_big(s, now) : fastmsg_read(s->fd, s->in + s->in_len, sizeof s->in - s->in_len);
+        size_t want = big ? s->rbig_size - s->rbig_have : sizeof s->in - s->in_len;
+        ptrdiff_t n = big ? read_big(s, now) : fastmsg_read(s->fd, s->in + s->in_len, want);
         if (n == -EAGAIN) return;
         if (n <= 0) {
             fail(s, now, n == 0 ? "receiver closed the connection%s" : "read failed: %s", n ? strerror((int)-n) : "");
             return;
         }
         fm_hb_received(&s->hb.t, now); /* heartbeat hook: anything from the receiver is life */
-        if (big) continue; /* (read into rbig, and acted on once whole) */
+        if (big) { /* (read into rbig, and acted on once whole) */
+            if ((size_t)n < want) return;
+            continue;
+        }
         s->in_len += (size_t)n;
         size_t off = 0;
         while (s->in_len - off >= FASTMSG_FRAME_HDR) {
@@ -235,6 +239,9 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
         }
         memmove(s->in, s->in + off, s->in_len - off);
         s->in_len -= off;
+        /* A short read drained the socket: the read that would say so (EAGAIN) is spared, as the
+         * poller reports what comes next. */
+        if ((size_t)n < want) return;
     }
 }
 

@@ -29,6 +29,7 @@ struct fm_request {
     fm_request *hnext; /* next in its hash bucket */
     uint64_t id;
     uint32_t ready;    /* futex word: 1 once the reply is here */
+    uint32_t sleeping; /* its requester sleeps (or is about to) on `ready`: the reply wakes it */
     uint8_t *reply;    /* its payload (after the id), malloc'd; the taker frees it */
     size_t reply_len;
 };

@@ -83,6 +83,9 @@ int fm_request_wait(fm_request *r, int64_t deadline_ns) {
             left = deadline_ns - fastmsg_monotonic_ns();
             if (left <= 0) return FASTMSG_WAIT_TIMEOUT;
         }
+        /* Stored before `ready` is looked at again (in the futex call), as deliver() stores
+         * `ready` before it looks at this: one of the two sees the other. */
+        __atomic_store_n(&r->sleeping, 1, __ATOMIC_SEQ_CST);
         if (fastmsg_futex_wait(&r->ready, 0, left, attempt)) return FASTMSG_WAIT_INTERRUPTED;
     }
 }
@@ -122,7 +125,9 @@ static void deliver(fm_sender *s, uint64_t id, const uint8_t *payload, size_t le
         r->reply_len = len;
         FM_STAT_ADD(s, FM_REPLIES_RECEIVED, 1); /* before the wake: the requester may read stats next */
         __atomic_store_n(&r->ready, 1, __ATOMIC_SEQ_CST);
-        fastmsg_futex_wake_all(&r->ready); /* (under the lock: r cannot be ended meanwhile) */
+        /* (under the lock: r cannot be ended meanwhile; no system call for a requester that
+         * reads its own reply, sender_direct.c) */
+        if (__atomic_load_n(&r->sleeping, __ATOMIC_SEQ_CST)) fastmsg_futex_wake_all(&r->ready);
         late = 0;
     }
     pthread_mutex_unlock(&t->lock);
