@@ -349,3 +349,97 @@ def test_reply_given_just_before_the_receiver_closes_arrives():
             with tx.request(b"question", timeout=10) as reply:
                 assert bytes(reply) == b"answer %d" % i
         t.join()
+
+
+# ---- request_many, and replies to a batch written together ----
+
+def test_request_many_returns_the_replies_in_order_whatever_order_they_come_in():
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        asks = [b"q%d" % i * (i % 7) for i in range(64)] + [bytes(70_000)]  # one outside the ring
+        box = []
+        asker = threading.Thread(target=lambda: box.append(tx.request_many(asks, timeout=30)))
+        asker.start()
+        held = []
+        while len(held) < len(asks):  # every request in flight at once
+            held += rx.recv_many(len(asks) - len(held), timeout=10)
+        for m in reversed(held):
+            m.reply(answer(m))
+            m.release()
+        asker.join(30)
+        assert [bytes(r) for r in box[0]] == [answer(a) for a in asks]
+        assert tx.stats()["replies_received"] == len(asks)
+
+
+def test_request_many_timeout_carries_the_replies_that_came():
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx, fastmsg.Sender(rx.endpoint) as tx:
+        box = []
+
+        def ask():
+            try:
+                tx.request_many([b"a", b"b", b"c"], timeout=1.0)
+            except fastmsg.Timeout as exc:
+                box.append(exc)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        held = [rx.recv(timeout=10) for _ in range(3)]
+        held[1].reply(b"only b")
+        for m in held:
+            m.release()
+        asker.join(30)
+        assert box, "request_many did not time out"
+        assert [None if r is None else bytes(r) for r in box[0].replies] == [None, b"only b", None]
+        assert tx.stats()["replies_received"] == 1
+        held[0].reply(b"late")
+        wait_for(lambda: tx.stats()["late_replies"] == 1, what="the late reply to be counted")
+
+
+def test_request_many_refuses_a_str_and_says_how_many_were_sent():
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx, fastmsg.Sender(rx.endpoint) as tx:
+        with pytest.raises(TypeError) as info:
+            tx.request_many([b"sent", "not bytes"])
+        assert info.value.queued == 1
+        with rx.recv(timeout=10) as m:
+            assert bytes(m) == b"sent" and m.is_request
+        assert tx.request_many([]) == []
+
+
+@pytest.mark.parametrize("answered", [64, 63, 0])
+def test_replies_to_a_batch_arrive_whether_the_last_request_is_answered_or_let_go(answered):
+    """Replies to the requests of one recv_many are written together, by the last reply, or by the
+    release of the last request left unanswered; a reply to a request released before it goes too."""
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        asks = [b"q%d" % i for i in range(64)]
+        box = []
+
+        def ask():
+            try:
+                tx.request_many(asks, timeout=1.5)
+            except fastmsg.Timeout as exc:
+                box.append(exc.replies)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        held = []
+        while len(held) < len(asks):
+            held += rx.recv_many(len(asks) - len(held), timeout=10)
+        for m in held[:answered]:
+            m.reply(answer(m))
+        for m in held[answered:]:
+            m.release()  # let go unanswered
+        for m in held[:answered]:
+            m.release()
+        if answered == 0:  # replies after release: written too
+            for m, a in zip(held[:10], asks):
+                m.reply(answer(a))
+        asker.join(30)
+        if answered == 64:
+            assert not box
+            assert tx.stats()["replies_received"] == 64
+        else:
+            want = answered or 10
+            got = box[0]
+            assert [bytes(r) for r in got[:want]] == [answer(a) for a in asks[:want]]
+            assert got[want:] == [None] * (64 - want)

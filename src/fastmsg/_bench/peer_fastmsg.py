@@ -1,6 +1,5 @@
 """fastmsg: Sender.send_many / Receiver.recv_many for throughput (Sender.send per message in
-"single" mode); for the round trip each side has a Receiver and a Sender, and the pinger's first
-message tells the echoer where to answer."""
+"single" mode); the round trip is Sender.request answered by Message.reply, on one connection."""
 
 import os
 import time
@@ -73,34 +72,23 @@ def _receive(rx, spec):
 
 def _echo(rx, spec):
     size, total, timeout = spec["size"], spec["count"] + spec["warmup"], spec["timeout"]
-    back = fastmsg.Sender(bytes(rx.recv(timeout=timeout)).decode())
-    try:
-        for i in range(total):
-            try:
-                msg = rx.recv(timeout=timeout)
-            except fastmsg.Timeout:
-                raise AssertionError(f"round trip {i + 1} of {total}: nothing arrived for {timeout} s") from None
+    for i in range(total):
+        try:
+            msg = rx.recv(timeout=timeout)
+        except fastmsg.Timeout:
+            raise AssertionError(f"round trip {i + 1} of {total}: nothing arrived for {timeout} s") from None
+        with msg:
             if len(msg) != size:
                 raise AssertionError(f"message {i + 1} has {len(msg)} bytes, expected {size}")
-            back.send(msg)
-            msg.release()
-        back.flush(timeout=timeout)
-    finally:
-        back.close()
+            msg.reply(msg)
     return {"received": total}
 
 
 def _ping(tx, spec):
     timeout = spec["timeout"]
-    rx = _bind(spec, "pong")
 
     def trip(i, p):
-        tx.send(p)
-        with rx.recv(timeout=timeout) as reply:
+        with tx.request(p, timeout=timeout) as reply:
             return bytes(reply)
 
-    try:
-        tx.send(rx.endpoint.encode())
-        return time_round_trips(spec, trip)
-    finally:
-        rx.close()
+    return time_round_trips(spec, trip)

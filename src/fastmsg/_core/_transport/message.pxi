@@ -32,6 +32,7 @@ cdef class Message:
     cdef object replier        # a request's Receiver, which reply() goes through; None otherwise
     cdef uint64_t session_id   # a request's: the session of the Sender that made it
     cdef uint64_t request_id   # a request's: its id, chosen by that Sender
+    cdef bint unanswered       # a request neither replied to nor released (counted by its Receiver)
 
     def __init__(self):
         raise TypeError("Messages come from Receiver.recv()")
@@ -53,10 +54,20 @@ cdef class Message:
         if self._released:
             return
         self._released = True
+        if self.unanswered:
+            self._settle(True)
         if self.exports == 0:
             self._drop()
 
+    cdef bint _settle(self, bint write) noexcept:
+        """This request is answered or let go. True if it was the last one its Receiver had
+        handed out unanswered; then `write` writes the replies queued meanwhile."""
+        self.unanswered = False
+        return (<Receiver>self.replier)._settled(write)
+
     def __dealloc__(self):
+        if self.unanswered:
+            self._settle(True)
         self._drop()
 
     def reply(self, data):
@@ -71,7 +82,10 @@ cdef class Message:
         if self.replier is None:
             raise FastmsgError("this message is not a request (only messages sent with Sender.request() "
                                "can be replied to)")
-        (<Receiver>self.replier)._reply(self.session_id, self.request_id, data)
+        # Replies to a batch of requests (recv_many) go out together, with the last of them: the
+        # replier writes them itself then, or the next recv() does (one write for the batch).
+        cdef bint last = self._settle(False) if self.unanswered else (<Receiver>self.replier).unanswered == 0
+        (<Receiver>self.replier)._reply(self.session_id, self.request_id, data, last)
 
     @property
     def is_request(self):

@@ -59,6 +59,7 @@ cdef class Receiver:
     cdef bint closing             # close() has begun: a waiting recv() gives up
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
     cdef readonly uint64_t reply_hwm_bytes  # replies queued or unacknowledged at which reply() raises Full
+    cdef Py_ssize_t unanswered    # requests handed out, neither replied to nor released (under the GIL)
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
@@ -174,6 +175,8 @@ cdef class Receiver:
             m.length -= FASTMSG_REQUEST_ID_LEN
             m.session_id = fm_rxbuf_session(self.cur.buf)
             m.replier = self
+            m.unanswered = True
+            self.unanswered += 1
         if self.frame_rec is not None:
             self.frame_rec.exports += 1
         self.p += fastmsg_ring_slot(length)
@@ -221,9 +224,20 @@ cdef class Receiver:
 
     # ---- replies (Message.reply) ----
 
-    cdef int _reply(self, uint64_t session_id, uint64_t request_id, object data) except -1:
-        """Queues a reply for the I/O thread (under the GIL: close() cannot free the engine's
-        receiver meanwhile). Never blocks."""
+    cdef bint _settled(self, bint write) noexcept:
+        """One request less is unanswered (Message._settle): True if none is left. Then, with
+        `write`, the replies queued for the others are written now (the last request of the
+        batch was released without a reply)."""
+        self.unanswered -= 1
+        if self.unanswered:
+            return False
+        if write and self.rx != NULL:
+            fm_receiver_write_replies(self.rx)
+        return True
+
+    cdef int _reply(self, uint64_t session_id, uint64_t request_id, object data, bint write_now) except -1:
+        """Queues a reply (under the GIL: close() cannot free the engine's receiver meanwhile);
+        `write_now`: this thread writes the queue if it can. Never blocks."""
         cdef Py_buffer view
         cdef int rc
         self._check()
@@ -231,7 +245,7 @@ cdef class Receiver:
             raise TypeError("replies are bytes-like objects, not str; encode it first")
         PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
         try:
-            rc = fm_receiver_reply(self.rx, session_id, request_id, <const uint8_t *>view.buf, view.len)
+            rc = fm_receiver_reply(self.rx, session_id, request_id, <const uint8_t *>view.buf, view.len, write_now)
         finally:
             PyBuffer_Release(&view)
         if rc == -EAGAIN:

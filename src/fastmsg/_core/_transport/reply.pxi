@@ -3,10 +3,16 @@
 # the blocking wait of Sender.request, and _Request, the handle that fastmsg.asyncio polls.
 
 
-cdef int _request_wait(void *r, uint64_t sender, int64_t deadline) noexcept nogil:
-    """fm_request_wait_direct as a wait_fn (`sender` is the fm_sender *): the request's reply is
+cdef struct _ReplyWait:
+    fm_sender *s    # the request's sender
+    uint32_t own    # requests of the caller's in flight on it (request_many's), r among them
+
+
+cdef int _request_wait(void *r, uint64_t wait, int64_t deadline) noexcept nogil:
+    """fm_request_wait_direct as a wait_fn (`wait` is a _ReplyWait *): the request's reply is
     here."""
-    return fm_request_wait_direct(<fm_sender *><uintptr_t>sender, <fm_request *>r, deadline)
+    cdef _ReplyWait *w = <_ReplyWait *><uintptr_t>wait
+    return fm_request_wait_direct(w.s, <fm_request *>r, w.own, deadline)
 
 
 cdef Message _reply_message(fm_request *r):
@@ -21,10 +27,16 @@ cdef Message _reply_message(fm_request *r):
     return m
 
 
-cdef Message _await_reply(fm_sender *s, fm_request *r, int64_t deadline, object timeout, const bint *closing):
-    """Waits for r's reply (a request of s) within the request's deadline, in slices that notice
-    a close()."""
-    cdef int end = wait_until(_request_wait, r, <uintptr_t>s, deadline, WAIT_SLICE_NS, closing)
+cdef Message _await_reply(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline, object timeout,
+                          const bint *closing):
+    """Waits for r's reply (a request of s, one of the caller's `own` in flight) within the
+    request's deadline, in slices that notice a close()."""
+    if fm_request_ready(r):
+        return _reply_message(r)
+    cdef _ReplyWait w
+    w.s = s
+    w.own = own
+    cdef int end = wait_until(_request_wait, r, <uintptr_t>&w, deadline, WAIT_SLICE_NS, closing)
     if end == WAIT_READY or fm_request_ready(r):  # (a reply just at the deadline is still its reply)
         return _reply_message(r)
     if end == WAIT_CLOSED:

@@ -310,7 +310,7 @@ cdef class Sender:
         cdef int64_t deadline = deadline_ns(timeout)
         cdef _Request req = self._start_request(data, deadline, timeout, True)
         try:
-            return _await_reply(self.s, req.r, deadline, timeout, &self.closing)
+            return _await_reply(self.s, req.r, 1, deadline, timeout, &self.closing)
         finally:
             req._end()
             self._request_done()
@@ -324,6 +324,74 @@ cdef class Sender:
             with self.waiters:
                 self.waiters.notify_all()
         return 0
+
+    def request_many(self, buffers, *, timeout=None):
+        """Sends every message of `buffers` as a request, published together as send_many()
+        publishes, and returns their replies: a list of Messages in the order of `buffers`,
+        whatever order the replies came in. Many requests in flight from one call cost about
+        what as many send_many() messages do, where request() in a loop waits a round trip each.
+
+        `timeout` (seconds; None: no limit) covers queueing them and all their replies. When it
+        runs out, Timeout is raised with `replies`: that list with None where no reply came
+        (those requests end; replies that come later are dropped and counted in late_replies).
+        An error while queueing raises as send_many()'s do, with `queued` (the first ones were
+        sent; their replies are dropped as late). Raises Closed if close() is called meanwhile."""
+        cdef int64_t deadline = deadline_ns(timeout)
+        cdef list reqs = self._start_requests(buffers, deadline, timeout)
+        cdef list replies = [None] * len(reqs)
+        cdef _Request req
+        cdef Py_ssize_t i
+        try:
+            for i in range(len(reqs)):
+                req = <_Request>reqs[i]
+                replies[i] = _await_reply(self.s, req.r, len(reqs), deadline, timeout, &self.closing)
+        except Timeout as exc:
+            for i in range(len(reqs)):  # those that came, after the one that did not
+                req = <_Request>reqs[i]
+                if replies[i] is None and fm_request_ready(req.r):
+                    replies[i] = _reply_message(req.r)
+            exc.replies = replies
+            raise
+        finally:
+            for req in reqs:
+                req._end()
+            self._request_done()
+        return replies
+
+    cdef list _start_requests(self, object buffers, int64_t deadline, object timeout):
+        """Registers and queues a request per buffer (published together) and counts the wait
+        for their replies, as _start_request does for one."""
+        cdef list reqs = []
+        cdef _Request req
+        cdef bint idle
+        self._check()
+        try:
+            self._check_refused("none of these requests was sent")
+            self._acquire(deadline, timeout)
+        except BaseException as exc:
+            raise _partial(exc, 0) from None
+        try:
+            self._check()  # (closed meanwhile?)
+            if self.held_bytes:
+                self._release_written()
+            idle = fm_sender_all_written(self.s)
+            try:
+                for data in buffers:
+                    req = _Request.__new__(_Request)
+                    req.tx = self
+                    req.r = self._queue_request(data, deadline, timeout, False, len(reqs) > 0)
+                    reqs.append(req)
+            except BaseException as exc:
+                for req in reqs:  # queued, and sent: nobody waits for their replies
+                    req._end()
+                raise _partial(exc, len(reqs)) from None
+            finally:
+                fastmsg_ring_publish(self.ring)
+                self._hand_over(idle)
+            self.flushing += 1  # (under the producer lock, as in _start_request)
+        finally:
+            PyThread_release_lock(self.lock)
+        return reqs
 
     def _request_nowait(self, data):
         """request() in steps, for fastmsg.asyncio: queues the request at once (raises Full, having
@@ -350,14 +418,16 @@ cdef class Sender:
             PyThread_release_lock(self.lock)
         return req
 
-    cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout) except NULL:
+    cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout, bint publish=True,
+                                    bint more=False) except NULL:
         """Registers a request (before it is queued: no reply can come first) and queues its
-        message; under the producer lock."""
+        message (staged, not published, unless `publish`; `more`: not the first of a
+        request_many); under the producer lock."""
         cdef Py_buffer view
         if isinstance(data, str):
             raise TypeError("messages are bytes-like objects, not str; encode it first")
         self.last_request_id += 1
-        cdef fm_request *r = fm_request_new(self.s, self.last_request_id)
+        cdef fm_request *r = fm_request_new(self.s, self.last_request_id, more)
         if r == NULL:
             raise MemoryError("cannot register the request")
         try:
@@ -365,7 +435,7 @@ cdef class Sender:
                 self._release_written()
             PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
             try:
-                self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, True, None, FASTMSG_REC_REQUEST,
+                self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, publish, None, FASTMSG_REC_REQUEST,
                           self.last_request_id)
             finally:
                 PyBuffer_Release(&view)

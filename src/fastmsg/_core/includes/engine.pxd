@@ -77,10 +77,10 @@ cdef extern from "engine/engine.h" nogil:
     fm_notifier *fm_sender_notifier(fm_sender *s)
 
     # requests: registered before the message is queued, waited for (or polled), then ended
-    fm_request *fm_request_new(fm_sender *s, uint64_t id)
+    fm_request *fm_request_new(fm_sender *s, uint64_t id, int more)
     bint fm_request_ready(fm_request *r)
     int fm_request_wait(fm_request *r, int64_t deadline_ns)
-    int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns)
+    int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns)
     void fm_sender_revoke_lease(fm_sender *s)
     uint8_t *fm_request_take_reply(fm_request *r, size_t *length)   # malloc'd: the caller frees it
     void fm_request_end(fm_sender *s, fm_request *r)
@@ -105,11 +105,12 @@ cdef extern from "engine/engine.h" nogil:
     int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns)
     int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns)
     int fm_receiver_write_acks(fm_receiver *rx)
+    int fm_receiver_write_replies(fm_receiver *rx)
     void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
     # 0, -EAGAIN (reply_hwm_bytes reached), -EMSGSIZE, -ENOMEM
     int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data,
-                          size_t length)
+                          size_t len, int write_now)
     int fm_receiver_accept_error(fm_receiver *rx)
     void fm_receiver_close(fm_receiver *rx)
     fm_notifier *fm_receiver_notifier(fm_receiver *rx)

@@ -147,15 +147,17 @@ fm_notifier *fm_sender_notifier(fm_sender *s);
  * for, or polled (an event loop: the sender's notifier fires when a reply arrives), and ended by
  * its maker, reply or not. Every call may come from any thread; none blocks but the wait. */
 
-/* Registers request `id` (unique among those in flight); NULL without memory. */
-fm_request *fm_request_new(fm_sender *s, uint64_t id);
+/* Registers request `id` (unique among those in flight); NULL without memory. `more`: not the
+ * first of a group that one caller waits for (Sender.request_many). */
+fm_request *fm_request_new(fm_sender *s, uint64_t id, int more);
 /* 1 once its reply is here (then fm_request_take_reply), else 0. Never blocks. */
 int fm_request_ready(fm_request *r);
 /* Waits for the reply until the deadline (-1: none): FASTMSG_WAIT_READY / TIMEOUT / INTERRUPTED. */
 int fm_request_wait(fm_request *r, int64_t deadline_ns);
-/* The same, but while r is s's only request in flight, the calling thread (without the GIL) reads
- * the socket itself for a while, sparing the I/O thread's wake-up and hand-off. */
-int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns);
+/* The same, but while the caller's `own` requests (r among them) are all of s's in flight, the
+ * calling thread (without the GIL) reads the socket itself for a while, sparing the I/O thread's
+ * wake-up and hand-off. */
+int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns);
 /* Someone waits for a reply other than by fm_request_wait_direct (an event loop): a requester's
  * hold on the socket, if any, ends now, so that the I/O thread reads it. */
 void fm_sender_revoke_lease(fm_sender *s);
@@ -206,10 +208,13 @@ int fm_receiver_write_replies(fm_receiver *rx);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
-/* Queues the reply to request `request_id` of session `session_id` (the ring's, fm_rxbuf_session)
- * for the I/O thread: 0; -EAGAIN when reply_hwm_bytes are queued or unacknowledged already;
- * -EMSGSIZE for a reply too large for any record; -ENOMEM. Any thread; never blocks. */
-int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data, size_t len);
+/* Queues the reply to request `request_id` of session `session_id` (the ring's, fm_rxbuf_session):
+ * 0; -EAGAIN when reply_hwm_bytes are queued or unacknowledged already; -EMSGSIZE for a reply too
+ * large for any record; -ENOMEM. `write_now`: the calling thread writes the queue itself if it can
+ * take the sockets (the last reply of a batch); otherwise the I/O thread (or a reader holding the
+ * sockets) writes it. Any thread; never blocks. */
+int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data, size_t len,
+                      int write_now);
 /* The errno of the last failed accept() (EMFILE...), or 0 if none failed. */
 int fm_receiver_accept_error(fm_receiver *rx);
 void fm_receiver_close(fm_receiver *rx);

@@ -24,7 +24,8 @@ static void undeliverable(fm_receiver *rx, fm_reply *r) {
     reply_free(&rx->reply_bytes, r);
 }
 
-int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data, size_t len) {
+int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data, size_t len,
+                      int write_now) {
     if (len > FASTMSG_MAX_MESSAGE_SIZE - FASTMSG_REQUEST_ID_LEN) return -EMSGSIZE;
     uint32_t rec_len = (uint32_t)(FASTMSG_REQUEST_ID_LEN + len);
     uint64_t size = fastmsg_ring_slot(rec_len);
@@ -53,7 +54,7 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     /* Under the lock, so that the drain's reset to 0 never loses a count (has_work reads it). */
     __atomic_store_n(&rx->rq_len, rx->rq_len + 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&rx->rlock);
-    if (fm_receiver_write_replies(rx) == 0) return 0;
+    if (write_now && fm_receiver_write_replies(rx) == 0) return 0;
     fm_ctx_kick(rx->ctx);
     /* A reader holding the sockets drains the queue in its own wait: wake it. */
     if (__atomic_load_n(&rx->token, __ATOMIC_SEQ_CST) && rx->wake.wr >= 0) fm_waker_signal(&rx->wake);

@@ -3,8 +3,8 @@
  * latency. It holds the connection's token meanwhile, touches no poller state, and leaves a full
  * socket or an error as a flag for the I/O thread to act on.
  *
- * The direct read: a thread waiting for the reply to the only request in flight reads the socket
- * itself for a while, sparing the I/O thread's wake-up and the futex hand-off after it. */
+ * The direct read: a thread waiting for the replies to the only requests in flight (its own) reads
+ * the socket itself for a while, sparing the I/O thread's wake-up and the futex hand-off after it. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -81,11 +81,11 @@ void fm_sender_revoke_lease(fm_sender *s) {
     fm_ctx_kick(s->ctx);
 }
 
-int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns) {
+int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns) {
     if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
     /* Others' requests in flight: their threads wait on futexes that the I/O thread (or this one)
      * wakes, and this one would keep the I/O thread from writing theirs. */
-    if (__atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != 1 || !__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) ||
+    if (__atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != own || !__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) ||
         !take_soon(s))
         return fm_request_wait(r, deadline_ns);
     int rc = FASTMSG_WAIT_TIMEOUT, leased = 0;
@@ -104,7 +104,7 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, int64_t deadline_ns) {
         /* No reply yet (it is left to the I/O thread), or another request waits for its own:
          * the I/O thread must watch the socket now. */
         if (s->fd >= 0 && (rc != FASTMSG_WAIT_READY || __atomic_load_n(&s->lease_revoked, __ATOMIC_SEQ_CST) ||
-                           __atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != 1)) {
+                           __atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != own)) {
             fm_sender_end_lease(s);
             leased = 0;
         }

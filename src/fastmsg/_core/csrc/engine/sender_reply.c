@@ -49,7 +49,7 @@ static void grow(fm_request_table *t) {
     free(old);
 }
 
-fm_request *fm_request_new(fm_sender *s, uint64_t id) {
+fm_request *fm_request_new(fm_sender *s, uint64_t id, int more) {
     fm_request_table *t = &s->requests;
     fm_request *r = calloc(1, sizeof *r);
     if (!r) return NULL;
@@ -69,7 +69,7 @@ fm_request *fm_request_new(fm_sender *s, uint64_t id) {
     FM_STAT_ADD(s, FM_REQUESTS, 1);
     /* A requester reading the socket itself may keep it from the I/O thread a while after its
      * reply; this request's reply must not wait for that (sender_direct.c). */
-    if (n > 1) fm_sender_revoke_lease(s);
+    if (n > 1 && !more) fm_sender_revoke_lease(s);
     return r;
 }
 
