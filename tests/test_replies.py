@@ -443,3 +443,92 @@ def test_replies_to_a_batch_arrive_whether_the_last_request_is_answered_or_let_g
             got = box[0]
             assert [bytes(r) for r in got[:want]] == [answer(a) for a in asks[:want]]
             assert got[want:] == [None] * (64 - want)
+
+
+def test_replies_held_for_a_batch_go_at_the_next_recv():
+    """A batch's replies wait for its last request; one the replier keeps for later holds them
+    only until its next recv."""
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        asks = [b"q%d" % i for i in range(8)]
+        box = []
+
+        def ask():
+            try:
+                tx.request_many(asks, timeout=10)
+            except fastmsg.Timeout as exc:
+                box.append(exc.replies)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        held = []
+        while len(held) < len(asks):
+            held += rx.recv_many(len(asks) - len(held), timeout=10)
+        kept = held.pop()  # answered later
+        for m in held:
+            m.reply(answer(m))
+        assert rx.stats()["replies_sent"] == 0  # held for the batch's last request
+        with pytest.raises(fastmsg.Timeout):
+            rx.recv(timeout=0)
+        wait_for(lambda: rx.stats()["replies_sent"] == 7, what="the held replies to go")
+        kept.reply(answer(kept))
+        asker.join(30)
+        assert not box
+        assert tx.stats()["replies_received"] == 8
+
+
+def test_request_stream_yields_replies_in_order_with_at_most_window_in_flight():
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        asks = [b"s%d" % i for i in range(200)]
+        got, errors = [], []
+
+        def ask():
+            try:
+                got.extend(bytes(r) for r in tx.request_stream(iter(asks), window=5, timeout=10))
+            except BaseException as exc:
+                errors.append(exc)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        served = 0
+        while served < len(asks):
+            held = rx.recv_many(64, timeout=10)
+            # nothing more comes while these are unanswered: never more than the window
+            while True:
+                try:
+                    held += rx.recv_many(64, timeout=0.02)
+                except fastmsg.Timeout:
+                    break
+            assert len(held) <= 5
+            for m in reversed(held):
+                m.reply(answer(m))
+                m.release()
+            served += len(held)
+        asker.join(30)
+        assert not errors
+        assert got == [answer(a) for a in asks]
+
+
+def test_request_stream_stopped_early_ends_its_requests():
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx, fastmsg.Sender(rx.endpoint) as tx:
+        t, stop = serve_in_thread(rx)
+        try:
+            stream = tx.request_stream((b"r%d" % i for i in range(100)), window=8, timeout=10)
+            assert bytes(next(stream)) == answer(b"r0")
+            stream.close()  # the 7 still in flight end: their replies are late
+            wait_for(lambda: tx.stats()["late_replies"] + tx.stats()["replies_received"] == 8,
+                     what="the replies to the requests in flight")
+            assert bytes(tx.request(b"after", timeout=10)) == answer(b"after")
+        finally:
+            stop.set()
+            t.join(5)
+        with pytest.raises(ValueError, match="window"):
+            next(tx.request_stream([b"x"], window=0))
+
+
+def test_request_stream_times_out_when_no_reply_comes():
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx, fastmsg.Sender(rx.endpoint) as tx:
+        with pytest.raises(fastmsg.Timeout):
+            list(tx.request_stream([b"a", b"b"], timeout=0.2))
+        assert len(rx.recv_many(2, timeout=5)) >= 1

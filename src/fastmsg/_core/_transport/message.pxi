@@ -32,7 +32,8 @@ cdef class Message:
     cdef object replier        # a request's Receiver, which reply() goes through; None otherwise
     cdef uint64_t session_id   # a request's: the session of the Sender that made it
     cdef uint64_t request_id   # a request's: its id, chosen by that Sender
-    cdef bint unanswered       # a request neither replied to nor released (counted by its Receiver)
+    cdef uint64_t batch        # a request of a recv_many() batch, neither replied to nor released: the
+                               # batch's number (0 otherwise; see Receiver.batch)
 
     def __init__(self):
         raise TypeError("Messages come from Receiver.recv()")
@@ -54,19 +55,20 @@ cdef class Message:
         if self._released:
             return
         self._released = True
-        if self.unanswered:
+        if self.batch:
             self._settle(True)
         if self.exports == 0:
             self._drop()
 
-    cdef bint _settle(self, bint write) noexcept:
-        """This request is answered or let go. True if it was the last one its Receiver had
-        handed out unanswered; then `write` writes the replies queued meanwhile."""
-        self.unanswered = False
-        return (<Receiver>self.replier)._settled(write)
+    cdef bint _settle(self, bint send) noexcept:
+        """This request of a batch is answered or let go: True if its replies are to go now (it
+        was the batch's last, or the batch is not the latest); then `send` sends them."""
+        cdef uint64_t batch = self.batch
+        self.batch = 0
+        return (<Receiver>self.replier)._settled(batch, send)
 
     def __dealloc__(self):
-        if self.unanswered:
+        if self.batch:
             self._settle(True)
         self._drop()
 
@@ -82,10 +84,10 @@ cdef class Message:
         if self.replier is None:
             raise FastmsgError("this message is not a request (only messages sent with Sender.request() "
                                "can be replied to)")
-        # Replies to a batch of requests (recv_many) go out together, with the last of them: the
-        # replier writes them itself then, or the next recv() does (one write for the batch).
-        cdef bint last = self._settle(False) if self.unanswered else (<Receiver>self.replier).unanswered == 0
-        (<Receiver>self.replier)._reply(self.session_id, self.request_id, data, last)
+        # Replies to the requests of one recv_many() go out together, once the last of them is
+        # answered or released, or at the Receiver's next recv (one write for the batch).
+        (<Receiver>self.replier)._reply(self.session_id, self.request_id, data,
+                                         self._settle(False) if self.batch else True)
 
     @property
     def is_request(self):

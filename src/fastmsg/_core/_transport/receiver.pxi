@@ -59,7 +59,9 @@ cdef class Receiver:
     cdef bint closing             # close() has begun: a waiting recv() gives up
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
     cdef readonly uint64_t reply_hwm_bytes  # replies queued or unacknowledged at which reply() raises Full
-    cdef Py_ssize_t unanswered    # requests handed out, neither replied to nor released (under the GIL)
+    cdef uint64_t batch           # the number of the latest recv_many() that returned requests (under the GIL)
+    cdef Py_ssize_t batch_left    # its requests neither replied to nor released
+    cdef bint replies_held        # replies queued for the end of a batch, not sent yet
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
@@ -175,8 +177,6 @@ cdef class Receiver:
             m.length -= FASTMSG_REQUEST_ID_LEN
             m.session_id = fm_rxbuf_session(self.cur.buf)
             m.replier = self
-            m.unanswered = True
-            self.unanswered += 1
         if self.frame_rec is not None:
             self.frame_rec.exports += 1
         self.p += fastmsg_ring_slot(length)
@@ -224,16 +224,39 @@ cdef class Receiver:
 
     # ---- replies (Message.reply) ----
 
-    cdef bint _settled(self, bint write) noexcept:
-        """One request less is unanswered (Message._settle): True if none is left. Then, with
-        `write`, the replies queued for the others are written now (the last request of the
-        batch was released without a reply)."""
-        self.unanswered -= 1
-        if self.unanswered:
-            return False
-        if write and self.rx != NULL:
-            fm_receiver_write_replies(self.rx)
+    cdef bint _settled(self, uint64_t batch, bint send) noexcept:
+        """A request of recv_many() batch `batch` is answered or let go (Message._settle): True if
+        the replies held are to go now (it was the last of the latest batch, or of an older one).
+        Then, with `send`, they go (the last request was released without a reply)."""
+        if batch == self.batch:
+            self.batch_left -= 1
+            if self.batch_left:
+                return False
+        if send:
+            self._send_held()
         return True
+
+    cdef void _send_held(self) noexcept:
+        """Sends the replies held for the end of a batch."""
+        if self.replies_held and self.rx != NULL:
+            self.replies_held = False
+            fm_receiver_send_replies(self.rx)
+
+    cdef void _hold_batch(self, list out) noexcept:
+        """recv_many() returns `out`: if it holds several requests, their replies are held until
+        the last is answered or released (or the next recv), and go out in one write."""
+        cdef Message m
+        cdef Py_ssize_t n = 0
+        for m in out:
+            if m.replier is not None:
+                n += 1
+        if n < 2:
+            return
+        self.batch += 1
+        self.batch_left = n
+        for m in out:
+            if m.replier is not None:
+                m.batch = self.batch
 
     cdef int _reply(self, uint64_t session_id, uint64_t request_id, object data, bint write_now) except -1:
         """Queues a reply (under the GIL: close() cannot free the engine's receiver meanwhile);
@@ -246,6 +269,8 @@ cdef class Receiver:
         PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
         try:
             rc = fm_receiver_reply(self.rx, session_id, request_id, <const uint8_t *>view.buf, view.len, write_now)
+            if not write_now:
+                self.replies_held = True
         finally:
             PyBuffer_Release(&view)
         if rc == -EAGAIN:
@@ -255,6 +280,8 @@ cdef class Receiver:
             raise MessageTooLarge(f"a {view.len}-byte reply is larger than any record", size=view.len)
         if rc:
             raise MemoryError("cannot queue the reply")
+        if write_now:
+            self.replies_held = False
         return 0
 
     # ---- waiting ----
@@ -281,6 +308,7 @@ cdef class Receiver:
         return 0
 
     cdef Message _recv(self, object timeout):
+        self._send_held()  # (a batch still unanswered: its replies wait no longer)
         cdef Message m = self._take()
         if m is not None:
             return m
@@ -371,6 +399,7 @@ cdef class Receiver:
                     break
                 out.append(m)
                 budget -= m.length + 8
+            self._hold_batch(out)
             return out
         finally:
             PyThread_release_lock(self.lock)

@@ -358,9 +358,55 @@ cdef class Sender:
             self._request_done()
         return replies
 
-    cdef list _start_requests(self, object buffers, int64_t deadline, object timeout):
-        """Registers and queues a request per buffer (published together) and counts the wait
-        for their replies, as _start_request does for one."""
+    def request_stream(self, buffers, *, window=64, timeout=None):
+        """Sends every message of the iterable `buffers` as a request and yields their replies
+        (Messages) in order, keeping up to `window` requests in flight: as replies come, the
+        next requests go, published together. The pipelined form of request(): a stream of
+        requests costs about what a stream of send() calls does, not a round trip each.
+
+        `timeout` (seconds; None: no limit) bounds each wait for the next reply (and for room to
+        queue). When it runs out, Timeout is raised and the requests still in flight end (their
+        replies are dropped and counted in late_replies), as they do when the caller stops
+        iterating early. Raises Closed if close() is called meanwhile."""
+        if not 1 <= window <= (1 << 20):
+            raise ValueError(f"window must be in 1..{1 << 20}, got {window!r}")
+        it = iter(buffers)
+        pending = deque()
+        cdef bint more = True
+        cdef Py_ssize_t room
+        cdef _Request head
+        try:
+            while True:
+                room = window - len(pending)
+                # Refill in batches (a quarter of the window at least) rather than one by one.
+                if more and (room >= max(1, window // 4) or not pending):
+                    chunk = []
+                    for data in it:
+                        chunk.append(data)
+                        if len(chunk) == room:
+                            break
+                    more = len(chunk) == room
+                    if chunk:
+                        pending.extend(self._start_requests(chunk, deadline_ns(timeout), timeout, False))
+                if not pending:
+                    return
+                head = <_Request>pending.popleft()
+                self._check()
+                self.flushing += 1  # (close() waits for it, as for request()'s)
+                try:
+                    reply = _await_reply(self.s, head.r, len(pending) + 1, deadline_ns(timeout), timeout,
+                                         &self.closing)
+                finally:
+                    head._end()
+                    self._request_done()
+                yield reply
+        finally:
+            for head in pending:
+                head._end()
+
+    cdef list _start_requests(self, object buffers, int64_t deadline, object timeout, bint waits=True):
+        """Registers and queues a request per buffer (published together) and, with `waits`,
+        counts the wait for their replies, as _start_request does for one."""
         cdef list reqs = []
         cdef _Request req
         cdef bint idle
@@ -388,7 +434,8 @@ cdef class Sender:
             finally:
                 fastmsg_ring_publish(self.ring)
                 self._hand_over(idle)
-            self.flushing += 1  # (under the producer lock, as in _start_request)
+            if waits:
+                self.flushing += 1  # (under the producer lock, as in _start_request)
         finally:
             PyThread_release_lock(self.lock)
         return reqs

@@ -105,7 +105,7 @@ cdef extern from "engine/engine.h" nogil:
     int fm_receiver_wait(fm_receiver *rx, int64_t deadline_ns)
     int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns)
     int fm_receiver_write_acks(fm_receiver *rx)
-    int fm_receiver_write_replies(fm_receiver *rx)
+    void fm_receiver_send_replies(fm_receiver *rx)
     void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
     # 0, -EAGAIN (reply_hwm_bytes reached), -EMSGSIZE, -ENOMEM

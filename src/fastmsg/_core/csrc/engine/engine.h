@@ -205,14 +205,17 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns);
 int fm_receiver_write_acks(fm_receiver *rx);
 /* The same for the replies queued (Message.reply), and the acknowledgements due with them. */
 int fm_receiver_write_replies(fm_receiver *rx);
+/* Sends the replies queued: this thread writes them if it can take the sockets, otherwise the I/O
+ * thread (kicked) or the reader holding the sockets (woken) does. */
+void fm_receiver_send_replies(fm_receiver *rx);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
 /* Queues the reply to request `request_id` of session `session_id` (the ring's, fm_rxbuf_session):
  * 0; -EAGAIN when reply_hwm_bytes are queued or unacknowledged already; -EMSGSIZE for a reply too
- * large for any record; -ENOMEM. `write_now`: the calling thread writes the queue itself if it can
- * take the sockets (the last reply of a batch); otherwise the I/O thread (or a reader holding the
- * sockets) writes it. Any thread; never blocks. */
+ * large for any record; -ENOMEM. `write_now`: the queue goes out now (fm_receiver_send_replies);
+ * otherwise it waits for the caller's fm_receiver_send_replies (the end of a batch of replies)
+ * or the next wait on rx. Any thread; never blocks. */
 int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data, size_t len,
                       int write_now);
 /* The errno of the last failed accept() (EMFILE...), or 0 if none failed. */

@@ -54,11 +54,15 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     /* Under the lock, so that the drain's reset to 0 never loses a count (has_work reads it). */
     __atomic_store_n(&rx->rq_len, rx->rq_len + 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&rx->rlock);
-    if (write_now && fm_receiver_write_replies(rx) == 0) return 0;
+    if (write_now) fm_receiver_send_replies(rx);
+    return 0;
+}
+
+void fm_receiver_send_replies(fm_receiver *rx) {
+    if (fm_receiver_write_replies(rx) == 0) return;
     fm_ctx_kick(rx->ctx);
     /* A reader holding the sockets drains the queue in its own wait: wake it. */
     if (__atomic_load_n(&rx->token, __ATOMIC_SEQ_CST) && rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
-    return 0;
 }
 
 static fm_reply *take_queue(fm_receiver *rx) {
