@@ -1,7 +1,13 @@
-"""Request/reply round trips of 64 bytes over loopback TCP, each server in its own process:
-fastmsg (Sender.request, Message.reply) against a plain blocking socket echo (one connection,
-4-byte length prefix) and pyzmq REQ/REP when installed; then the same from asyncio
-(fastmsg.asyncio request against zmq.asyncio REQ/REP, on the default loop and uvloop).
+"""Request/reply of 64 bytes over loopback TCP, each server in its own process.
+
+Round trips, one request at a time: fastmsg (Sender.request, Message.reply) against a plain
+blocking socket echo (one connection, 4-byte length prefix) and pyzmq REQ/REP when installed;
+then the same from asyncio (fastmsg.asyncio request against an asyncio Protocol client of the
+socket echo and zmq.asyncio REQ/REP, on the default loop and uvloop).
+
+Requests in flight: 64 at a time from one client, fastmsg's Sender.request_stream (its batch
+form, a replier answering recv_many batches) against pyzmq DEALER/ROUTER (a DEALER keeping 64
+sent ahead of its replies, a ROUTER echoing each; pyzmq has no batch call).
 
 Run: pytest benchmarks/bench_requests.py --benchmark-group-by=group
 A round is ROUND_TRIPS requests, one after another, so the time per round is ROUND_TRIPS round
@@ -51,11 +57,31 @@ def _recv_exact(conn, n):
 def serve_socket(ports):
     with socket.create_server(("127.0.0.1", 0)) as srv:
         ports.put(srv.getsockname()[1])
-        conn, _ = srv.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        while True:
-            (length,) = HEADER.unpack(_recv_exact(conn, HEADER.size))
-            conn.sendall(HEADER.pack(length) + _recv_exact(conn, length))
+        while True:  # one client after another
+            conn, _ = srv.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                while True:
+                    (length,) = HEADER.unpack(_recv_exact(conn, HEADER.size))
+                    conn.sendall(HEADER.pack(length) + _recv_exact(conn, length))
+            except ConnectionError:
+                conn.close()
+
+
+def serve_fastmsg_batches(ports):
+    rx = fastmsg.Receiver("tcp://127.0.0.1:0")
+    ports.put(rx.endpoint)
+    while True:
+        for m in rx.recv_many(256):  # the batch's replies go out together
+            m.reply(m)
+            m.release()
+
+
+def serve_zmq_router(ports):
+    router = zmq.Context().socket(zmq.ROUTER)
+    ports.put(router.bind_to_random_port("tcp://127.0.0.1"))
+    while True:
+        router.send_multipart(router.recv_multipart())
 
 
 def serve_zmq(ports):
@@ -75,9 +101,11 @@ def _server(target):
 
 @pytest.fixture(scope="module")
 def servers():
-    started = {"fastmsg": _server(serve_fastmsg), "socket": _server(serve_socket)}
+    started = {"fastmsg": _server(serve_fastmsg), "socket": _server(serve_socket),
+               "fastmsg batches": _server(serve_fastmsg_batches)}
     if zmq:
         started["pyzmq"] = _server(serve_zmq)
+        started["pyzmq router"] = _server(serve_zmq_router)
     yield {name: where for name, (_, where) in started.items()}
     for proc, _ in started.values():
         proc.terminate()
@@ -176,7 +204,35 @@ async def _zmq_async(port, rounds, samples):
         req.close(linger=0)
 
 
-ASYNC = {"fastmsg": _fastmsg_async, "pyzmq": _zmq_async}
+class _Echoed(asyncio.Protocol):
+    """The asyncio Protocol side of the socket echo: a future per round trip."""
+
+    def __init__(self, size):
+        self.size, self.got, self.waiter = size, 0, None
+
+    def data_received(self, data):
+        self.got += len(data)
+        if self.got >= self.size and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+async def _socket_async(port, rounds, samples):
+    loop = asyncio.get_running_loop()
+    frame = HEADER.pack(len(PAYLOAD)) + PAYLOAD
+    transport, echoed = await loop.create_connection(lambda: _Echoed(len(frame)), "127.0.0.1", port)
+    transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter_ns()
+            echoed.waiter, echoed.got = loop.create_future(), 0
+            transport.write(frame)
+            await echoed.waiter
+            samples.append(time.perf_counter_ns() - t0)
+    finally:
+        transport.close()
+
+
+ASYNC = {"fastmsg": _fastmsg_async, "socket": _socket_async, "pyzmq": _zmq_async}
 
 
 @pytest.mark.parametrize("loop", list(LOOPS))
@@ -194,3 +250,55 @@ def test_async_round_trip(benchmark, servers, name, loop):
         samples.clear()
         benchmark.pedantic(round_of_requests, rounds=5, iterations=1)
     _record(benchmark, samples)
+
+
+# ---- 64 requests in flight ----
+
+IN_FLIGHT = 64
+STREAMED = 20_000
+
+
+def _fastmsg_in_flight(endpoint):
+    tx = fastmsg.Sender(endpoint)
+
+    def stream():
+        n = 0
+        for reply in tx.request_stream((PAYLOAD for _ in range(STREAMED)), window=IN_FLIGHT, timeout=30):
+            reply.release()
+            n += 1
+        assert n == STREAMED
+
+    return stream, lambda: tx.close(linger=0)
+
+
+def _zmq_in_flight(port):
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+
+    def stream():
+        for _ in range(IN_FLIGHT):
+            dealer.send(PAYLOAD)
+        for i in range(STREAMED):
+            dealer.recv()
+            if i < STREAMED - IN_FLIGHT:
+                dealer.send(PAYLOAD)
+
+    return stream, lambda: dealer.close(linger=0)
+
+
+IN_FLIGHT_PEERS = {"fastmsg batches": _fastmsg_in_flight, "pyzmq router": _zmq_in_flight}
+
+
+@pytest.mark.parametrize("name", list(IN_FLIGHT_PEERS))
+def test_requests_in_flight(benchmark, servers, name):
+    """A round is STREAMED requests with IN_FLIGHT outstanding: requests/s = STREAMED / time."""
+    if name not in servers:
+        pytest.skip("pyzmq is not installed")
+    stream, close = IN_FLIGHT_PEERS[name](servers[name])
+    benchmark.group = f"{IN_FLIGHT} requests in flight, 64 B ({STREAMED} per round)"
+    try:
+        stream()  # warm-up: connected
+        benchmark.pedantic(stream, rounds=5, iterations=1)
+    finally:
+        close()
+    benchmark.extra_info["requests_per_s"] = round(STREAMED / benchmark.stats.stats.median)
