@@ -43,8 +43,10 @@ def test_round_trip(run, pair):
 
 
 def test_a_reply_fires_the_fd(run, pair):
-    """Fails (Timeout) if a reply does not write the sender's readiness fd (sender_reply.c)."""
+    """Fails (Timeout) if a reply does not write the sender's readiness fd (sender_reply.c), when
+    the I/O thread reads it (the loop does not)."""
     rx, tx = pair
+    tx._loop_reads = False
 
     async def main():
         task = asyncio.create_task(tx.request(b"q"))  # (a timeout's last look would find the reply)
@@ -66,6 +68,7 @@ def test_arming_leaves_a_wake_up_for_other_waiters(run, pair):
     """A reply writes the fd for its waiting request; another request arms the fd before the
     loop's reader ran. That arming must not empty the fd, or the first request sleeps on."""
     rx, tx = pair
+    tx._loop_reads = False
 
     async def main():
         first = asyncio.create_task(tx.request(b"first"))
@@ -183,3 +186,64 @@ def test_a_request_awaited_right_after_a_blocking_one_is_answered(run):
         tx.close(linger=0)
         rx.close()
         own.close()
+
+
+def test_the_loop_reads_replies_itself(run):
+    """The loop watches a copy of the socket's descriptor and reads replies itself: the readiness
+    fd, which the I/O thread writes for the replies it reads, is hardly ever written."""
+    own = fastmsg.Context()
+    rx = fa.Receiver("tcp://127.0.0.1:0")
+    tx = fa.Sender(rx.endpoint, context=own)
+
+    async def main():
+        server = asyncio.create_task(serve(rx))
+        for i in range(200):
+            await round_trip(tx, b"r%d" % i)
+        assert tx.stats()["replies_received"] == 200
+        assert tx.stats()["notifications"] < 100, tx.stats()
+        rx.close()
+        await server
+
+    try:
+        run(main)
+    finally:
+        tx.close(linger=0)
+        rx.close()
+        own.close()
+
+
+def test_requests_go_on_through_connection_resets(run):
+    """The loop's copy of a socket belongs to one connection: after a reset it lets it go and
+    takes the next connection's; every request gets its reply or raises Timeout, none hangs."""
+    from fastmsg.testing import FaultProxy
+
+    rx = fa.Receiver("tcp://127.0.0.1:0")
+    proxy = FaultProxy(rx.endpoint, seed=3)
+    tx = fa.Sender(proxy.endpoint, heartbeat_interval=0.05)
+    answered = timed_out = 0
+
+    async def main():
+        nonlocal answered, timed_out
+        server = asyncio.create_task(serve(rx))
+        await round_trip(tx, b"first")
+        for i in range(300):
+            if i % 50 == 25:
+                proxy.reset_all()
+            try:
+                with await tx.request(b"r%d" % i, timeout=2) as reply:
+                    assert bytes(reply) == answer(b"r%d" % i)
+                answered += 1
+            except fastmsg.Timeout:
+                timed_out += 1
+        assert tx.stats()["connects"] >= 7  # (each reset costs a connection)
+        rx.close()
+        await server
+
+    try:
+        run(main)
+    finally:
+        tx.close(linger=0)
+        proxy.close()
+        rx.close()
+    assert answered + timed_out == 300
+    assert answered >= 290, (answered, timed_out)

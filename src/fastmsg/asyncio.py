@@ -101,6 +101,10 @@ class _Readiness:
         for fut in self._waiters:
             _wake(fut)
 
+    def wake_all(self):
+        for fut in self._waiters:
+            _wake(fut)
+
     def close(self):
         """Stops watching the fd (before the endpoint closes it) and wakes every waiter, whose
         retry then raises Closed."""
@@ -192,6 +196,37 @@ class Sender:
     def __init__(self, endpoint, **options):
         self._tx = fastmsg.Sender(endpoint, **options)
         self._ready = _Readiness(self._tx)
+        self._lent_fd = -1      # a copy of the socket's fd that the loop watches for replies
+        self._lent_loop = None
+
+    # Replies are read by the loop itself, from a copy of the socket's descriptor that it
+    # watches (Sender._lend_socket), rather than by the I/O thread, which would then have to
+    # wake the loop through the readiness fd: one hand-off less per round trip. The readiness
+    # fd stays armed for the replies the I/O thread still reads (the socket is not lent, or
+    # was taken back).
+
+    _loop_reads = True  # (tests of the readiness fd's own path turn the loop's reading off)
+
+    def _lend(self, loop):
+        if self._lent_fd >= 0 or not self._loop_reads or self._tx.closed:
+            return
+        fd = self._tx._lend_socket()
+        if fd >= 0:
+            self._lent_fd, self._lent_loop = fd, loop
+            loop.add_reader(fd, self._on_socket)
+
+    def _on_socket(self):
+        if self._tx._read_lent() < 0:  # a new connection: lend its socket at the next request
+            self._unlend()
+        self._ready.wake_all()
+
+    def _unlend(self):
+        if self._lent_fd >= 0:
+            if not self._lent_loop.is_closed():
+                self._lent_loop.remove_reader(self._lent_fd)
+            os.close(self._lent_fd)
+            self._lent_fd, self._lent_loop = -1, None
+            self._tx._unlent()
 
     async def send(self, data, *, timeout=None):
         """Queues one message (any bytes-like object, as it is at the call). Waits while the
@@ -231,6 +266,7 @@ class Sender:
         stats()["late_replies"], never given to another request."""
         loop = asyncio.get_running_loop()
         start = loop.time()
+        self._lend(loop)  # (before the request, which may keep the I/O thread busy a moment)
         call = functools.partial(self._tx._request_nowait, data)
         req = await self._ready.until(call, Full, timeout, "the send queue stayed full for {} s; the request was not sent")
         try:
@@ -292,6 +328,7 @@ class Sender:
         """fastmsg.Sender.close: it blocks the event loop while it waits up to `linger` for
         acknowledgements; aclose() waits without blocking it. A send(), flush() or request()
         awaiting raises Closed."""
+        self._unlend()  # (the I/O thread reads the acknowledgements that close() waits for)
         self._ready.close()
         return self._tx.close() if linger is _OWN_LINGER else self._tx.close(linger)
 

@@ -70,7 +70,8 @@ cdef class _Request:
         flag, and the flag before this second look, so the look sees it or the fd fires."""
         if self.tx.notifier == NULL:
             return False
-        fm_sender_revoke_lease(self.tx.s)  # (a blocking request's read may hold the socket a while)
+        if not self.tx._lent:  # (a blocking request's read may hold the socket a while)
+            fm_sender_revoke_lease(self.tx.s)
         fm_notifier_arm(self.tx.notifier)
         return fm_request_ready(self.r)
 

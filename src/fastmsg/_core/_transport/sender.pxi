@@ -47,6 +47,8 @@ cdef class Sender:
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
     cdef uint64_t last_request_id # request ids are a counter (under the producer lock)
     cdef object requests          # a WeakSet of the _Request handles that close() must end
+    cdef uint64_t lent_conn       # the connection whose socket an event loop watches (_lend_socket)
+    cdef readonly bint _lent      # an event loop watches the socket (fastmsg.asyncio)
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
@@ -439,6 +441,33 @@ cdef class Sender:
         finally:
             PyThread_release_lock(self.lock)
         return reqs
+
+    def _lend_socket(self):
+        """For fastmsg.asyncio: a copy of the connected socket's descriptor, for the event loop to
+        watch and call _read_lent() when it is readable (the loop then reads replies itself,
+        sparing the I/O thread's hand-off); -1 if it cannot be lent now. The caller closes it,
+        and calls _unlent(), when it stops watching."""
+        cdef uint64_t conn = 0
+        self._check()
+        cdef int fd = fm_sender_lend_fd(self.s, &conn)
+        if fd < 0:
+            return -1
+        self.lent_conn = conn
+        self._lent = True
+        return fd
+
+    def _read_lent(self):
+        """The lent socket is readable: reads and acts on what came. 1 done, 0 busy (the I/O
+        thread reads it), -1 its connection is gone (stop watching, close the copy)."""
+        if self.s == NULL:
+            return -1
+        return fm_sender_read_lent(self.s, self.lent_conn)
+
+    def _unlent(self):
+        """The event loop stopped watching the socket: the I/O thread takes it back at once."""
+        self._lent = False
+        if self.s != NULL:
+            fm_sender_revoke_lease(self.s)
 
     def _request_nowait(self, data):
         """request() in steps, for fastmsg.asyncio: queues the request at once (raises Full, having

@@ -82,6 +82,8 @@ cdef extern from "engine/engine.h" nogil:
     int fm_request_wait(fm_request *r, int64_t deadline_ns)
     int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns)
     void fm_sender_revoke_lease(fm_sender *s)
+    int fm_sender_lend_fd(fm_sender *s, uint64_t *conn)
+    int fm_sender_read_lent(fm_sender *s, uint64_t conn)
     uint8_t *fm_request_take_reply(fm_request *r, size_t *length)   # malloc'd: the caller frees it
     void fm_request_end(fm_sender *s, fm_request *r)
 

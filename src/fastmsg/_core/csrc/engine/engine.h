@@ -161,6 +161,16 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
 /* Someone waits for a reply other than by fm_request_wait_direct (an event loop): a requester's
  * hold on the socket, if any, ends now, so that the I/O thread reads it. */
 void fm_sender_revoke_lease(fm_sender *s);
+/* Lends the connected socket to an event loop in the calling thread: a copy of its descriptor
+ * (close-on-exec; the caller closes it) that is readable when the receiver sent something, for
+ * fm_sender_read_lent, on a lease like a direct read's. *conn identifies the connection. -EAGAIN
+ * if it cannot be lent now (not connected, or busy), or -errno. */
+int fm_sender_lend_fd(fm_sender *s, uint64_t *conn);
+/* Reads what the lent socket of connection `conn` has and acts on it, as the I/O thread would,
+ * renewing the lease; an event loop's notifier is not fired for replies this reads (the loop
+ * wakes its waiters itself). 1 done, 0 busy (the I/O thread reads), -1 that connection is gone
+ * (stop watching the copy and close it). */
+int fm_sender_read_lent(fm_sender *s, uint64_t conn);
 /* The reply's payload (malloc'd: the caller frees it) and its length; once, after ready. */
 uint8_t *fm_request_take_reply(fm_request *r, size_t *len);
 /* Unregisters and frees r; a reply that comes later is dropped and counted as late. */

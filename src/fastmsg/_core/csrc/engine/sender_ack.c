@@ -37,7 +37,8 @@ int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
         s->next_seq = ack_seq;
     }
     fastmsg_ring_release(r, pos); /* wakes a producer waiting for room, or in flush() */
-    fm_notifier_fire(&s->ready);  /* and an event loop's (after the release: notifier.h) */
+    /* and an event loop's (after the release: notifier.h), unless the loop reads this itself */
+    if (!s->loop_reading) fm_notifier_fire(&s->ready);
     return 0;
 }
 

@@ -30,6 +30,8 @@ static void set_interest(fm_sender *s, uint32_t ev) {
 static void disconnect(fm_sender *s, int64_t now) {
     if (s->fd >= 0) {
         fastmsg_poller_remove(s->ctx->poller, s->fd);
+        if (s->lent_dup) fastmsg_shutdown(s->fd); /* (its copy in an event loop would keep it open) */
+        s->lent_dup = 0;
         fastmsg_close(s->fd);
         FM_STAT_ADD(s, FM_DISCONNECTS, 1);
     }
@@ -76,6 +78,7 @@ static void start_connect(fm_sender *s, int64_t now) {
         return;
     }
     s->fd = fd;
+    s->conn_number++;
     s->interest = FASTMSG_POLL_OUT;
     if (fastmsg_poller_add(s->ctx->poller, fd, s->interest, &s->ep) != 0) {
         fail(s, now, "cannot poll the socket%s", "");

@@ -4,7 +4,8 @@
  * socket or an error as a flag for the I/O thread to act on.
  *
  * The direct read: a thread waiting for the replies to the only requests in flight (its own) reads
- * the socket itself for a while, sparing the I/O thread's wake-up and the futex hand-off after it. */
+ * the socket itself for a while, sparing the I/O thread's wake-up and the futex hand-off after it;
+ * an event loop does the same through a copy of the socket's descriptor it watches (lend_fd). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -81,6 +82,64 @@ void fm_sender_revoke_lease(fm_sender *s) {
     fm_ctx_kick(s->ctx);
 }
 
+/* Starts (or renews) a lease on the socket for this thread (token held, READY): the I/O thread's
+ * poller stops watching it until the lease ends. 1 if the lease is new (kick the I/O thread, so
+ * that it wakes for its end). */
+static int lease(fm_sender *s) {
+    int fresh = !s->lent;
+    if (fresh && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
+    __atomic_store_n(&s->lent, 1, __ATOMIC_SEQ_CST);
+    s->lease_end_ns = fastmsg_monotonic_ns() + LEASE_NS;
+    return fresh;
+}
+
+/* 1 if this connection may be read by another thread than the I/O thread now (token held). */
+static int lendable(const fm_sender *s) {
+    return s->state == FM_S_READY && s->fd >= 0 && !s->direct_err && !s->direct_full && !(s->interest & FASTMSG_POLL_OUT);
+}
+
+/* Gives the token back, kicking the I/O thread if it asked, or must act. */
+static void give(fm_sender *s, int kick) {
+    kick |= s->fd < 0 || s->direct_err || s->direct_full;
+    fm_token_give(&s->token);
+    if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST) || kick) fm_ctx_kick(s->ctx);
+}
+
+int fm_sender_lend_fd(fm_sender *s, uint64_t *conn) {
+    if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !take_soon(s)) return -EAGAIN;
+    int fd = -EAGAIN, fresh = 0;
+    if (lendable(s)) {
+        fd = fastmsg_dup(s->fd);
+        if (fd >= 0) {
+            s->lent_dup = 1;
+            *conn = s->conn_number;
+            fresh = lease(s);
+        }
+    }
+    give(s, fresh);
+    return fd;
+}
+
+int fm_sender_read_lent(fm_sender *s, uint64_t conn) {
+    if (!fm_token_take(&s->token)) return 0;
+    if (s->conn_number != conn || s->fd < 0) {
+        give(s, 0);
+        return -1;
+    }
+    int fresh = 0;
+    if (lendable(s)) {
+        s->loop_reading = 1;
+        fm_sender_read_frames(s, fastmsg_monotonic_ns());
+        s->loop_reading = 0;
+        if (s->fd >= 0 && (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos))
+            write_held(s);
+        if (lendable(s)) fresh = lease(s);
+    }
+    int gone = s->conn_number != conn || s->fd < 0;
+    give(s, fresh);
+    return gone ? -1 : 1;
+}
+
 int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns) {
     if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
     /* Others' requests in flight: their threads wait on futexes that the I/O thread (or this one)
@@ -89,16 +148,14 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
         !take_soon(s))
         return fm_request_wait(r, deadline_ns);
     int rc = FASTMSG_WAIT_TIMEOUT, leased = 0;
-    if (s->state == FM_S_READY && s->fd >= 0 && !s->direct_err && !s->direct_full && !(s->interest & FASTMSG_POLL_OUT)) {
+    if (lendable(s)) {
         int64_t until = fastmsg_monotonic_ns() + DIRECT_READ_NS;
         if (deadline_ns >= 0 && deadline_ns < until) until = deadline_ns;
         /* The I/O thread's poller would wake it for the reply too (level-triggered): the socket
          * leaves it, on a lease that each such read renews, so that a run of requests costs no
          * poller change each. The I/O thread takes it back at the lease's end (sender_conn.c):
          * told of a new lease by a kick, it wakes for its end. */
-        leased = !s->lent;
-        if (leased && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
-        __atomic_store_n(&s->lent, 1, __ATOMIC_SEQ_CST);
+        leased = lease(s);
         rc = read_held(s, r, until);
         s->lease_end_ns = fastmsg_monotonic_ns() + LEASE_NS;
         /* No reply yet (it is left to the I/O thread), or another request waits for its own:
@@ -109,9 +166,7 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
             leased = 0;
         }
     }
-    int failed = s->fd < 0 || s->direct_err || s->direct_full;
-    fm_token_give(&s->token);
-    if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST) || failed || leased) fm_ctx_kick(s->ctx);
+    give(s, leased);
     if (rc != FASTMSG_WAIT_TIMEOUT) return rc;
     return fm_request_wait(r, deadline_ns);
 }

@@ -88,6 +88,9 @@ struct fm_sender {
                               * stays out of the I/O thread's poller until lease_end_ns (the token
                               * holder's; others may read it) */
     uint32_t lease_revoked;  /* another request waits: the lease ends at once (sender_direct.c) */
+    uint64_t conn_number;    /* counts connections: which one a socket lent to an event loop is */
+    int lent_dup;            /* this connection's socket has a descriptor in an event loop */
+    int loop_reading;        /* an event loop reads the socket now: it wakes its waiters itself */
     int64_t lease_end_ns;
     int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
     uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */

@@ -132,7 +132,7 @@ static void deliver(fm_sender *s, uint64_t id, const uint8_t *payload, size_t le
     }
     pthread_mutex_unlock(&t->lock);
     if (late) FM_STAT_ADD(s, FM_LATE_REPLIES, 1);
-    else fm_notifier_fire(&s->ready); /* an event loop polling its requests */
+    else if (!s->loop_reading) fm_notifier_fire(&s->ready); /* an event loop polling its requests */
 }
 
 int fm_sender_handle_reply(fm_sender *s, const uint8_t *f, size_t size) {

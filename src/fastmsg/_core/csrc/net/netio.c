@@ -139,6 +139,15 @@ void fastmsg_close(int fd) {
     if (fd >= 0) close(fd);
 }
 
+int fastmsg_dup(int fd) {
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return d < 0 ? -errno : d;
+}
+
+void fastmsg_shutdown(int fd) {
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
+}
+
 /* Bytes read per call when draining a socket before close. */
 #define DRAIN_CHUNK 4096
 

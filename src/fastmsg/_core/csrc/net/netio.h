@@ -37,6 +37,10 @@ ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n);
 int fastmsg_wait_readable(int fd, int64_t timeout_ns);
 
 void fastmsg_close(int fd);
+/* A second descriptor of fd's socket (close-on-exec), or -errno. */
+int fastmsg_dup(int fd);
+/* Ends the connection both ways, whatever other descriptors of it are open. */
+void fastmsg_shutdown(int fd);
 
 /* Reads and drops whatever the peer sent that is waiting in the socket (non-blocking), so that a
  * close() that follows ends with a FIN: closing with unread bytes makes the kernel reset the
