@@ -173,6 +173,41 @@ def time_round_trips(spec, trip):
     return {"sent": warmup + count, **percentiles(samples)}
 
 
+def event_loop():
+    """The event loop the asyncio round trips run on: uvloop where installed, else asyncio's."""
+    try:
+        import uvloop
+        return "uvloop", uvloop.new_event_loop
+    except ImportError:
+        import asyncio
+        return "asyncio", asyncio.new_event_loop
+
+
+def time_round_trips_async(spec, trip):
+    """time_round_trips on an event loop: trip(i, payload) is a coroutine (made by `setup`, which
+    the loop awaits first)."""
+    import asyncio
+
+    payloads, warmup, count = pool(spec["size"]), spec["warmup"], spec["count"]
+    samples = []
+    clock = time.perf_counter_ns
+
+    async def main():
+        for i in range(warmup + count):
+            p = payloads[i % len(payloads)]
+            t0 = clock()
+            reply = await trip(i, p)
+            t1 = clock()
+            if reply != p:
+                raise AssertionError(f"round trip {i + 1}: the reply differs from the message sent")
+            if i >= warmup:
+                samples.append(t1 - t0)
+
+    with asyncio.Runner(loop_factory=event_loop()[1]) as runner:
+        runner.run(main())
+    return {"sent": warmup + count, **percentiles(samples)}
+
+
 def percentiles(samples_ns):
     s = sorted(samples_ns)
     pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]

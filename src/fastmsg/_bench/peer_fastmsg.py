@@ -1,11 +1,12 @@
 """fastmsg: Sender.send_many / Receiver.recv_many for throughput (Sender.send per message in
-"single" mode); the round trip is Sender.request answered by Message.reply, on one connection."""
+"single" mode); the round trip is Sender.request answered by Message.reply, on one connection,
+and from asyncio fastmsg.asyncio's Sender.request."""
 
 import os
 import time
 
 import fastmsg
-from fastmsg._bench.payload import Check, batches, pool, time_round_trips
+from fastmsg._bench.payload import Check, batches, pool, time_round_trips, time_round_trips_async
 
 NAME = "fastmsg"
 
@@ -26,7 +27,7 @@ def serve(spec, ready):
     rx = _bind(spec, "rx")
     try:
         ready(rx.endpoint)
-        if spec["mode"] == "pingpong":
+        if spec["mode"] in ("pingpong", "apingpong"):
             return _echo(rx, spec)
         return _receive(rx, spec)
     finally:
@@ -34,6 +35,8 @@ def serve(spec, ready):
 
 
 def drive(spec, endpoint):
+    if spec["mode"] == "apingpong":
+        return _aping(spec, endpoint)
     tx = fastmsg.Sender(endpoint)
     try:
         if spec["mode"] == "pingpong":
@@ -92,3 +95,22 @@ def _ping(tx, spec):
             return bytes(reply)
 
     return time_round_trips(spec, trip)
+
+
+def _aping(spec, endpoint):
+    import fastmsg.asyncio
+
+    timeout, tx = spec["timeout"], None
+
+    async def trip(i, p):
+        nonlocal tx
+        if tx is None:  # made on the loop that runs the round trips
+            tx = fastmsg.asyncio.Sender(endpoint)
+        with await tx.request(p, timeout=timeout) as reply:
+            return bytes(reply)
+
+    try:
+        return time_round_trips_async(spec, trip)
+    finally:
+        if tx is not None:
+            tx.close()

@@ -1,4 +1,5 @@
-"""pyzmq: PUSH/PULL for throughput (copy=False from 64 KiB), REQ/REP for the round trip.
+"""pyzmq: PUSH/PULL for throughput (copy=False from 64 KiB), REQ/REP for the round trip (zmq.asyncio's
+from asyncio).
 
 pyzmq has no call that takes a batch of messages, so the sender makes one send() per message in
 both throughput modes (libzmq batches the writes itself)."""
@@ -6,7 +7,7 @@ both throughput modes (libzmq batches the writes itself)."""
 import os
 import time
 
-from fastmsg._bench.payload import Check, batches, pool, time_round_trips
+from fastmsg._bench.payload import Check, batches, pool, time_round_trips, time_round_trips_async
 
 NAME = "pyzmq"
 _ZERO_COPY_FROM = 64 << 10
@@ -49,7 +50,7 @@ def serve(spec, ready):
     import zmq
 
     _release_held()
-    pingpong = spec["mode"] == "pingpong"
+    pingpong = spec["mode"] in ("pingpong", "apingpong")
     ctx, sock = _socket(zmq.REP if pingpong else zmq.PULL, spec)
     try:
         if spec["transport"] == "ipc":
@@ -66,6 +67,8 @@ def drive(spec, endpoint):
     import zmq
 
     _release_held()
+    if spec["mode"] == "apingpong":
+        return _aping(spec, endpoint)
     pingpong = spec["mode"] == "pingpong"
     ctx, sock = _socket(zmq.REQ if pingpong else zmq.PUSH, spec)
     try:
@@ -137,3 +140,29 @@ def _ping(sock, spec):
         return sock.recv()
 
     return time_round_trips(spec, trip)
+
+
+def _aping(spec, endpoint):
+    import zmq
+    import zmq.asyncio
+
+    ctx = zmq.asyncio.Context()
+    sock = None
+
+    async def trip(i, p):
+        nonlocal sock
+        if sock is None:  # made on the loop that runs the round trips
+            sock = ctx.socket(zmq.REQ)
+            ms = int(spec["timeout"] * 1000)
+            for opt in (zmq.RCVTIMEO, zmq.SNDTIMEO, zmq.LINGER):
+                sock.setsockopt(opt, ms)
+            sock.connect(endpoint)
+        await sock.send(p)
+        return await sock.recv()
+
+    try:
+        return time_round_trips_async(spec, trip)
+    finally:
+        if sock is not None:
+            sock.close()
+        ctx.term()

@@ -2,7 +2,8 @@
 
 Throughput: the sender joins small frames into ~64 KiB writes (frames from 4 KiB go out as one
 sendmsg each), or in "single" mode makes one sendall() per framed message; the receiver reads
-into a large buffer and splits frames. Round trip: one write per message. Sockets stay in
+into a large buffer and splits frames. Round trip: one write per message (from asyncio: an
+asyncio Protocol over the same framing). Sockets stay in
 blocking mode (no poll() before each call, as a plain program does); SO_RCVTIMEO / SO_SNDTIMEO
 bound every wait instead."""
 
@@ -11,7 +12,7 @@ import socket
 import struct
 import time
 
-from fastmsg._bench.payload import Check, batches, pool, time_round_trips
+from fastmsg._bench.payload import Check, batches, pool, time_round_trips, time_round_trips_async
 
 NAME = "sockets"
 _HDR = struct.Struct("<I")
@@ -79,12 +80,14 @@ def serve(spec, ready):
     ls, endpoint = _listen(spec)
     ready(endpoint)
     with _accept(ls, spec) as conn:
-        if spec["mode"] == "pingpong":
+        if spec["mode"] in ("pingpong", "apingpong"):
             return _echo(conn, spec)
         return _receive(conn, spec)
 
 
 def drive(spec, endpoint):
+    if spec["mode"] == "apingpong":
+        return _aping(spec, endpoint)
     with _connect(spec, endpoint) as sock:
         if spec["mode"] == "pingpong":
             return _ping(sock, spec)
@@ -185,3 +188,40 @@ def _ping(sock, spec):
         return _read_frame(sock, buf, view)
 
     return time_round_trips(spec, trip)
+
+
+def _aping(spec, endpoint):
+    import asyncio
+
+    size = spec["size"]
+    frames = [_HDR.pack(size) + p for p in pool(size)]
+    state = {}
+
+    class Framed(asyncio.Protocol):
+        """Collects one framed reply at a time into `buf`, and resolves `done` once it is whole."""
+
+        def __init__(self):
+            self.buf, self.done = bytearray(), None
+
+        def data_received(self, data):
+            self.buf += data
+            if len(self.buf) >= 4 + size and self.done is not None and not self.done.done():
+                self.done.set_result(bytes(self.buf[4:4 + size]))
+                del self.buf[:4 + size]
+
+    async def trip(i, p):
+        loop = asyncio.get_running_loop()
+        if not state:  # connected on the loop that runs the round trips
+            sock = _connect(spec, endpoint)
+            sock.setblocking(False)
+            state["t"], state["p"] = await loop.connect_accepted_socket(Framed, sock)
+        transport, proto = state["t"], state["p"]
+        proto.done = loop.create_future()
+        transport.write(frames[i % len(frames)])
+        return await asyncio.wait_for(proto.done, spec["timeout"])
+
+    try:
+        return time_round_trips_async(spec, trip)
+    finally:
+        if state:
+            state["t"].close()

@@ -23,6 +23,8 @@ def case_label(case):
         return f"{payload.size_label(SEND_SIZE)} send()"
     if case == "rtt":
         return f"round trip {payload.size_label(RTT_SIZE)}"
+    if case == "artt":
+        return f"asyncio round trip {payload.size_label(RTT_SIZE)}"
     return payload.size_label(case)
 
 
@@ -172,10 +174,10 @@ class Bench:
             final = True
         raise CaseFailed(f"could not time the transfer: {count} messages arrived in one batch")
 
-    def round_trip(self, pair, peer, transport):
+    def round_trip(self, pair, peer, transport, mode="pingpong"):
         count, warmup = (100, 20)
         for final in (False, True):
-            _, res = pair.run(peer, self._spec(transport, "pingpong", RTT_SIZE, count, warmup),
+            _, res = pair.run(peer, self._spec(transport, mode, RTT_SIZE, count, warmup),
                               self._wait(self.duration if final else 0.5))
             if not final:
                 count = int(max(200, min(self.duration / max(res["p50_ns"], 1) * 1e9 * 0.8, 200_000)))
@@ -185,7 +187,7 @@ class Bench:
     def run(self):
         """{(pin, transport, peer): {size, "send" or "rtt": value or "FAILED"}}."""
         plans, self.pin_note = pinnings(self.pin)
-        cases = self.sizes + ["send", "rtt"]
+        cases = self.sizes + ["send", "rtt", "artt"]
         self.total = len(plans) * len(self.transports) * len(self.peers) * len(cases)
         results = {}
         self.ipc_dir = tempfile.mkdtemp(prefix="fmb-")
@@ -202,6 +204,8 @@ class Bench:
                             try:
                                 if case == "rtt":
                                     row[case] = self.round_trip(pair, peer, transport)
+                                elif case == "artt":
+                                    row[case] = self.round_trip(pair, peer, transport, "apingpong")
                                 elif case == "send":
                                     row[case] = self.throughput(pair, peer, transport, SEND_SIZE, "single")
                                 else:
