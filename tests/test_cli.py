@@ -39,7 +39,7 @@ def test_bench_quick_compare():
     assert any(l.startswith("pinning") for l in lines)
     assert "64 B" in r.stdout and "1 KiB" in r.stdout and "64 KiB" in r.stdout and "1 MiB" in r.stdout
     assert "64 B send()" in r.stdout
-    assert "p50 µs" in r.stdout and "p99 µs" in r.stdout
+    assert "p50 µs" in r.stdout and "p99 µs" in r.stdout and "asyncio round trip 64 B" in r.stdout
     peers = ["sockets"] + (["pyzmq"] if HAS_ZMQ else []) + (["fastmsg"] if HAS_TRANSPORT else [])
     for peer in peers:
         for pin in ("same", "split") if len(os.sched_getaffinity(0)) > 1 else ("same",):
@@ -47,7 +47,8 @@ def test_bench_quick_compare():
                 row = [l for l in lines if l.split()[:3] == [pin, transport, peer]]
                 assert len(row) == 1, (peer, pin, transport, r.stdout)
                 assert "FAILED" not in row[0]
-                assert len(row[0].split()) == 3 + 2 * 5 + 2  # msg/s and MB/s per size and send(), p50, p99
+                # msg/s and MB/s per size and send(), p50 and p99 blocking and from asyncio
+                assert len(row[0].split()) == 3 + 2 * 5 + 2 + 2
     if not HAS_TRANSPORT:
         assert "fastmsg transport: not available in this build" in r.stdout
     if not HAS_ZMQ:
