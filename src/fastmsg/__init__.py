@@ -30,3 +30,10 @@ if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll bac
     from fastmsg.polling import poll  # (fastmsg.asyncio is imported on its own: `import fastmsg.asyncio`)
 
     __all__ += ["Context", "Message", "Receiver", "Sender", "default_context", "poll"]
+
+    try:
+        from fastmsg.balancer import Balancer
+    except ImportError:  # a build without the routing module
+        pass
+    else:
+        __all__ += ["Balancer"]

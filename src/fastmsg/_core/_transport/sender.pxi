@@ -272,8 +272,19 @@ cdef class Sender:
         buffer are not sent) and returns. Waits while the queue is full: timeout=None waits as
         long as it takes, 0 raises Full at once, a number of seconds raises Timeout when it runs
         out. Nothing is queued when it raises."""
+        self._send(data, -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout), timeout)
+
+    cdef int _send_now(self, object data) except -1:
+        """send(data, timeout=0) for a Balancer's per-message path: 1 if queued, 0 if there was no
+        room (or another thread was sending), so that it can try another member."""
+        try:
+            self._send(data, -2, 0)
+        except Full:
+            return 0
+        return 1
+
+    cdef int _send(self, object data, int64_t deadline, object timeout) except -1:
         cdef Py_buffer view
-        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         self._check()
         self._check_refused("this message was not sent")
         self._acquire(deadline, timeout)
@@ -284,7 +295,7 @@ cdef class Sender:
             if PyBytes_CheckExact(data):
                 self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, True,
                           data)
-                return
+                return 0
             if isinstance(data, str):
                 raise TypeError("messages are bytes-like objects, not str; encode it first")
             PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
@@ -294,6 +305,7 @@ cdef class Sender:
                 PyBuffer_Release(&view)
         finally:
             PyThread_release_lock(self.lock)
+        return 0
 
     def request(self, data, *, timeout=None):
         """Sends one message (any bytes-like object) as a request and returns its reply, a

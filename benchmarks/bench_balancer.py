@@ -1,0 +1,104 @@
+"""What a Balancer costs per message: one Balancer.send() per 64-byte message, round_robin over
+four receivers, against one Sender.send() per message to one receiver.
+
+Run: pytest benchmarks/bench_balancer.py --benchmark-group-by=group
+  or python benchmarks/bench_balancer.py   (prints both rates and their ratio, best of 5)
+The receivers run in a process of their own (ack="received", each message released at once), so
+that the sending process has the GIL to itself; TCP loopback. A round is COUNT sends and the
+flush() that waits for their acknowledgements.
+"""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fastmsg
+
+COUNT = 200_000
+PAYLOAD = bytes(64)
+RECEIVERS = 4
+
+_RECEIVER_PROCESS = """
+import sys, threading, fastmsg
+rxs = [fastmsg.Receiver("tcp://127.0.0.1:0", ack="received") for _ in range(int(sys.argv[1]))]
+def drain(rx):
+    while True:
+        try:
+            for m in rx.recv_many(4096, timeout=1.0):
+                m.release()
+        except fastmsg.Timeout:
+            pass
+        except fastmsg.Closed:
+            return
+for rx in rxs:
+    threading.Thread(target=drain, args=(rx,), daemon=True).start()
+print(" ".join(rx.endpoint for rx in rxs), flush=True)
+sys.stdin.read()
+"""
+
+
+class Receivers:
+    """RECEIVERS receivers in a child process, for as long as the context lasts."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", _RECEIVER_PROCESS, str(RECEIVERS)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.endpoints = self.proc.stdout.readline().split()
+        assert len(self.endpoints) == RECEIVERS, "the receivers' process did not start"
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _stream(send, flush):
+    for _ in range(COUNT):
+        send(PAYLOAD)
+    assert flush(30)
+
+
+def sender_round(endpoints):
+    with fastmsg.Sender(endpoints[0]) as tx:
+        _stream(tx.send, tx.flush)  # warm-up: connected, rings touched
+        t = time.perf_counter()
+        _stream(tx.send, tx.flush)
+        return COUNT / (time.perf_counter() - t)
+
+
+def balancer_round(endpoints, strategy="round_robin"):
+    with fastmsg.Balancer(endpoints, strategy) as b:
+        assert b.wait_up(timeout=10)
+        _stream(b.send, b.flush)
+        t = time.perf_counter()
+        _stream(b.send, b.flush)
+        return COUNT / (time.perf_counter() - t)
+
+
+@pytest.fixture(scope="module")
+def receivers():
+    with Receivers() as r:
+        yield r.endpoints
+
+
+def test_sender_send(benchmark, receivers):
+    benchmark.group = "200k x 64 B, one call per message"
+    benchmark.pedantic(sender_round, args=(receivers,), rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded"])
+def test_balancer_send(benchmark, receivers, strategy):
+    benchmark.group = "200k x 64 B, one call per message"
+    benchmark.pedantic(balancer_round, args=(receivers, strategy), rounds=5, iterations=1)
+
+
+if __name__ == "__main__":
+    with Receivers() as r:
+        single = max(sender_round(r.endpoints) for _ in range(5))
+        for strategy in ("round_robin", "least_loaded"):
+            spread = max(balancer_round(r.endpoints, strategy) for _ in range(5))
+            print(f"Sender.send {single / 1e6:.2f} M msg/s; Balancer.send ({strategy}, {RECEIVERS} receivers) "
+                  f"{spread / 1e6:.2f} M msg/s: {spread / single:.2f}x")

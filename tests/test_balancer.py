@@ -1,0 +1,303 @@
+"""fastmsg.Balancer over real sockets, receivers in this process: each strategy's wiring
+(distribution, keys, tiers), membership (add, remove, DNS), waits and bad input, and a failover
+that loses nothing. Receivers as separate hosts and processes: test_balancer_netns.py."""
+
+import collections
+import time
+
+import pytest
+
+import fastmsg
+
+if not hasattr(fastmsg, "Balancer"):
+    pytest.skip("this build has no Balancer (no routing module)", allow_module_level=True)
+
+from transport_helpers import wait_for
+
+FAST_HB = dict(heartbeat_interval=0.05, dead_peer_timeout=0.2)
+
+
+class Receivers:
+    """n receivers on loopback; collect() takes (and releases) whatever arrived."""
+
+    def __init__(self, n, **options):
+        self.rxs = [fastmsg.Receiver("tcp://127.0.0.1:0", **options) for _ in range(n)]
+        self.got = [[] for _ in range(n)]
+        self.skip = set()  # receivers whose messages the test takes itself
+
+    @property
+    def endpoints(self):
+        return [rx.endpoint for rx in self.rxs]
+
+    def collect(self):
+        for i, rx in enumerate(self.rxs):
+            if rx.closed or i in self.skip:
+                continue
+            try:
+                batch = rx.recv_many(100_000, timeout=0)
+            except fastmsg.Timeout:
+                continue
+            for m in batch:
+                self.got[i].append(bytes(m))
+                m.release()
+
+    def until(self, n, timeout=10.0):
+        """Collects until n messages arrived in all."""
+        wait_for(lambda: (self.collect(), sum(map(len, self.got)) >= n)[1], timeout, f"{n} messages")
+        return [len(g) for g in self.got]
+
+    def flush(self, b, timeout=20.0):
+        """b.flush() while collecting (acknowledgements come as the receivers release)."""
+        wait_for(lambda: (self.collect(), b.flush(timeout=0.05))[1], timeout, "every message acknowledged")
+
+    def close(self):
+        for rx in self.rxs:
+            rx.close()
+
+
+@pytest.fixture
+def receivers():
+    made = []
+
+    def make(n, **options):
+        r = Receivers(n, **options)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_round_robin_is_exact_per_window(receivers):
+    r = receivers(4)
+    with fastmsg.Balancer(r.endpoints, "round_robin", run=1) as b:
+        assert b.wait_up(timeout=10)
+        for i in range(400):
+            b.send(b"%d" % i)
+        assert r.until(400) == [100, 100, 100, 100]
+        assert b.flush(timeout=10)
+        st = b.stats()
+        assert [e["sent"] for e in st["endpoints"]] == [100] * 4
+        assert st["totals"]["acknowledged"] == 400 and st["totals"]["in_flight"] == 0
+
+
+def test_runs_keep_round_robin_exact_over_their_window(receivers):
+    r = receivers(3)
+    with fastmsg.Balancer(r.endpoints, "round_robin") as b:  # run=16
+        assert b.wait_up(timeout=10)
+        for i in range(16 * 3 * 5):
+            b.send(b"%d" % i)
+        assert r.until(240) == [80, 80, 80]
+
+
+def test_weighted_is_exact_per_window(receivers):
+    r = receivers(3)
+    with fastmsg.Balancer(r.endpoints, "weighted", weights=[1, 2, 3], run=1) as b:
+        assert b.wait_up(timeout=10)
+        for i in range(600):
+            b.send(b"%d" % i)
+        assert r.until(600) == [100, 200, 300]
+
+
+def test_hash_keys_stay_and_move_minimally(receivers):
+    r = receivers(4)
+    keys = [b"user-%d" % i for i in range(400)]
+    with fastmsg.Balancer(r.endpoints[:3], "hash", seed=b"0123456789abcdef") as b:
+        assert b.wait_up(timeout=10)
+        before = {k: b.route(k) for k in keys}
+        assert list(b.route_many(keys)) == [before[k] for k in keys]
+        for k in keys:
+            b.send(k, key=k)
+        r.until(400)
+        for i, got in enumerate(r.got[:3]):
+            assert {before[k] for k in got} <= {i}  # each key arrived where route() said
+        with pytest.raises(ValueError, match="key"):
+            b.send(b"no key")
+
+        b.add(r.endpoints[3])
+        assert b.wait_up(timeout=10)
+        after = {k: b.route(k) for k in keys}
+        moved = [k for k in keys if after[k] != before[k]]
+        assert moved and all(after[k] == 3 for k in moved)  # only onto the new member
+        assert 0.1 < len(moved) / len(keys) < 0.45  # about a quarter
+
+        b.remove(r.endpoints[0])
+        assert b.endpoints == r.endpoints[1:]
+        for k in keys:  # only the removed member's keys moved
+            now = b.endpoints[b.route(k)]
+            assert now == r.endpoints[after[k]] if after[k] != 0 else now != r.endpoints[0]
+        with pytest.raises(ValueError, match="not a member"):
+            b.remove(r.endpoints[0])
+
+
+def test_failover_loses_nothing(receivers):
+    """A receiver takes messages and never releases them, then closes: they were never
+    acknowledged, so they go to the others; only those may arrive twice (once on each)."""
+    r = receivers(3)
+    with fastmsg.Balancer(r.endpoints, "round_robin", run=1, **FAST_HB) as b:
+        assert b.wait_up(timeout=10)
+        for i in range(3000):
+            b.send(b"m%05d" % i)
+        r.until(3000)
+        victim = r.rxs[1]
+        r.skip.add(1)
+        held = []
+        for i in range(3000, 6000):
+            b.send(b"m%05d" % i)
+            if i % 200 == 0:
+                r.collect()
+                try:
+                    held += victim.recv_many(100_000, timeout=0)
+                except fastmsg.Timeout:
+                    pass
+        held += victim.recv_many(100_000, timeout=5)  # (and whatever was still on its way)
+        victim_got = {bytes(m) for m in held}
+        victim.close()
+        for m in held:
+            m.release()  # (after its close: never acknowledged)
+        for i in range(6000, 9000):
+            b.send(b"m%05d" % i)
+        r.flush(b)
+        live = r.got[0] + r.got[2]
+        everything = {b"m%05d" % i for i in range(9000)}
+        assert len(live) == len(set(live))  # each live receiver got each message once
+        assert set(live) | set(r.got[1]) == everything  # nothing lost
+        assert set(r.got[1]) | victim_got >= set(live) ^ everything  # missing ones: the victim's
+        assert victim_got and victim_got <= set(live)  # what it held went to the others
+        assert b.stats()["totals"]["failovers"] >= 1
+
+
+def test_closed_receiver_mid_stream_loses_nothing(receivers):
+    r = receivers(3)
+    with fastmsg.Balancer(r.endpoints, "least_loaded", **FAST_HB) as b:
+        assert b.wait_up(timeout=10)
+        victim = r.rxs[2]
+        r.skip.add(2)
+        victim_released, victim_held = [], []  # (held: a Message freed is released)
+        for i in range(20_000):
+            b.send(b"k%05d" % i)
+            if i % 500 == 0:
+                r.collect()
+                if not victim.closed:
+                    try:  # the victim releases only half of what it gets
+                        batch = victim.recv_many(100_000, timeout=0)
+                    except fastmsg.Timeout:
+                        batch = []
+                    victim_released += [bytes(m) for m in batch[: len(batch) // 2]]
+                    for m in batch[: len(batch) // 2]:
+                        m.release()
+                    victim_held += batch[len(batch) // 2:]
+                if i == 10_000:
+                    victim.close()
+        r.flush(b)
+        live = r.got[0] + r.got[1]
+        assert len(live) == len(set(live))
+        # What the live ones lack, the victim released (so acknowledged): nothing else is lost.
+        assert {b"k%05d" % i for i in range(20_000)} - set(live) <= set(victim_released)
+
+
+def test_no_member_up_waits_then_raises_and_sends_nothing(receivers):
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
+        endpoint = rx.endpoint
+    with fastmsg.Balancer([endpoint], "round_robin") as b:
+        t0 = time.monotonic()
+        with pytest.raises(fastmsg.Timeout):
+            b.send(b"x", timeout=0.2)
+        assert time.monotonic() - t0 >= 0.2
+        with pytest.raises(fastmsg.Full):
+            b.send(b"x", timeout=0)
+        assert b.stats()["totals"]["sent"] == 0
+        assert b.close(linger=0) is True
+
+
+def test_backlog_waits_for_a_member_to_come_back(receivers, tmp_path):
+    path = f"ipc://{tmp_path}/rx.sock"
+    rx = fastmsg.Receiver(path)
+    with fastmsg.Balancer([path], "round_robin", **FAST_HB) as b:
+        assert b.wait_up(timeout=10)
+        for i in range(100):
+            b.send(b"%d" % i)
+        held = rx.recv_many(100, timeout=5)  # received, never released
+        got = [bytes(m) for m in held]
+        rx.close()
+        del held
+        wait_for(lambda: b.stats()["totals"]["up"] == 0, what="the member to be down")
+        assert b.flush(timeout=0.1) is False  # taken back, and nobody to take them
+        assert b.stats()["totals"]["waiting"] + b.stats()["totals"]["in_flight"] > 0
+        r = receivers(0)
+        r.rxs.append(fastmsg.Receiver(path))
+        r.got.append([])
+        r.flush(b)
+        assert set(got) <= set(r.got[0]) and set(r.got[0]) == {b"%d" % i for i in range(100)}
+
+
+def test_broadcast_goes_to_every_member(receivers):
+    r = receivers(3)
+    with fastmsg.Balancer(r.endpoints, "broadcast") as b:
+        assert b.wait_up(timeout=10)
+        for i in range(50):
+            b.send(b"%d" % i)
+        r.until(150)
+        assert all(g == [b"%d" % i for i in range(50)] for g in r.got)
+        with pytest.raises(ValueError, match="broadcast"):
+            b.request(b"q")
+
+
+def test_nearest_tiers(receivers, tmp_path):
+    ipc = f"ipc://{tmp_path}/x.sock"
+    # 203.0.113.0/24 is TEST-NET-3, for documentation: not an address of a host.
+    with fastmsg.Balancer([ipc, "tcp://127.0.0.1:9", "tcp://203.0.113.1:9", "tcp://203.0.113.2:9"], "nearest",
+                          zones=[None, None, "eu-1", "us-2"], zone="eu-1") as b:
+        assert [e["tier"] for e in b.stats()["endpoints"]] == [0, 0, 1, 2]
+        b.add("tcp://203.0.113.3:9", weight=2, zone="eu-1")
+        assert b.stats()["endpoints"][-1]["tier"] == 1
+        b.close(linger=0)
+
+
+def test_names_expand_to_one_member_per_address(receivers):
+    r = receivers(1)
+    answers = {"svc.example": ["127.0.0.1"]}
+    calls = []
+
+    def resolver(host, port):
+        calls.append(host)
+        return list(answers[host])
+
+    port = int(r.endpoints[0].rsplit(":", 1)[1])
+    with fastmsg.Balancer([f"tcp://svc.example:{port}"], "round_robin", resolver=resolver,
+                          resolve_interval=0.05) as b:
+        assert b.endpoints == [f"tcp://127.0.0.1:{port}"] and calls == ["svc.example"]
+        answers["svc.example"] = ["127.0.0.1", "127.0.0.2"]
+        wait_for(lambda: (b.stats(), len(b.endpoints) == 2)[1], what="the new address to join")
+        assert b.endpoints == [f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.2:{port}"]
+        answers["svc.example"] = ["127.0.0.2"]
+        wait_for(lambda: (b.stats(), len(b.endpoints) == 1)[1], what="the old address to leave")
+        assert b.endpoints == [f"tcp://127.0.0.2:{port}"]
+        b.remove(f"tcp://svc.example:{port}")
+        assert b.endpoints == []
+        b.close(linger=0)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="strategy"):
+        fastmsg.Balancer(["tcp://127.0.0.1:9"], "fastest")
+    with pytest.raises(ValueError, match="weights"):
+        fastmsg.Balancer(["tcp://127.0.0.1:9"], "weighted", weights=[1, 2])
+    with pytest.raises(ValueError, match="weight"):
+        fastmsg.Balancer(["tcp://127.0.0.1:9"], "weighted", weights=[0])
+    with pytest.raises(ValueError, match="run"):
+        fastmsg.Balancer(["tcp://127.0.0.1:9"], run=0)
+    with pytest.raises(ValueError):
+        fastmsg.Balancer(["udp://127.0.0.1:9"])
+    b = fastmsg.Balancer(["tcp://127.0.0.1:9"])
+    with pytest.raises(ValueError, match="already"):
+        b.add("tcp://127.0.0.1:9")
+    with pytest.raises(ValueError, match="not a member"):
+        b.remove("tcp://127.0.0.1:10")
+    with pytest.raises(ValueError, match="hash"):
+        b.route(b"k")
+    b.close(linger=0)
+    with pytest.raises(fastmsg.Closed):
+        b.send(b"x")
+    assert b.close() is True
