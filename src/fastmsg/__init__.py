@@ -33,7 +33,8 @@ if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll bac
 
     try:
         from fastmsg.balancer import Balancer
+        from fastmsg.relay import Relay
     except ImportError:  # a build without the routing module
         pass
     else:
-        __all__ += ["Balancer"]
+        __all__ += ["Balancer", "Relay"]
