@@ -20,7 +20,7 @@ from libc.string cimport memcpy
 from fastmsg._core.includes.routing cimport (
     FM_ROUTE_BROADCAST, FM_ROUTE_HASH, FM_ROUTE_LATENCY, FM_ROUTE_LEAST_LOADED, FM_ROUTE_NEAREST,
     FM_ROUTE_ROUND_ROBIN, FM_ROUTE_WEIGHTED, fm_ewma_at, fm_ewma_observe, fm_neg_log_unit, fm_pick,
-    fm_rdv_key_hash, fm_rdv_rank, fm_rdv_route, fm_rdv_route_u64, fm_rdv_score, fm_rdv_table,
+    fm_rdv_key_hash, fm_rdv_member, fm_rdv_rank, fm_rdv_route, fm_rdv_route_u64, fm_rdv_score, fm_rdv_table,
     fm_route_strategy, fm_router, fm_router_free, fm_router_init, fm_router_now,
     fm_router_set_load, fm_router_set_members, fm_router_set_up, fm_router_table, fm_sipkey,
     fm_sipkey_from_bytes, fm_sipkey_from_seed, fm_siphash, fm_siphash13,
@@ -333,16 +333,17 @@ cdef void *_copy_table(fm_rdv_table *t) except NULL:
     """Points t at a private copy of its member arrays, for a loop run without the GIL (a
     set_members from another thread would free the originals). Returns the block to free."""
     cdef size_t n = t.n
-    cdef char *block = <char *>malloc(n * (sizeof(uint64_t) + sizeof(double) + 1) + 1)
+    cdef size_t members = n * sizeof(fm_rdv_member), weights = n * sizeof(double)
+    cdef char *block = <char *>malloc(members + weights + n + 1)
     if block == NULL:
         raise MemoryError()
-    memcpy(block, t.member_h, n * sizeof(uint64_t))
-    t.member_h = <const uint64_t *>block
+    memcpy(block, t.member, members)
+    t.member = <const fm_rdv_member *>block
     if t.inv_weight != NULL:
-        memcpy(block + n * sizeof(uint64_t), t.inv_weight, n * sizeof(double))
-        t.inv_weight = <const double *>(block + n * sizeof(uint64_t))
-    memcpy(block + n * (sizeof(uint64_t) + sizeof(double)), t.up, n)
-    t.up = <const uint8_t *>(block + n * (sizeof(uint64_t) + sizeof(double)))
+        memcpy(block + members, t.inv_weight, weights)
+        t.inv_weight = <const double *>(block + members)
+    memcpy(block + members + weights, t.up, n)
+    t.up = <const uint8_t *>(block + members + weights)
     return block
 
 

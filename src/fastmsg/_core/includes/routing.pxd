@@ -15,12 +15,17 @@ cdef extern from "route/unitlog.h" nogil:
     double fm_neg_log_unit(uint64_t h)
 
 cdef extern from "route/rendezvous.h" nogil:
+    ctypedef struct fm_rdv_member:
+        uint64_t a
+        uint64_t b
+
     ctypedef struct fm_rdv_table:
         fm_sipkey key
-        const uint64_t *member_h
+        const fm_rdv_member *member
         const double *inv_weight
         const uint8_t *up
         size_t n
+        int all_up
 
     ctypedef struct fm_rdv_score:
         pass

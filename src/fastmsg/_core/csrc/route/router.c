@@ -16,7 +16,7 @@ void fm_router_init(fm_router *r, fm_route_strategy strategy, const uint8_t key[
 
 static void free_arrays(fm_router *r) {
     free(r->m);
-    free(r->member_h);
+    free(r->member);
     free(r->inv_weight);
     free(r->up);
     free(r->up_list);
@@ -102,7 +102,7 @@ int fm_router_set_members(fm_router *r, const uint64_t *ids, const double *weigh
     fm_router next = *r;
     next.n = n;
     next.m = calloc(cap, sizeof *next.m);
-    next.member_h = malloc(cap * sizeof *next.member_h);
+    next.member = malloc(cap * sizeof *next.member);
     next.inv_weight = malloc(cap * sizeof *next.inv_weight);
     next.up = malloc(cap);
     next.up_list = malloc(cap * sizeof *next.up_list);
@@ -111,7 +111,7 @@ int fm_router_set_members(fm_router *r, const uint64_t *ids, const double *weigh
     next.tier_next = malloc((cap + 1) * sizeof *next.tier_next);
     pair *fresh = malloc(cap * sizeof *fresh), *old = malloc((r->n ? r->n : 1) * sizeof *old);
     int rc = -1;
-    if (!next.m || !next.member_h || !next.inv_weight || !next.up || !next.up_list || !next.by_tier ||
+    if (!next.m || !next.member || !next.inv_weight || !next.up || !next.up_list || !next.by_tier ||
         !next.tier_start || !next.tier_next || !fresh || !old)
         goto out;
     for (size_t i = 0; i < n; i++) {
@@ -142,7 +142,7 @@ int fm_router_set_members(fm_router *r, const uint64_t *ids, const double *weigh
         next.m[i].id = ids[i];
         next.m[i].weight = weights[i];
         next.m[i].tier = tiers[i];
-        next.member_h[i] = fm_rdv_member_hash(r->key, ids[i]);
+        next.member[i] = fm_rdv_member_of(r->key, ids[i]);
         next.inv_weight[i] = 1.0 / weights[i];
         if (weights[i] != weights[0]) equal = 0;
     }
@@ -177,7 +177,7 @@ void fm_router_set_load(fm_router *r, size_t i, uint64_t unacked, int saturated)
 }
 
 fm_rdv_table fm_router_table(const fm_router *r) {
-    fm_rdv_table t = {r->key, r->member_h, r->inv_weight, r->up, r->n};
+    fm_rdv_table t = {r->key, r->member, r->inv_weight, r->up, r->n, r->n_up == r->n};
     return t;
 }
 

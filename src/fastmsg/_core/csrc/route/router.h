@@ -40,7 +40,7 @@ typedef struct {
     fm_sipkey key;          /* from the seed: every hash and the PRNG are keyed by it */
     size_t n;
     fm_route_member *m;
-    uint64_t *member_h;     /* rendezvous: M(member) per member */
+    fm_rdv_member *member;  /* rendezvous: scoring constants per member */
     double *inv_weight;     /* rendezvous: 1 / weight, NULL when all weights are equal */
     uint8_t *up;            /* a copy of m[i].up, contiguous for the rendezvous loops */
     int32_t *up_list;       /* indices of the up members, for uniform random choices */
