@@ -52,17 +52,21 @@ static const pair *find(const pair *sorted, size_t n, uint64_t key) {
 }
 
 /* Smooth weighted round-robin runs on integers, so that a window of sum(weights) picks splits
- * exactly. Integer weights up to 2^31 are used as they are; otherwise each is scaled to
- * round(w / max * 2^24), at least 1 (the picks depend only on the weights' ratios). */
+ * exactly. The weights are scaled by the smallest power of two 2^k (k <= 24) that makes every one
+ * an integer no larger than 2^31: integers stay as they are, and 0.5 : 1.5 becomes 1 : 3. Other
+ * weights are scaled to round(w / max * 2^24), at least 1 (the picks depend only on the ratios). */
 static void set_wrr_weights(fm_route_member *m, size_t n) {
     double max = 0;
-    int integral = 1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (m[i].weight > max) max = m[i].weight;
-        if (m[i].weight > 2147483648.0 || m[i].weight != (double)(int64_t)m[i].weight) integral = 0;
+    double scale = 0;
+    for (double f = 1.0; f <= 16777216.0 && max * f <= 2147483648.0 && scale == 0; f *= 2) {
+        size_t i = 0;
+        while (i < n && m[i].weight * f == (double)(int64_t)(m[i].weight * f)) i++;
+        if (i == n) scale = f;
     }
     for (size_t i = 0; i < n; i++) {
-        int64_t w = integral ? (int64_t)m[i].weight : (int64_t)(m[i].weight / max * 16777216.0 + 0.5);
+        int64_t w = scale ? (int64_t)(m[i].weight * scale) : (int64_t)(m[i].weight / max * 16777216.0 + 0.5);
         m[i].wrr_weight = w > 0 ? w : 1;
         m[i].wrr_current = 0; /* credits are a pick sequence's state, restarted with the list */
     }
