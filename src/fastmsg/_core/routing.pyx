@@ -168,6 +168,8 @@ cdef class Router:
         if len(weights) != n or len(tiers) != n:
             raise ValueError(f"set_members() needs one weight and one tier per id: got {n} ids, "
                              f"{len(weights)} weights, {len(tiers)} tiers")
+        if n > 0x7FFFFFFF:
+            raise ValueError(f"set_members() takes at most 2**31-1 members, got {n}")
         cdef size_t cap = <size_t>(n if n > 0 else 1), dup = 0
         cdef uint64_t *c_ids = <uint64_t *>malloc(cap * sizeof(uint64_t))
         cdef double *c_weights = <double *>malloc(cap * sizeof(double))
