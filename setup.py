@@ -42,9 +42,12 @@ ENGINE_SOURCES = (
     "engine/receiver_reply.c",
     "engine/receiver.c",
 )
-# Routing: the keyed hash, the deterministic log, rendezvous, the router state and the strategies.
+# Routing: the keyed hash and its batch kernels, the deterministic log, rendezvous, the router
+# state and the strategies.
 ROUTE_SOURCES = (
     "route/siphash.c",
+    "route/keyhash.c",
+    "route/keyhash_avx2.c",
     "route/unitlog.c",
     "route/rendezvous.c",
     "route/router.c",
@@ -115,7 +118,7 @@ def extensions():
         ext("ring", [*ring, *_c("ring/shm.c")]),
         ext("protocol", [*crc_kernels, *_c("wire/protocol.c")]),
         # Rendezvous scores must come out bit-identical on every platform: no fused multiply-add.
-        ext("routing", [*_c(*ROUTE_SOURCES), *_c("base/futex.c")],
+        ext("routing", [*_c(*ROUTE_SOURCES), *_c("base/futex.c", "base/cpu_features.c")],
             extra_args=[] if msvc else ["-ffp-contract=off"], libraries=[] if msvc else ["m"]),
     ]
     if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come

@@ -13,6 +13,7 @@ import os
 
 import pytest
 
+from fastmsg._core import routing
 from fastmsg._core.routing import Router, member_id
 
 np = pytest.importorskip("numpy")
@@ -123,6 +124,17 @@ def test_route_many_fastmsg(benchmark, keys_many):
     r = hash_router()
     out = benchmark(r.route_many, keys_many)
     assert out.shape == (MANY,) and out.min() >= 0
+
+
+@pytest.mark.benchmark(group="route 1 M uint64 keys, 8 members")
+def test_route_many_fastmsg_portable(benchmark, keys_many):
+    """The same with the portable key-hashing kernel (no SIMD)."""
+    r = hash_router()
+    before = routing._use_hash_kernel("portable")
+    try:
+        benchmark(r.route_many, keys_many)
+    finally:
+        routing._use_hash_kernel(before)
 
 
 @pytest.mark.benchmark(group="route 1 M uint64 keys, 8 members")

@@ -2,7 +2,10 @@
 movement, distribution (chi-square), and the stateful strategies' guarantees."""
 
 import math
+import os
 import random
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -14,6 +17,7 @@ from fastmsg._core import routing
 from fastmsg._core.routing import Router, member_id
 
 M64 = (1 << 64) - 1
+KERNELS = [name for name, runs in routing.hash_kernels() if runs]
 SEED = bytes(range(100, 116))  # fixed, so every statistical test below is reproducible
 
 # ---------------------------------------------------------------------- an independent model
@@ -177,7 +181,12 @@ def test_route_many_equals_route(ms, keys, s):
     r, _ = hash_router(n, weights, up=up)
     arr = np.array(keys, dtype=np.uint64)
     expected = [r.route(k.to_bytes(8, "little")) for k in keys]
-    assert r.route_many(arr).tolist() == expected
+    for kernel in KERNELS:  # every key-hashing kernel gives the same answers
+        before = routing._use_hash_kernel(kernel)
+        try:
+            assert r.route_many(arr).tolist() == expected
+        finally:
+            routing._use_hash_kernel(before)
     assert r.route_many([k.to_bytes(8, "little") for k in keys]).tolist() == expected
     assert r.route_many(arr).dtype == np.int32
     # A strided view and a large batch (the path without the GIL) agree too.
@@ -611,6 +620,19 @@ def test_key_routing_needs_the_hash_strategy(strategy):
     for call in (lambda: r.route(b"k"), lambda: r.rank(b"k"), lambda: r.route_many([b"k"])):
         with pytest.raises(ValueError, match="needs the 'hash' strategy"):
             call()
+
+
+def test_hash_kernel_can_be_forced_from_the_environment():
+    code = "from fastmsg._core import routing; print(routing.hash_kernel)"
+    for kernel in KERNELS:
+        env = dict(os.environ, FASTMSG_ROUTE_KERNEL=kernel)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert done.stdout.strip() == kernel, done.stderr
+    env = dict(os.environ, FASTMSG_ROUTE_KERNEL="nosuch")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "runnable" in done.stderr
+    with pytest.raises(ValueError, match="runnable"):
+        routing._use_hash_kernel("nosuch")
 
 
 def test_seed_must_be_bytes():

@@ -5,6 +5,9 @@ import numpy.typing as npt
 from typing_extensions import Buffer
 
 STRATEGIES: tuple[str, ...]
+hash_kernel: str
+
+def hash_kernels() -> list[tuple[str, bool]]: ...
 
 def member_id(endpoint: str, seed: bytes) -> int: ...
 

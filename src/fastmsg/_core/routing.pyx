@@ -19,7 +19,8 @@ from libc.string cimport memcpy
 
 from fastmsg._core.includes.routing cimport (
     FM_ROUTE_BROADCAST, FM_ROUTE_HASH, FM_ROUTE_LATENCY, FM_ROUTE_LEAST_LOADED, FM_ROUTE_NEAREST,
-    FM_ROUTE_ROUND_ROBIN, FM_ROUTE_WEIGHTED, fm_ewma_at, fm_ewma_observe, fm_neg_log_unit, fm_pick,
+    FM_ROUTE_ROUND_ROBIN, FM_ROUTE_WEIGHTED, fm_ewma_at, fm_ewma_observe, fm_keyhash_init,
+    fm_keyhash_kernel_names, fm_keyhash_name, fm_keyhash_runs, fm_keyhash_select, fm_neg_log_unit, fm_pick,
     fm_rdv_key_hash, fm_rdv_member, fm_rdv_rank, fm_rdv_route, fm_rdv_route_u64, fm_rdv_score, fm_rdv_table,
     fm_route_strategy, fm_router, fm_router_free, fm_router_init, fm_router_now,
     fm_router_set_load, fm_router_set_members, fm_router_set_up, fm_router_table, fm_sipkey,
@@ -379,3 +380,39 @@ cdef uint32_t _tier_arg(object value, Py_ssize_t i) except? 0xFFFFFFFF:
     if value < 0 or value > 0xFFFFFFFE:
         raise ValueError(f"set_members() tiers[{i}] must be in 0..2**32-2, got {value}")
     return <uint32_t>value
+
+
+def hash_kernels():
+    """(name, runs on this CPU) for every key-hashing kernel of route_many, fastest first."""
+    cdef const char *const *names = fm_keyhash_kernel_names()
+    cdef list out = []
+    cdef Py_ssize_t i = 0
+    while names[i] != NULL:
+        out.append((names[i].decode(), bool(fm_keyhash_runs(names[i]))))
+        i += 1
+    return out
+
+
+def _use_hash_kernel(str name):
+    """Selects route_many's key-hashing kernel by name (all give the same results); for tests and
+    benchmarks. Returns the name in use before."""
+    global hash_kernel
+    before = hash_kernel
+    rc = fm_keyhash_select(name.encode())
+    if rc != 0:
+        raise ValueError(f"hash kernel {name!r} is unknown or cannot run on this CPU; "
+                         f"runnable: {[n for n, ok in hash_kernels() if ok]}")
+    hash_kernel = name
+    return before
+
+
+def _select_from_environment():
+    forced = os.environ.get("FASTMSG_ROUTE_KERNEL", "").strip()
+    if forced and fm_keyhash_select(forced.encode()) != 0:
+        raise ImportError(f"FASTMSG_ROUTE_KERNEL={forced!r} names no kernel this CPU runs; "
+                          f"runnable: {[n for n, ok in hash_kernels() if ok]}")
+
+
+fm_keyhash_init()
+_select_from_environment()
+hash_kernel = fm_keyhash_name().decode()

@@ -11,6 +11,13 @@ cdef extern from "route/siphash.h" nogil:
     uint64_t fm_siphash(const uint8_t *key, const void *data, size_t length, int c_rounds, int d_rounds)
     void fm_sipkey_from_seed(const uint8_t *seed, size_t length, uint8_t *key_out)
 
+cdef extern from "route/keyhash.h" nogil:
+    void fm_keyhash_init()
+    int fm_keyhash_select(const char *name)
+    const char *fm_keyhash_name()
+    const char *const *fm_keyhash_kernel_names()
+    int fm_keyhash_runs(const char *name)
+
 cdef extern from "route/unitlog.h" nogil:
     double fm_neg_log_unit(uint64_t h)
 

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "route/keyhash.h"
 #include "route/mix.h"
 #include "route/unitlog.h"
 
@@ -116,12 +117,20 @@ void fm_rdv_rank(const fm_rdv_table *t, uint64_t kh, fm_rdv_score *scratch, int3
 }
 
 void fm_rdv_route_u64(const fm_rdv_table *t, const uint64_t *keys, size_t count, int32_t *out) {
-    /* One loop per path, so the choice of path is made once, not per key. */
-    if (t->inv_weight) {
-        for (size_t k = 0; k < count; k++) out[k] = route_weighted(t, fm_siphash13_u64(t->key, keys[k]));
-    } else if (t->all_up) {
-        for (size_t k = 0; k < count; k++) out[k] = route_equal_all_up(t, fm_siphash13_u64(t->key, keys[k]));
-    } else {
-        for (size_t k = 0; k < count; k++) out[k] = route_equal(t, fm_siphash13_u64(t->key, keys[k]));
+    /* Hash a block of keys with the selected kernel (several at once where the CPU can), then
+     * score them; one loop per path, so the path is chosen once per block, not per key. */
+    enum { BLOCK = 256 };
+    uint64_t kh[BLOCK];
+    for (size_t base = 0; base < count; base += BLOCK) {
+        size_t len = count - base < BLOCK ? count - base : BLOCK;
+        int32_t *dst = out + base;
+        fm_keyhash_active(t->key, keys + base, len, kh);
+        if (t->inv_weight) {
+            for (size_t k = 0; k < len; k++) dst[k] = route_weighted(t, kh[k]);
+        } else if (t->all_up) {
+            for (size_t k = 0; k < len; k++) dst[k] = route_equal_all_up(t, kh[k]);
+        } else {
+            for (size_t k = 0; k < len; k++) dst[k] = route_equal(t, kh[k]);
+        }
     }
 }
