@@ -10,57 +10,44 @@ void fm_keyhash_portable(fm_sipkey key, const uint64_t *keys, size_t count, uint
     for (size_t i = 0; i < count; i++) out[i] = fm_siphash13_u64(key, keys[i]);
 }
 
-typedef struct {
-    const char *name;
-    fm_keyhash_kernel fn;
-    int (*runs_here)(const fastmsg_cpu_features *);
-} kernel_entry;
-
-static int always(const fastmsg_cpu_features *f) { (void)f; return 1; }
+/* Two kernels, so a plain switch by name rather than a table. */
+static int runs(const char *name, fm_keyhash_kernel *fn) {
+    if (strcmp(name, "portable") == 0) {
+        *fn = fm_keyhash_portable;
+        return 1;
+    }
 #if defined(FASTMSG_X86_64)
-static int has_avx2(const fastmsg_cpu_features *f) { return f->avx2; }
+    if (strcmp(name, "avx2") == 0) {
+        *fn = fm_keyhash_avx2;
+        return fastmsg_cpu()->avx2 ? 1 : 0;
+    }
 #endif
+    return -1;
+}
 
-/* In order of preference. */
-static const kernel_entry kernels[] = {
+static const char *const names[] = {
 #if defined(FASTMSG_X86_64)
-    {"avx2", fm_keyhash_avx2, has_avx2},
+    "avx2",
 #endif
-    {"portable", fm_keyhash_portable, always},
+    "portable", NULL,
 };
-#define N_KERNELS (sizeof kernels / sizeof kernels[0])
-
-static const char *names[N_KERNELS + 1];
 static const char *active_name = "portable";
 fm_keyhash_kernel fm_keyhash_active = fm_keyhash_portable;
 
-static const kernel_entry *find(const char *name) {
-    for (size_t i = 0; i < N_KERNELS; i++)
-        if (strcmp(kernels[i].name, name) == 0) return &kernels[i];
-    return NULL;
-}
-
-/* Called from module init, which the import lock serialises. */
-void fm_keyhash_init(void) {
-    static int done = 0;
-    if (done) return;
-    for (size_t i = 0; i < N_KERNELS; i++) names[i] = kernels[i].name;
-    for (size_t i = 0; i < N_KERNELS; i++) {
-        if (kernels[i].runs_here(fastmsg_cpu())) {
-            fm_keyhash_select(kernels[i].name);
-            break;
-        }
-    }
-    done = 1;
-}
-
 int fm_keyhash_select(const char *name) {
-    const kernel_entry *k = find(name);
-    if (!k) return -1;
-    if (!k->runs_here(fastmsg_cpu())) return -2;
-    fm_keyhash_active = k->fn;
-    active_name = k->name;
+    fm_keyhash_kernel fn;
+    int rc = runs(name, &fn);
+    if (rc != 1) return rc == 0 ? -2 : -1;
+    for (size_t i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0) active_name = names[i];
+    fm_keyhash_active = fn;
     return 0;
+}
+
+/* Called from module init, which the import lock serialises: the first kernel that runs here. */
+void fm_keyhash_init(void) {
+    for (size_t i = 0; names[i]; i++)
+        if (fm_keyhash_select(names[i]) == 0) return;
 }
 
 const char *fm_keyhash_name(void) { return active_name; }
@@ -68,6 +55,6 @@ const char *fm_keyhash_name(void) { return active_name; }
 const char *const *fm_keyhash_kernel_names(void) { return names; }
 
 int fm_keyhash_runs(const char *name) {
-    const kernel_entry *k = find(name);
-    return k && k->runs_here(fastmsg_cpu());
+    fm_keyhash_kernel fn;
+    return runs(name, &fn) == 1;
 }

@@ -16,20 +16,14 @@ void fm_keyhash_portable(fm_sipkey key, const uint64_t *keys, size_t count, uint
 void fm_keyhash_avx2(fm_sipkey key, const uint64_t *keys, size_t count, uint64_t *out);
 #endif
 
-/* Probes the CPU and selects the fastest kernel. Idempotent. */
-void fm_keyhash_init(void);
-
-/* Forces a kernel by name: 0, -1 for an unknown name, -2 if this CPU cannot run it. */
-int fm_keyhash_select(const char *name);
-
-const char *fm_keyhash_name(void);
-
-/* Kernels compiled into this build, fastest first; NULL-terminated. */
-const char *const *fm_keyhash_kernel_names(void);
-
-/* 1 if this CPU runs the named kernel. */
-int fm_keyhash_runs(const char *name);
-
+/* The kernel in use (portable until init), its name, and the kernels of this build fastest first
+ * (NULL-terminated). init selects the fastest that this CPU runs; select forces one by name and
+ * returns 0, -1 for an unknown name or -2 if this CPU cannot run it; runs says whether it can. */
 extern fm_keyhash_kernel fm_keyhash_active;
+const char *fm_keyhash_name(void);
+const char *const *fm_keyhash_kernel_names(void);
+void fm_keyhash_init(void);
+int fm_keyhash_select(const char *name);
+int fm_keyhash_runs(const char *name);
 
 #endif
