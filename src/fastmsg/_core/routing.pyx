@@ -222,7 +222,7 @@ cdef class Router:
         if self.r.strategy == FM_ROUTE_HASH:
             if key is None:
                 raise TypeError("pick() needs a key with the 'hash' strategy")
-            return self.route(key)
+            return self._route(key)
         if self.r.strategy == FM_ROUTE_BROADCAST:
             raise ValueError("pick() has no single member with the 'broadcast' strategy: a message "
                              "goes to every up member")
@@ -232,9 +232,12 @@ cdef class Router:
 
     def route(self, key):
         """The member a key maps to now: the first up member of rank(key); -1 if none is up."""
+        self._need_hash("route")
+        return self._route(key)
+
+    cdef int32_t _route(self, object key) except -2:
         cdef fm_rdv_table t
         cdef int32_t chosen
-        self._need_hash("route")
         with cython.critical_section(self):
             t = fm_router_table(&self.r)
             chosen = fm_rdv_route(&t, _key_hash(&t, key))
