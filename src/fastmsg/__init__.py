@@ -31,10 +31,7 @@ if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll bac
 
     __all__ += ["Context", "Message", "Receiver", "Sender", "default_context", "poll"]
 
-    try:
-        from fastmsg.balancer import Balancer
-        from fastmsg.relay import Relay
-    except ImportError:  # a build without the routing module
-        pass
-    else:
-        __all__ += ["Balancer", "Relay"]
+    from fastmsg.balancer import Balancer
+    from fastmsg.relay import Relay
+
+    __all__ += ["Balancer", "Relay"]
