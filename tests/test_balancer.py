@@ -2,7 +2,7 @@
 (distribution, keys, tiers), membership (add, remove, DNS), waits and bad input, and a failover
 that loses nothing. Receivers as separate hosts and processes: test_balancer_netns.py."""
 
-import collections
+import threading
 import time
 
 import pytest
@@ -301,3 +301,55 @@ def test_bad_input():
     with pytest.raises(fastmsg.Closed):
         b.send(b"x")
     assert b.close() is True
+
+
+def test_idle_balancer_fails_over_by_itself(receivers):
+    """Nobody calls the Balancer after the sends: its watcher still moves a lost receiver's
+    messages to the other one."""
+    r = receivers(2)
+    b = fastmsg.Balancer(r.endpoints, "round_robin", run=1, **FAST_HB)
+    try:
+        assert b.wait_up(timeout=10)
+        held = []
+        for i in range(200):
+            b.send(b"i%03d" % i)
+        wait_for(lambda: (held.extend(_take_all(r.rxs[1])), len(held) == 100)[1], what="the victim's half")
+        r.skip.add(1)
+        r.rxs[1].close()
+        del held  # (never released before the close: never acknowledged)
+        assert r.until(200, timeout=10) == [200, 0]  # no call to b meanwhile
+    finally:
+        assert b.close()
+
+
+def test_request_goes_to_another_member_when_its_own_is_lost(receivers):
+    r = receivers(2)
+    with fastmsg.Balancer(r.endpoints, "round_robin", run=1, **FAST_HB) as b:
+        assert b.wait_up(timeout=10)
+        replies = []
+        t = threading.Thread(target=lambda: replies.append(b.request(b"question", timeout=10)))
+        t.start()
+        first = None
+        deadline = time.monotonic() + 10
+        while first is None:  # whoever got it first dies without answering
+            assert time.monotonic() < deadline, "the request did not arrive"
+            for i, rx in enumerate(r.rxs):
+                got = _take_all(rx)
+                if got:
+                    first, asked = i, got[0]
+        r.rxs[first].close()
+        other = r.rxs[1 - first]
+        msg = other.recv(timeout=10)  # asked again, of the other one
+        assert bytes(msg) == b"question"
+        msg.reply(b"answer")
+        msg.release()
+        t.join(10)
+        assert len(replies) == 1 and bytes(replies[0]) == b"answer"
+        del asked
+
+
+def _take_all(rx):
+    try:
+        return rx.recv_many(100_000, timeout=0.01)
+    except fastmsg.Timeout:
+        return []

@@ -3,6 +3,7 @@ choosing per message. Failover and its at-least-once semantics: docs/architectur
 
 import threading
 import time
+import weakref
 
 from fastmsg._core.routing import Router, member_id
 from fastmsg._core.transport import Sender, _Spread, default_context
@@ -16,6 +17,8 @@ LOOK_EVERY = 64
 LOOK_GAP_NS = 2_000_000
 # A wait (for a member to come up, for room, for acknowledgements) looks again this often (s).
 WAIT_SLICE = 0.02
+# A Balancer nobody calls is looked at this often by its watcher thread (s): failover, names.
+WATCH_EVERY = 0.02
 # A member whose queued bytes reach this fraction of its window is saturated for the Router.
 SATURATED = 0.75
 # An unanswered batch this much older than the member's last round trip counts as a sample.
@@ -31,7 +34,8 @@ class Balancer:
     down and its unacknowledged messages go to the others: at-least-once, as a message the lost
     receiver got and had not acknowledged may arrive at another too (broadcast: they stay queued
     for it instead). It is taken back once its Sender, made afresh, connects again. A host name
-    stands for one member per address it resolves to (again every `resolve_interval` s).
+    stands for one member per address it resolves to (again every `resolve_interval` s). A
+    watcher thread looks at the members every 20 ms, so this happens without calls too.
 
     A strategy picks a member for a run of `run` messages (16 by default; "hash" and "broadcast"
     for each), so that each Sender still writes large batches: round_robin and weighted are exact
@@ -72,9 +76,17 @@ class Balancer:
         self.send = self._spread.send  # the per-message path, one call from Python
         self._last_look_ns = 0
         self._next_resolve_ns = time.monotonic_ns() + self._resolve_ns
-        for i, endpoint in enumerate(endpoints):
-            self._add(endpoint, weights[i] if weights else 1.0, zones[i] if zones else None)
-        self._sync_router()
+        self._stop = threading.Event()
+        try:
+            for i, endpoint in enumerate(endpoints):
+                self._add(endpoint, weights[i] if weights else 1.0, zones[i] if zones else None)
+            self._sync_router()
+        except BaseException:
+            for m in self._members:
+                m.sender.close(linger=0)
+            raise
+        threading.Thread(target=_watch, args=(weakref.ref(self), self._stop), daemon=True,
+                         name="fastmsg.Balancer watcher").start()
 
     # ---- sending ----
 
@@ -476,6 +488,7 @@ class Balancer:
             if self._closed:
                 return True
             self._closed = True
+            self._stop.set()
             left = len(self._backlog)
             for m in self._members:
                 done = m.sender.close(linger=0) and done
@@ -496,6 +509,21 @@ class Balancer:
 
     def __repr__(self):
         return f"<fastmsg.Balancer {self.strategy} {self.endpoints}{' closed' if self._closed else ''}>"
+
+
+def _watch(ref, stop):
+    """The watcher thread: looks at the Balancer between calls, so that a receiver lost while
+    nobody sends is failed over, and names are resolved again on time. It holds the Balancer
+    only weakly, and ends with close() (or once the Balancer is gone)."""
+    while not stop.wait(WATCH_EVERY):
+        balancer = ref()
+        if balancer is None:
+            return
+        try:
+            balancer._look_now()
+        except Closed:
+            return
+        del balancer
 
 
 def _deadline(timeout):
