@@ -1,5 +1,6 @@
-"""What a Balancer costs per message: one Balancer.send() per 64-byte message, round_robin over
-four receivers, against one Sender.send() per message to one receiver.
+"""What a Balancer costs per message: one Balancer.send() per 64-byte message, round_robin (and
+least_loaded, and hash with a key per message out of 1,024) over four receivers, against one
+Sender.send() per message to one receiver.
 
 Run: pytest benchmarks/bench_balancer.py --benchmark-group-by=group
   or python benchmarks/bench_balancer.py   (prints both rates and their ratio, best of 5)
@@ -55,9 +56,16 @@ class Receivers:
         self.proc.wait()
 
 
-def _stream(send, flush):
-    for _ in range(COUNT):
-        send(PAYLOAD)
+KEYS = [b"user-%d" % i for i in range(1024)]
+
+
+def _stream(send, flush, keyed=False):
+    if keyed:
+        for i in range(COUNT):
+            send(PAYLOAD, key=KEYS[i & 1023])
+    else:
+        for _ in range(COUNT):
+            send(PAYLOAD)
     assert flush(30)
 
 
@@ -72,9 +80,9 @@ def sender_round(endpoints):
 def balancer_round(endpoints, strategy="round_robin"):
     with fastmsg.Balancer(endpoints, strategy) as b:
         assert b.wait_up(timeout=10)
-        _stream(b.send, b.flush)
+        _stream(b.send, b.flush, strategy == "hash")
         t = time.perf_counter()
-        _stream(b.send, b.flush)
+        _stream(b.send, b.flush, strategy == "hash")
         return COUNT / (time.perf_counter() - t)
 
 
@@ -89,7 +97,7 @@ def test_sender_send(benchmark, receivers):
     benchmark.pedantic(sender_round, args=(receivers,), rounds=5, iterations=1)
 
 
-@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded"])
+@pytest.mark.parametrize("strategy", ["round_robin", "least_loaded", "hash"])
 def test_balancer_send(benchmark, receivers, strategy):
     benchmark.group = "200k x 64 B, one call per message"
     benchmark.pedantic(balancer_round, args=(receivers, strategy), rounds=5, iterations=1)
@@ -98,7 +106,7 @@ def test_balancer_send(benchmark, receivers, strategy):
 if __name__ == "__main__":
     with Receivers() as r:
         single = max(sender_round(r.endpoints) for _ in range(5))
-        for strategy in ("round_robin", "least_loaded"):
+        for strategy in ("round_robin", "least_loaded", "hash"):
             spread = max(balancer_round(r.endpoints, strategy) for _ in range(5))
             print(f"Sender.send {single / 1e6:.2f} M msg/s; Balancer.send ({strategy}, {RECEIVERS} receivers) "
                   f"{spread / 1e6:.2f} M msg/s: {spread / single:.2f}x")

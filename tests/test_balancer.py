@@ -353,3 +353,25 @@ def _take_all(rx):
         return rx.recv_many(100_000, timeout=0.01)
     except fastmsg.Timeout:
         return []
+
+
+def test_hash_failover_sends_each_key_to_its_next_member(receivers):
+    r = receivers(3)
+    keys = [b"user-%d" % i for i in range(300)]
+    with fastmsg.Balancer(r.endpoints, "hash", **FAST_HB) as b:
+        assert b.wait_up(timeout=10)
+        home = {k: b.route(k) for k in keys}
+        victim = 1
+        r.skip.add(victim)
+        assert b.send_many(keys, keys=keys) == 300
+        mine = sum(1 for k in keys if home[k] == victim)
+        held = []
+        wait_for(lambda: (held.extend(_take_all(r.rxs[victim])), len(held) == mine)[1], what="the victim's keys")
+        r.rxs[victim].close()  # with all of them unreleased: every one is taken back
+        del held
+        r.flush(b)
+        for i, got in enumerate(r.got):
+            for k in got:  # a key stays on its member, or moved to the next one of its ranking
+                assert i == home[k] or (home[k] == victim and i == b._router.rank(k)[1]), (k, i, home[k])
+        assert sorted(r.got[0] + r.got[2]) == sorted(keys)
+        assert b.stats()["totals"]["moved"] == mine

@@ -33,6 +33,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 

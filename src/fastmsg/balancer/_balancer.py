@@ -71,9 +71,12 @@ class Balancer:
         self._closed = False
         self._totals = {"moved": 0, "failovers": 0, "broadcast_skipped": 0}
         self._spread = _Spread(self._router.pick, self._send_slow, self._look_now)
-        self._spread.fast = not (self._tracking or self._broadcast)
+        self._spread.fast = not self._broadcast
+        self._spread.keyed = self._keyed
+        self._spread.keep_keys = self._tracking
         self._spread.run = run
         self.send = self._spread.send  # the per-message path, one call from Python
+        self.send_many = self._spread.send_many
         self._last_look_ns = 0
         self._next_resolve_ns = time.monotonic_ns() + self._resolve_ns
         self._stop = threading.Event()
@@ -98,21 +101,10 @@ class Balancer:
         self._send_slow(data, key, timeout)
 
     def send_many(self, items, *, keys=None, timeout=None):
-        """send() for each item in order, with keys[i] for item i ("hash"). Returns how many were
-        queued (all, unless it raises; what it raises carries `queued`)."""
-        items = list(items)
-        if keys is not None and len(keys) != len(items):
-            raise ValueError(f"send_many() needs one key per item: {len(keys)} keys for {len(items)} items")
-        deadline = _deadline(timeout)
-        done = 0
-        try:
-            for i, data in enumerate(items):
-                self._send_slow(data, keys[i] if keys is not None else None, _left(deadline, timeout))
-                done += 1
-        except BaseException as exc:
-            exc.queued = done
-            raise
-        return done
+        """send() for each item in order, with keys[i] for item i ("hash"), all within one
+        timeout. Returns how many were queued (all, unless it raises; what it raises carries
+        `queued`: how many, from the first, were queued before it). (Bound in __init__.)"""
+        return self._spread.send_many(items, keys=keys, timeout=timeout)
 
     def _send_slow(self, data, key, timeout, token=None):
         if self._keyed and key is None:
@@ -332,7 +324,7 @@ class Balancer:
         m.moved += len(taken)
         self._totals["failovers"] += 1
         self._totals["moved"] += len(taken)
-        self._spread.set_senders([x.sender for x in self._members])
+        self._spread.set_senders([x.sender for x in self._members], [x.pending for x in self._members])
         self._backlog += taken
         m.up = False
         self._router.set_up(i, False)
@@ -436,7 +428,7 @@ class Balancer:
                                  [m.tier for m in self._members])
         for i, m in enumerate(self._members):
             self._router.set_up(i, m.up)
-        self._spread.set_senders([m.sender for m in self._members])
+        self._spread.set_senders([m.sender for m in self._members], [m.pending for m in self._members])
 
     # ---- routing, state ----
 

@@ -1,6 +1,6 @@
 # The Balancer's per-message path (fastmsg/balancer/): pick a member, queue into its Sender
-# without waiting, in one call from Python. Everything else (no member up, a full member, keys kept
-# for a failover, the periodic look at the members) is the Balancer's own send, in Python.
+# without waiting, in one call from Python. Everything else (no member up, a full member, messages
+# taken back waiting, broadcast) is the Balancer's own send, in Python.
 
 
 cdef class _Spread:
@@ -8,11 +8,14 @@ cdef class _Spread:
     its members each time `countdown` fast sends have passed."""
     cdef object pick          # the Router's pick()
     cdef list senders         # Sender of each member index (the Balancer replaces the list whole)
+    cdef list pendings        # each member's deque of (number, key, token), when keys are kept
     cdef object slow          # slow(data, key, timeout): the Balancer's full send
     cdef object look          # look(): the Balancer's look at its members (resets countdown);
                               # False while messages taken back wait (the slow path keeps order)
     cdef public Py_ssize_t countdown  # fast sends left before the Balancer's next look
-    cdef public bint fast     # False: every message takes the slow path (keys kept, broadcast)
+    cdef public bint fast     # False: every message takes the slow path (broadcast)
+    cdef public bint keyed    # "hash": a key per message, a pick per message
+    cdef public bint keep_keys  # each message's key is kept until it is settled (for a failover)
     cdef public Py_ssize_t run  # messages per pick: a run to one member keeps its batches large
     cdef Py_ssize_t run_left  # messages the current run may still take
     cdef object current       # the member of the current run
@@ -22,28 +25,64 @@ cdef class _Spread:
         self.slow = slow
         self.look = look
         self.senders = []
+        self.pendings = []
         self.fast = False
         self.countdown = 0
         self.run = 1
         self.run_left = 0
 
-    def set_senders(self, list senders):
+    def set_senders(self, list senders, list pendings):
         self.senders = senders
+        self.pendings = pendings
         self.run_left = 0
 
-    def send(self, data, *, key=None, timeout=None):
+    cdef bint _fast(self, object data, object key) except -1:
+        """Queues data on the fast path: True, or False if the slow path must take it."""
         cdef Sender tx
-        if self.fast and key is None and (self.countdown > 0 or self.look()):
-            if self.run_left > 0:
-                i = self.current
-            else:
-                i = self.current = self.pick()
-                self.run_left = self.run
-            if i >= 0:
-                tx = <Sender?>self.senders[i]
-                if tx.s != NULL and tx._send_now(data):
-                    self.countdown -= 1
-                    self.run_left -= 1
-                    return
-        self.run_left = 0
-        self.slow(data, key, timeout)
+        if not self.fast or (self.countdown <= 0 and not self.look()):
+            return False
+        if self.keyed:
+            if key is None:
+                return False  # (the slow path says what is wrong)
+            i = self.pick(key)
+        elif self.run_left > 0:
+            i = self.current
+        else:
+            i = self.current = self.pick()
+            self.run_left = self.run
+        if i < 0:
+            self.run_left = 0
+            return False
+        tx = <Sender?>self.senders[i]
+        if tx.s == NULL or not tx._send_now(data):
+            self.run_left = 0
+            return False
+        if self.keep_keys:
+            (<object>self.pendings[i]).append((tx.ring.ctl.records, key, None))
+        self.countdown -= 1
+        self.run_left -= 1
+        return True
+
+    def send(self, data, *, key=None, timeout=None):
+        if not self._fast(data, key):
+            self.slow(data, key, timeout)
+
+    def send_many(self, items, *, keys=None, timeout=None):
+        cdef Py_ssize_t n = 0
+        cdef double deadline = -1.0
+        if keys is not None:
+            items = list(items)
+            if len(keys) != len(items):
+                raise ValueError(f"send_many() needs one key per item: {len(keys)} keys for {len(items)} items")
+        if timeout is not None and timeout > 0:
+            deadline = time.monotonic() + timeout
+        try:
+            for data in items:
+                key = keys[n] if keys is not None else None
+                if not self._fast(data, key):
+                    self.slow(data, key, timeout if deadline < 0 else max(1e-6, deadline - time.monotonic()))
+                n += 1
+        except BaseException as exc:
+            exc.queued = n  # (those before it are queued, and will be sent)
+            raise
+        return n
