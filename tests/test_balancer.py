@@ -375,3 +375,11 @@ def test_hash_failover_sends_each_key_to_its_next_member(receivers):
                 assert i == home[k] or (home[k] == victim and i == b._router.rank(k)[1]), (k, i, home[k])
         assert sorted(r.got[0] + r.got[2]) == sorted(keys)
         assert b.stats()["totals"]["moved"] == mine
+
+
+def test_the_system_resolver_expands_a_name():
+    from fastmsg.balancer._resolve import expand, system_resolver
+
+    endpoints = expand("tcp://localhost:5555", system_resolver)
+    assert "tcp://127.0.0.1:5555" in endpoints and len(endpoints) == len(set(endpoints))
+    assert expand("tcp://10.1.2.3:5555", system_resolver) == ["tcp://10.1.2.3:5555"]  # no lookup

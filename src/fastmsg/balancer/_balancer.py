@@ -97,7 +97,8 @@ class Balancer:
         """Queues one message on the member the strategy picks ("hash": the key's member, key
         required) and returns. Waits while no member is up or every one is full: None waits as
         long as it takes, 0 raises Full, a number of seconds raises Timeout. Nothing is queued
-        when it raises. (Bound to the fast path in __init__; this is its description.)"""
+        when it raises (broadcast: its note says on which members it was). (Bound to the fast
+        path in __init__; this is its description.)"""
         self._send_slow(data, key, timeout)
 
     def send_many(self, items, *, keys=None, timeout=None):
@@ -162,8 +163,13 @@ class Balancer:
             if ups:
                 break
             self._wait_up(deadline, timeout)
-        for m in ups:
-            m.sender.send(data, timeout=_left(deadline, timeout))
+        for done, m in enumerate(ups):
+            try:
+                m.sender.send(data, timeout=_left(deadline, timeout))
+            except BaseException as exc:  # (a member full for the whole timeout)
+                exc.add_note(f"broadcast: the message was queued on {done} of the {len(ups)} members up, "
+                             f"{', '.join(x.endpoint for x in ups[:done]) or 'none'}; not on the others")
+                raise
         self._totals["broadcast_skipped"] += len(self._members) - len(ups)
         return -1
 
@@ -320,6 +326,7 @@ class Balancer:
         self._retire(m)
         m.sender = Sender(m.endpoint, context=self._context, **self._options)
         m.was_up = False
+        m.samples = m.fed_age = 0  # (the new Sender counts its round trips from 0)
         m.failovers += 1
         m.moved += len(taken)
         self._totals["failovers"] += 1
