@@ -11,8 +11,9 @@ from fastmsg.balancer import _locality, _resolve
 from fastmsg.balancer._member import Member
 from fastmsg.errors import Closed, Full, Timeout
 
-# Fast sends between two looks at the members (each look reads every Sender: a few atomic loads).
-LOOK_EVERY = 64
+# Fast sends between two looks at the members (a look reads every Sender and tells the Router: a
+# few microseconds, so not too often; the member of each run tells its load as the run ends).
+LOOK_EVERY = 1024
 # ... and at least this often while sending (ns), so that loads and health are fresh.
 LOOK_GAP_NS = 2_000_000
 # A wait (for a member to come up, for room, for acknowledgements) looks again this often (s).
@@ -70,7 +71,7 @@ class Balancer:
         self._backlog = []        # (data, key, token) taken back and not yet placed again
         self._closed = False
         self._totals = {"moved": 0, "failovers": 0, "broadcast_skipped": 0}
-        self._spread = _Spread(self._router.pick, self._send_slow, self._look_now)
+        self._spread = _Spread(self._router.pick, self._router.set_load, self._send_slow, self._look_now)
         self._spread.fast = not self._broadcast
         self._spread.keyed = self._keyed
         self._spread.keep_keys = self._tracking

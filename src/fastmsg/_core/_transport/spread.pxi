@@ -7,6 +7,7 @@ cdef class _Spread:
     """Holds the Router's pick and the Senders by member index. send() has the Balancer look at
     its members each time `countdown` fast sends have passed."""
     cdef object pick          # the Router's pick()
+    cdef object set_load      # and its set_load(): the member of a run that ends tells its load
     cdef list senders         # Sender of each member index (the Balancer replaces the list whole)
     cdef list pendings        # each member's deque of (number, key, token), when keys are kept
     cdef object slow          # slow(data, key, timeout): the Balancer's full send
@@ -18,10 +19,11 @@ cdef class _Spread:
     cdef public bint keep_keys  # each message's key is kept until it is settled (for a failover)
     cdef public Py_ssize_t run  # messages per pick: a run to one member keeps its batches large
     cdef Py_ssize_t run_left  # messages the current run may still take
-    cdef object current       # the member of the current run
+    cdef Py_ssize_t current   # the member of the current run (-1: none)
 
-    def __init__(self, pick, slow, look):
+    def __init__(self, pick, set_load, slow, look):
         self.pick = pick
+        self.set_load = set_load
         self.slow = slow
         self.look = look
         self.senders = []
@@ -30,15 +32,18 @@ cdef class _Spread:
         self.countdown = 0
         self.run = 1
         self.run_left = 0
+        self.current = -1
 
     def set_senders(self, list senders, list pendings):
         self.senders = senders
         self.pendings = pendings
         self.run_left = 0
+        self.current = -1
 
     cdef bint _fast(self, object data, object key) except -1:
         """Queues data on the fast path: True, or False if the slow path must take it."""
         cdef Sender tx
+        cdef Py_ssize_t i
         if not self.fast or (self.countdown <= 0 and not self.look()):
             return False
         if self.keyed:
@@ -48,6 +53,8 @@ cdef class _Spread:
         elif self.run_left > 0:
             i = self.current
         else:
+            if self.current >= 0:
+                self._tell_load(self.current)
             i = self.current = self.pick()
             self.run_left = self.run
         if i < 0:
@@ -62,6 +69,16 @@ cdef class _Spread:
         self.countdown -= 1
         self.run_left -= 1
         return True
+
+    cdef int _tell_load(self, Py_ssize_t i) except -1:
+        """The Router learns the load of the member whose run ends (between the Balancer's looks,
+        which tell it every member's)."""
+        cdef Sender tx = <Sender?>self.senders[i]
+        cdef uint64_t load
+        if tx.s != NULL:
+            load = fm_sender_queued(tx.s) + tx.held_bytes
+            self.set_load(i, load, load * 4 >= tx.hwm * 3)  # (saturated: as the Balancer's SATURATED)
+        return 0
 
     def send(self, data, *, key=None, timeout=None):
         if not self._fast(data, key):
