@@ -383,3 +383,54 @@ def test_the_system_resolver_expands_a_name():
     endpoints = expand("tcp://localhost:5555", system_resolver)
     assert "tcp://127.0.0.1:5555" in endpoints and len(endpoints) == len(set(endpoints))
     assert expand("tcp://10.1.2.3:5555", system_resolver) == ["tcp://10.1.2.3:5555"]  # no lookup
+
+
+def test_threads_share_a_balancer(receivers):
+    r = receivers(3)
+    with fastmsg.Balancer(r.endpoints, "least_loaded") as b:
+        assert b.wait_up(timeout=10)
+
+        def produce(t):
+            for i in range(5000):
+                b.send(b"%d-%05d" % (t, i))
+
+        threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            r.collect()
+            time.sleep(0.005)  # (polling interval only: the threads' end is what is waited for)
+        for t in threads:
+            t.join()
+        r.flush(b)
+        everything = r.got[0] + r.got[1] + r.got[2]
+        assert sorted(everything) == sorted(b"%d-%05d" % (t, i) for t in range(4) for i in range(5000))
+        for got in r.got:  # each thread's messages in its order, on each receiver
+            for t in range(4):
+                mine = [m for m in got if m.startswith(b"%d-" % t)]
+                assert mine == sorted(mine)
+
+
+def test_broadcast_keeps_a_lost_members_messages_for_it(receivers, tmp_path):
+    path = f"ipc://{tmp_path}/a.sock"
+    r = receivers(1)
+    a = fastmsg.Receiver(path, **FAST_HB)
+    with fastmsg.Balancer([path, r.endpoints[0]], "broadcast", **FAST_HB) as b:
+        assert b.wait_up(timeout=10)
+        for i in range(20):
+            b.send(b"first %d" % i)
+        held = _take_all(a)
+        while len(held) < 20:
+            held += _take_all(a)
+        a.close()  # none released: its Sender keeps all 20 for it
+        wait_for(lambda: b.stats()["totals"]["up"] == 1, what="the member to be down")
+        for i in range(10):
+            b.send(b"while down %d" % i)  # skips it
+        assert b.stats()["totals"]["broadcast_skipped"] == 10 and b.stats()["totals"]["moved"] == 0
+        del held
+        r2 = receivers(0)
+        r2.rxs.append(fastmsg.Receiver(path, **FAST_HB))
+        r2.got.append([])
+        wait_for(lambda: (r.collect(), r2.collect(), b.flush(timeout=0.05))[2], what="everything acknowledged")
+        assert sorted(r2.got[0]) == sorted(b"first %d" % i for i in range(20))  # again, and only those
+        assert len(r.got[0]) == 30
