@@ -9,7 +9,6 @@ Network namespaces need root and `ip netns` (skipped otherwise)."""
 
 import contextlib
 import json
-import os
 import select
 import subprocess
 import sys
@@ -32,7 +31,7 @@ SLACK = 1.0  # timer, polling and scheduling slack on a shared 2-CPU machine (s)
 
 
 class Recorder:
-    """fault_helpers' recording receiver as a process (in namespace `ns`, or here)."""
+    """The recording receiver (record_until_stdin_closes) as a process, in namespace `ns` or here."""
 
     def __init__(self, host, path, ns=None):
         self.path = path
