@@ -2,6 +2,8 @@
 (distribution, keys, tiers), membership (add, remove, DNS), waits and bad input, and a failover
 that loses nothing. Receivers as separate hosts and processes: test_balancer_netns.py."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -434,3 +436,24 @@ def test_broadcast_keeps_a_lost_members_messages_for_it(receivers, tmp_path):
         wait_for(lambda: (r.collect(), r2.collect(), b.flush(timeout=0.05))[2], what="everything acknowledged")
         assert sorted(r2.got[0]) == sorted(b"first %d" % i for i in range(20))  # again, and only those
         assert len(r.got[0]) == 30
+
+
+_EXIT_SCRIPT = """
+import fastmsg
+rx = fastmsg.Receiver("tcp://127.0.0.1:0")
+b = fastmsg.Balancer([rx.endpoint], "round_robin")
+assert b.wait_up(timeout=10)
+for i in range(5):
+    b.send(b"%d" % i)
+held = []
+while len(held) < 5:
+    held += rx.recv_many(5, timeout=5)  # received, never released: never acknowledged
+print("exiting", flush=True)
+"""
+
+
+def test_what_an_open_balancer_gives_up_at_exit_is_reported():
+    p = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "exiting\n", p.stderr
+    assert "fastmsg: ResourceWarning: Balancer over tcp://127.0.0.1:" in p.stderr, p.stderr
+    assert "5 messages not acknowledged at interpreter exit" in p.stderr, p.stderr

@@ -1,6 +1,8 @@
 """fastmsg.Balancer: many receivers behind one send(), one Sender per endpoint, a Router's strategy
 choosing per message. Failover and its at-least-once semantics: docs/architecture.md, "Balancer"."""
 
+import atexit
+import sys
 import threading
 import time
 import weakref
@@ -18,6 +20,8 @@ LOOK_EVERY = 1024
 LOOK_GAP_NS = 2_000_000
 # A wait (for a member to come up, for room, for acknowledgements) looks again this often (s).
 WAIT_SLICE = 0.02
+# At interpreter exit, an open Balancer waits this long (s) for its acknowledgements.
+EXIT_LINGER = 1.0
 # A Balancer nobody calls is looked at this often by its watcher thread (s): failover, names.
 WATCH_EVERY = 0.02
 # A member whose queued bytes reach this fraction of its window is saturated for the Router.
@@ -89,8 +93,10 @@ class Balancer:
             for m in self._members:
                 m.sender.close(linger=0)
             raise
+        self._lost_at_close = 0
         threading.Thread(target=_watch, args=(weakref.ref(self), self._stop), daemon=True,
                          name="fastmsg.Balancer watcher").start()
+        _live.add(self)
 
     # ---- sending ----
 
@@ -489,13 +495,14 @@ class Balancer:
                 return True
             self._closed = True
             self._stop.set()
-            left = len(self._backlog)
+            lost = len(self._backlog)
             for m in self._members:
+                if not m.sender.closed:
+                    lost += m.sender.unacknowledged
                 done = m.sender.close(linger=0) and done
             self._backlog.clear()
-        if left:
-            done = False
-        return done
+            self._lost_at_close = lost
+        return done and not lost
 
     @property
     def closed(self):
@@ -509,6 +516,29 @@ class Balancer:
 
     def __repr__(self):
         return f"<fastmsg.Balancer {self.strategy} {self.endpoints}{' closed' if self._closed else ''}>"
+
+
+_live = weakref.WeakSet()  # every Balancer not yet freed
+
+
+def _close_at_exit():
+    """Interpreter exit: each open Balancer gets EXIT_LINGER for its acknowledgements (failing
+    over meanwhile); what it gives up is reported on stderr with its count, never dropped quietly.
+    (Registered after the transport's own exit handler, so it runs before the Senders close.)"""
+    for balancer in list(_live):
+        if balancer.closed or balancer.close(linger=EXIT_LINGER) or not balancer._lost_at_close:
+            continue
+        n = balancer._lost_at_close
+        try:
+            sys.stderr.write(f"fastmsg: ResourceWarning: Balancer over {', '.join(balancer.endpoints)}: {n} "
+                             f"message{'s' if n != 1 else ''} not acknowledged at interpreter exit, within "
+                             f"{EXIT_LINGER} s; they may not have been delivered\n")
+            sys.stderr.flush()
+        except Exception:  # (stderr closed or gone this late: nothing else can be done)
+            pass
+
+
+atexit.register(_close_at_exit)
 
 
 def _watch(ref, stop):
