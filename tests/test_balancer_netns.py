@@ -3,12 +3,16 @@ hosts, each reached through a veth pair) and on this host. A link taken down or 
 mid-stream: the others take its traffic and its unacknowledged messages, and every message is
 delivered (a receiver records each message before releasing it, so what it acknowledged is on
 record even after a SIGKILL). A receiver made ten times slower loses its share of new traffic
-under least_loaded and latency; nearest keeps to its tier until that tier's link goes down.
+under least_loaded and latency; nearest keeps to its tier until that tier's link goes down; a
+host name's members follow its addresses in /etc/hosts (a private one, in a mount namespace).
 
 Network namespaces need root and `ip netns` (skipped otherwise)."""
 
 import contextlib
 import json
+import os
+import random
+import shutil
 import select
 import subprocess
 import sys
@@ -33,10 +37,10 @@ SLACK = 1.0  # timer, polling and scheduling slack on a shared 2-CPU machine (s)
 class Recorder:
     """The recording receiver (record_until_stdin_closes) as a process, in namespace `ns` or here."""
 
-    def __init__(self, host, path, ns=None):
+    def __init__(self, host, path, ns=None, port=0):
         self.path = path
         prefix = ["ip", "netns", "exec", ns] if ns else []
-        self.proc = subprocess.Popen(prefix + [sys.executable, fault_helpers.__file__, f"tcp://{host}:0", str(path),
+        self.proc = subprocess.Popen(prefix + [sys.executable, fault_helpers.__file__, f"tcp://{host}:{port}", str(path),
                                                json.dumps(OPTS)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if select.select([self.proc.stdout], [], [], 30)[0] else ""
@@ -67,9 +71,9 @@ def hosts(tmp_path):
     with contextlib.ExitStack() as stack:
         recorders = []
 
-        def make(n):
+        def make(n, port=0):
             links = [stack.enter_context(namespace_link()) for _ in range(n)]
-            made = [Recorder(lk.far_ip, tmp_path / f"rx{len(recorders) + i}", lk.ns) for i, lk in enumerate(links)]
+            made = [Recorder(lk.far_ip, tmp_path / f"rx{len(recorders) + i}", lk.ns, port) for i, lk in enumerate(links)]
             recorders.extend(made)
             return made, links
 
@@ -216,3 +220,74 @@ def test_slow_receiver_loses_new_traffic(local, strategy):
         finish(b, sent, sent, [a, slow])
     print(f"\n{strategy}: the slow receiver's share of new traffic {slow_share:.1%}")
     assert slow_share <= 0.2, slow_share
+
+
+# A Balancer over one name, in a process whose /etc/hosts is the test's file (a private mount
+# namespace: the system resolver itself answers). Commands on stdin: "send A B" queues
+# mixed_payload(A..B-1) and flushes; "change" waits for the membership to change. Each answers a
+# JSON line: the endpoints, and whether the flush succeeded.
+_NAMED = """
+import json, sys, time
+sys.path.insert(0, sys.argv[2])
+import fastmsg
+from fault_helpers import mixed_payload
+b = fastmsg.Balancer([sys.argv[1]], "round_robin", resolve_interval=0.1, heartbeat_interval=0.1)
+def say(flushed=None):
+    print(json.dumps({"endpoints": sorted(b.endpoints), "flushed": flushed}), flush=True)
+say()
+for line in sys.stdin:
+    words = line.split()
+    if words[0] == "send":
+        for i in range(int(words[1]), int(words[2])):
+            b.send(mixed_payload(i), timeout=10)
+        say(b.flush(timeout=10))
+    else:
+        before, deadline = sorted(b.endpoints), time.monotonic() + 10
+        while sorted(b.endpoints) == before and time.monotonic() < deadline:
+            time.sleep(0.02)  # (polling interval only: the change is the condition)
+        say(b.wait_up(timeout=10))
+b.close()
+"""
+
+
+def test_a_name_is_resolved_again_as_its_addresses_change(hosts, tmp_path):
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare for a private /etc/hosts")
+    port = random.randrange(20000, 30000)
+    (a, b), links = hosts(2, port=port)
+    etc_hosts = tmp_path / "hosts"
+    name = lambda *lks: etc_hosts.write_text("127.0.0.1 localhost\n" + "".join(f"{lk.far_ip} svc.test\n" for lk in lks))
+    name(links[0])
+    script = f"mount --bind {etc_hosts} /etc/hosts && exec {sys.executable} -c '{_NAMED}' tcp://svc.test:{port} " \
+             f"{os.path.dirname(fault_helpers.__file__)}"
+    p = subprocess.Popen(["unshare", "--mount", "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+
+    def ask(command=None):
+        if command:
+            p.stdin.write(command + "\n")
+            p.stdin.flush()
+        line = p.stdout.readline() if select.select([p.stdout], [], [], 30)[0] else ""
+        assert line, f"the Balancer's process said nothing: {p.poll()} {p.stderr.read() if p.poll() is not None else ''}"
+        return json.loads(line)
+
+    try:
+        at = lambda lk: f"tcp://{lk.far_ip}:{port}"
+        assert ask()["endpoints"] == [at(links[0])]
+        assert ask("send 0 100") == {"endpoints": [at(links[0])], "flushed": True}
+        name(links[0], links[1])  # the name gains an address ...
+        assert ask("change") == {"endpoints": sorted([at(links[0]), at(links[1])]), "flushed": True}
+        assert ask("send 100 300")["flushed"]
+        name(links[1])  # ... and loses the first
+        assert ask("change")["endpoints"] == [at(links[1])]
+        assert ask("send 300 400")["flushed"]
+        p.stdin.close()
+        assert p.wait(30) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    got_a, got_b = set(a.seqs()), set(b.seqs())
+    assert got_a | got_b == set(range(400))
+    assert set(range(100)) <= got_a and set(range(300, 400)) <= got_b
+    assert got_a & set(range(100, 300)) and got_b & set(range(100, 300))  # both took a share
