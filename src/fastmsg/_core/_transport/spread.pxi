@@ -20,6 +20,7 @@ cdef class _Spread:
     cdef public Py_ssize_t run  # messages per pick: a run to one member keeps its batches large
     cdef Py_ssize_t run_left  # messages the current run may still take
     cdef Py_ssize_t current   # the member of the current run (-1: none)
+    cdef int64_t run_start_ns # when the current run began
 
     def __init__(self, pick, set_load, slow, look):
         self.pick = pick
@@ -44,6 +45,8 @@ cdef class _Spread:
         """Queues data on the fast path: True, or False if the slow path must take it."""
         cdef Sender tx
         cdef Py_ssize_t i
+        cdef int64_t now = 0
+        cdef bint streaming = False
         if not self.fast or (self.countdown <= 0 and not self.look()):
             return False
         if self.keyed:
@@ -57,10 +60,18 @@ cdef class _Spread:
                 self._tell_load(self.current)
             i = self.current = self.pick()
             self.run_left = self.run
+            now = fastmsg_monotonic_ns()
+            streaming = now - self.run_start_ns < DIRECT_GAP_NS * self.run  # (else a pause)
+            self.run_start_ns = now
         if i < 0:
             self.run_left = 0
             return False
         tx = <Sender?>self.senders[i]
+        if streaming:
+            # A stream that moves on from another member: batched by the I/O thread, not written
+            # from this thread (each link alone would see a pause and write directly, a system
+            # call per run).
+            tx.last_send_ns = now
         if tx.s == NULL or not tx._send_now(data):
             self.run_left = 0
             return False
