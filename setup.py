@@ -42,6 +42,18 @@ ENGINE_SOURCES = (
     "engine/receiver_reply.c",
     "engine/receiver.c",
 )
+# Routing: the keyed hash and its batch kernels, the deterministic log, rendezvous, the router
+# state and the strategies.
+ROUTE_SOURCES = (
+    "route/siphash.c",
+    "route/keyhash.c",
+    "route/keyhash_avx2.c",
+    "route/unitlog.c",
+    "route/rendezvous.c",
+    "route/router.c",
+    "route/ewma.c",
+    "route/pick.c",
+)
 
 
 def _flag(name: str) -> bool:
@@ -77,16 +89,18 @@ def _c(*names):
 
 def extensions():
     compile_args, link_args, macros, debug = _build_flags()
+    msvc = sys.platform == "win32"
 
-    def ext(name, sources, threads=False):
+    def ext(name, sources, threads=False, extra_args=(), libraries=()):
         pthread = ["-pthread"] if threads and sys.platform != "win32" else []
         return Extension(
             f"fastmsg._core.{name}",
             sources=[f"src/fastmsg/_core/{name}.pyx", *sources],
             include_dirs=[CSRC],
             define_macros=macros,
-            extra_compile_args=compile_args + pthread,
+            extra_compile_args=compile_args + pthread + list(extra_args),
             extra_link_args=link_args + pthread,
+            libraries=list(libraries),
         )
 
     crc_kernels = _c(
@@ -103,6 +117,9 @@ def extensions():
         ext("crc", crc_kernels),
         ext("ring", [*ring, *_c("ring/shm.c")]),
         ext("protocol", [*crc_kernels, *_c("wire/protocol.c")]),
+        # Rendezvous scores must come out bit-identical on every platform: no fused multiply-add.
+        ext("routing", [*_c(*ROUTE_SOURCES), *_c("base/futex.c", "base/cpu_features.c")],
+            extra_args=[] if msvc else ["-ffp-contract=off"], libraries=[] if msvc else ["m"]),
     ]
     if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come
         engine = [*_c("wire/protocol.c"), *ring, *_c("net/poller.c", "net/netio.c"), *_c(*ENGINE_SOURCES)]

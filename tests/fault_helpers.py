@@ -8,6 +8,7 @@ import random
 import struct
 import sys
 import threading
+import time
 
 import fastmsg
 
@@ -73,14 +74,19 @@ def receive_and_record(port, path, ready, ack="released"):
     _record(rx, fd, threading.Event())
 
 
-def _record(rx, fd, stop):
+def _record(rx, fd, stop, pace=None):
+    """`pace`: a one-item list, the seconds to spend on each message (a slow application)."""
     while not stop.is_set():
+        seconds = pace[0] if pace else 0
         try:
-            batch = rx.recv_many(1024, timeout=0.2)
+            batch = rx.recv_many(64 if seconds else 1024, timeout=0.2)
         except fastmsg.Timeout:
             continue
         for m in batch:
             os.write(fd, SEQ.pack(check_mixed(m)))
+        if seconds:
+            time.sleep(seconds * len(batch))  # (the work a slow application does on them)
+        for m in batch:
             m.release()
     os.close(fd)
 
@@ -120,13 +126,22 @@ def receive_and_hold(port, ack, conn):
 def record_until_stdin_closes(endpoint, path, options):
     """receive_and_record() as a plain script, for a receiver that cannot be a multiprocessing
     child (one started inside another network namespace): prints the endpoint it is bound to,
-    records until its stdin closes, then prints its stats as JSON."""
+    records until its stdin closes, then prints its stats as JSON. A line "pace S" on its stdin
+    makes it spend S seconds on each message from then on."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     rx = fastmsg.Receiver(endpoint, **options)
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    pace = [0.0]
+
+    def commands():
+        for line in sys.stdin:
+            if line.startswith("pace "):
+                pace[0] = float(line.split()[1])
+        stop.set()
+
+    threading.Thread(target=commands, daemon=True).start()
     print(rx.endpoint, flush=True)
-    _record(rx, fd, stop)
+    _record(rx, fd, stop, pace)
     print(json.dumps(rx.stats()), flush=True)
     rx.close()
 

@@ -6,6 +6,7 @@ and everything must arrive exactly once and in order.
 
 Needs root and `ip netns`; skipped otherwise. FASTMSG_STRESS=1 adds a 30 s outage."""
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -63,6 +64,13 @@ class Link:
 
 @pytest.fixture
 def link():
+    with namespace_link() as lk:
+        yield lk
+
+
+@contextlib.contextmanager
+def namespace_link():
+    """A Link to a new network namespace, removed at the end; skips the test where not permitted."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2's `ip` to make a network namespace")
     tag = f"fm{os.getpid() % 100_000}{random.randrange(1 << 16):04x}"  # interface names: 15 chars at most

@@ -30,3 +30,8 @@ if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll bac
     from fastmsg.polling import poll  # (fastmsg.asyncio is imported on its own: `import fastmsg.asyncio`)
 
     __all__ += ["Context", "Message", "Receiver", "Sender", "default_context", "poll"]
+
+    from fastmsg.balancer import Balancer
+    from fastmsg.relay import Relay
+
+    __all__ += ["Balancer", "Relay"]

@@ -191,6 +191,21 @@ def _recv(args, out):
     return 0
 
 
+def _relay(args, out):
+    if _transport_missing():
+        return 1
+    if not hasattr(fastmsg, "Relay"):
+        sys.stderr.write("fastmsg relay: this build has no Balancer (no routing module)\n")
+        return 1
+    options = {} if args.heartbeat is None else {"heartbeat_interval": args.heartbeat}
+    with fastmsg.Relay(args.endpoint, args.to, args.strategy, key_bytes=args.key_bytes,
+                       receiver_options=dict(options), **options) as relay:
+        sys.stderr.write(f"fastmsg relay: listening on {relay.endpoint}, sending to {', '.join(args.to)}\n")
+        sys.stderr.flush()
+        relay.run()
+    return 0
+
+
 def _parser():
     from fastmsg._bench import payload, runner
 
@@ -227,12 +242,23 @@ def _parser():
     recv.add_argument("--count", type=_positive, metavar="N", help="exit after N messages")
     recv.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                       help="exit with an error when nothing arrives for this long (default: wait)")
+
+    relay = sub.add_parser("relay", help="receive on IN and send each message on to the OUT endpoints",
+                           description="An upstream message is acknowledged only once a downstream receiver "
+                                       "acknowledged it: nothing is lost if the relay dies (at-least-once).")
+    relay.add_argument("endpoint", type=_endpoint, metavar="IN", help="tcp://host:port or ipc:///path to bind")
+    relay.add_argument("--to", type=_csv(_endpoint), required=True, metavar="OUT[,OUT...]",
+                       help="the downstream receivers")
+    relay.add_argument("--strategy", default="round_robin",
+                       choices=["round_robin", "weighted", "hash", "least_loaded", "latency", "nearest"])
+    relay.add_argument("--key-bytes", type=_positive, metavar="N", help="hash: the key is the first N bytes")
+    relay.add_argument("--heartbeat", type=_seconds, metavar="SECONDS", help="heartbeat interval, both sides")
     return parser
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    run = {None: _info, "bench": _bench, "send": _send, "recv": _recv}[args.command]
+    run = {None: _info, "bench": _bench, "send": _send, "recv": _recv, "relay": _relay}[args.command]
     try:
         return run(args, sys.stdout)
     except KeyboardInterrupt:

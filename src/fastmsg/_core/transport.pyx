@@ -33,6 +33,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 
@@ -62,6 +63,7 @@ include "_transport/context.pxi"      # Context
 include "_transport/readiness.pxi"    # the readiness fds behind fileno()
 include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
 include "_transport/sender.pxi"       # Sender
+include "_transport/spread.pxi"       # _Spread: the Balancer's per-message path
 include "_transport/message.pxi"      # Message, _BigFrame
 include "_transport/reply.pxi"        # a request's wait for its reply
 include "_transport/wire_decode.pxi"  # the DATA frame layout, as the receiver reads it

@@ -274,8 +274,19 @@ cdef class Sender:
         buffer are not sent) and returns. Waits while the queue is full: timeout=None waits as
         long as it takes, 0 raises Full at once, a number of seconds raises Timeout when it runs
         out. Nothing is queued when it raises."""
+        self._send(data, -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout), timeout)
+
+    cdef int _send_now(self, object data) except -1:
+        """send(data, timeout=0) for a Balancer's per-message path: 1 if queued, 0 if there was no
+        room (or another thread was sending), so that it can try another member."""
+        try:
+            self._send(data, -2, 0)
+        except Full:
+            return 0
+        return 1
+
+    cdef int _send(self, object data, int64_t deadline, object timeout) except -1:
         cdef Py_buffer view
-        cdef int64_t deadline = -2 if (timeout is not None and timeout == 0) else deadline_ns(timeout)
         self._check()
         self._check_refused("this message was not sent")
         self._acquire(deadline, timeout)
@@ -286,7 +297,7 @@ cdef class Sender:
             if PyBytes_CheckExact(data):
                 self._put(<const uint8_t *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), deadline, timeout, True,
                           data)
-                return
+                return 0
             if isinstance(data, str):
                 raise TypeError("messages are bytes-like objects, not str; encode it first")
             PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
@@ -296,6 +307,7 @@ cdef class Sender:
                 PyBuffer_Release(&view)
         finally:
             PyThread_release_lock(self.lock)
+        return 0
 
     def request(self, data, *, timeout=None):
         """Sends one message (any bytes-like object) as a request and returns its reply, a
@@ -689,18 +701,64 @@ cdef class Sender:
         self._check()
         return fm_sender_unacked(self.s)
 
+    # ---- what a Balancer watches ----
+
+    @property
+    def queued_count(self):
+        """Messages (requests included) queued since the Sender was made: a count that only grows.
+        The message queued last is settled once `settled_count` reaches this value."""
+        self._check()
+        return self.ring.ctl.records
+
+    @property
+    def settled_count(self):
+        """Messages acknowledged by the receiver, or refused as too large for it (which send(),
+        send_many() or flush() raise), since the Sender was made: a count that only grows.
+        Acknowledgements come in queueing order, so a relay can release upstream what the n-th
+        message carried once it is n or more (a refused message counts when it is refused)."""
+        self._check()
+        return fm_sender_done(self.s)
+
+    def _observe(self):
+        """(up, unacknowledged bytes, unacknowledged messages, settled_count, round-trip samples,
+        the latest sample in ns, when the batch being timed now was written (monotonic ns; 0:
+        none)): a few atomic loads, cheap enough for a Balancer to call every few milliseconds.
+        A round trip runs from a batch's write to the ACK that covers it, so it includes the
+        receiver's time to release its messages (by default)."""
+        cdef uint64_t last = 0
+        cdef int64_t since = 0
+        self._check()
+        cdef uint64_t samples = fm_sender_rtt(self.s, &last, &since)
+        return (bool(fm_sender_connected(self.s)), fm_sender_queued(self.s) + self.held_bytes,
+                fm_sender_unacked(self.s), fm_sender_done(self.s), samples, last, since)
+
+    def _take_unacked(self):
+        """Closes the Sender at once and returns, in order, every message it had queued and not
+        had acknowledged, as bytes, so that they can go to another receiver. The Sender sends none
+        of them again. Requests are not returned: their request() raises Closed, as after close().
+        A message the receiver got but had not acknowledged is among them (at-least-once)."""
+        if self.s == NULL:
+            raise Closed("the Sender is closed")
+        _check_generation(self.gen, self)
+        return self._shut(True)
+
     def stats(self):
-        """Exact counters: messages and bytes written, batches, write calls, connections..."""
+        """Exact counters: messages and bytes written, batches, write calls, connections...;
+        ack_rtt_ns: the latest acknowledgement round trip (a batch's write to its ACK)."""
         cdef uint64_t values[FM_STAT_COUNT]
         cdef char err[FM_LAST_ERROR_MAX]
+        cdef uint64_t rtt_last = 0
+        cdef int64_t since = 0
         self._check()
+        cdef uint64_t rtt_samples = fm_sender_rtt(self.s, &rtt_last, &since)
         fm_sender_stats(self.s, values)
         fm_sender_last_error(self.s, err, sizeof(err))
         return _stats(values, SENDER_STATS, {"queued_bytes": fm_sender_queued(self.s),
                                              "unacknowledged": fm_sender_unacked(self.s),
                                              "connected": bool(fm_sender_connected(self.s)),
                                              "last_error": err.decode(errors="replace"),
-                                             "notifications": fm_notifier_signals(fm_sender_notifier(self.s))})
+                                             "notifications": fm_notifier_signals(fm_sender_notifier(self.s)),
+                                             "ack_rtt_ns": rtt_last, "ack_rtt_samples": rtt_samples})
 
     def close(self, linger=OWN_LINGER):
         """Waits up to `linger` seconds (None: no limit, 0: not at all; by default the Sender's
@@ -723,6 +781,15 @@ cdef class Sender:
                 # connection and drop what it still had to send): wait for those owed.
                 with nogil:
                     fm_sender_settle(settling, deadline)
+        self._shut(False)
+        return written
+
+    cdef object _shut(self, bint take):
+        """close()'s end: stops send() and flush() calls in progress and frees the engine's sender.
+        `take`: first takes back the unacknowledged messages, and returns them (else None)."""
+        cdef uint64_t size
+        cdef fm_sender *s
+        cdef list taken = None
         self.closing = True
         cdef bint here = self.gen == _generation  # (after fork() the lock may be held by a thread now gone)
         if here:
@@ -730,14 +797,16 @@ cdef class Sender:
                 PyThread_acquire_lock(self.lock, WAIT_LOCK)
         try:
             if self.s == NULL:
-                return written
+                return [] if take else None
             with self.waiters:  # and so does a flush() (within a wait slice)
                 while self.flushing:
                     self.waiters.wait()
                 for req in list(self.requests):  # requests awaited on an event loop end here
                     req.end()
                 s = self.s
-                self.unacked_at_close = fm_sender_unacked(s)
+                if take and here:
+                    taken = self._take_records(s)
+                self.unacked_at_close = 0 if taken is not None else fm_sender_unacked(s)
                 self.refused_at_close = fm_sender_refused(s, &size) - self.refused_seen
                 self.s = NULL
                 self.ring = NULL
@@ -750,7 +819,35 @@ cdef class Sender:
         # The engine no longer touches the payloads of unsent external records.
         self.held.clear()
         self.held_bytes = 0
-        return written
+        if take:
+            return taken if taken is not None else []
+        return None
+
+    cdef list _take_records(self, fm_sender *s):
+        """Stops the engine's sender (its ring stays) and copies out the messages between the
+        acknowledged position and the end of what was queued; a lent payload is returned as the
+        bytes object held for it. Under the producer lock."""
+        cdef list out = []
+        cdef uint64_t pos, length
+        cdef const uint8_t *payload
+        cdef uint32_t flags
+        with nogil:
+            fm_sender_stop(s)
+        pos = fm_sender_released(s)
+        held = iter(self.held)
+        entry = next(held, None)
+        while fm_sender_next_unacked(s, &pos, &payload, &length, &flags):
+            if flags & FM_REC_EXTERNAL:
+                while entry is not None and <uint64_t>entry[0] < pos:
+                    entry = next(held, None)
+                keep = entry[1]
+            if flags & FASTMSG_REC_REQUEST:
+                continue  # its request() raises Closed, as the Sender is closed
+            if flags & FM_REC_EXTERNAL:
+                out.append(keep)  # (the lent object itself, or the copy made at send())
+            else:
+                out.append(PyBytes_FromStringAndSize(<const char *>payload, <Py_ssize_t>length))
+        return out
 
     @property
     def closed(self):

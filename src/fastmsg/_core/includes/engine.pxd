@@ -73,6 +73,11 @@ cdef extern from "engine/engine.h" nogil:
     uint64_t fm_sender_refused(fm_sender *s, uint64_t *last_size)
     void fm_sender_stats(fm_sender *s, uint64_t *out)
     void fm_sender_last_error(fm_sender *s, char *buf, size_t length)
+    uint64_t fm_sender_done(fm_sender *s)       # messages acknowledged or refused, ever
+    uint64_t fm_sender_rtt(fm_sender *s, uint64_t *last_ns, int64_t *timing_since_ns)  # samples so far
+    void fm_sender_stop(fm_sender *s)           # the I/O thread lets go; the ring stays readable
+    bint fm_sender_next_unacked(fm_sender *s, uint64_t *pos, const uint8_t **payload, uint64_t *length,
+                                uint32_t *flags)
     void fm_sender_close(fm_sender *s)
     fm_notifier *fm_sender_notifier(fm_sender *s)
 

@@ -134,6 +134,21 @@ void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
 /* Last error the peer reported or the connection met ("" if none), copied into buf (at most len
  * bytes; FM_LAST_ERROR_MAX holds any). */
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
+/* Messages acknowledged by the receiver or dropped as too large for it: a count that only grows,
+ * so that a relay can release what came before (with the ring's `records`, what was queued). */
+uint64_t fm_sender_done(fm_sender *s);
+/* Acknowledgement round trips: the number of samples so far (one per ACK cycle: a batch's write
+ * to the ACK covering it), the latest in *last_ns, and in *timing_since_ns when the batch being
+ * timed now was written (0: none is; a receiver that stopped acknowledging shows as a growing
+ * age of it). */
+uint64_t fm_sender_rtt(fm_sender *s, uint64_t *last_ns, int64_t *timing_since_ns);
+/* Unregisters and closes the socket, keeping the ring: after it, the I/O thread no longer
+ * touches the sender, and the unacknowledged records can be taken back. Then fm_sender_close. */
+void fm_sender_stop(fm_sender *s);
+/* After fm_sender_stop: the next record from ring position *pos (start at fm_sender_released)
+ * that was neither acknowledged nor dropped, *pos moved past it. 1 and its payload (the external
+ * one for FM_REC_EXTERNAL, which the producer holds), length and flags; 0 at the end. */
+int fm_sender_next_unacked(fm_sender *s, uint64_t *pos, const uint8_t **payload, uint64_t *len, uint32_t *flags);
 /* Unregisters, closes the socket and frees; the ring's unsent records are dropped. The external
  * payloads of FM_REC_EXTERNAL records (wire/layout.h) are the producer's: the engine no longer
  * reads those the ring was released past (fm_sender_released), nor any once this returns. */

@@ -109,9 +109,50 @@ void fm_sender_last_error(fm_sender *s, char *buf, size_t len) {
     pthread_mutex_unlock(&s->err_lock);
 }
 
+uint64_t fm_sender_done(fm_sender *s) {
+    return __atomic_load_n(&s->stats[FM_ACKED], __ATOMIC_ACQUIRE) + __atomic_load_n(&s->stats[FM_REJECTED], __ATOMIC_ACQUIRE);
+}
+
+uint64_t fm_sender_rtt(fm_sender *s, uint64_t *last_ns, int64_t *timing_since_ns) {
+    uint64_t n = __atomic_load_n(&s->rtt_samples, __ATOMIC_ACQUIRE);
+    *last_ns = __atomic_load_n(&s->rtt_last_ns, __ATOMIC_RELAXED);
+    *timing_since_ns = __atomic_load_n(&s->rtt_start_ns, __ATOMIC_RELAXED);
+    return n;
+}
+
+void fm_sender_stop(fm_sender *s) {
+    if (s->stopped) return;
+    fm_ctx_command(s->ctx, FM_CMD_DETACH, &s->ep);
+    s->stopped = 1;
+}
+
+int fm_sender_next_unacked(fm_sender *s, uint64_t *pos, const uint8_t **payload, uint64_t *len, uint32_t *flags) {
+    fastmsg_ring *r = &s->producer;
+    uint64_t tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE);
+    while (*pos < tail) {
+        uint64_t at = fastmsg_ring_skip_pad(r, *pos);
+        if (at >= tail) break;
+        const uint8_t *h = r->data + (at & r->mask);
+        uint32_t n = fastmsg_rec_len(h), f = fastmsg_rec_flags(h);
+        *pos = at + fastmsg_ring_slot(n);
+        if (f & FM_REC_DROPPED) continue; /* refused by the receiver, and reported as such */
+        *flags = f;
+        if (f & FM_REC_EXTERNAL) {
+            *payload = fm_pointer_rec_ptr(h + FASTMSG_REC_HDR);
+            *len = fm_pointer_rec_size(h + FASTMSG_REC_HDR);
+        } else {
+            *payload = h + FASTMSG_REC_HDR;
+            *len = n;
+        }
+        return 1;
+    }
+    *pos = tail;
+    return 0;
+}
+
 void fm_sender_close(fm_sender *s) {
     /* Unsent records go with the ring; their external payloads are the producer's. */
-    fm_ctx_command(s->ctx, FM_CMD_DETACH, &s->ep);
+    fm_sender_stop(s);
     fm_notifier_close(&s->ready); /* the I/O thread, which fires it, has let go */
     pthread_mutex_destroy(&s->err_lock);
     fm_request_table_free(&s->requests);

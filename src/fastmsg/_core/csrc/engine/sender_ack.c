@@ -36,6 +36,13 @@ int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
         r->rpos = pos;
         s->next_seq = ack_seq;
     }
+    if (s->rtt_seq && ack_seq >= s->rtt_seq) { /* the timed batch is acknowledged: a sample */
+        int64_t rtt = fastmsg_monotonic_ns() - s->rtt_start_ns;
+        __atomic_store_n(&s->rtt_last_ns, rtt > 0 ? (uint64_t)rtt : 0, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->rtt_samples, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&s->rtt_start_ns, 0, __ATOMIC_RELAXED);
+        s->rtt_seq = 0;
+    }
     fastmsg_ring_release(r, pos); /* wakes a producer waiting for room, or in flush() */
     /* and an event loop's (after the release: notifier.h), unless the loop reads this itself */
     if (!s->loop_reading) fm_notifier_fire(&s->ready);
@@ -45,6 +52,14 @@ int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
 void fm_sender_rewind(fm_sender *s) {
     s->io.rpos = s->acked_pos;
     s->next_seq = s->acked_seq;
+    s->rtt_seq = 0; /* (a sample across the reconnect would time the outage) */
+    __atomic_store_n(&s->rtt_start_ns, 0, __ATOMIC_RELAXED);
+}
+
+void fm_sender_time_batch(fm_sender *s, uint64_t end_seq) {
+    if (s->rtt_seq) return;
+    s->rtt_seq = end_seq;
+    __atomic_store_n(&s->rtt_start_ns, fastmsg_monotonic_ns(), __ATOMIC_RELAXED);
 }
 
 void fm_sender_passed(fm_sender *s, uint64_t pos) {

@@ -67,6 +67,13 @@ struct fm_sender {
     uint64_t sent_pos;       /* ring position the cursor has ever reached (written or dropped) */
     uint64_t written_pos;    /* the same, for Python to read (fm_sender_all_written) */
     uint64_t last_dropped_size; /* of the latest record dropped unsent (fm_sender_refused) */
+    /* Acknowledgement round trips (sender_ack.c): one batch is timed at a time, from its write to
+     * the ACK that covers it, so a sample costs one clock read per ACK cycle. Python reads the
+     * last three (fm_sender_rtt). */
+    uint64_t rtt_seq;        /* the timed batch ends before this sequence number; 0: none timed */
+    int64_t rtt_start_ns;    /* when the timed batch was written; 0: none */
+    uint64_t rtt_last_ns;    /* the latest sample */
+    uint64_t rtt_samples;    /* samples taken so far */
     /* the frame being written: a control frame (HELLO) or a DATA batch */
     uint8_t hdr[FASTMSG_DATA_FRAME_HDR], ext_hdr[FASTMSG_REC_HDR];
     struct iovec iov[5]; /* control frames owed, then a DATA batch (up to 4 pieces) */
@@ -96,6 +103,7 @@ struct fm_sender {
     uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
     uint32_t connected;
     uint32_t ack_asked;      /* Python waits for acknowledgements: PING, which asks for them */
+    int stopped;             /* Python's: detached from the loop (fm_sender_stop), not yet freed */
     pthread_mutex_t err_lock;
     char last_error[FM_LAST_ERROR_MAX];
     uint64_t stats[FM_STAT_COUNT];
@@ -132,6 +140,8 @@ int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq);
 /* The connection is gone: what was written and not acknowledged is written again, from the first
  * unacknowledged message, after the next handshake. */
 void fm_sender_rewind(fm_sender *s);
+/* A DATA batch ending before sequence number `end_seq` was written: it is timed if none is. */
+void fm_sender_time_batch(fm_sender *s, uint64_t end_seq);
 /* The cursor passed records up to `pos` (written, or dropped): keeps sent_pos, and gives dropped
  * records back at once when nothing before them waits for an acknowledgement. */
 void fm_sender_passed(fm_sender *s, uint64_t pos);

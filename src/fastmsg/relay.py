@@ -1,0 +1,95 @@
+"""fastmsg.Relay: a Receiver feeding a Balancer, one hop of a chain. An upstream message is
+released (so acknowledged to its sender) only once the downstream receiver has acknowledged its
+copy: a relay that dies loses nothing, as its upstream senders send again what it had not
+released (at-least-once across hops: what went downstream and was not yet released upstream may
+arrive twice)."""
+
+import threading
+
+import fastmsg
+from fastmsg.errors import Closed, Timeout
+
+# A relay with nothing to do still looks at its downstream members this often (s), so that the
+# upstream messages their acknowledgements settle are released.
+IDLE_LOOK = 0.005
+
+
+class Relay:
+    """Receives on `endpoint` (ack="released") and sends each message on through a Balancer over
+    `to` by `strategy` (not "broadcast", which settles nothing per message; "hash" routes by the
+    first `key_bytes` bytes of each message). receiver_options go to the Receiver, sender_options
+    to the Balancer's Senders."""
+
+    def __init__(self, endpoint, to, strategy="round_robin", *, key_bytes=None, receiver_options=None,
+                 **sender_options):
+        if strategy == "broadcast":
+            raise ValueError("a Relay cannot broadcast: an upstream message is released once one "
+                             "downstream receiver has it")
+        if (strategy == "hash") != (key_bytes is not None):
+            raise ValueError("the 'hash' strategy needs key_bytes (the key is that many first bytes), "
+                             "and only it takes them")
+        self._key_bytes = key_bytes
+        self._rx = fastmsg.Receiver(endpoint, ack="released", **(receiver_options or {}))
+        try:
+            self._out = fastmsg.Balancer(to, strategy, on_settled=_release, **sender_options)
+        except BaseException:
+            self._rx.close()
+            raise
+        self._closing = threading.Event()
+
+    @property
+    def endpoint(self):
+        return self._rx.endpoint
+
+    @property
+    def balancer(self):
+        return self._out
+
+    def run(self, timeout=None):
+        """Relays until close() (from another thread) or, with a timeout, that many seconds of
+        nothing arriving; returns how many messages it relayed."""
+        relayed = 0
+        idle = 0.0
+        key_bytes = self._key_bytes
+        while not self._closing.is_set():
+            try:
+                batch = self._rx.recv_many(1024, timeout=IDLE_LOOK)
+            except Timeout:
+                try:
+                    self._out._look_now()  # (downstream acknowledgements release upstream messages)
+                except Closed:
+                    break
+                idle += IDLE_LOOK
+                if timeout is not None and idle >= timeout:
+                    break
+                continue
+            except Closed:
+                break
+            idle = 0.0
+            try:
+                for m in batch:
+                    # the Message itself is the token: released once its copy is settled downstream
+                    key = bytes(memoryview(m)[:key_bytes]) if key_bytes else None
+                    self._out._send_slow(m, key, None, token=m)
+                    relayed += 1
+            except Closed:
+                break
+        return relayed
+
+    def close(self, linger=1.0):
+        """Stops run(), waits up to `linger` for downstream acknowledgements (releasing what they
+        settle), then closes both sides. True if everything relayed was acknowledged downstream."""
+        self._closing.set()
+        done = self._out.close(linger)
+        self._rx.close()
+        return done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _release(message):
+    message.release()
