@@ -16,6 +16,19 @@ from reply_helpers import answer
 from transport_helpers import wait_for
 
 
+@pytest.fixture
+def own_pair():
+    """A Receiver, and a Sender to it with an I/O thread of its own (the Receiver's work would
+    wake a shared one, hiding what the Sender's own thread does or fails to do)."""
+    own = fastmsg.Context()
+    rx = fa.Receiver("tcp://127.0.0.1:0")
+    tx = fa.Sender(rx.endpoint, context=own)
+    yield rx, tx
+    tx.close(linger=0)
+    rx.close()
+    own.close()
+
+
 async def serve(rx):
     """Answers every request as it comes, until rx is closed."""
     async for m in rx:
@@ -160,13 +173,11 @@ def test_close_while_awaiting_raises_closed(run, pair):
     run(main)
 
 
-def test_a_request_awaited_right_after_a_blocking_one_is_answered(run):
+def test_a_request_awaited_right_after_a_blocking_one_is_answered(run, own_pair):
     """A blocking request() reads the socket itself and keeps it a short while after; a request
     awaited on the loop just after must end that, or its reply waits unread (for the I/O thread's
-    idle wake-up: the Sender has one of its own, which the Receiver's work would wake)."""
-    own = fastmsg.Context()
-    rx = fa.Receiver("tcp://127.0.0.1:0")
-    tx = fa.Sender(rx.endpoint, context=own)
+    idle wake-up)."""
+    rx, tx = own_pair
 
     async def main():
         server = asyncio.create_task(serve(rx))
@@ -180,20 +191,13 @@ def test_a_request_awaited_right_after_a_blocking_one_is_answered(run):
         rx.close()
         await server
 
-    try:
-        run(main)
-    finally:
-        tx.close(linger=0)
-        rx.close()
-        own.close()
+    run(main)
 
 
-def test_the_loop_reads_replies_itself(run):
+def test_the_loop_reads_replies_itself(run, own_pair):
     """The loop watches a copy of the socket's descriptor and reads replies itself: the readiness
     fd, which the I/O thread writes for the replies it reads, is hardly ever written."""
-    own = fastmsg.Context()
-    rx = fa.Receiver("tcp://127.0.0.1:0")
-    tx = fa.Sender(rx.endpoint, context=own)
+    rx, tx = own_pair
 
     async def main():
         server = asyncio.create_task(serve(rx))
@@ -204,12 +208,7 @@ def test_the_loop_reads_replies_itself(run):
         rx.close()
         await server
 
-    try:
-        run(main)
-    finally:
-        tx.close(linger=0)
-        rx.close()
-        own.close()
+    run(main)
 
 
 def test_requests_go_on_through_connection_resets(run):

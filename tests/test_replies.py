@@ -405,6 +405,22 @@ def test_request_many_refuses_a_str_and_says_how_many_were_sent():
         assert tx.request_many([]) == []
 
 
+def _ask_many(tx, asks, timeout):
+    """request_many(asks) from a thread; returns the thread and a list that gets the replies of
+    a Timeout (replies that came, None for the rest), if one is raised."""
+    box = []
+
+    def ask():
+        try:
+            tx.request_many(asks, timeout=timeout)
+        except fastmsg.Timeout as exc:
+            box.append(exc.replies)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    return asker, box
+
+
 @pytest.mark.parametrize("answered", [64, 63, 0])
 def test_replies_to_a_batch_arrive_whether_the_last_request_is_answered_or_let_go(answered):
     """Replies to the requests of one recv_many are written together, by the last reply, or by the
@@ -412,16 +428,7 @@ def test_replies_to_a_batch_arrive_whether_the_last_request_is_answered_or_let_g
     with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
             fastmsg.Sender(rx.endpoint, context=own) as tx:
         asks = [b"q%d" % i for i in range(64)]
-        box = []
-
-        def ask():
-            try:
-                tx.request_many(asks, timeout=1.5)
-            except fastmsg.Timeout as exc:
-                box.append(exc.replies)
-
-        asker = threading.Thread(target=ask)
-        asker.start()
+        asker, box = _ask_many(tx, asks, 1.5)
         held = []
         while len(held) < len(asks):
             held += rx.recv_many(len(asks) - len(held), timeout=10)
@@ -451,16 +458,7 @@ def test_replies_held_for_a_batch_go_at_the_next_recv():
     with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
             fastmsg.Sender(rx.endpoint, context=own) as tx:
         asks = [b"q%d" % i for i in range(8)]
-        box = []
-
-        def ask():
-            try:
-                tx.request_many(asks, timeout=10)
-            except fastmsg.Timeout as exc:
-                box.append(exc.replies)
-
-        asker = threading.Thread(target=ask)
-        asker.start()
+        asker, box = _ask_many(tx, asks, 10)
         # all eight in the ring first, so that one recv_many takes them: one batch
         wait_for(lambda: rx.stats()["received_messages"] == len(asks), what="the requests to arrive")
         held = rx.recv_many(len(asks), timeout=10)
