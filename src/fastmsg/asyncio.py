@@ -50,28 +50,26 @@ class _Readiness:
 
     async def until(self, call, busy, timeout, timeout_text):
         """call() until it does not raise `busy`, which it raises, having armed the fd, when it
-        cannot proceed now; Timeout(timeout_text.format(timeout)) once `timeout` seconds passed
+        cannot proceed now (busy None: until it returns something else than None, which it
+        returns instead); Timeout(timeout_text.format(timeout)) once `timeout` seconds passed
         (None: no limit, 0: one try)."""
-        try:
-            return call()
-        except busy:
-            pass
+        got = _once(call, busy)
+        if got is not _NOT_YET:
+            return got
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         if self._loop is not loop:
             self._watch(loop)  # the first wait makes the fd: the call above could not arm it
-            try:
-                return call()
-            except busy:
-                pass
+            got = _once(call, busy)
+            if got is not _NOT_YET:
+                return got
         while True:
             if deadline is not None and loop.time() >= deadline:
                 raise Timeout(timeout_text.format(timeout))
             await self._wait(loop, deadline)
-            try:
-                return call()
-            except busy:
-                pass
+            got = _once(call, busy)
+            if got is not _NOT_YET:
+                return got
 
     def _watch(self, loop):
         if self._loop is not None and not self._loop.is_closed():
@@ -113,6 +111,20 @@ class _Readiness:
         self._loop = None
         for fut in self._waiters:
             _wake(fut)
+
+
+_NOT_YET = object()
+
+
+def _once(call, busy):
+    """One try of _Readiness.until's call: its result, or _NOT_YET."""
+    if busy is None:
+        got = call()
+        return _NOT_YET if got is None else got
+    try:
+        return call()
+    except busy:
+        return _NOT_YET
 
 
 def _wake(fut):
@@ -272,7 +284,7 @@ class Sender:
         try:
             left = None if timeout is None else max(0.0, timeout - (loop.time() - start))
             text = f"no reply within {timeout} s; a reply that comes later is dropped (late_replies)"
-            return await self._ready.until(req.take, Timeout, left, text)
+            return await self._ready.until(req.poll, None, left, text)
         finally:
             req.end()
 

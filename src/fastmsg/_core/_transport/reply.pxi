@@ -57,10 +57,18 @@ cdef class _Request:
         """The reply, a Message, if it is here (the request ends). Otherwise arms the Sender's
         readiness fd (a reply fires it), looks once more, and raises Timeout. Raises Closed once
         the request has ended (its Sender was closed)."""
+        m = self.poll()
+        if m is None:
+            raise Timeout("no reply yet")
+        return m
+
+    def poll(self):
+        """take(), but None rather than Timeout when the reply is not here yet (an event loop
+        asks often: an exception each time would cost more than the look)."""
         if self.r == NULL:
             raise Closed("the Sender was closed while request() waited for the reply")
         if not fm_request_ready(self.r) and not self._arm_and_check():
-            raise Timeout("no reply yet")
+            return None
         cdef Message m = _reply_message(self.r)
         self.end()
         return m
