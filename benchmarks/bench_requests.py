@@ -32,6 +32,7 @@ HEADER = struct.Struct("!I")
 
 
 from event_loops import LOOPS, zmq
+from rounds import median_seconds
 
 
 # ---- servers, each in its own process: they answer until terminated ----
@@ -301,4 +302,5 @@ def test_requests_in_flight(benchmark, servers, name):
         benchmark.pedantic(stream, rounds=5, iterations=1)
     finally:
         close()
-    benchmark.extra_info["requests_per_s"] = round(STREAMED / benchmark.stats.stats.median)
+    if median_seconds(benchmark) is not None:
+        benchmark.extra_info["requests_per_s"] = round(STREAMED / median_seconds(benchmark))
