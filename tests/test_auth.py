@@ -372,3 +372,27 @@ def test_rate_limit_is_checked_at_construction():
         fastmsg.Receiver("tcp://127.0.0.1:0", rate_limit=5)
     with pytest.raises(ValueError):
         fastmsg.Receiver("tcp://127.0.0.1:0", rate_limit=(0, 10))
+
+
+def test_networks_do_not_apply_to_unix_socket_peers_but_key_ids_do(tmp_path):
+    rx = fastmsg.Receiver(f"ipc://{tmp_path}/allow.sock", secrets={"a": KEY, "b": OTHER},
+                          allow=["10.0.0.0/8", "key:a"])
+    good = fastmsg.Sender(rx.endpoint, secret=KEY, key_id="a")
+    other = fastmsg.Sender(rx.endpoint, secret=OTHER, key_id="b")
+    try:
+        assert exchange(rx, good)  # no address: the network entry does not refuse it
+        wait_for(lambda: "key id not allowed" in other.stats()["last_error"], what="the key id's refusal")
+    finally:
+        close(good, other, rx)
+
+
+def test_a_refused_sender_keeps_failing_and_counting_until_fixed():
+    rx, tx = pair(dict(secret=KEY), dict(secret=OTHER))
+    try:
+        wait_for(lambda: tx.stats()["auth_failures"] >= 3, what="three refusals, one per reconnect")
+        tx.send(b"x")
+        assert not tx.flush(timeout=0.1)
+        assert "authentication failed" in tx.stats()["last_error"]
+        assert tx.stats()["connects"] == 0  # no handshake ever completed
+    finally:
+        close(tx, rx)
