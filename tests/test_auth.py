@@ -396,3 +396,34 @@ def test_a_refused_sender_keeps_failing_and_counting_until_fixed():
         assert tx.stats()["connects"] == 0  # no handshake ever completed
     finally:
         close(tx, rx)
+
+
+def test_allow_list_by_ipv6_network():
+    try:
+        ok = fastmsg.Receiver("tcp://[::1]:0", allow=["::1/128"])
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    refusing = fastmsg.Receiver("tcp://[::1]:0", allow=["fd00::/8", "127.0.0.0/8"])
+    a, b = fastmsg.Sender(ok.endpoint), fastmsg.Sender(refusing.endpoint)
+    try:
+        assert exchange(ok, a)
+        wait_for(lambda: refusing.stats()["refused_peers"] >= 1, what="the IPv6 refusal")
+        assert "address not allowed" in b.stats()["last_error"]
+    finally:
+        close(a, b, ok, refusing)
+
+
+def test_a_balancer_passes_its_secret_to_each_member():
+    rxs = [fastmsg.Receiver("tcp://127.0.0.1:0", secret=KEY) for _ in range(2)]
+    bal = fastmsg.Balancer([rx.endpoint for rx in rxs], strategy="broadcast", secret=KEY)
+    try:
+        bal.send(b"to both")
+        for rx in rxs:
+            m = rx.recv(timeout=10)
+            assert bytes(m) == b"to both"
+            m.release()
+        assert all(rx.stats()["auth_failures"] == 0 for rx in rxs)
+    finally:
+        bal.close()
+        for rx in rxs:
+            rx.close()
