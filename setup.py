@@ -29,6 +29,7 @@ ENGINE_SOURCES = (
     "engine/sender_heartbeat.c",
     "engine/sender_direct.c",
     "engine/sender_reply.c",
+    "engine/sender_auth.c",
     "engine/sender.c",
     "engine/session.c",
     "engine/rxbuf.c",
@@ -37,6 +38,9 @@ ENGINE_SOURCES = (
     "engine/receiver_conn.c",
     "engine/receiver_read.c",
     "engine/receiver_accept.c",
+    "engine/receiver_allow.c",
+    "engine/receiver_auth.c",
+    "engine/receiver_rate.c",
     "engine/receiver_direct.c",
     "engine/receiver_heartbeat.c",
     "engine/receiver_reply.c",
@@ -54,6 +58,30 @@ ROUTE_SOURCES = (
     "route/ewma.c",
     "route/pick.c",
 )
+
+
+def _openssl():
+    """(include_dirs, library_dirs) for OpenSSL's libcrypto, which authentication links (HMAC-SHA-256,
+    nonces): OPENSSL_DIR if set, else pkg-config's answer, else the compiler's default paths. A
+    build without the headers stops here with what to install, rather than deep in the compiler."""
+    import shutil
+    import subprocess
+
+    root = os.environ.get("OPENSSL_DIR")
+    if root:
+        return [os.path.join(root, "include")], [os.path.join(root, "lib")]
+    if shutil.which("pkg-config"):
+        r = subprocess.run(["pkg-config", "--cflags-only-I", "--libs-only-L", "libcrypto"],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            words = r.stdout.split()
+            return [w[2:] for w in words if w.startswith("-I")], [w[2:] for w in words if w.startswith("-L")]
+    if not any(os.path.exists(os.path.join(d, "openssl", "hmac.h"))
+               for d in ("/usr/include", "/usr/local/include", "/opt/homebrew/include")):
+        raise SystemExit("fastmsg needs OpenSSL's libcrypto headers to build its transport: install "
+                         "libssl-dev (Debian, Ubuntu), openssl-devel (Fedora, RHEL), openssl-dev (Alpine) "
+                         "or openssl@3 (Homebrew), or set OPENSSL_DIR to an OpenSSL installation")
+    return [], []
 
 
 def _flag(name: str) -> bool:
@@ -91,12 +119,13 @@ def extensions():
     compile_args, link_args, macros, debug = _build_flags()
     msvc = sys.platform == "win32"
 
-    def ext(name, sources, threads=False, extra_args=(), libraries=()):
+    def ext(name, sources, threads=False, extra_args=(), libraries=(), include_dirs=(), library_dirs=()):
         pthread = ["-pthread"] if threads and sys.platform != "win32" else []
         return Extension(
             f"fastmsg._core.{name}",
             sources=[f"src/fastmsg/_core/{name}.pyx", *sources],
-            include_dirs=[CSRC],
+            include_dirs=[CSRC, *include_dirs],
+            library_dirs=list(library_dirs),
             define_macros=macros,
             extra_compile_args=compile_args + pthread + list(extra_args),
             extra_link_args=link_args + pthread,
@@ -116,14 +145,17 @@ def extensions():
     exts = [
         ext("crc", crc_kernels),
         ext("ring", [*ring, *_c("ring/shm.c")]),
-        ext("protocol", [*crc_kernels, *_c("wire/protocol.c")]),
+        ext("protocol", [*crc_kernels, *_c("wire/protocol.c", "wire/auth.c")]),
         # Rendezvous scores must come out bit-identical on every platform: no fused multiply-add.
         ext("routing", [*_c(*ROUTE_SOURCES), *_c("base/futex.c", "base/cpu_features.c")],
             extra_args=[] if msvc else ["-ffp-contract=off"], libraries=[] if msvc else ["m"]),
     ]
     if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come
-        engine = [*_c("wire/protocol.c"), *ring, *_c("net/poller.c", "net/netio.c"), *_c(*ENGINE_SOURCES)]
-        exts.append(ext("transport", [*crc_kernels, *engine], threads=True))
+        # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
+        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/netio.c"), *_c(*ENGINE_SOURCES)]
+        ssl_include, ssl_lib = _openssl()
+        exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=["crypto"],
+                        include_dirs=ssl_include, library_dirs=ssl_lib))
     directives = {
         "language_level": 3,
         "freethreading_compatible": True,

@@ -46,10 +46,17 @@ def sealed(kind, body, at=0):
 
 
 def hello(kind, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, window=0, reply_seq=0,
-          major=3, minor=0):
+          major=3, minor=1):
     fields = MAGIC + struct.pack("<HHIQQIIII", major, minor, capabilities, session_id, seq, max_message,
                                  max_batch, heartbeat_ms, 0)
     return sealed(kind, fields + struct.pack("<IIQ", 0, window, reply_seq), at=HELLO_CRC)  # CRC, window, reply_seq
+
+
+def hello_with_ext(kind, ext, session_id, seq, max_message, max_batch, capabilities=0, heartbeat_ms=0, window=0,
+                   reply_seq=0):
+    fields = MAGIC + struct.pack("<HHIQQIIII", 3, 1, capabilities, session_id, seq, max_message, max_batch,
+                                 heartbeat_ms, len(ext))
+    return sealed(kind, fields + struct.pack("<IIQ", 0, window, reply_seq) + ext, at=HELLO_CRC)
 
 
 def hello_v2(session_id=5, seq=0):
@@ -83,10 +90,10 @@ def error(code, text, text_len=None):
 
 
 EXPECTED = {
-    "hello": ("HELLO", dict(version=(3, 0), capabilities=7, session_id=0x0123456789ABCDEF, seq=1,
+    "hello": ("HELLO", dict(version=(3, 1), capabilities=7, session_id=0x0123456789ABCDEF, seq=1,
                             max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=1000, window=1 << 22,
                             reply_seq=5)),
-    "welcome": ("WELCOME", dict(version=(3, 0), capabilities=5, session_id=0x0123456789ABCDEF, seq=42,
+    "welcome": ("WELCOME", dict(version=(3, 1), capabilities=5, session_id=0x0123456789ABCDEF, seq=42,
                                 max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0, window=0, reply_seq=0)),
     "data": ("DATA", dict(first_seq=7, messages=[b"hello", b"", b"fastmsg!!"])),
     "request": ("DATA", dict(first_seq=8, messages=[(0x1122334455667788, b"ping?"), b"plain"])),
@@ -97,7 +104,24 @@ EXPECTED = {
     "pong": ("PONG", dict(value=0xFEEDFACE)),
     "close": ("CLOSE", dict(value=10)),
     "error": ("ERROR", dict(code=6, text="CRC32C mismatch")),
+    "hello_auth": ("HELLO", dict(version=(3, 1), capabilities=13, session_id=0x0123456789ABCDEF, seq=0,
+                                 max_message=1 << 24, max_batch=1 << 18, heartbeat_ms=0, window=1 << 22,
+                                 reply_seq=0, auth=(7, bytes(range(32))))),
+    "challenge": ("CHALLENGE", dict(nonce=bytes(range(0x80, 0xA0)), proof=bytes.fromhex(
+        "a2b2e352e29f2855a2d10ad545753e408705c88d48b88ef653db4c235c2bdbe3"))),
+    "auth": ("AUTH", dict(proof=bytes.fromhex("46c5dde7f284fa7c1f56731d8d0589bff1191e82d2a5b9e0b9f8795c972eda3d"))),
 }
+
+# The documented authenticated handshake: its key, session and key id (docs/protocol.md).
+AUTH_KEY, AUTH_SESSION, AUTH_KEY_ID = bytes(range(0x40, 0x60)), 0x0123456789ABCDEF, 7
+
+
+def auth_proof(key, label, session_id, key_id, nonce_s, nonce_r):
+    """A proof as docs/protocol.md defines it, with Python's hmac."""
+    import hashlib
+    import hmac
+    return hmac.new(key, label.ljust(16, b"\0") + struct.pack("<QQ", session_id, key_id) + nonce_s + nonce_r,
+                    hashlib.sha256).digest()
 
 
 def _encode(kind, fields):
@@ -111,14 +135,26 @@ def _encode(kind, fields):
         return proto.encode_reply(fields["first_seq"], fields["replies"])
     if kind == "ERROR":
         return proto.encode_error(fields["code"], fields["text"])
+    if kind == "CHALLENGE":
+        return proto.encode_challenge(fields["nonce"], fields["proof"])
+    if kind == "AUTH":
+        return proto.encode_auth(fields["proof"])
     return proto.encode_control(K[kind], fields["value"])
 
 
 def _encode_independently(kind, fields):
     if kind in ("HELLO", "WELCOME"):
         f = dict(fields)
-        assert f.pop("version") == (3, 0)
-        return hello(K[kind], **f)
+        assert f.pop("version") == (3, 1)
+        auth = f.pop("auth", None)
+        if auth is None:
+            return hello(K[kind], **f)
+        ext = struct.pack("<IIQ", 1, 40, auth[0]) + auth[1]  # the AUTH extension: type, length, key id, nonce
+        return hello_with_ext(K[kind], ext, **f)
+    if kind == "CHALLENGE":
+        return sealed(K[kind], struct.pack("<II", 0, 0) + fields["nonce"] + fields["proof"])
+    if kind == "AUTH":
+        return sealed(K[kind], struct.pack("<II", 0, 0) + fields["proof"])
     if kind == "DATA":
         return data(fields["first_seq"], fields["messages"])
     if kind == "REPLY":
@@ -136,6 +172,26 @@ def test_documented_vector_decodes_and_reencodes(name):
     assert proto.decode(vector) == (kind, fields)
     assert _encode(kind, fields) == vector
     assert _encode_independently(kind, fields) == vector  # the page's own rules give its vectors
+
+
+def test_documented_proofs_are_hmac_sha256_of_both_nonces():
+    nonce_s, nonce_r = bytes(range(32)), bytes(range(0x80, 0xA0))
+    args = (AUTH_SESSION, AUTH_KEY_ID, nonce_s, nonce_r)
+    assert EXPECTED["challenge"][1]["proof"] == auth_proof(AUTH_KEY, b"fastmsg receiver", *args)
+    assert EXPECTED["auth"][1]["proof"] == auth_proof(AUTH_KEY, b"fastmsg sender", *args)
+
+
+def test_auth_frames_refuse_a_flipped_bit_and_a_bad_extension():
+    for name in ("challenge", "auth", "hello_auth"):
+        v = bytearray(_vectors()[name])
+        v[-1] ^= 1
+        with pytest.raises(ProtocolError):
+            proto.decode(bytes(v))
+    # an extension whose length runs past ext_len
+    bad = hello_with_ext(K["HELLO"], struct.pack("<IIQ", 1, 48, 7) + bytes(32), session_id=1, seq=0,
+                         max_message=100, max_batch=100)
+    with pytest.raises(ProtocolError, match="malformed"):
+        proto.decode(bad)
 
 
 @pytest.mark.skipif(not DOC.exists(), reason="docs/ is not next to the tests")
@@ -172,7 +228,7 @@ def test_handshake_matches_the_independent_encoder(kind, **fields):
         fields["window"] = fields["reply_seq"] = 0  # (a sender's fields: zero in WELCOME)
     encoded = proto.encode_hello(K[kind], **fields)
     assert encoded == hello(K[kind], **fields)
-    assert proto.decode(encoded) == (kind, dict(version=(3, 0), **fields))
+    assert proto.decode(encoded) == (kind, dict(version=(3, 1), **fields))
 
 
 @settings(max_examples=200, deadline=None)

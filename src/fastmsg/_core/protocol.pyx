@@ -18,7 +18,7 @@ use_selected_kernel()
 KINDS = {
     "HELLO": FASTMSG_HELLO, "WELCOME": FASTMSG_WELCOME, "DATA": FASTMSG_DATA, "ACK": FASTMSG_ACK,
     "PING": FASTMSG_PING, "PONG": FASTMSG_PONG, "CLOSE": FASTMSG_CLOSE, "ERROR": FASTMSG_ERROR,
-    "REPLY": FASTMSG_REPLY, "RACK": FASTMSG_RACK,
+    "REPLY": FASTMSG_REPLY, "RACK": FASTMSG_RACK, "CHALLENGE": FASTMSG_CHALLENGE, "AUTH": FASTMSG_AUTH,
 }
 CONTROL_KINDS = (FASTMSG_ACK, FASTMSG_PING, FASTMSG_PONG, FASTMSG_CLOSE, FASTMSG_RACK)  # 16-byte bodies
 KIND_NAMES = {v: k for k, v in KINDS.items()}
@@ -67,7 +67,8 @@ def check_header(const uint8_t[::1] header, uint64_t max_message, uint64_t max_b
 
 def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t max_message,
                  uint32_t max_batch, uint32_t capabilities=0, uint32_t heartbeat_ms=0, uint32_t window=0,
-                 uint64_t reply_seq=0, int major=FASTMSG_PROTO_MAJOR, int minor=FASTMSG_PROTO_MINOR):
+                 uint64_t reply_seq=0, int major=FASTMSG_PROTO_MAJOR, int minor=FASTMSG_PROTO_MINOR, auth=None):
+    """auth=(key_id, nonce): the AUTH extension (a sender with a secret; set capability bit 3 too)."""
     if kind != FASTMSG_HELLO and kind != FASTMSG_WELCOME:
         raise ValueError(f"kind must be HELLO or WELCOME, got {kind}")
     cdef fastmsg_hello h
@@ -76,9 +77,40 @@ def encode_hello(uint32_t kind, *, uint64_t session_id, uint64_t seq, uint32_t m
     h.max_message, h.max_batch, h.heartbeat_ms, h.ext_len = max_message, max_batch, heartbeat_ms, 0
     h.window = window
     h.reply_seq = reply_seq
-    cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY]
-    cdef size_t n = fastmsg_encode_hello(out, kind, &h)
+    cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_AUTH_EXT_LEN]
+    cdef uint8_t ext[FASTMSG_AUTH_EXT_LEN]
+    cdef bytes nonce
+    cdef uint32_t ext_len = 0
+    if auth is not None:
+        nonce = bytes(auth[1])
+        if len(nonce) != FASTMSG_AUTH_NONCE:
+            raise ValueError(f"a nonce has {FASTMSG_AUTH_NONCE} bytes, got {len(nonce)}")
+        fastmsg_auth_ext_put(ext, auth[0], <const uint8_t *><const char *>nonce)
+        ext_len = FASTMSG_AUTH_EXT_LEN
+    cdef size_t n = fastmsg_encode_hello_ext(out, kind, &h, ext, ext_len)
     return PyBytes_FromStringAndSize(<char *>out, n)
+
+
+cdef bytes _fixed(object b, Py_ssize_t n, str what):
+    cdef bytes raw = bytes(b)
+    if len(raw) != n:
+        raise ValueError(f"{what} has {n} bytes, got {len(raw)}")
+    return raw
+
+
+def encode_challenge(nonce, proof):
+    """CHALLENGE: the receiver's nonce and its proof of the key."""
+    cdef bytes n = _fixed(nonce, FASTMSG_AUTH_NONCE, "a nonce"), p = _fixed(proof, FASTMSG_AUTH_PROOF, "a proof")
+    cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_CHALLENGE_BODY]
+    return PyBytes_FromStringAndSize(<char *>out, fastmsg_encode_challenge(out, <const uint8_t *><const char *>n,
+                                                                            <const uint8_t *><const char *>p))
+
+
+def encode_auth(proof):
+    """AUTH: the sender's proof of the key."""
+    cdef bytes p = _fixed(proof, FASTMSG_AUTH_PROOF, "a proof")
+    cdef uint8_t out[FASTMSG_FRAME_HDR + FASTMSG_AUTH_BODY]
+    return PyBytes_FromStringAndSize(<char *>out, fastmsg_encode_auth(out, <const uint8_t *><const char *>p))
 
 
 def encode_control(uint32_t kind, uint64_t value):
@@ -166,15 +198,33 @@ def decode(const uint8_t[::1] frame, uint64_t max_message=FASTMSG_MESSAGE_LIMIT,
     cdef uint64_t value, first_seq
     cdef fastmsg_hello h
     cdef const uint8_t *text
+    cdef const uint8_t *nonce
+    cdef const uint8_t *proof
+    cdef uint64_t key_id
+    cdef uint8_t hello_nonce[32]
+    cdef int found
     _check(fastmsg_frame_check(&frame[0], &lim, &kind, &body_len), "frame header")
     if <uint64_t>size != fastmsg_frame_size(body_len):
         raise ProtocolError(f"frame of {size} bytes, its header says {fastmsg_frame_size(body_len)}")
     name = KIND_NAMES[kind]
     if kind == FASTMSG_HELLO or kind == FASTMSG_WELCOME:
         _check(fastmsg_decode_hello(&frame[0], size, &h), name)
-        return name, dict(version=(h.major, h.minor), capabilities=h.capabilities, session_id=h.session_id,
-                          seq=h.seq, max_message=h.max_message, max_batch=h.max_batch,
-                          heartbeat_ms=h.heartbeat_ms, window=h.window, reply_seq=h.reply_seq)
+        fields = dict(version=(h.major, h.minor), capabilities=h.capabilities, session_id=h.session_id,
+                      seq=h.seq, max_message=h.max_message, max_batch=h.max_batch,
+                      heartbeat_ms=h.heartbeat_ms, window=h.window, reply_seq=h.reply_seq)
+        found = fastmsg_auth_ext_find(&frame[0], h.ext_len, &key_id, hello_nonce)
+        if found < 0:
+            _check(-found, name)
+        if found:
+            fields["auth"] = (key_id, (<const char *>hello_nonce)[:FASTMSG_AUTH_NONCE])
+        return name, fields
+    if kind == FASTMSG_CHALLENGE:
+        _check(fastmsg_decode_challenge(&frame[0], size, &nonce, &proof), name)
+        return name, dict(nonce=(<const char *>nonce)[:FASTMSG_AUTH_NONCE],
+                          proof=(<const char *>proof)[:FASTMSG_AUTH_PROOF])
+    if kind == FASTMSG_AUTH:
+        _check(fastmsg_decode_auth(&frame[0], size, &proof), name)
+        return name, dict(proof=(<const char *>proof)[:FASTMSG_AUTH_PROOF])
     if kind == FASTMSG_DATA or kind == FASTMSG_REPLY:
         _check(fastmsg_decode_data(&frame[0], size, &lim, &count, &first_seq), name)
         if kind == FASTMSG_REPLY:

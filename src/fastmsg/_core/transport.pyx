@@ -15,7 +15,7 @@ from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, Py
 from libc.errno cimport EAGAIN, EINVAL, EMSGSIZE, ENOMEM
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from fastmsg._core.includes.crc32c cimport use_selected_kernel
 from fastmsg._core.includes.engine cimport *
@@ -60,6 +60,7 @@ include "_transport/fork.pxi"         # fork generations; the default context's 
 include "_transport/limits.pxi"       # option defaults and checks, stats() dicts
 include "_transport/addresses.pxi"    # endpoints to sockaddrs and back
 include "_transport/context.pxi"      # Context
+include "_transport/access.pxi"       # secret=, secrets=, allow=: keys and allow lists for the engine
 include "_transport/readiness.pxi"    # the readiness fds behind fileno()
 include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
 include "_transport/sender.pxi"       # Sender

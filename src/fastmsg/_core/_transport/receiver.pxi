@@ -68,7 +68,8 @@ cdef class Receiver:
                  ring_bytes=DEFAULT_CONN_RING, handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
                  max_sessions=DEFAULT_MAX_SESSIONS, ack="released",
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL, dead_peer_timeout=None,
-                 reply_hwm_bytes=DEFAULT_REPLY_HWM_BYTES):
+                 reply_hwm_bytes=DEFAULT_REPLY_HWM_BYTES, secret=None, secrets=None, allow=None,
+                 max_connections_per_source=None, rate_limit=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -83,6 +84,9 @@ cdef class Receiver:
         if not 1 <= max_sessions <= MAX_RECEIVER_LIMIT:
             raise ValueError(f"max_sessions must be in 1..{MAX_RECEIVER_LIMIT}, got {max_sessions}")
         cdef fm_receiver_config cfg
+        memset(&cfg, 0, sizeof(cfg))
+        _receiver_access(&cfg, secret, secrets, allow, max_connections_per_source)
+        _receiver_rate(&cfg, rate_limit)
         cfg.conn_ring_capacity = _pow2(max(ring_bytes, 4 * (max_batch_bytes + 64)))
         cfg.max_message = max_message_size
         cfg.max_batch = max_batch_bytes
@@ -413,8 +417,11 @@ cdef class Receiver:
         self._check()
         fm_receiver_stats(self.rx, values)
         cdef int accept_error = fm_receiver_accept_error(self.rx)
+        cdef char refusal[FM_LAST_ERROR_MAX]
+        fm_receiver_last_refusal(self.rx, refusal, sizeof(refusal))
         return _stats(values, RECEIVER_STATS,
-                      {"last_error": f"accept failed: {os.strerror(accept_error)}" if accept_error else "",
+                      {"last_error": refusal.decode(errors="replace") or
+                                     (f"accept failed: {os.strerror(accept_error)}" if accept_error else ""),
                        "notifications": fm_notifier_signals(fm_receiver_notifier(self.rx))})
 
     def close(self, linger=None):

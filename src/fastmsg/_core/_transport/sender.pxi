@@ -53,7 +53,7 @@ cdef class Sender:
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
                  handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
-                 dead_peer_timeout=None, linger=DEFAULT_LINGER):
+                 dead_peer_timeout=None, linger=DEFAULT_LINGER, secret=None, key_id=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         if hwm_bytes < 4096:
@@ -66,6 +66,8 @@ cdef class Sender:
         _sockaddr(family, addr, &sa, &salen)
         self._context = context if context is not None else default_context()
         cdef fm_sender_config cfg
+        memset(&cfg, 0, sizeof(cfg))
+        _sender_key(&cfg, secret, key_id)
         cfg.ring_capacity = _pow2(hwm_bytes)
         cfg.hwm_bytes = cfg.ring_capacity
         cfg.max_message = max_message_size

@@ -46,6 +46,21 @@ cdef extern from "engine/engine.h" nogil:
     void fm_ctx_free(fm_ctx *ctx)
     const char *fm_ctx_poller_name(const fm_ctx *ctx)
 
+    enum:
+        FM_MAX_KEYS
+        FM_MAX_ALLOW
+        FASTMSG_AUTH_KEY_MAX
+
+    ctypedef struct fm_auth_key:
+        uint64_t id
+        uint32_t len                    # 0: no key
+        uint8_t bytes[64]               # FASTMSG_AUTH_KEY_MAX
+
+    ctypedef struct fm_allow_net:
+        uint8_t family                  # 4 or 6
+        uint8_t prefix
+        uint8_t addr[16]
+
     ctypedef struct fm_sender_config:
         uint64_t ring_capacity
         uint64_t hwm_bytes
@@ -55,6 +70,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t handshake_timeout_ms   # 0: the default (5 s)
         uint32_t heartbeat_ms           # PING interval; 0: no heartbeats
         uint32_t dead_peer_ms           # nothing received this long: the peer is gone
+        fm_auth_key key                 # len 0: no secret
 
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                              fm_error *err)
@@ -103,6 +119,15 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t heartbeat_ms
         uint32_t dead_peer_ms
         uint64_t reply_hwm_bytes
+        fm_auth_key keys[8]             # FM_MAX_KEYS; nkeys 0: no secret
+        uint32_t nkeys
+        fm_allow_net nets[32]           # FM_MAX_ALLOW; nnets 0: any address
+        uint32_t nnets
+        uint64_t allowed_keys[32]       # nallowed_keys 0: any key held
+        uint32_t nallowed_keys
+        uint32_t max_per_source         # 0: no limit
+        uint32_t rate_msgs              # messages per second per connection; 0: no limit
+        uint32_t rate_burst
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
                                  const fm_receiver_config *cfg, fm_error *err)
@@ -119,6 +144,7 @@ cdef extern from "engine/engine.h" nogil:
     int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data,
                           size_t len, int write_now)
     int fm_receiver_accept_error(fm_receiver *rx)
+    void fm_receiver_last_refusal(fm_receiver *rx, char *buf, size_t length)
     void fm_receiver_close(fm_receiver *rx)
     fm_notifier *fm_receiver_notifier(fm_receiver *rx)
 

@@ -25,6 +25,8 @@ cdef extern from "wire/layout.h" nogil:
         FASTMSG_ERROR
         FASTMSG_REPLY           # replies to requests (DATA's layout), receiver -> sender
         FASTMSG_RACK            # acknowledges replies (ACK's layout), sender -> receiver
+        FASTMSG_CHALLENGE       # authentication: the receiver's nonce and proof
+        FASTMSG_AUTH            # authentication: the sender's proof
 
     const uint32_t FASTMSG_REC_REQUEST  # DATA record flag: payload = 8-byte request id + the request
     const uint32_t FASTMSG_REQUEST_ID_LEN

@@ -14,6 +14,7 @@
 #include "net/poller.h"
 #include "ring/ring.h"
 #include "wire/layout.h"
+#include "wire/auth.h"
 #include "wire/protocol.h"
 
 #ifndef _WIN32
@@ -66,6 +67,10 @@ enum {
     FM_REPLIES_SENT,         /* receiver: replies written (resent ones included) */
     FM_RESENT_REPLIES,       /* receiver: replies written again after a reconnect */
     FM_UNDELIVERABLE_REPLIES,/* receiver: replies dropped as their sender left or was forgotten */
+    FM_AUTH_FAILURES,        /* both: handshakes refused for authentication (either side's) */
+    FM_REFUSED_PEERS,        /* receiver: peers refused by its allow list (address or key id) */
+    FM_REFUSED_PER_SOURCE,   /* receiver: connections over max_connections_per_source */
+    FM_RATE_LIMITED,         /* receiver: pauses in reading a connection over its rate limit */
     FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
@@ -81,6 +86,23 @@ const char *fm_ctx_poller_name(const fm_ctx *ctx);
 
 /* ---- sender ---- */
 
+/* A shared key (docs/security.md): its id, as the HELLO names it, and its bytes. */
+typedef struct {
+    uint64_t id;
+    uint32_t len;                      /* 0: no key */
+    uint8_t bytes[FASTMSG_AUTH_KEY_MAX];
+} fm_auth_key;
+
+#define FM_MAX_KEYS 8     /* keys a receiver holds at once (rotation needs two) */
+#define FM_MAX_ALLOW 32   /* networks, and key ids, in a receiver's allow list */
+
+/* A network of an allow list: the peer's address, masked to `prefix` bits, equals `addr`. */
+typedef struct {
+    uint8_t family;   /* 4 or 6 */
+    uint8_t prefix;
+    uint8_t addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+} fm_allow_net;
+
 typedef struct {
     uint64_t ring_capacity; /* power of two */
     uint64_t hwm_bytes;     /* queued bytes at which send waits */
@@ -90,6 +112,7 @@ typedef struct {
     uint32_t handshake_timeout_ms; /* from the connect to WELCOME; 0: the default, 5 s */
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the receiver is gone (> heartbeat_ms) */
+    fm_auth_key key;        /* len 0: no secret */
 } fm_sender_config;
 
 /* Registers a sender that connects to addr (and reconnects) from the I/O thread. NULL and the
@@ -204,6 +227,16 @@ typedef struct {
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
     uint64_t reply_hwm_bytes; /* reply bytes queued or unacknowledged at which reply() refuses */
+    /* ---- who may connect (receiver_allow.c, receiver_auth.c) ---- */
+    fm_auth_key keys[FM_MAX_KEYS];   /* nkeys 0: no secret, and a sender with one is refused */
+    uint32_t nkeys;
+    fm_allow_net nets[FM_MAX_ALLOW]; /* nnets 0: any address */
+    uint32_t nnets;
+    uint64_t allowed_keys[FM_MAX_ALLOW]; /* nallowed_keys 0: any key this side holds */
+    uint32_t nallowed_keys;
+    uint32_t max_per_source;         /* connections from one IP address at once; 0: no limit */
+    uint32_t rate_msgs;              /* messages per second one connection may deliver; 0: no limit */
+    uint32_t rate_burst;             /* ... and how many above the rate at once (the bucket's size) */
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the
@@ -245,6 +278,8 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
                       int write_now);
 /* The errno of the last failed accept() (EMFILE...), or 0 if none failed. */
 int fm_receiver_accept_error(fm_receiver *rx);
+/* The last peer refused (by this side or by the peer's ERROR) and why; "" if none. */
+void fm_receiver_last_refusal(fm_receiver *rx, char *buf, size_t len);
 void fm_receiver_close(fm_receiver *rx);
 /* The receiver's readiness fd (notifier.h): fired when a ring with records joins the ready queue,
  * and when close() begins. */

@@ -2,6 +2,7 @@
  * taken through the ready queue (receiver_queue.c); its sockets are read by the I/O thread or a
  * waiting reader (receiver_direct.c). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +108,18 @@ void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
 }
 
 fm_notifier *fm_receiver_notifier(fm_receiver *rx) { return &rx->ready; }
+
+void fm_receiver_note_refusal(fm_receiver *rx, const char *who, const char *text) {
+    pthread_mutex_lock(&rx->qlock);
+    snprintf(rx->last_refusal, sizeof rx->last_refusal, "%s: %s", who, text);
+    pthread_mutex_unlock(&rx->qlock);
+}
+
+void fm_receiver_last_refusal(fm_receiver *rx, char *buf, size_t len) {
+    pthread_mutex_lock(&rx->qlock);
+    snprintf(buf, len, "%s", rx->last_refusal);
+    pthread_mutex_unlock(&rx->qlock);
+}
 
 int fm_receiver_accept_error(fm_receiver *rx) { return (int)__atomic_load_n(&rx->accept_errno, __ATOMIC_RELAXED); }
 

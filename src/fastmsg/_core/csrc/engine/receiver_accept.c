@@ -4,20 +4,23 @@
  * ready again at once, and the loop would spin) until a connection closes or a short pause ends. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "engine/receiver_internal.h"
 
 /* Accepts per event, so that a flood of connections does not starve the open ones. */
 #define ACCEPTS_PER_EVENT 64
 
-static void refuse_fd(fm_receiver *rx, int fd) {
-    static const char text[] = "too many connections";
+/* Refuses a new connection with the reason (ERROR `code`) and counts it in `stat`. */
+static void refuse_fd(fm_receiver *rx, int fd, int code, const char *text, int stat) {
     uint8_t frame[FM_RXCONN_OUT_MAX]; /* any ERROR frame fits */
-    size_t n = fastmsg_encode_error(frame, FASTMSG_PERR_LIMIT, text, sizeof text - 1);
+    size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
     struct iovec iov = {frame, n};
     fastmsg_writev(fd, &iov, 1); /* best effort: the socket is new, its buffer empty */
     fastmsg_close(fd);
-    FM_STAT_ADD(rx, FM_PROTOCOL_ERRORS, 1);
+    FM_STAT_ADD(rx, stat, 1);
+    fm_receiver_note_refusal(rx, "refused a connection", text);
 }
 
 /* After accept() failed for want of descriptors or memory, the listener is watched again after
@@ -53,14 +56,25 @@ static void accept_all(fm_receiver *rx, int64_t now) {
             }
             continue; /* that one connection failed (ECONNABORTED...): the next may not */
         }
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        memset(&peer, 0, sizeof peer);
+        if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0) peer.ss_family = AF_UNSPEC;
+        int code = 0;
+        const char *why = fm_receiver_check_peer(rx, &peer, &code);
+        if (why) { /* before any allocation: a refused flood costs no ring */
+            refuse_fd(rx, fd, code, why, code == FASTMSG_PERR_LIMIT ? FM_REFUSED_PER_SOURCE : FM_REFUSED_PEERS);
+            continue;
+        }
         fm_rxconn *c = calloc(1, sizeof *c);
         fm_rxbuf *b = c ? fm_rxbuf_new(rx->ctx, rx->cfg.conn_ring_capacity) : NULL;
         if (!b || rx->nconns >= rx->cfg.max_connections) {
-            refuse_fd(rx, fd);
+            refuse_fd(rx, fd, FASTMSG_PERR_LIMIT, b ? "too many connections" : "out of memory", FM_PROTOCOL_ERRORS);
             free(c);
             if (b) fm_rxbuf_decref(b);
             continue;
         }
+        c->peer = peer;
         c->ep.ops = &fm_rxconn_ops;
         c->rx = rx;
         c->fd = fd;

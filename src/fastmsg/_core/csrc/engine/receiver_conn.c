@@ -3,6 +3,7 @@
  * its end. Every frame's CRC is checked
  * (by its decoder) before anything in it is believed. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,11 +98,24 @@ int fm_rxconn_queue_out(fm_rxconn *c, const uint8_t *frame, size_t n) {
     return 0;
 }
 
-int fm_rxconn_refuse(fm_rxconn *c, int code) {
-    const char *text = fastmsg_proto_strerror(code);
+int fm_rxconn_refuse(fm_rxconn *c, int code) { return fm_rxconn_refuse_why(c, code, NULL); }
+
+static int refusal_stat(int code) {
+    switch (code) {
+    case FASTMSG_PERR_CRC: return FM_CRC_ERRORS;
+    case FASTMSG_PERR_AUTH: return FM_AUTH_FAILURES;
+    case FASTMSG_PERR_NOT_ALLOWED: return FM_REFUSED_PEERS;
+    default: return FM_PROTOCOL_ERRORS;
+    }
+}
+
+int fm_rxconn_refuse_why(fm_rxconn *c, int code, const char *why) {
+    char text[FASTMSG_ERROR_MAX_TEXT];
+    snprintf(text, sizeof text, why ? "%s: %s" : "%s", fastmsg_proto_strerror(code), why);
     uint8_t frame[FM_RXCONN_OUT_MAX];
     size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
-    FM_STAT_ADD(c->rx, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : FM_PROTOCOL_ERRORS, 1);
+    FM_STAT_ADD(c->rx, refusal_stat(code), 1);
+    fm_receiver_note_refusal(c->rx, "refused a sender", text);
     publish_staged(c); /* the good frames before the bad one are delivered */
     c->out_len = c->out_off = 0; /* whatever was pending matters less than the reason */
     fm_rxconn_queue_out(c, frame, n);
@@ -132,6 +146,11 @@ static int handle_hello(fm_rxconn *c, const uint8_t *f, size_t size) {
     int rc = fastmsg_decode_hello(f, size, &h);
     if (rc) return fm_rxconn_refuse(c, rc);
     if (fastmsg_rec_flags(f) != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
+    return fm_rxconn_auth_hello(c, f, &h); /* nothing of the session is touched before it */
+}
+
+int fm_rxconn_admit(fm_rxconn *c, const fastmsg_hello *hp) {
+    fastmsg_hello h = *hp;
     int made;
     fm_session *s = fm_session_for(&c->rx->sessions, h.session_id, &made);
     if (!s) return fm_rxconn_refuse(c, FASTMSG_PERR_LIMIT);
@@ -193,23 +212,37 @@ int fm_rxconn_handle_data(fm_rxconn *c, uint8_t *f, size_t size) {
     c->data_end_seq = info.first_seq + info.count;
     c->data_bytes = bytes;
     FM_STAT_ADD(c->rx, FM_RECV_MESSAGES, info.count - skip);
+    fm_rxconn_rate_charge(c, info.count - skip); /* rate limit hook */
     FM_STAT_ADD(c->rx, FM_RECV_BYTES, bytes);
     FM_STAT_ADD(c->rx, FM_RECV_BATCHES, 1);
     return 0;
 }
 
-/* The sender refused this side's frames (it counted the error): close without a word. */
+/* The sender refused this side's frames (it counted the error): close without a word (an
+ * authentication failure is counted on both sides, as each side's user needs to see it). */
 static int handle_error(fm_rxconn *c, const uint8_t *f, size_t size) {
     uint32_t code, text_len;
     const uint8_t *text;
     int rc = fastmsg_decode_error(f, size, &code, &text, &text_len);
     if (rc) return fm_rxconn_refuse(c, rc);
+    if (code == FASTMSG_PERR_AUTH) { /* the sender would not trust this side: said and counted here too */
+        char msg[FASTMSG_ERROR_MAX_TEXT + 1];
+        memcpy(msg, text, text_len);
+        msg[text_len] = 0;
+        FM_STAT_ADD(c->rx, FM_AUTH_FAILURES, 1);
+        fm_receiver_note_refusal(c->rx, "a sender refused", msg);
+    }
     fm_rxconn_close(c);
     return -1;
 }
 
 int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind) {
     if (!c->ready) {
+        if (c->auth_wait) { /* AUTH, or the sender's ERROR: it refused this side's proof */
+            if (kind == FASTMSG_ERROR) return handle_error(c, f, size);
+            if (kind != FASTMSG_AUTH) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
+            return fm_rxconn_auth_proof(c, f, size);
+        }
         if (kind != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
         return handle_hello(c, f, size);
     }

@@ -53,10 +53,15 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
         /* heartbeat hook: PINGs and the dead-peer timeout (receiver_heartbeat.c) */
         if (c->ready && fm_rxconn_hb_step(c, now, &hb_next) < 0) continue;
         if (fm_rxconn_reply_step(c, now, &hb_next) < 0) continue; /* (a reader is woken for it too) */
-        if (__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST)) {
+        int paid = fm_rxconn_rate_step(c, now, next); /* rate limit hook: a pause is over */
+        int released = __atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST);
+        if (released) {
             __atomic_store_n(&c->buf->resume, 0, __ATOMIC_SEQ_CST);
             __atomic_store_n(&c->buf->blocked, 0, __ATOMIC_SEQ_CST);
+        }
+        if (paid || released) {
             fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_IN);
+            if (paid && fm_rxconn_parse_read(c) < 0) continue;
             fm_rxconn_pump_in(c);
         }
     }

@@ -205,6 +205,7 @@ struct fm_receiver {
      * (0: it is watched). Under the token. */
     int64_t accept_retry_ns;
     uint32_t accept_errno; /* the last accept() error (positive), for Python's last_error */
+    char last_refusal[FM_LAST_ERROR_MAX]; /* the last peer refused and why (under qlock) */
     /* ready queue, shared with Python */
     pthread_mutex_t qlock;
     fm_rxbuf **queue;
@@ -270,6 +271,16 @@ struct fm_rxconn {
     uint64_t data_end_seq, data_bytes;
     int retired;         /* its session went to a newer connection: closed at the next step */
     fm_heartbeat hb;     /* heartbeat hook: its timers (receiver_heartbeat.c) */
+    /* ---- authentication (receiver_auth.c): a CHALLENGE was sent, its AUTH is awaited ---- */
+    int auth_wait;
+    fastmsg_hello auth_hello;     /* the HELLO admitted once the sender's proof holds */
+    const fm_auth_key *auth_key;  /* the key its HELLO named */
+    uint8_t nonce_s[FASTMSG_AUTH_NONCE], nonce_r[FASTMSG_AUTH_NONCE];
+    struct sockaddr_storage peer; /* its address (family AF_UNIX: no address to check) */
+    /* ---- rate limit (receiver_rate.c): a token bucket of messages ---- */
+    double tokens;                /* messages it may deliver now (negative: in debt) */
+    int64_t tokens_at_ns;         /* when `tokens` was last brought up to date; 0: full bucket */
+    int64_t rate_until_ns;        /* reading is paused until then (0: not paused) */
 };
 
 /* The loop's (and a reader's) operations on a connection: read, write back (receiver_read.c). */
@@ -288,6 +299,35 @@ int fm_rxconn_queue_out(fm_rxconn *c, const uint8_t *frame, size_t n);
 int fm_rxconn_flush_out(fm_rxconn *c);
 /* Refuses the peer: ERROR with the reason (best effort), then close. Returns -1. */
 int fm_rxconn_refuse(fm_rxconn *c, int code);
+/* The same with a sentence of its own after the code's (counted by code: auth_failures for
+ * AUTH, refused_peers for NOT_ALLOWED, crc_errors, protocol_errors). */
+int fm_rxconn_refuse_why(fm_rxconn *c, int code, const char *why);
+/* A checked HELLO (or one whose sender proved its key): the connection takes its session and
+ * WELCOME is written. 0, or -1 once closed. */
+int fm_rxconn_admit(fm_rxconn *c, const fastmsg_hello *h);
+
+/* receiver_auth.c. A checked HELLO at f: admitted at once where no key is involved, or
+ * challenged (CHALLENGE written, AUTH awaited), or refused. 0, or -1 once closed. */
+int fm_rxconn_auth_hello(fm_rxconn *c, const uint8_t *f, const fastmsg_hello *h);
+/* The sender's AUTH: admitted if its proof holds, refused otherwise. 0, or -1 once closed. */
+int fm_rxconn_auth_proof(fm_rxconn *c, const uint8_t *f, size_t size);
+
+/* receiver_rate.c. `n` new messages arrived on c: they take tokens, and once the bucket is in
+ * debt reading pauses (rate_until_ns) until it refills. No-op without a rate limit. */
+void fm_rxconn_rate_charge(fm_rxconn *c, uint64_t n);
+/* 1 if reading c is paused for its rate (its POLL_IN is then off). */
+int fm_rxconn_rate_paused(fm_rxconn *c);
+/* The receiver's step: 1 once c's pause is over (the caller reads it again); else lowers *next
+ * to the pause's end. */
+int fm_rxconn_rate_step(fm_rxconn *c, int64_t now, int64_t *next);
+
+/* receiver.c: remembers why a peer was refused (this side's refusal, or the peer's ERROR), for
+ * Python's last_error. */
+void fm_receiver_note_refusal(fm_receiver *rx, const char *who, const char *text);
+
+/* receiver_allow.c: NULL if the peer of a new connection may stay, else why it is refused and,
+ * in *code, FASTMSG_PERR_NOT_ALLOWED or FASTMSG_PERR_LIMIT (max_connections_per_source). */
+const char *fm_receiver_check_peer(fm_receiver *rx, const struct sockaddr_storage *peer, int *code);
 /* A whole frame at f: acts on it (it stays in the ring as a record the consumer reads or skips). */
 int fm_rxconn_handle_frame(fm_rxconn *c, uint8_t *f, size_t size, uint32_t kind);
 /* Checks a whole DATA frame (in the ring or big) and drops what arrived before. */
@@ -296,5 +336,8 @@ int fm_rxconn_handle_data(fm_rxconn *c, uint8_t *f, size_t size);
 /* receiver_read.c: reads and parses until the socket is drained, the ring is full, or enough
  * rounds passed. */
 void fm_rxconn_pump_in(fm_rxconn *c);
+/* Parses and publishes the frames already read (a rate limit's pause left them in the ring, and
+ * the socket may hold nothing more to wake a read). 0, or -1 once closed. */
+int fm_rxconn_parse_read(fm_rxconn *c);
 
 #endif

@@ -89,11 +89,13 @@ static int parse(fm_rxconn *c, int *stalled) {
     int staged = 0;
     *stalled = 0;
     while (c->fill - c->at >= FASTMSG_FRAME_HDR) {
+        if (c->rate_until_ns) break; /* rate limit hook: the rest waits for the bucket */
         uint8_t *f = w->data + (c->at & w->mask);
         uint32_t kind, len;
         int rc = fastmsg_frame_check(f, &lim, &kind, &len);
         if (rc) return fm_rxconn_refuse(c, rc);
-        if (!c->ready && kind != FASTMSG_HELLO) return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
+        if (!c->ready && kind != (c->auth_wait ? FASTMSG_AUTH : FASTMSG_HELLO) && !(c->auth_wait && kind == FASTMSG_ERROR))
+            return fm_rxconn_refuse(c, FASTMSG_PERR_BAD_KIND);
         uint64_t size = fastmsg_frame_size(len);
         if (size > w->capacity / 2) { /* too large for the ring: its own buffer */
             rc = start_big(c, f, kind, size);
@@ -148,10 +150,19 @@ static void publish(fm_rxconn *c) {
     fm_receiver_notify(c->rx, c->buf);
 }
 
+int fm_rxconn_parse_read(fm_rxconn *c) {
+    int stalled;
+    int staged = parse(c, &stalled);
+    if (staged < 0) return -1;
+    if (staged) publish(c);
+    return 0;
+}
+
 void fm_rxconn_pump_in(fm_rxconn *c) {
     fastmsg_ring *w = &c->w;
     for (int rounds = 0; rounds < READ_ROUNDS; rounds++) {
         int stalled = 0, staged = 0, drained = 0;
+        if (fm_rxconn_rate_paused(c)) return; /* rate limit hook: receiver_rate.c resumes it */
         if (c->big_done) {
             if (place_big(c)) stalled = 1;
             else staged = 1;
@@ -198,6 +209,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
             if (staged < 0) return;
         }
         if (staged) publish(c);
+        if (c->rate_until_ns) return; /* rate limit hook */
         if (stalled && held_by_consumer(c) && chain_ring(c) == 0) continue;
         if (stalled) {
             /* Wait for the consumer: stop reading (TCP then holds the sender back) until it

@@ -4,6 +4,7 @@
  * Heartbeats are sender_heartbeat.c's, called from the hooks marked here. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/sender_internal.h"
@@ -60,15 +61,20 @@ static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail)
 /* A protocol error in what the receiver sent: counted (a CRC mismatch as crc_errors), said with an
  * ERROR where no frame of ours is half written (one try: the socket closes next), and the
  * connection dropped; the sender reconnects and resends from its first unacknowledged message. */
-static void refuse(fm_sender *s, int64_t now, int code, const char *fmt, const char *detail) {
-    FM_STAT_ADD(s, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : FM_PROTOCOL_ERRORS, 1);
+static void refuse_why(fm_sender *s, int64_t now, int code, const char *why, const char *fmt, const char *detail) {
+    FM_STAT_ADD(s, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : code == FASTMSG_PERR_AUTH ? FM_AUTH_FAILURES : FM_PROTOCOL_ERRORS, 1);
     if (!s->frame_left) {
-        const char *text = fastmsg_proto_strerror(code);
+        char text[FASTMSG_ERROR_MAX_TEXT];
+        snprintf(text, sizeof text, why ? "%s: %s" : "%s", fastmsg_proto_strerror(code), why);
         uint8_t frame[FASTMSG_ERROR_FRAME_MAX];
         struct iovec iov = {frame, fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text))};
         fastmsg_writev(s->fd, &iov, 1);
     }
     fail(s, now, fmt, detail);
+}
+
+static void refuse(fm_sender *s, int64_t now, int code, const char *fmt, const char *detail) {
+    refuse_why(s, now, code, NULL, fmt, detail);
 }
 
 static void start_connect(fm_sender *s, int64_t now) {
@@ -88,7 +94,7 @@ static void start_connect(fm_sender *s, int64_t now) {
     s->handshake_deadline_ns = now + s->handshake_timeout_ns;
 }
 
-static void send_hello(fm_sender *s) {
+static int send_hello(fm_sender *s) {
     fastmsg_hello h = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, 0, s->cfg.session_id, s->next_seq,
                        s->cfg.max_message, s->cfg.max_batch, 0, 0,
                        s->cfg.ring_capacity < UINT32_MAX ? (uint32_t)s->cfg.ring_capacity : UINT32_MAX,
@@ -96,11 +102,16 @@ static void send_hello(fm_sender *s) {
     h.capabilities |= FASTMSG_CAP_REPLIES;
     s->rack_due = 0; /* the HELLO's reply_seq says it */
     fm_sender_hb_hello(s, &h); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
-    size_t n = fastmsg_encode_hello(s->hello, FASTMSG_HELLO, &h);
+    uint8_t ext[FASTMSG_AUTH_EXT_LEN];
+    int ext_len = fm_sender_auth_ext(s, ext); /* authentication hook */
+    if (ext_len < 0) return -1;
+    if (ext_len) h.capabilities |= FASTMSG_CAP_AUTH;
+    size_t n = fastmsg_encode_hello_ext(s->hello, FASTMSG_HELLO, &h, ext, (uint32_t)ext_len);
     s->iov[0] = (struct iovec){s->hello, n};
     s->iovcnt = 1;
     fm_sender_start_frame(s, 0);
     s->state = FM_S_HANDSHAKE;
+    return 0;
 }
 
 /* The I/O thread's writer: fm_sender_write_out, then the poll interest or the failure that
@@ -113,6 +124,19 @@ static void pump(fm_sender *s, int64_t now) {
 }
 
 static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kind, int64_t now) {
+    if (kind == FASTMSG_CHALLENGE && s->state == FM_S_HANDSHAKE && !s->frame_left) {
+        int code;
+        const char *why = fm_sender_auth_challenge(s, f, size, &code);
+        if (why) refuse_why(s, now, code, why, "authentication failed: %s", why);
+        else pump(s, now); /* AUTH: WELCOME follows once the receiver checked it */
+        return;
+    }
+    if (kind == FASTMSG_WELCOME && s->state == FM_S_HANDSHAKE && !s->frame_left && s->cfg.key.len &&
+        !s->auth_proved) { /* a receiver without a secret: nothing goes in clear */
+        static const char why[] = "the receiver has no secret (it did not prove the key)";
+        refuse_why(s, now, FASTMSG_PERR_AUTH, why, "authentication failed: %s", why);
+        return;
+    }
     if (kind == FASTMSG_WELCOME && s->state == FM_S_HANDSHAKE && !s->frame_left) {
         fastmsg_hello w;
         int rc = fastmsg_decode_hello(f, size, &w);
@@ -149,6 +173,7 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         }
         memcpy(msg, text, tlen);
         msg[tlen] = 0;
+        if (code == FASTMSG_PERR_AUTH) FM_STAT_ADD(s, FM_AUTH_FAILURES, 1); /* (the receiver's text says why) */
         fail(s, now, "receiver refused: %s", msg);
         return;
     }
@@ -331,7 +356,10 @@ static void on_event(fm_sender *s, uint32_t events, int64_t now) {
             fail(s, now, "connect failed: %s", strerror(-rc));
             return;
         }
-        send_hello(s);
+        if (send_hello(s)) {
+            fail(s, now, "no random nonce for authentication%s", "");
+            return;
+        }
         set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
         pump(s, now);
         return;

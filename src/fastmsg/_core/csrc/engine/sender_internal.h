@@ -83,7 +83,10 @@ struct fm_sender {
     uint64_t batch_end, batch_first_seq;
     uint32_t batch_count;
     uint64_t batch_bytes;
-    uint8_t hello[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY];
+    uint8_t hello[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_AUTH_EXT_LEN]; /* or the AUTH frame */
+    /* authentication (sender_auth.c): this connection's nonce, and how far the proofs went */
+    uint8_t auth_nonce[FASTMSG_AUTH_NONCE];
+    int auth_proved;         /* the receiver proved the key and our AUTH is written: WELCOME may come */
     uint8_t in[FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + FASTMSG_HELLO_MAX_EXT + 16];
     size_t in_len;
     /* shared with Python */
@@ -180,5 +183,14 @@ static inline void fm_sender_set_error(fm_sender *s, const char *fmt, const char
     snprintf(s->last_error, sizeof s->last_error, fmt, detail);
     pthread_mutex_unlock(&s->err_lock);
 }
+
+/* ---- authentication (sender_auth.c) ---- */
+
+/* The AUTH extension for the next HELLO (a new nonce) in `ext`: its length, 0 without a secret,
+ * or -1 if no nonce could be drawn. */
+int fm_sender_auth_ext(fm_sender *s, uint8_t ext[FASTMSG_AUTH_EXT_LEN]);
+/* A CHALLENGE in the handshake: the receiver's proof checked, and the AUTH frame set up as the
+ * frame to write. NULL, or why the handshake fails (an ERROR code in *code). */
+const char *fm_sender_auth_challenge(fm_sender *s, const uint8_t *f, size_t size, int *code);
 
 #endif

@@ -31,6 +31,8 @@ typedef enum {
     FASTMSG_ERROR = 8,
     FASTMSG_REPLY = 9, /* replies to requests, receiver -> sender: DATA's layout */
     FASTMSG_RACK = 10, /* acknowledges replies, sender -> receiver: ACK's layout */
+    FASTMSG_CHALLENGE = 11, /* authentication: the receiver's nonce and proof (wire/auth.h) */
+    FASTMSG_AUTH = 12,      /* authentication: the sender's proof (wire/auth.h) */
 } fastmsg_frame_kind;
 
 /* The one record flag on the wire: a DATA record that is a request, its payload an 8-byte

@@ -1,6 +1,8 @@
 /* Wire protocol v3: encoders and validating decoders. Layouts: docs/protocol.md, protocol.h. */
 #include "wire/protocol.h"
 
+#include "wire/auth.h"
+
 #include <string.h>
 
 #include "crc32c/crc32c.h"
@@ -20,6 +22,7 @@ static const char *const error_text[FASTMSG_PERR_COUNT_] = {
     [FASTMSG_PERR_SHUTDOWN] = "peer is shutting down",
     [FASTMSG_PERR_LIMIT] = "resource limit reached",
     [FASTMSG_PERR_AUTH] = "authentication failed",
+    [FASTMSG_PERR_NOT_ALLOWED] = "peer not allowed",
 };
 
 const char *fastmsg_proto_strerror(int code) {
@@ -60,6 +63,10 @@ int fastmsg_frame_check(const uint8_t hdr[8], const fastmsg_limits *lim, uint32_
     case FASTMSG_CLOSE:
     case FASTMSG_RACK:
         return len == FASTMSG_CONTROL_BODY ? FASTMSG_PERR_OK : FASTMSG_PERR_MALFORMED;
+    case FASTMSG_CHALLENGE:
+        return len == FASTMSG_CHALLENGE_BODY ? FASTMSG_PERR_OK : FASTMSG_PERR_MALFORMED;
+    case FASTMSG_AUTH:
+        return len == FASTMSG_AUTH_BODY ? FASTMSG_PERR_OK : FASTMSG_PERR_MALFORMED;
     case FASTMSG_ERROR:
         return (len >= FASTMSG_ERROR_HDR && len <= FASTMSG_ERROR_HDR + FASTMSG_ERROR_MAX_TEXT) ? FASTMSG_PERR_OK
                                                                                               : FASTMSG_PERR_MALFORMED;
@@ -97,8 +104,13 @@ static int crc_check(const uint8_t *frame) {
 }
 
 size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h) {
+    return fastmsg_encode_hello_ext(out, kind, h, NULL, 0);
+}
+
+size_t fastmsg_encode_hello_ext(uint8_t *out, uint32_t kind, const fastmsg_hello *h, const uint8_t *ext,
+                                uint32_t ext_len) {
     uint8_t *b = out + FASTMSG_FRAME_HDR;
-    fastmsg_rec_put_hdr(out, FASTMSG_HELLO_BODY, kind);
+    fastmsg_rec_put_hdr(out, FASTMSG_HELLO_BODY + ext_len, kind);
     memcpy(b, fastmsg_proto_magic, 8);
     b[8] = (uint8_t)h->major;
     b[9] = (uint8_t)(h->major >> 8);
@@ -110,12 +122,13 @@ size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h)
     fastmsg_store_le32(b + 32, h->max_message);
     fastmsg_store_le32(b + 36, h->max_batch);
     fastmsg_store_le32(b + 40, h->heartbeat_ms);
-    fastmsg_store_le32(b + 44, 0); /* no extensions yet */
+    fastmsg_store_le32(b + 44, ext_len);
+    if (ext_len) memcpy(b + FASTMSG_HELLO_BODY, ext, ext_len);
     fastmsg_store_le32(b + FASTMSG_HELLO_CRC_OFF, 0); /* the CRC, sealed below */
     fastmsg_store_le32(b + FASTMSG_HELLO_CRC_OFF + 4, kind == FASTMSG_HELLO ? h->window : 0);
     fastmsg_store_le64(b + FASTMSG_HELLO_CRC_OFF + 8, kind == FASTMSG_HELLO ? h->reply_seq : 0);
     seal(out);
-    return FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY;
+    return FASTMSG_FRAME_HDR + FASTMSG_HELLO_BODY + ext_len;
 }
 
 size_t fastmsg_encode_control(uint8_t out[24], uint32_t kind, uint64_t value) {
@@ -195,18 +208,29 @@ int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out) 
     return FASTMSG_PERR_OK;
 }
 
-int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value) {
+/* A frame of a fixed body that opens with its CRC and a reserved word (ACK's layout and the
+ * authentication frames): kind, size, zero padding, CRC, then the reserved word. */
+int fastmsg_decode_fixed(const uint8_t *frame, size_t size, uint32_t kind, uint32_t body) {
     uint32_t len;
+    if (size != fastmsg_frame_size(body)) return FASTMSG_PERR_MALFORMED;
+    int rc = check_frame(frame, size, kind, &len);
+    if (rc) return rc;
+    if (len != body) return FASTMSG_PERR_MALFORMED;
+    if ((rc = crc_check(frame))) return rc;
+    if (fastmsg_load_le32(frame + 12) != 0) return FASTMSG_PERR_MALFORMED; /* reserved */
+    return FASTMSG_PERR_OK;
+}
+
+void fastmsg_seal_fixed(uint8_t *frame) { seal(frame); }
+
+int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value) {
     if (size != FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY) return FASTMSG_PERR_MALFORMED;
     uint32_t kind = fastmsg_rec_flags(frame);
     if (kind != FASTMSG_ACK && kind != FASTMSG_PING && kind != FASTMSG_PONG && kind != FASTMSG_CLOSE &&
         kind != FASTMSG_RACK)
         return FASTMSG_PERR_BAD_KIND;
-    int rc = check_frame(frame, size, kind, &len);
+    int rc = fastmsg_decode_fixed(frame, size, kind, FASTMSG_CONTROL_BODY);
     if (rc) return rc;
-    if (len != FASTMSG_CONTROL_BODY) return FASTMSG_PERR_MALFORMED;
-    if ((rc = crc_check(frame))) return rc;
-    if (fastmsg_load_le32(frame + 12) != 0) return FASTMSG_PERR_MALFORMED; /* reserved */
     *value = fastmsg_load_le64(frame + 16);
     return FASTMSG_PERR_OK;
 }

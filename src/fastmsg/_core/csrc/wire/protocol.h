@@ -27,7 +27,7 @@
 #include "wire/layout.h"
 
 #define FASTMSG_PROTO_MAJOR 3
-#define FASTMSG_PROTO_MINOR 0
+#define FASTMSG_PROTO_MINOR 1 /* 1: authentication (CHALLENGE, AUTH, the HELLO extension) */
 #define FASTMSG_HELLO_PREFIX 12u    /* magic, major, minor: the start of a HELLO in any version */
 #define FASTMSG_HELLO_BODY 64u      /* HELLO and WELCOME, before extensions */
 #define FASTMSG_HELLO_CRC_OFF 48u   /* their CRC32C, in the body */
@@ -53,7 +53,8 @@ typedef enum {
     FASTMSG_PERR_SEQUENCE = 7,    /* a DATA batch that does not continue the sequence */
     FASTMSG_PERR_SHUTDOWN = 8,    /* the peer is closing */
     FASTMSG_PERR_LIMIT = 9,       /* a resource limit, e.g. too many connections */
-    FASTMSG_PERR_AUTH = 10,       /* authentication failed (reserved for a later version) */
+    FASTMSG_PERR_AUTH = 10,       /* authentication failed: no key, an unknown key, a wrong proof */
+    FASTMSG_PERR_NOT_ALLOWED = 11, /* the receiver's allow list refuses this peer */
     FASTMSG_PERR_COUNT_
 } fastmsg_proto_error;
 
@@ -78,6 +79,7 @@ typedef struct {
 #define FASTMSG_CAP_ACK 1u       /* the sender wants cumulative ACKs */
 #define FASTMSG_CAP_HEARTBEAT 2u /* PING/PONG are in use */
 #define FASTMSG_CAP_REPLIES 4u   /* requests (DATA records flagged REQUEST) and REPLY/RACK frames */
+#define FASTMSG_CAP_AUTH 8u      /* the sender holds a key: CHALLENGE and AUTH frames (wire/auth.h) */
 
 /* What a side accepts; checked before any allocation. */
 typedef struct {
@@ -97,6 +99,9 @@ static inline uint64_t fastmsg_frame_size(uint32_t body_len) {
 
 /* Encoders write a whole frame to `out`, its CRC32C included, and return its size. */
 size_t fastmsg_encode_hello(uint8_t *out, uint32_t kind, const fastmsg_hello *h);
+/* The same with `ext_len` bytes of extensions (a multiple of 8, at most FASTMSG_HELLO_MAX_EXT). */
+size_t fastmsg_encode_hello_ext(uint8_t *out, uint32_t kind, const fastmsg_hello *h, const uint8_t *ext,
+                                uint32_t ext_len);
 size_t fastmsg_encode_control(uint8_t out[24], uint32_t kind, uint64_t value);
 size_t fastmsg_encode_error(uint8_t *out, uint32_t code, const char *text, size_t text_len);
 
@@ -114,6 +119,10 @@ void fastmsg_data_set_crc(uint8_t hdr[24], uint32_t crc);
 int fastmsg_decode_hello(const uint8_t *frame, size_t size, fastmsg_hello *out);
 int fastmsg_decode_control(const uint8_t *frame, size_t size, uint64_t *value);
 int fastmsg_decode_error(const uint8_t *frame, size_t size, uint32_t *code, const uint8_t **text, uint32_t *text_len);
+/* For frames of a fixed body that opens with the CRC and a reserved word (ACK's layout, and the
+ * authentication frames of wire/auth.c): the checks, and the CRC stored into a whole frame. */
+int fastmsg_decode_fixed(const uint8_t *frame, size_t size, uint32_t kind, uint32_t body);
+void fastmsg_seal_fixed(uint8_t *frame);
 
 /* What a checked DATA frame holds; its records start at frame + FASTMSG_DATA_FRAME_HDR. */
 typedef struct {
