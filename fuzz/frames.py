@@ -1,4 +1,4 @@
-"""Byte-level helpers shared by the fuzz targets: frame boundaries and CRC sealing.
+"""Byte-level pieces shared by the fuzz targets: frame boundaries and CRC sealing.
 
 Written from docs/protocol.md rather than through the encoders, so that a target can repair the
 CRC of a frame the fuzzer mutated (and so reach the checks behind the CRC) without decoding it."""
