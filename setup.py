@@ -4,6 +4,9 @@ Switches (environment variables read at build time):
   FASTMSG_DEBUG=1     -O0 -g, assertions and the core's debug checks (FASTMSG_DEBUG macro) on.
   FASTMSG_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer (GCC/Clang only); implies a
                       debug build. Run Python with the ASan runtime preloaded, see README.
+  FASTMSG_FUZZ=1      FASTMSG_SANITIZE with Clang and libFuzzer's coverage instrumentation
+                      (-fsanitize=fuzzer-no-link), so that the fuzz targets see native branches;
+                      fuzz/README.md says how to run them.
 """
 
 import os
@@ -90,7 +93,8 @@ def _flag(name: str) -> bool:
 
 def _build_flags():
     debug = _flag("FASTMSG_DEBUG")
-    sanitize = _flag("FASTMSG_SANITIZE")
+    fuzz = _flag("FASTMSG_FUZZ")
+    sanitize = _flag("FASTMSG_SANITIZE") or fuzz
     msvc = sys.platform == "win32"
     compile_args, link_args, macros = [], [], []
     if msvc:
@@ -106,6 +110,10 @@ def _build_flags():
         if msvc:
             raise SystemExit("FASTMSG_SANITIZE needs GCC or Clang")
         san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+        if fuzz:  # libFuzzer's instrumentation is Clang's: compile and link with it
+            os.environ.setdefault("CC", "clang")
+            os.environ.setdefault("LDSHARED", "clang -shared")
+            san += ["-fsanitize=fuzzer-no-link"]
         compile_args += san
         link_args += san
     return compile_args, link_args, macros, debug or sanitize
