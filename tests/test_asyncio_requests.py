@@ -246,3 +246,19 @@ def test_requests_go_on_through_connection_resets(run):
         rx.close()
     assert answered + timed_out == 300
     assert answered >= 290, (answered, timed_out)
+
+
+def test_a_second_event_loop_reads_replies_itself_too(run, own_pair):
+    """The socket lent to a loop that has closed goes to the next loop that awaits a request."""
+    rx, tx = own_pair
+
+    async def ask(n):
+        server = asyncio.create_task(serve(rx))
+        for i in range(n):
+            await round_trip(tx, b"r%d" % i)
+        server.cancel()
+
+    run(ask, 20)  # this loop closes with the socket lent to it
+    before = tx.stats()["notifications"]
+    run(ask, 200)
+    assert tx.stats()["notifications"] - before < 100, tx.stats()

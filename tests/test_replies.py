@@ -453,8 +453,9 @@ def test_replies_to_a_batch_arrive_whether_the_last_request_is_answered_or_let_g
 
 
 def test_replies_held_for_a_batch_go_at_the_next_recv():
-    """A batch's replies wait for its last request; one the replier keeps for later holds them
-    no longer than its next recv."""
+    """A batch's replies wait for its last request; one the replier keeps for later does not
+    hold them for good (they go at its next recv, or at the I/O thread's next round: this checks
+    that they arrive, not which of the two sent them)."""
     with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
             fastmsg.Sender(rx.endpoint, context=own) as tx:
         asks = [b"q%d" % i for i in range(8)]

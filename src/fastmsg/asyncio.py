@@ -220,6 +220,8 @@ class Sender:
     _loop_reads = True  # (tests of the readiness fd's own path turn the loop's reading off)
 
     def _lend(self, loop):
+        if self._lent_fd >= 0 and self._lent_loop is not loop:
+            self._unlend()  # (lent to a loop that is gone: this one takes it)
         if self._lent_fd >= 0 or not self._loop_reads or self._tx.closed:
             return
         fd = self._tx._lend_socket()
