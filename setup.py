@@ -25,6 +25,7 @@ ENGINE_SOURCES = (
     "engine/loop.c",
     "engine/context.c",
     "engine/linger.c",
+    "engine/receiver_tls.c",
     "engine/sender_batch.c",
     "engine/sender_ack.c",
     "engine/sender_write.c",
@@ -100,7 +101,8 @@ def _build_flags():
     if msvc:
         compile_args += ["/O2"] if not (debug or sanitize) else ["/Od", "/Zi"]
     else:
-        compile_args += ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-function", "-fno-strict-aliasing"]
+        compile_args += ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-function", "-fno-strict-aliasing",
+                         "-Werror=implicit-function-declaration"]  # (an undeclared call returns int: a cut pointer)
         compile_args += ["-O0", "-g3"] if (debug or sanitize) else ["-O3"]
     if debug or sanitize:
         macros += [("FASTMSG_DEBUG", "1")]
@@ -160,9 +162,9 @@ def extensions():
     ]
     if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come
         # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
-        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/netio.c"), *_c(*ENGINE_SOURCES)]
+        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/netio.c", "net/tls.c"), *_c(*ENGINE_SOURCES)]
         ssl_include, ssl_lib = _openssl()
-        exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=["crypto"],
+        exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=["crypto", "dl"],
                         include_dirs=ssl_include, library_dirs=ssl_lib))
     directives = {
         "language_level": 3,

@@ -61,6 +61,7 @@ include "_transport/limits.pxi"       # option defaults and checks, stats() dict
 include "_transport/addresses.pxi"    # endpoints to sockaddrs and back
 include "_transport/context.pxi"      # Context
 include "_transport/access.pxi"       # secret=, secrets=, allow=: keys and allow lists for the engine
+include "_transport/tls.pxi"          # ssl=: an ssl.SSLContext for the engine
 include "_transport/readiness.pxi"    # the readiness fds behind fileno()
 include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
 include "_transport/sender.pxi"       # Sender

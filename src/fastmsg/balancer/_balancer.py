@@ -11,6 +11,7 @@ from fastmsg._core.routing import Router, member_id
 from fastmsg._core.transport import Sender, _Spread, default_context
 from fastmsg.balancer import _locality, _resolve
 from fastmsg.balancer._member import Member
+from fastmsg.endpoint import parse
 from fastmsg.errors import Closed, Full, Timeout
 
 # Fast sends between two looks at the members (a look reads every Sender and tells the Router: a
@@ -331,7 +332,7 @@ class Balancer:
         to come back."""
         taken = self._take_back(m)
         self._retire(m)
-        m.sender = Sender(m.endpoint, context=self._context, **self._options)
+        m.sender = self._new_sender(m.endpoint, m.spec)
         m.was_up = False
         m.samples = m.fed_age = 0  # (the new Sender counts its round trips from 0)
         m.failovers += 1
@@ -398,6 +399,16 @@ class Balancer:
             self._specs.pop(endpoint, None)
             self._drop(gone)
 
+    def _new_sender(self, endpoint, spec):
+        """A member's Sender. Over TLS it checks the host name as given (a DNS name stands for
+        each of its addresses, and certificates name the host, not each address)."""
+        options = self._options
+        if options.get("ssl") is not None and options.get("server_hostname") is None:
+            host = parse(spec).host
+            if host is not None:
+                options = {**options, "server_hostname": host}
+        return Sender(endpoint, context=self._context, **options)
+
     def _add(self, spec, weight, zone):
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight!r}")
@@ -408,7 +419,7 @@ class Balancer:
             self._members.append(Member(endpoint, spec, float(weight), zone,
                                         _locality.tier(endpoint, zone, self.zone),
                                         member_id(endpoint, self._router.seed),
-                                        Sender(endpoint, context=self._context, **self._options)))
+                                        self._new_sender(endpoint, spec)))
 
     def _drop(self, gone):
         for m in gone:

@@ -49,19 +49,20 @@ def _parse_allow(allow):
         if entry.startswith("key:"):
             rest = entry[4:]
             keys.append(key_id_number(int(rest) if rest.isdigit() else rest))
-        elif entry.startswith(("cn:", "san:")):
-            names.append(entry)
+        elif entry.startswith(("cn:", "san:", "cert:")):
+            prefix, _, name = entry.partition(":")
+            names.append(({"cn": FM_TLS_NAME_CN, "san": FM_TLS_NAME_SAN, "cert": FM_TLS_NAME_ANY}[prefix], name))
         else:
             try:
                 nets.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 raise ValueError(f"allow= entry {entry!r} is neither a network (10.0.0.0/8, ::1/128, "
-                                 "127.0.0.1), nor key:<id>, nor cn:<name> / san:<name>") from None
+                                 "127.0.0.1), nor key:<id>, nor cert:<name> / cn:<name> / san:<name>") from None
     return nets, keys, names
 
 
 cdef int _receiver_access(fm_receiver_config *cfg, object secret, object secrets, object allow,
-                          object max_connections_per_source) except -1:
+                          object max_connections_per_source, bint tls) except -1:
     cfg.nkeys = cfg.nnets = cfg.nallowed_keys = 0
     if secret is not None and secrets is not None:
         raise ValueError("give secret= or secrets=, not both")
@@ -78,12 +79,20 @@ cdef int _receiver_access(fm_receiver_config *cfg, object secret, object secrets
         seen.add(cfg.keys[cfg.nkeys].id)
         cfg.nkeys += 1
     nets, allowed, names = _parse_allow(allow or ())
-    if names:  # they name a certificate's subject: only a TLS handshake can show one
-        raise ValueError(f"allow= entries {names} match certificate names, which need ssl= (not available yet)")
+    if names and not tls:  # they name a certificate's subject: only a TLS handshake can show one
+        raise ValueError(f"allow= entries {[n for _, n in names]} match certificate names, which need ssl=")
     if allowed and not keys:
         raise ValueError("allow= key:<id> entries need secret= or secrets=")
-    if len(nets) > FM_MAX_ALLOW or len(allowed) > FM_MAX_ALLOW:
-        raise ValueError(f"allow= holds at most {FM_MAX_ALLOW} networks and {FM_MAX_ALLOW} key ids")
+    if len(nets) > FM_MAX_ALLOW or len(allowed) > FM_MAX_ALLOW or len(names) > FM_MAX_ALLOW:
+        raise ValueError(f"allow= holds at most {FM_MAX_ALLOW} networks, {FM_MAX_ALLOW} key ids and "
+                         f"{FM_MAX_ALLOW} certificate names")
+    for kind, name in names:
+        raw = name.encode()
+        if not 0 < len(raw) < FM_TLS_NAME_MAX or b"\0" in raw:
+            raise ValueError(f"allow= certificate name {name!r} must have 1..{FM_TLS_NAME_MAX - 1} bytes")
+        cfg.names[cfg.nnames].kind = kind
+        memcpy(cfg.names[cfg.nnames].name, <const char *>raw, len(raw) + 1)
+        cfg.nnames += 1
     for net in nets:
         packed = net.network_address.packed
         cfg.nets[cfg.nnets].family = net.version

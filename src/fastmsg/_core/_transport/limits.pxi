@@ -14,13 +14,13 @@ MAX_TIMER_SECONDS = 24 * 3600.0  # timers are kept in milliseconds in a uint32
 STAT_NAMES = tuple(fm_stat_names[i].decode() for i in range(FM_STAT_COUNT))
 SENDER_STATS = ("sent_messages", "sent_bytes", "sent_batches", "write_calls", "connects", "disconnects",
                 "protocol_errors", "crc_errors", "rejected", "acknowledged", "resent", "pings_sent", "pongs_received",
-                "dead_peers", "requests", "replies_received", "late_replies", "auth_failures")
+                "dead_peers", "requests", "replies_received", "late_replies", "auth_failures", "tls_failures")
 RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "read_calls", "accepted",
                   "connections", "crc_errors", "protocol_errors", "duplicates", "lost", "ring_chains", "acks", "early_acks",
                   "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
                   "pings_sent", "pongs_received", "dead_peers",
                   "replies_sent", "resent_replies", "undeliverable_replies",
-                  "auth_failures", "refused_peers", "refused_per_source", "rate_limited",
+                  "auth_failures", "refused_peers", "refused_per_source", "rate_limited", "tls_failures",
                   "last_error",  # (not a counter: the last accept() failure)
                   "notifications")  # (writes of the readiness fd, counted by its notifier)
 ACK_MODES = ("released", "received")  # when a Receiver acknowledges a message

@@ -32,6 +32,7 @@ cdef class Message:
     cdef object replier        # a request's Receiver, which reply() goes through; None otherwise
     cdef uint64_t session_id   # a request's: the session of the Sender that made it
     cdef uint64_t request_id   # a request's: its id, chosen by that Sender
+    cdef object _peer          # the sender's verified certificate name (TLS), or None
     cdef uint64_t batch        # a request of a recv_many() batch, neither replied to nor released: the
                                # batch's number (0 otherwise; see Receiver.batch)
 
@@ -88,6 +89,12 @@ cdef class Message:
         # answered or released, or at the Receiver's next recv (one write for the batch).
         (<Receiver>self.replier)._reply(self.session_id, self.request_id, data,
                                          self._settle(False) if self.batch else True)
+
+    @property
+    def peer(self):
+        """The sender's identity as its TLS certificate proved it (its first DNS subjectAltName,
+        else its subject CN), or None: no TLS, or no client certificate."""
+        return self._peer
 
     @property
     def is_request(self):

@@ -10,9 +10,12 @@ cdef class _ConnRing(_Ring):
     """One connection's receive ring: the I/O thread writes frames, the Receiver reads them."""
     cdef fm_rxbuf *buf
     cdef object owner  # a weak reference to the Receiver (Messages may outlive it)
+    cdef object peer   # its sender's verified certificate name (str), or None
 
     cdef int _bind(self, fm_rxbuf *buf, object owner) except -1:
+        cdef const char *peer = fm_rxbuf_peer(buf)
         self.owner = owner
+        self.peer = None if peer == NULL else peer.decode("utf-8", "replace")
         fm_rxbuf_incref(buf)
         self.buf = buf
         self.mapped = True
@@ -62,6 +65,7 @@ cdef class Receiver:
     cdef uint64_t batch           # the number of the latest recv_many() that returned requests (under the GIL)
     cdef Py_ssize_t batch_left    # its requests neither replied to nor released
     cdef bint replies_held        # replies queued for the end of a batch, not sent yet
+    cdef object ssl_context       # ssl=: kept alive, as the engine uses its SSL_CTX (and callbacks)
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
@@ -69,7 +73,7 @@ cdef class Receiver:
                  max_sessions=DEFAULT_MAX_SESSIONS, ack="released",
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL, dead_peer_timeout=None,
                  reply_hwm_bytes=DEFAULT_REPLY_HWM_BYTES, secret=None, secrets=None, allow=None,
-                 max_connections_per_source=None, rate_limit=None):
+                 max_connections_per_source=None, rate_limit=None, ssl=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -85,7 +89,7 @@ cdef class Receiver:
             raise ValueError(f"max_sessions must be in 1..{MAX_RECEIVER_LIMIT}, got {max_sessions}")
         cdef fm_receiver_config cfg
         memset(&cfg, 0, sizeof(cfg))
-        _receiver_access(&cfg, secret, secrets, allow, max_connections_per_source)
+        _receiver_access(&cfg, secret, secrets, allow, max_connections_per_source, ssl is not None)
         _receiver_rate(&cfg, rate_limit)
         cfg.conn_ring_capacity = _pow2(max(ring_bytes, 4 * (max_batch_bytes + 64)))
         cfg.max_message = max_message_size
@@ -109,7 +113,9 @@ cdef class Receiver:
         self._context = context if context is not None else default_context()
         cdef fm_ctx *ctx = self._context._use(self)
         cdef fm_error err
-        with nogil:
+        _tls_context(&cfg.tls, ssl, True, None)
+        self.ssl_context = ssl
+        with nogil:  # (the engine owns cfg.tls from here, whatever the outcome)
             self.rx = fm_receiver_new(ctx, <sockaddr *>&sa, salen, &cfg, &err)
         if self.rx == NULL:
             raise_engine_error(err.errnum, f"cannot bind {ep}", err.text, ep)
@@ -173,6 +179,7 @@ cdef class Receiver:
         cdef uint32_t length = fastmsg_rec_len(self.p)
         cdef Message m = Message.__new__(Message)
         m.owner = self.frame
+        m._peer = self.cur.peer
         m.data = self.p + FASTMSG_REC_HDR
         m.length = length
         if fastmsg_rec_flags(self.p):  # a request (the only flag the I/O thread lets through)

@@ -49,12 +49,18 @@ cdef class Sender:
     cdef object requests          # a WeakSet of the _Request handles that close() must end
     cdef uint64_t lent_conn       # the connection whose socket an event loop watches (_lend_socket)
     cdef readonly bint _lent      # an event loop watches the socket (fastmsg.asyncio)
+    cdef object ssl_context       # ssl=: kept alive, as the engine uses its SSL_CTX (and callbacks)
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
                  handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
-                 dead_peer_timeout=None, linger=DEFAULT_LINGER, secret=None, key_id=None):
+                 dead_peer_timeout=None, linger=DEFAULT_LINGER, secret=None, key_id=None, ssl=None,
+                 server_hostname=None):
         ep = _parse_endpoint(endpoint)
+        if server_hostname is not None and not isinstance(server_hostname, str):
+            raise TypeError(f"server_hostname is a str, got {server_hostname!r}")
+        if server_hostname is not None and ssl is None:
+            raise ValueError("server_hostname= needs ssl=")
         _check_message_limits(max_message_size, max_batch_bytes)
         if hwm_bytes < 4096:
             raise ValueError(f"hwm_bytes must be at least 4096, got {hwm_bytes}")
@@ -83,7 +89,9 @@ cdef class Sender:
         self.held = deque()
         cdef fm_ctx *ctx = self._context._use(self)
         cdef fm_error err
-        with nogil:
+        _tls_context(&cfg.tls, ssl, False, server_hostname if server_hostname is not None else ep.host)
+        self.ssl_context = ssl
+        with nogil:  # (the engine owns cfg.tls from here, whatever the outcome)
             self.s = fm_sender_new(ctx, <sockaddr *>&sa, salen, &cfg, &err)
         if self.s == NULL:
             raise_engine_error(err.errnum, f"cannot make a Sender for {ep}", err.text, ep)

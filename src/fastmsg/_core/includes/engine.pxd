@@ -18,6 +18,19 @@ cdef extern from "net/poller.h" nogil:
         FASTMSG_POLLER_EPOLL
         FASTMSG_POLLER_POLL
 
+cdef extern from "net/tls.h" nogil:
+    ctypedef struct fm_tls_ctx:
+        pass
+    int FM_TLS_NAME_MAX
+    int FM_TLS_ERROR_MAX
+    int FM_TLS_NAME_ANY
+    int FM_TLS_NAME_CN
+    int FM_TLS_NAME_SAN
+    int fm_tls_load(const char *module_path, char *err, size_t errlen)
+    fm_tls_ctx *fm_tls_ctx_new(void *ssl_ctx, int server, const char *host, int check_host)
+    void fm_tls_ctx_free(fm_tls_ctx *c)
+    uint64_t fm_tls_ctx_options(void *ssl_ctx)
+
 cdef extern from "engine/engine.h" nogil:
     ctypedef struct fm_ctx:
         pass
@@ -61,6 +74,10 @@ cdef extern from "engine/engine.h" nogil:
         uint8_t prefix
         uint8_t addr[16]
 
+    ctypedef struct fm_allow_name:
+        uint32_t kind                   # FM_TLS_NAME_ANY, _CN or _SAN
+        char name[256]                  # FM_TLS_NAME_MAX
+
     ctypedef struct fm_sender_config:
         uint64_t ring_capacity
         uint64_t hwm_bytes
@@ -71,6 +88,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t heartbeat_ms           # PING interval; 0: no heartbeats
         uint32_t dead_peer_ms           # nothing received this long: the peer is gone
         fm_auth_key key                 # len 0: no secret
+        fm_tls_ctx *tls                 # NULL: plaintext; the engine frees it
 
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                              fm_error *err)
@@ -128,6 +146,9 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t max_per_source         # 0: no limit
         uint32_t rate_msgs              # messages per second per connection; 0: no limit
         uint32_t rate_burst
+        fm_tls_ctx *tls                 # NULL: plaintext; the engine frees it
+        fm_allow_name names[32]         # FM_MAX_ALLOW; nnames 0: any certificate
+        uint32_t nnames
 
     fm_receiver *fm_receiver_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen,
                                  const fm_receiver_config *cfg, fm_error *err)
@@ -153,6 +174,7 @@ cdef extern from "engine/engine.h" nogil:
     uint64_t fm_rxbuf_capacity(fm_rxbuf *b)
     int fm_rxbuf_closed(fm_rxbuf *b)
     uint64_t fm_rxbuf_session(fm_rxbuf *b)
+    const char *fm_rxbuf_peer(fm_rxbuf *b)
     int fm_rxbuf_space_released(fm_rxbuf *b)
     void fm_rxbuf_ack_kick(fm_rxbuf *b)
     void fm_rxbuf_incref(fm_rxbuf *b)

@@ -12,6 +12,7 @@
 
 #include "engine/notifier.h"
 #include "net/poller.h"
+#include "net/tls.h"
 #include "ring/ring.h"
 #include "wire/layout.h"
 #include "wire/auth.h"
@@ -71,6 +72,7 @@ enum {
     FM_REFUSED_PEERS,        /* receiver: peers refused by its allow list (address or key id) */
     FM_REFUSED_PER_SOURCE,   /* receiver: connections over max_connections_per_source */
     FM_RATE_LIMITED,         /* receiver: pauses in reading a connection over its rate limit */
+    FM_TLS_FAILURES,         /* both: TLS handshakes that failed (certificate, plaintext peer...) */
     FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];
@@ -103,6 +105,12 @@ typedef struct {
     uint8_t addr[16]; /* network byte order; IPv4 in the first 4 bytes */
 } fm_allow_net;
 
+/* A certificate name of an allow list: the peer's verified certificate has it (net/tls.h). */
+typedef struct {
+    uint32_t kind; /* FM_TLS_NAME_ANY, _CN or _SAN */
+    char name[FM_TLS_NAME_MAX];
+} fm_allow_name;
+
 typedef struct {
     uint64_t ring_capacity; /* power of two */
     uint64_t hwm_bytes;     /* queued bytes at which send waits */
@@ -113,6 +121,7 @@ typedef struct {
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the receiver is gone (> heartbeat_ms) */
     fm_auth_key key;        /* len 0: no secret */
+    fm_tls_ctx *tls;        /* NULL: plaintext; else the sender's, freed with it */
 } fm_sender_config;
 
 /* Registers a sender that connects to addr (and reconnects) from the I/O thread. NULL and the
@@ -237,6 +246,10 @@ typedef struct {
     uint32_t max_per_source;         /* connections from one IP address at once; 0: no limit */
     uint32_t rate_msgs;              /* messages per second one connection may deliver; 0: no limit */
     uint32_t rate_burst;             /* ... and how many above the rate at once (the bucket's size) */
+    /* ---- TLS (net/tls.h) ---- */
+    fm_tls_ctx *tls;                 /* NULL: plaintext; else the receiver's, freed with it */
+    fm_allow_name names[FM_MAX_ALLOW]; /* nnames 0: any certificate (or none) */
+    uint32_t nnames;
 } fm_receiver_config;
 
 /* Binds and listens on addr, and joins the I/O loop; NULL and the reason in *err on failure (the
@@ -293,6 +306,8 @@ uint64_t fm_rxbuf_capacity(fm_rxbuf *b);
 int fm_rxbuf_closed(fm_rxbuf *b);
 /* The session of the connection whose ring this is (known once its records are published). */
 uint64_t fm_rxbuf_session(fm_rxbuf *b);
+/* The verified certificate name of the ring's sender (TLS), or NULL. */
+const char *fm_rxbuf_peer(fm_rxbuf *b);
 /* After the consumer released ring space: lets the I/O thread read again if it had stopped.
  * Returns 1 if the release made an acknowledgement due (it passed the ring's ack_at): the
  * caller then writes it with fm_receiver_write_acks or, where it cannot, fm_rxbuf_ack_kick has

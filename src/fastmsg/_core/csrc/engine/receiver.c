@@ -27,6 +27,7 @@ static void receiver_free(fm_receiver *rx) {
     free(rx->queue);
     fm_session_table_free(&rx->sessions);
     pthread_mutex_destroy(&rx->qlock);
+    fm_tls_ctx_free(rx->cfg.tls);
     free(rx);
 }
 
@@ -49,17 +50,20 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
                              fm_error *err) {
     if (addrlen > sizeof(struct sockaddr_storage)) {
         fm_error_set(err, EINVAL, "address too long");
+        fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
     int fd = fastmsg_listen(addr, addrlen, LISTEN_BACKLOG);
     if (fd < 0) {
         fm_error_set(err, -fd, "cannot listen: %s", strerror(-fd));
+        fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
     fm_receiver *rx = calloc(1, sizeof *rx);
     if (!rx) {
         fastmsg_close(fd);
         fm_error_set(err, ENOMEM, "out of memory");
+        fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
     int rc = pthread_mutex_init(&rx->qlock, NULL);
@@ -68,6 +72,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         fastmsg_close(fd);
         free(rx);
         fm_error_set(err, rc, "cannot create a lock: %s", strerror(rc));
+        fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
     if (fm_session_table_init(&rx->sessions, cfg->max_sessions, rx->stats)) {
@@ -76,6 +81,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         fastmsg_close(fd);
         free(rx);
         fm_error_set(err, ENOMEM, "out of memory");
+        fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
     rx->sessions.reply_bytes = &rx->reply_bytes;

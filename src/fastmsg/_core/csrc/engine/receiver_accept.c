@@ -17,7 +17,8 @@ static void refuse_fd(fm_receiver *rx, int fd, int code, const char *text, int s
     uint8_t frame[FM_RXCONN_OUT_MAX]; /* any ERROR frame fits */
     size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
     struct iovec iov = {frame, n};
-    fastmsg_writev(fd, &iov, 1); /* best effort: the socket is new, its buffer empty */
+    if (!rx->cfg.tls) /* (a TLS peer could not read it: it is told by the connection's end) */
+        fastmsg_writev(fd, &iov, 1); /* best effort: the socket is new, its buffer empty */
     fastmsg_close(fd);
     FM_STAT_ADD(rx, stat, 1);
     fm_receiver_note_refusal(rx, "refused a connection", text);
@@ -83,7 +84,18 @@ static void accept_all(fm_receiver *rx, int64_t now) {
         c->at = c->fill = 0;
         c->deadline_ns = now + (int64_t)rx->cfg.handshake_timeout_ms * FM_MS;
         c->interest = FASTMSG_POLL_IN;
+        if (rx->cfg.tls) {
+            char why[FM_TLS_ERROR_MAX];
+            if (!(c->tls = fm_tls_new(rx->cfg.tls, fd, why, sizeof why))) {
+                refuse_fd(rx, fd, FASTMSG_PERR_LIMIT, why, FM_TLS_FAILURES);
+                fm_rxbuf_decref(b);
+                free(c);
+                continue;
+            }
+            c->tls_wait = FM_TLS_WAIT_FIRST;
+        }
         if (fastmsg_poller_add(rx->poller, fd, c->interest, &c->ep) != 0) {
+            fm_tls_free(c->tls);
             fastmsg_close(fd);
             fm_rxbuf_decref(b);
             free(c);

@@ -52,6 +52,7 @@ void fm_rxconn_close_as(fm_rxconn *c, int lingering) {
     } else {
         fastmsg_close(c->fd);
     }
+    fm_tls_free(c->tls);
     free(c->big);
     free(c->rout);
     __atomic_store_n(&c->buf->closed, 1, __ATOMIC_RELEASE);
@@ -71,7 +72,7 @@ int fm_rxconn_flush_out(fm_rxconn *c) {
         else if (fm_rxconn_reply_frame(c)) continue;
         else break;
         struct iovec iov = {buf + *off, *len - *off};
-        ptrdiff_t w = fastmsg_writev(c->fd, &iov, 1);
+        ptrdiff_t w = fm_io_writev(c->fd, c->tls, &iov, 1);
         if (w == -EAGAIN) {
             fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_OUT);
             return 0;
@@ -83,7 +84,12 @@ int fm_rxconn_flush_out(fm_rxconn *c) {
         *off += (size_t)w;
         if (*off == *len) *off = *len = 0;
     }
-    if (c->closing) {
+    int rc = fm_io_flush(c->tls); /* what TLS took and has not written yet */
+    if (rc == -EAGAIN) {
+        fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_OUT);
+        return 0;
+    }
+    if (rc < 0 || c->closing) {
         fm_rxconn_close(c);
         return -1;
     }

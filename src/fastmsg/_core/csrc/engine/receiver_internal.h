@@ -23,6 +23,7 @@
 #include "engine/token.h"
 #include "engine/waker.h"
 #include "net/netio.h"
+#include "net/stream.h"
 #include "wire/protocol.h"
 
 typedef struct fm_rxconn fm_rxconn;
@@ -146,6 +147,16 @@ int fm_rxconn_reply_step(fm_rxconn *c, int64_t now, int64_t *next);
 /* Sets up the next REPLY frame from c's session in c->rout: 1, or 0 if there is none to write. */
 int fm_rxconn_reply_frame(fm_rxconn *c);
 
+/* ---- TLS (receiver_tls.c) ---- */
+
+enum { FM_TLS_WAIT_FIRST = 1, FM_TLS_WAIT_HANDSHAKE = 2 }; /* nothing read yet; under way */
+
+/* Advances c's TLS handshake: 0 once it is established and c may be read (the HELLO may already
+ * wait inside TLS), 1 while it goes on, -1 if c was refused or closed. */
+int fm_rxconn_tls_step(fm_rxconn *c);
+/* 1 if the receiver's allow list admits c's certificate (or names none). */
+int fm_receiver_names_allowed(const fm_receiver *rx, const fm_tls *t);
+
 /* ---- a connection's ring (rxbuf.c) ---- */
 
 struct fm_rxbuf {
@@ -157,6 +168,8 @@ struct fm_rxbuf {
     uint64_t consumed; /* ring position the consumer has read up to (set when it hands b back) */
     uint64_t session_id; /* the session of its connection (set at the handshake): where a
                           * request's reply goes, even once that connection is replaced */
+    char *peer;        /* the sender's verified certificate name (TLS), or NULL; set before the
+                        * first record is published, and never changed after */
     uint64_t ack_at;   /* a release up to here makes an ACK due: the consumer writes it (or
                         * kicks the I/O thread), once, rather than leave it to the next look;
                         * FM_NO_ACK_AT: none */
@@ -248,6 +261,8 @@ struct fm_rxconn {
     fm_receiver *rx;
     fm_rxconn *next;
     int fd;
+    fm_tls *tls;         /* TLS over fd (cfg.tls), or NULL */
+    int tls_wait;        /* its TLS handshake is under way (receiver_tls.c): FM_TLS_WAIT_* */
     int ready;           /* handshake done */
     int64_t deadline_ns; /* handshake deadline, or when a refused peer is dropped */
     uint32_t interest;

@@ -2,6 +2,7 @@
  * published as the record it already is. A frame that would cross the ring's end moves to its
  * start behind a PAD; one too large for half the ring is read into a buffer of its own, with a
  * marker record in its place; a ring whose every record the consumer holds is left for a new one. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,10 @@ static int chain_ring(fm_rxconn *c) {
     fm_rxbuf *old = c->buf, *nb = fm_rxbuf_new(old->ctx, old->capacity);
     if (!nb) return -1; /* stay blocked: releases still make room */
     nb->session_id = old->session_id;
+    if (old->peer && !(nb->peer = strdup(old->peer))) {
+        fm_rxbuf_decref(nb);
+        return -1;
+    }
     size_t have = (size_t)(c->fill - c->at);
     memcpy(nb->data, old->data + (c->at & c->w.mask), have);
     c->buf = nb;
@@ -168,7 +173,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
             else staged = 1;
         } else if (c->big) {
             size_t want = c->big_size - c->big_have;
-            ptrdiff_t n = fastmsg_read(c->fd, c->big + c->big_have, want);
+            ptrdiff_t n = fm_io_read(c->fd, c->tls, c->big + c->big_have, want);
             FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
             if (n == -EAGAIN) return;
             if (n <= 0) {
@@ -192,7 +197,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
             if (room == 0) {
                 stalled = 1;
             } else {
-                ptrdiff_t n = fastmsg_read(c->fd, w->data + off, (size_t)room);
+                ptrdiff_t n = fm_io_read(c->fd, c->tls, w->data + off, (size_t)room);
                 FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
                 if (n == -EAGAIN) return;
                 if (n <= 0) {
@@ -231,11 +236,19 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
         if (__atomic_load_n(&c->buf->blocked, __ATOMIC_RELAXED)) __atomic_store_n(&c->buf->blocked, 0, __ATOMIC_SEQ_CST);
         if (drained) return; /* saves the read that would say EAGAIN: the poller reports more */
     }
+    /* Rounds used up: the poller reports what the socket holds, but not what TLS decrypted and
+     * holds already; the next step reads on. */
+    if (c->tls) __atomic_store_n(&c->buf->resume, 1, __ATOMIC_SEQ_CST);
 }
 
 static void rxconn_event(fm_endpoint *ep, uint32_t events, int64_t now) {
     fm_rxconn *c = FM_CONTAINER_OF(ep, fm_rxconn, ep);
     if (c->retired) return; /* closed at the next step */
+    if (c->tls_wait) {
+        if (fm_rxconn_tls_step(c) != 0) return;
+        fm_rxconn_pump_in(c); /* the HELLO may be in TLS's hands already */
+        return;
+    }
     if (events & FASTMSG_POLL_OUT) {
         if (fm_rxconn_flush_out(c) < 0) return;
     }

@@ -52,6 +52,8 @@ uint8_t *fm_rxbuf_data(fm_rxbuf *b) { return b->data; }
 uint64_t fm_rxbuf_capacity(fm_rxbuf *b) { return b->capacity; }
 int fm_rxbuf_closed(fm_rxbuf *b) { return (int)__atomic_load_n(&b->closed, __ATOMIC_ACQUIRE); }
 uint64_t fm_rxbuf_session(fm_rxbuf *b) { return b->session_id; }
+
+const char *fm_rxbuf_peer(fm_rxbuf *b) { return b->peer; }
 void fm_rxbuf_incref(fm_rxbuf *b) { __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED); }
 
 void fm_rxbuf_decref(fm_rxbuf *b) {
@@ -63,6 +65,7 @@ void fm_rxbuf_decref(fm_rxbuf *b) {
     while (fastmsg_ring_next(&r, &rec) > 0)
         if (rec.flags == FM_RX_EXTERNAL) free(fm_pointer_rec_ptr(rec.data));
     ring_mem_free(b->mem, sizeof(fastmsg_ring_ctl) + b->capacity);
+    free(b->peer);
     free(b);
 }
 

@@ -15,12 +15,14 @@
 fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                          fm_error *err) {
     if (addrlen > sizeof(struct sockaddr_storage)) {
+        fm_tls_ctx_free(cfg->tls);
         fm_error_set(err, EINVAL, "address too long");
         return NULL;
     }
     fm_sender *s = calloc(1, sizeof *s);
     if (!s || !(s->mem = calloc(1, sizeof(fastmsg_ring_ctl) + cfg->ring_capacity))) {
         free(s);
+        fm_tls_ctx_free(cfg->tls);
         fm_error_set(err, ENOMEM, "cannot allocate the sender");
         return NULL;
     }
@@ -32,6 +34,7 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
     if (rc) {
         free(s->mem);
         free(s);
+        fm_tls_ctx_free(cfg->tls);
         fm_error_set(err, rc, "cannot create a lock: %s", strerror(rc));
         return NULL;
     }
@@ -158,5 +161,6 @@ void fm_sender_close(fm_sender *s) {
     fm_request_table_free(&s->requests);
     free(s->rbig);
     free(s->mem);
+    fm_tls_ctx_free(s->cfg.tls);
     free(s);
 }

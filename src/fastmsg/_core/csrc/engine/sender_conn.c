@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/sender_internal.h"
@@ -36,6 +37,8 @@ static void disconnect(fm_sender *s, int64_t now) {
         fastmsg_close(s->fd);
         FM_STAT_ADD(s, FM_DISCONNECTS, 1);
     }
+    fm_tls_free(s->tls);
+    s->tls = NULL;
     s->fd = -1;
     s->interest = 0;
     __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
@@ -68,7 +71,7 @@ static void refuse_why(fm_sender *s, int64_t now, int code, const char *why, con
         snprintf(text, sizeof text, why ? "%s: %s" : "%s", fastmsg_proto_strerror(code), why);
         uint8_t frame[FASTMSG_ERROR_FRAME_MAX];
         struct iovec iov = {frame, fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text))};
-        fastmsg_writev(s->fd, &iov, 1);
+        if (fm_io_writev(s->fd, s->tls, &iov, 1) > 0) fm_io_flush(s->tls);
     }
     fail(s, now, fmt, detail);
 }
@@ -212,7 +215,7 @@ static int start_big(fm_sender *s, const uint8_t *f, size_t have, size_t size) {
 
 /* Reads more of the big REPLY frame; acts on it once whole. The read's result, as read_frames'. */
 static ptrdiff_t read_big(fm_sender *s, int64_t now) {
-    ptrdiff_t n = fastmsg_read(s->fd, s->rbig + s->rbig_have, s->rbig_size - s->rbig_have);
+    ptrdiff_t n = fm_io_read(s->fd, s->tls, s->rbig + s->rbig_have, s->rbig_size - s->rbig_have);
     if (n <= 0) return n;
     s->rbig_have += (size_t)n;
     if (s->rbig_have == s->rbig_size) {
@@ -230,7 +233,7 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
     for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
         int big = s->rbig != NULL;
         size_t want = big ? s->rbig_size - s->rbig_have : sizeof s->in - s->in_len;
-        ptrdiff_t n = big ? read_big(s, now) : fastmsg_read(s->fd, s->in + s->in_len, want);
+        ptrdiff_t n = big ? read_big(s, now) : fm_io_read(s->fd, s->tls, s->in + s->in_len, want);
         if (n == -EAGAIN) return;
         if (n <= 0) {
             fail(s, now, n == 0 ? "receiver closed the connection%s" : "read failed: %s", n ? strerror((int)-n) : "");
@@ -341,11 +344,35 @@ static void sender_detach(fm_endpoint *ep) {
         if (s->state == FM_S_READY && !s->frame_left) { /* a goodbye: replies to it are undeliverable */
             uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
             struct iovec iov = {frame, fastmsg_encode_control(frame, FASTMSG_CLOSE, s->next_seq)};
-            fastmsg_writev(s->fd, &iov, 1);
+            if (fm_io_writev(s->fd, s->tls, &iov, 1) > 0) fm_io_flush(s->tls);
         }
         fm_sender_hb_close(s); /* heartbeat hook: a PONG still to come must not reset the connection */
     }
+    fm_tls_free(s->tls);
+    s->tls = NULL;
     s->fd = -1;
+}
+
+/* Connected, or TLS established: the HELLO goes. */
+static void start_handshake(fm_sender *s, int64_t now) {
+    if (send_hello(s)) {
+        fail(s, now, "no random nonce for authentication%s", "");
+        return;
+    }
+    set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
+    pump(s, now);
+}
+
+/* The TLS handshake's next step; the HELLO once it is done. */
+static void tls_step(fm_sender *s, int64_t now) {
+    int rc = fm_tls_handshake(s->tls);
+    if (rc == FM_TLS_DONE) start_handshake(s, now);
+    else if (rc == FM_TLS_WANT_READ) set_interest(s, FASTMSG_POLL_IN);
+    else if (rc == FM_TLS_WANT_WRITE) set_interest(s, FASTMSG_POLL_OUT);
+    else {
+        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
+        fail(s, now, "%s", fm_tls_error(s->tls));
+    }
 }
 
 static void on_event(fm_sender *s, uint32_t events, int64_t now) {
@@ -356,12 +383,19 @@ static void on_event(fm_sender *s, uint32_t events, int64_t now) {
             fail(s, now, "connect failed: %s", strerror(-rc));
             return;
         }
-        if (send_hello(s)) {
-            fail(s, now, "no random nonce for authentication%s", "");
+        if (!s->cfg.tls) {
+            start_handshake(s, now);
             return;
         }
-        set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
-        pump(s, now);
+        char why[FM_TLS_ERROR_MAX];
+        if (!(s->tls = fm_tls_new(s->cfg.tls, s->fd, why, sizeof why))) {
+            fail(s, now, "%s", why);
+            return;
+        }
+        s->state = FM_S_TLS;
+    }
+    if (s->state == FM_S_TLS) {
+        tls_step(s, now);
         return;
     }
     if (events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)) fm_sender_read_frames(s, now);
@@ -385,7 +419,7 @@ static void on_step(fm_sender *s, int64_t now, int64_t *next) {
             return;
         }
     }
-    if (s->state == FM_S_CONNECTING || s->state == FM_S_HANDSHAKE) {
+    if (s->state == FM_S_CONNECTING || s->state == FM_S_TLS || s->state == FM_S_HANDSHAKE) {
         if (now >= s->handshake_deadline_ns) {
             fail(s, now, "no handshake within the timeout%s", "");
             return;

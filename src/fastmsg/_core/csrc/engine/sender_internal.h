@@ -19,9 +19,11 @@
 #include "engine/loop.h"
 #include "engine/token.h"
 #include "net/netio.h"
+#include "net/stream.h"
 #include "wire/protocol.h"
 
-typedef enum { FM_S_IDLE, FM_S_CONNECTING, FM_S_HANDSHAKE, FM_S_READY } fm_sender_state;
+/* FM_S_TLS: connected, the TLS handshake under way (cfg.tls only); FM_S_HANDSHAKE: HELLO and WELCOME */
+typedef enum { FM_S_IDLE, FM_S_CONNECTING, FM_S_TLS, FM_S_HANDSHAKE, FM_S_READY } fm_sender_state;
 
 /* A request waiting for its reply (sender_reply.c): in the sender's table from before it is
  * queued until Python ends it. */
@@ -54,6 +56,7 @@ struct fm_sender {
     /* connection (whoever holds the token) */
     fm_sender_state state;
     int fd;
+    fm_tls *tls;             /* TLS over fd (cfg.tls), or NULL */
     uint32_t interest;
     int64_t next_attempt_ns, backoff_ns, handshake_deadline_ns;
     uint32_t peer_max_message, peer_max_batch;

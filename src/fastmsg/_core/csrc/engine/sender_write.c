@@ -22,11 +22,14 @@ static int next_frames(fm_sender *s) {
 
 static int write_frames(fm_sender *s) {
     for (;;) {
-        if (!s->frame_left && !next_frames(s)) return FM_OUT_IDLE;
+        if (!s->frame_left && !next_frames(s)) { /* (TLS may hold bytes it took but has not written) */
+            int rc = fm_io_flush(s->tls);
+            return rc == -EAGAIN ? FM_OUT_FULL : rc ? rc : FM_OUT_IDLE;
+        }
         struct iovec *iov = s->iov;
         int n = s->iovcnt;
         while (n && iov->iov_len == 0) iov++, n--;
-        ptrdiff_t w = fastmsg_writev(s->fd, iov, n);
+        ptrdiff_t w = fm_io_writev(s->fd, s->tls, iov, n);
         FM_STAT_ADD(s, FM_WRITE_CALLS, 1);
         if (w == -EAGAIN) return FM_OUT_FULL;
         if (w < 0) return (int)w;
