@@ -72,7 +72,8 @@ enum {
     FM_REFUSED_PEERS,        /* receiver: peers refused by its allow list (address or key id) */
     FM_REFUSED_PER_SOURCE,   /* receiver: connections over max_connections_per_source */
     FM_RATE_LIMITED,         /* receiver: pauses in reading a connection over its rate limit */
-    FM_TLS_FAILURES,         /* both: TLS handshakes that failed (certificate, plaintext peer...) */
+    FM_TLS_FAILURES,         /* both: TLS handshakes that failed (certificate, plaintext peer...),
+                              * and records refused (a bit flipped on the way: bad record MAC) */
     FM_STAT_COUNT
 };
 extern const char *const fm_stat_names[FM_STAT_COUNT];

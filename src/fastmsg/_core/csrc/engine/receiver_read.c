@@ -163,6 +163,15 @@ int fm_rxconn_parse_read(fm_rxconn *c) {
     return 0;
 }
 
+/* The connection's end after a read returned n <= 0; a record TLS refused is counted, with why. */
+static void read_failed(fm_rxconn *c, ptrdiff_t n) {
+    if (n == -EPROTO && c->tls) {
+        FM_STAT_ADD(c->rx, FM_TLS_FAILURES, 1);
+        fm_receiver_note_refusal(c->rx, "dropped a sender", fm_tls_error(c->tls));
+    }
+    fm_rxconn_close(c);
+}
+
 void fm_rxconn_pump_in(fm_rxconn *c) {
     fastmsg_ring *w = &c->w;
     for (int rounds = 0; rounds < READ_ROUNDS; rounds++) {
@@ -178,7 +187,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
             if (n == -EAGAIN) return;
             if (n <= 0) {
                 if (n == 0) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1); /* closed mid-frame (a reset is no peer's fault) */
-                fm_rxconn_close(c);
+                read_failed(c, n);
                 return;
             }
             c->big_have += (size_t)n;
@@ -204,7 +213,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
                     if (w->wpos != __atomic_load_n(&w->ctl->tail, __ATOMIC_RELAXED)) publish(c);
                     /* closed mid-frame; a reset (n < 0) is the network's doing, not the peer's */
                     if (n == 0 && c->fill != c->at) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1);
-                    fm_rxconn_close(c);
+                    read_failed(c, n);
                     return;
                 }
                 c->fill += (uint64_t)n;
@@ -238,7 +247,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
     }
     /* Rounds used up: the poller reports what the socket holds, but not what TLS decrypted and
      * holds already; the next step reads on. */
-    if (c->tls) __atomic_store_n(&c->buf->resume, 1, __ATOMIC_SEQ_CST);
+    if (c->tls && fm_tls_pending(c->tls)) __atomic_store_n(&c->buf->resume, 1, __ATOMIC_SEQ_CST);
 }
 
 static void rxconn_event(fm_endpoint *ep, uint32_t events, int64_t now) {

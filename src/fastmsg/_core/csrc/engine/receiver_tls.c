@@ -2,7 +2,7 @@
 /* A receiver connection's TLS handshake (Receiver ssl=): it runs before the HELLO, under the same
  * handshake deadline. A peer that starts in plaintext is told so in plaintext, as it could not
  * read anything else; a failed handshake is counted (tls_failures) and its reason kept for
- * stats()["last_refusal"]; the certificate's names then meet the allow list. */
+ * stats()["last_error"]; the certificate's names then meet the allow list. */
 #include <string.h>
 #include <sys/socket.h>
 

@@ -61,6 +61,20 @@ static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail)
     disconnect(s, now);
 }
 
+/* A read or write that failed with -err: TLS's own reason for a TLS error, counted (a record that
+ * failed its check; or, before WELCOME, the receiver refusing this side's certificate, as TLS 1.3
+ * lets a client finish its handshake first). */
+static void fail_io(fm_sender *s, int64_t now, const char *what, int err) {
+    if (err == EPROTO && s->tls) {
+        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
+        fail(s, now, "%s", fm_tls_error(s->tls));
+        return;
+    }
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "%s failed: %%s", what);
+    fail(s, now, fmt, strerror(err));
+}
+
 /* A protocol error in what the receiver sent: counted (a CRC mismatch as crc_errors), said with an
  * ERROR where no frame of ours is half written (one try: the socket closes next), and the
  * connection dropped; the sender reconnects and resends from its first unacknowledged message. */
@@ -123,7 +137,7 @@ static void pump(fm_sender *s, int64_t now) {
     int rc = fm_sender_write_out(s);
     if (rc == FM_OUT_IDLE) set_interest(s, FASTMSG_POLL_IN);
     else if (rc == FM_OUT_FULL) set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
-    else fail(s, now, "write failed: %s", strerror(-rc));
+    else fail_io(s, now, "write", -rc);
 }
 
 static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t kind, int64_t now) {
@@ -230,13 +244,15 @@ static ptrdiff_t read_big(fm_sender *s, int64_t now) {
 void fm_sender_read_frames(fm_sender *s, int64_t now) {
     /* REPLY frames: a batch up to max_batch, or one reply up to max_message (as DATA's rule) */
     fastmsg_limits lim = {s->cfg.max_message, s->cfg.max_batch, 0};
+    s->tls_unread = 0;
     for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
         int big = s->rbig != NULL;
         size_t want = big ? s->rbig_size - s->rbig_have : sizeof s->in - s->in_len;
         ptrdiff_t n = big ? read_big(s, now) : fm_io_read(s->fd, s->tls, s->in + s->in_len, want);
         if (n == -EAGAIN) return;
         if (n <= 0) {
-            fail(s, now, n == 0 ? "receiver closed the connection%s" : "read failed: %s", n ? strerror((int)-n) : "");
+            if (n) fail_io(s, now, "read", (int)-n);
+            else fail(s, now, "receiver closed the connection%s", "");
             return;
         }
         fm_hb_received(&s->hb.t, now); /* heartbeat hook: anything from the receiver is life */
@@ -274,6 +290,7 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
          * poller reports what comes next. */
         if ((size_t)n < want) return;
     }
+    s->tls_unread = s->tls && fm_tls_pending(s->tls); /* (rounds used up: the next step reads on) */
 }
 
 /* ---- the token, from the I/O thread's side ---- */
@@ -321,7 +338,7 @@ static void absorb_direct(fm_sender *s, int64_t now) {
         int err = s->direct_err;
         s->direct_err = 0;
         s->direct_full = 0;
-        fail(s, now, "write failed: %s", strerror(err));
+        fail_io(s, now, "write", err);
     } else if (s->direct_full) {
         s->direct_full = 0;
         set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
@@ -432,6 +449,7 @@ static void on_step(fm_sender *s, int64_t now, int64_t *next) {
         disconnect(s, now);
         return;
     }
+    if (s->state == FM_S_READY && s->tls_unread) fm_sender_read_frames(s, now);
     if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT)) pump(s, now);
 }
 
@@ -447,7 +465,7 @@ static void sender_step(fm_endpoint *ep, int64_t now, int64_t *next) {
 static int sender_has_work(fm_endpoint *ep) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
     if (!take_from_io(s)) return 0; /* the direct writer kicks this thread when it is done */
-    int work = s->direct_err || s->direct_full ||
+    int work = s->direct_err || s->direct_full || s->tls_unread ||
                (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) &&
                 __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) != s->io.rpos);
     fm_token_give(&s->token);

@@ -61,7 +61,7 @@ static int read_held(fm_sender *s, fm_request *r, int64_t until) {
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
         int64_t now = fastmsg_monotonic_ns();
         if (now >= until) return FASTMSG_WAIT_TIMEOUT;
-        int rc = fastmsg_wait_readable(s->fd, until - now);
+        int rc = s->tls_unread ? 1 : fastmsg_wait_readable(s->fd, until - now);
         if (rc == -EINTR) return FASTMSG_WAIT_INTERRUPTED;
         if (rc < 0) return FASTMSG_WAIT_TIMEOUT; /* (the I/O thread meets the same failure) */
         if (rc == 0) continue;

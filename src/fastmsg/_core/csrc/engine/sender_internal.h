@@ -57,6 +57,7 @@ struct fm_sender {
     fm_sender_state state;
     int fd;
     fm_tls *tls;             /* TLS over fd (cfg.tls), or NULL */
+    int tls_unread;          /* reading stopped with bytes inside TLS (which no poller reports) */
     uint32_t interest;
     int64_t next_attempt_ns, backoff_ns, handshake_deadline_ns;
     uint32_t peer_max_message, peer_max_batch;

@@ -20,12 +20,16 @@
 /* What a batch's bytes are gathered into before SSL_write: four records' worth, so that a batch
  * goes out as few records as possible (OpenSSL cuts them at 16 KiB), and a copy per byte at most. */
 #define STAGE_MAX (64 * 1024)
+/* The records of one stage collect in a buffer in front of the socket and go out in one send
+ * (a send per record costs the receiver a wake-up per record): four records and their overhead. */
+#define WRITE_BUFFER (STAGE_MAX + 4 * 256)
+/* Reads take whole runs of records at once (OpenSSL's read-ahead), not a header then a body. */
+#define READ_BUFFER (STAGE_MAX + 4 * 256)
 
 #define FN(name) __typeof__(name) *name
 static struct {
     FN(SSL_new);
     FN(SSL_free);
-    FN(SSL_set_fd);
     FN(SSL_set_connect_state);
     FN(SSL_set_accept_state);
     FN(SSL_do_handshake);
@@ -55,6 +59,18 @@ static struct {
     FN(ERR_peek_error);
     FN(ERR_clear_error);
     FN(ERR_reason_error_string);
+    FN(SSL_set_bio);
+    FN(SSL_has_pending);
+    FN(SSL_set_default_read_buffer_len);
+    FN(BIO_new);
+    FN(BIO_f_buffer);
+    FN(BIO_new_socket);
+    FN(BIO_push);
+    FN(BIO_ctrl);
+    FN(BIO_int_ctrl);
+    FN(BIO_test_flags);
+    FN(BIO_up_ref);
+    FN(BIO_free);
 } api;
 #undef FN
 
@@ -81,7 +97,6 @@ int fm_tls_load(const char *module_path, char *err, size_t errlen) {
     if (!missing && !(*(void **)&api.field = dlsym(h, sym))) missing = sym
     LOAD(SSL_new, "SSL_new");
     LOAD(SSL_free, "SSL_free");
-    LOAD(SSL_set_fd, "SSL_set_fd");
     LOAD(SSL_set_connect_state, "SSL_set_connect_state");
     LOAD(SSL_set_accept_state, "SSL_set_accept_state");
     LOAD(SSL_do_handshake, "SSL_do_handshake");
@@ -110,6 +125,18 @@ int fm_tls_load(const char *module_path, char *err, size_t errlen) {
     LOAD(ERR_peek_error, "ERR_peek_error");
     LOAD(ERR_clear_error, "ERR_clear_error");
     LOAD(ERR_reason_error_string, "ERR_reason_error_string");
+    LOAD(SSL_set_bio, "SSL_set_bio");
+    LOAD(SSL_has_pending, "SSL_has_pending");
+    LOAD(SSL_set_default_read_buffer_len, "SSL_set_default_read_buffer_len");
+    LOAD(BIO_new, "BIO_new");
+    LOAD(BIO_f_buffer, "BIO_f_buffer");
+    LOAD(BIO_new_socket, "BIO_new_socket");
+    LOAD(BIO_push, "BIO_push");
+    LOAD(BIO_ctrl, "BIO_ctrl");
+    LOAD(BIO_int_ctrl, "BIO_int_ctrl");
+    LOAD(BIO_test_flags, "BIO_test_flags");
+    LOAD(BIO_up_ref, "BIO_up_ref");
+    LOAD(BIO_free, "BIO_free");
     /* OpenSSL 3 renamed it; 1.1.1 has only the old name */
     *(void **)&api.get1_peer_certificate = dlsym(h, "SSL_get1_peer_certificate");
     if (!api.get1_peer_certificate) LOAD(get1_peer_certificate, "SSL_get_peer_certificate");
@@ -162,6 +189,7 @@ void fm_tls_ctx_free(fm_tls_ctx *c) {
 
 struct fm_tls {
     SSL *ssl;
+    BIO *wbio;                /* the write buffer, in front of the socket */
     int done;                 /* handshake complete */
     uint8_t *stage;           /* pending output: stage[off, len) is SSL_write's until written */
     size_t stage_off, stage_len, stage_cap;
@@ -169,6 +197,23 @@ struct fm_tls {
     char *names[FM_TLS_MAX_NAMES];
     char err[FM_TLS_ERROR_MAX];
 };
+
+/* Reads straight from the socket, read-ahead; writes through a buffer (WRITE_BUFFER), flushed by
+ * fm_tls_flush. 1, or 0 without memory. */
+static int attach_socket(fm_tls *t, int fd) {
+    BIO *sock = api.BIO_new_socket(fd, BIO_NOCLOSE), *buf = api.BIO_new(api.BIO_f_buffer());
+    if (!sock || !buf || api.BIO_int_ctrl(buf, BIO_C_SET_BUFF_SIZE, WRITE_BUFFER, 1) != 1 || !api.BIO_up_ref(sock)) {
+        if (sock) api.BIO_free(sock);
+        if (buf) api.BIO_free(buf);
+        return 0;
+    }
+    api.BIO_push(buf, sock);
+    api.SSL_set_bio(t->ssl, sock, buf); /* (it owns one reference to each: sock is in both) */
+    t->wbio = buf;
+    api.SSL_ctrl(t->ssl, SSL_CTRL_SET_READ_AHEAD, 1, NULL);
+    api.SSL_set_default_read_buffer_len(t->ssl, READ_BUFFER);
+    return 1;
+}
 
 fm_tls *fm_tls_new(const fm_tls_ctx *c, int fd, char *err, size_t errlen) {
     fm_tls *t = calloc(1, sizeof *t);
@@ -179,7 +224,7 @@ fm_tls *fm_tls_new(const fm_tls_ctx *c, int fd, char *err, size_t errlen) {
     t->cn = -1;
     api.ERR_clear_error();
     t->ssl = api.SSL_new(c->ctx);
-    int ok = t->ssl && api.SSL_set_fd(t->ssl, fd) == 1;
+    int ok = t->ssl && attach_socket(t, fd);
     if (ok) {
         /* The stage is a stable buffer, retried from where it stopped; records are written one by
          * one so that what reached the socket is known. */
@@ -360,8 +405,15 @@ int fm_tls_flush(fm_tls *t) {
         return r == 0 ? -EPIPE : (int)r;
     }
     t->stage_off = t->stage_len = 0;
-    return 0;
+    errno = 0;
+    if (api.BIO_ctrl(t->wbio, BIO_CTRL_FLUSH, 0, NULL) > 0) return 0;
+    if (api.BIO_test_flags(t->wbio, BIO_FLAGS_SHOULD_RETRY)) return -EAGAIN;
+    int saved = errno ? errno : EPIPE;
+    snprintf(t->err, sizeof t->err, "TLS write failed: %s", strerror(saved));
+    return -saved;
 }
+
+int fm_tls_pending(const fm_tls *t) { return api.SSL_has_pending(t->ssl) == 1; }
 
 ptrdiff_t fm_tls_writev(fm_tls *t, const struct iovec *iov, int n) {
     int rc = fm_tls_flush(t);

@@ -58,6 +58,10 @@ ptrdiff_t fm_tls_writev(fm_tls *t, const struct iovec *iov, int n);
 /* Writes the pending output: 0 once none is left, -EAGAIN while the socket is full, or -errno. */
 int fm_tls_flush(fm_tls *t);
 
+/* 1 if TLS holds bytes not yet read (records read ahead, or the rest of one): a read that filled
+ * its buffer may leave some, which no poller reports (the socket may be empty). */
+int fm_tls_pending(const fm_tls *t);
+
 /* Why the last call failed. */
 const char *fm_tls_error(const fm_tls *t);
 /* The peer's verified certificate names (0 without a certificate): names[0] is its identity. */
