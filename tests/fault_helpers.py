@@ -65,6 +65,27 @@ def stream_mixed(endpoint, count, conn, large_every=0, max_batch_bytes=16 << 10,
     conn.close()
 
 
+def stream_killing_once(tx, count, record_path, kill, seconds=60):
+    """Sends mixed_payload(0..count-1) through tx, 256 a call; once the receiver has recorded a
+    third of them in record_path (receive_and_record's file), calls kill(), which kills that
+    receiver and starts the next. Returns tx's acknowledged count just before the kill."""
+    sent, acked_before_kill = 0, None
+    deadline = time.monotonic() + seconds
+    while sent < count:
+        assert time.monotonic() < deadline, f"stuck at {sent} sent: {tx.stats()}"
+        n = min(256, count - sent)
+        try:
+            # (a timeout: with the first receiver dead, the ring fills until the second is up)
+            sent += tx.send_many([mixed_payload(i) for i in range(sent, sent + n)], timeout=0.2)
+        except fastmsg.Timeout as e:
+            sent += e.queued
+        if acked_before_kill is None and os.path.getsize(record_path) >= count // 3 * 8:
+            acked_before_kill = tx.stats()["acknowledged"]
+            kill()
+    assert acked_before_kill is not None, "the stream ended before the kill"
+    return acked_before_kill
+
+
 def receive_and_record(port, path, ready, ack="released"):
     """A Receiver on 127.0.0.1:port that checks every message and writes its seq to `path` (one
     write() each, so a SIGKILL loses none written) before releasing it; runs until killed."""

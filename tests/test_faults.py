@@ -23,7 +23,7 @@ if not hasattr(fastmsg, "Sender"):
 
 from fastmsg.testing import FaultProxy
 import fault_helpers
-from fault_helpers import check_mixed, mixed_payload, read_record
+from fault_helpers import check_mixed, mixed_payload, read_record, stream_killing_once
 from transport_helpers import free_port, wait_for
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -250,24 +250,11 @@ def test_receiver_killed_mid_stream_and_restarted(tmp_path):
     t0 = time.monotonic()
     try:
         with fastmsg.Sender(f"tcp://127.0.0.1:{port}", max_batch_bytes=16 * KiB, hwm_bytes=1 << 20) as tx:
-            sent = 0
-            kill_at = count // 3
-            acked_before_kill = None
-            deadline = time.monotonic() + 40
-            while sent < count:
-                assert time.monotonic() < deadline, f"stuck at {sent} sent: {tx.stats()}"
-                n = min(256, count - sent)
-                try:
-                    # (a timeout: with the first receiver dead, the ring fills until the second is up)
-                    sent += tx.send_many([mixed_payload(i) for i in range(sent, sent + n)], timeout=0.2)
-                except fastmsg.Timeout as e:
-                    sent += e.queued
-                if acked_before_kill is None and os.path.getsize(files[0]) >= kill_at * 8:
-                    acked_before_kill = tx.stats()["acknowledged"]
-                    os.kill(procs[0].pid, signal.SIGKILL)
-                    procs[0].join(10)
-                    procs.append(start_recorder(port, files[1]))
-            assert acked_before_kill is not None, "the stream ended before the kill"
+            def kill():
+                os.kill(procs[0].pid, signal.SIGKILL)
+                procs[0].join(10)
+                procs.append(start_recorder(port, files[1]))
+            acked_before_kill = stream_killing_once(tx, count, files[0], kill, seconds=40)
             flushed = tx.flush(30)
             tst = tx.stats()
         first, second = read_record(files[0]), read_record(files[1])

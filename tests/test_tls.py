@@ -30,7 +30,7 @@ from fastmsg.testing import FaultProxy
 
 import tls_helpers as th
 from asyncio_helpers import run  # noqa: F401 (fixture)
-from fault_helpers import check_mixed, mixed_payload, read_record
+from fault_helpers import check_mixed, mixed_payload, read_record, stream_killing_once
 from reply_helpers import answer, serve_in_thread
 from transport_helpers import free_port, wait_for
 
@@ -281,6 +281,13 @@ def test_each_message_names_its_senders_certificate(pki, tmp_path, kind):
             got = peers_of(rx, 10)
             assert got == [(name.encode() + b"/%d" % i, names[name]) for i in range(10)]
             assert all(type(peer) is str for _, peer in got)
+            assert tx.stats()["peer"] == "localhost"  # the receiver's certificate, first DNS SAN
+        conns = rx.connections()
+        assert sorted(c["peer"] for c in conns) == sorted(names.values())
+        for c in conns:  # an address over TCP, none over a Unix socket
+            assert (c["address"] is None) == (kind == "ipc"), c
+            if kind == "tcp":
+                assert c["address"].startswith("127.0.0.1:"), c
         assert rx.stats()["tls_failures"] == 0
     finally:
         close(*txs.values(), rx)
@@ -306,6 +313,10 @@ def test_no_client_certificate_means_no_peer(pki):
         assert peers_of(not_asked, 1) == [(b"unasked", None)]
         clear.send(b"clear")
         assert peers_of(plain, 1) == [(b"clear", None)]
+        assert sorted(c["peer"] or "" for c in optional.connections()) == ["", A]
+        [conn] = plain.connections()
+        assert conn["peer"] is None and conn["address"].startswith("127.0.0.1:"), conn
+        assert clear.stats()["peer"] is None and anonymous.stats()["peer"] == "localhost"
     finally:
         close(anonymous, named, unasked, clear, optional, not_asked, plain)
 
@@ -572,21 +583,11 @@ def test_receiver_process_killed_and_restarted(pki, tmp_path):
     try:
         with sender(f"tcp://127.0.0.1:{port}", th.client_context(pki), max_batch_bytes=16 * KiB,
                     hwm_bytes=MiB) as tx:
-            sent, kill_at, acked_before_kill = 0, count // 3, None
-            deadline = time.monotonic() + 60
-            while sent < count:
-                assert time.monotonic() < deadline, f"stuck at {sent} sent: {tx.stats()}"
-                n = min(256, count - sent)
-                try:
-                    sent += tx.send_many([mixed_payload(i) for i in range(sent, sent + n)], timeout=0.2)
-                except fastmsg.Timeout as e:
-                    sent += e.queued
-                if acked_before_kill is None and os.path.getsize(files[0]) >= kill_at * 8:
-                    acked_before_kill = tx.stats()["acknowledged"]
-                    os.kill(procs[0].pid, signal.SIGKILL)
-                    procs[0].join(10)
-                    procs.append(start_tls_recorder(pki, port, files[1]))
-            assert acked_before_kill is not None, "the stream ended before the kill"
+            def kill():
+                os.kill(procs[0].pid, signal.SIGKILL)
+                procs[0].join(10)
+                procs.append(start_tls_recorder(pki, port, files[1]))
+            acked_before_kill = stream_killing_once(tx, count, files[0], kill)
             flushed = tx.flush(30)
             tst = tx.stats()
         first, second = read_record(files[0]), read_record(files[1])
@@ -682,3 +683,29 @@ def test_replies_read_ahead_inside_tls_are_not_left_there(pki):
         stop.set()
         t.join(5)
         close(tx, rx)
+
+
+def test_hostile_bytes_in_a_tls_handshake_are_refused_while_others_are_served(pki):
+    """Garbage that starts like a TLS record (so it goes to OpenSSL, not to the plaintext check):
+    each such connection is dropped and counted, at once or at the handshake timeout; a good
+    sender is served meanwhile."""
+    import socket
+
+    rng = random.Random(11)
+    with receiver("tcp://127.0.0.1:0", th.server_context(pki)) as rx, \
+            sender(rx.endpoint, th.client_context(pki)) as good:
+        host, port = rx.endpoint[len("tcp://"):].rsplit(":", 1)
+        for i in range(20):
+            blob = bytes([0x16, 0x03, 0x01]) + rng.randbytes(rng.randrange(2, 3000))
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(blob)
+                if i % 2:  # half of them end there; the others leave OpenSSL waiting for more
+                    s.shutdown(socket.SHUT_WR)  # (until the handshake timeout)
+                try:  # the receiver ends the connection (an alert, then EOF; or a reset)
+                    while s.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+            assert exchange(rx, good, 5, b"round %d-" % i)
+        wait_for(lambda: rx.stats()["tls_failures"] >= 20, what="each hostile handshake counted")
+        assert rx.stats()["received_messages"] == 100

@@ -720,7 +720,8 @@ def test_too_many_connections(ctx):
         assert recv_n(rx, 1) == [b"first"]
         with raw_connect(rx.endpoint) as s:
             expect_error(s, 9, standard_text=False)
-        counter(rx, "protocol_errors", 1)
+        counter(rx, "refused_connections", 1)
+        assert rx.stats()["protocol_errors"] == 0
         tx.send(b"still served")
         assert recv_n(rx, 1) == [b"still served"]
 

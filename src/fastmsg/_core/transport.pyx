@@ -14,6 +14,7 @@ from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, Py
                                PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
 from libc.errno cimport EAGAIN, EINVAL, EMSGSIZE, ENOMEM
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
 

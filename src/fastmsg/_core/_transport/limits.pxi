@@ -20,7 +20,7 @@ RECEIVER_STATS = ("received_messages", "received_bytes", "received_batches", "re
                   "replaced_connections", "sessions", "evicted_sessions", "accept_errors",
                   "pings_sent", "pongs_received", "dead_peers",
                   "replies_sent", "resent_replies", "undeliverable_replies",
-                  "auth_failures", "refused_peers", "refused_per_source", "rate_limited", "tls_failures",
+                  "auth_failures", "refused_peers", "refused_per_source", "rate_limited", "refused_connections", "tls_failures",
                   "last_error",  # (not a counter: the last accept() failure)
                   "notifications")  # (writes of the readiness fd, counted by its notifier)
 ACK_MODES = ("released", "received")  # when a Receiver acknowledges a message

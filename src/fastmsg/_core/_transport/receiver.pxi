@@ -419,6 +419,26 @@ cdef class Receiver:
         while True:
             yield self.recv()
 
+    def connections(self):
+        """The open connections: a list of {"address": the sender's "host:port" (None over a Unix
+        socket), "peer": its verified certificate name over TLS, or None}."""
+        self._check()
+        cdef size_t room = 64, n
+        cdef fm_conn_info *infos
+        while True:
+            infos = <fm_conn_info *>PyMem_Malloc(room * sizeof(fm_conn_info))
+            if infos == NULL:
+                raise MemoryError("cannot list the connections")
+            try:
+                with nogil:
+                    n = fm_receiver_connections(self.rx, infos, room)
+                if n <= room:
+                    return [{"address": _tcp_endpoint(&infos[i].addr)[6:] if infos[i].addr.ss_family in (socket.AF_INET, socket.AF_INET6) else None,
+                             "peer": infos[i].peer.decode(errors="replace") or None} for i in range(n)]
+            finally:
+                PyMem_Free(infos)
+            room = n + n // 4 + 16  # (more came meanwhile)
+
     def stats(self):
         cdef uint64_t values[FM_STAT_COUNT]
         self._check()

@@ -754,16 +754,20 @@ cdef class Sender:
 
     def stats(self):
         """Exact counters: messages and bytes written, batches, write calls, connections...;
-        ack_rtt_ns: the latest acknowledgement round trip (a batch's write to its ACK)."""
+        ack_rtt_ns: the latest acknowledgement round trip (a batch's write to its ACK); peer: the
+        receiver's verified certificate name over TLS (None before the first TLS handshake, or
+        without TLS)."""
         cdef uint64_t values[FM_STAT_COUNT]
         cdef char err[FM_LAST_ERROR_MAX]
+        cdef char peer[FM_TLS_NAME_MAX]
         cdef uint64_t rtt_last = 0
         cdef int64_t since = 0
         self._check()
         cdef uint64_t rtt_samples = fm_sender_rtt(self.s, &rtt_last, &since)
         fm_sender_stats(self.s, values)
         fm_sender_last_error(self.s, err, sizeof(err))
-        return _stats(values, SENDER_STATS, {"queued_bytes": fm_sender_queued(self.s),
+        fm_sender_peer(self.s, peer, sizeof(peer))
+        return _stats(values, SENDER_STATS, {"peer": peer.decode(errors="replace") or None,"queued_bytes": fm_sender_queued(self.s),
                                              "unacknowledged": fm_sender_unacked(self.s),
                                              "connected": bool(fm_sender_connected(self.s)),
                                              "last_error": err.decode(errors="replace"),

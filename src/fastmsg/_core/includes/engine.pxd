@@ -10,7 +10,7 @@ cdef extern from "<sys/socket.h>" nogil:
     struct sockaddr:
         pass
     struct sockaddr_storage:
-        pass
+        unsigned short ss_family
 
 cdef extern from "net/poller.h" nogil:
     ctypedef enum fastmsg_poller_kind:
@@ -21,8 +21,8 @@ cdef extern from "net/poller.h" nogil:
 cdef extern from "net/tls.h" nogil:
     ctypedef struct fm_tls_ctx:
         pass
-    int FM_TLS_NAME_MAX
-    int FM_TLS_ERROR_MAX
+    enum: FM_TLS_NAME_MAX
+    enum: FM_TLS_ERROR_MAX
     int FM_TLS_NAME_ANY
     int FM_TLS_NAME_CN
     int FM_TLS_NAME_SAN
@@ -175,6 +175,11 @@ cdef extern from "engine/engine.h" nogil:
     int fm_rxbuf_closed(fm_rxbuf *b)
     uint64_t fm_rxbuf_session(fm_rxbuf *b)
     const char *fm_rxbuf_peer(fm_rxbuf *b)
+    ctypedef struct fm_conn_info:
+        sockaddr_storage addr
+        char peer[256]                  # FM_TLS_NAME_MAX; "": none
+    size_t fm_receiver_connections(fm_receiver *rx, fm_conn_info *out, size_t max)
+    void fm_sender_peer(fm_sender *s, char *buf, size_t length)
     int fm_rxbuf_space_released(fm_rxbuf *b)
     void fm_rxbuf_ack_kick(fm_rxbuf *b)
     void fm_rxbuf_incref(fm_rxbuf *b)

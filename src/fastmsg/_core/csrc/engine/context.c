@@ -14,7 +14,7 @@ const char *const fm_stat_names[FM_STAT_COUNT] = {
     "acknowledged", "resent", "acks", "early_acks",
     "pings_sent", "pongs_received", "dead_peers",
     "requests", "replies_received", "late_replies", "replies_sent", "resent_replies", "undeliverable_replies",
-    "auth_failures", "refused_peers", "refused_per_source", "rate_limited", "tls_failures",
+    "auth_failures", "refused_peers", "refused_per_source", "rate_limited", "refused_connections", "tls_failures",
 };
 
 fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err) {

@@ -72,6 +72,7 @@ enum {
     FM_REFUSED_PEERS,        /* receiver: peers refused by its allow list (address or key id) */
     FM_REFUSED_PER_SOURCE,   /* receiver: connections over max_connections_per_source */
     FM_RATE_LIMITED,         /* receiver: pauses in reading a connection over its rate limit */
+    FM_REFUSED_CONNECTIONS,  /* receiver: connections refused at accept over max_connections */
     FM_TLS_FAILURES,         /* both: TLS handshakes that failed (certificate, plaintext peer...),
                               * and records refused (a bit flipped on the way: bad record MAC) */
     FM_STAT_COUNT
@@ -167,6 +168,9 @@ void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]);
 /* Last error the peer reported or the connection met ("" if none), copied into buf (at most len
  * bytes; FM_LAST_ERROR_MAX holds any). */
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len);
+/* The verified certificate name of the receiver of the latest TLS connection ("" before one, or
+ * without TLS). */
+void fm_sender_peer(fm_sender *s, char *buf, size_t len);
 /* Messages acknowledged by the receiver or dropped as too large for it: a count that only grows,
  * so that a relay can release what came before (with the ring's `records`, what was queued). */
 uint64_t fm_sender_done(fm_sender *s);
@@ -307,6 +311,14 @@ uint64_t fm_rxbuf_capacity(fm_rxbuf *b);
 int fm_rxbuf_closed(fm_rxbuf *b);
 /* The session of the connection whose ring this is (known once its records are published). */
 uint64_t fm_rxbuf_session(fm_rxbuf *b);
+/* An open connection, as fm_receiver_connections lists it. */
+typedef struct {
+    struct sockaddr_storage addr; /* the sender's address (AF_UNIX, or AF_UNSPEC, over ipc) */
+    char peer[FM_TLS_NAME_MAX];   /* its verified certificate name (TLS), or "" */
+} fm_conn_info;
+/* Copies up to `max` of the open connections into out; returns how many are open. */
+size_t fm_receiver_connections(fm_receiver *rx, fm_conn_info *out, size_t max);
+
 /* The verified certificate name of the ring's sender (TLS), or NULL. */
 const char *fm_rxbuf_peer(fm_rxbuf *b);
 /* After the consumer released ring space: lets the I/O thread read again if it had stopped.

@@ -20,6 +20,7 @@ static void receiver_free(fm_receiver *rx) {
     while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
     fm_replies_free(rx);
     pthread_mutex_destroy(&rx->rlock);
+    pthread_mutex_destroy(&rx->conns_lock);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
     fm_waker_close(&rx->wake);
     fm_notifier_close(&rx->ready);
@@ -68,6 +69,10 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     }
     int rc = pthread_mutex_init(&rx->qlock, NULL);
     if (!rc && (rc = pthread_mutex_init(&rx->rlock, NULL))) pthread_mutex_destroy(&rx->qlock);
+    if (!rc && (rc = pthread_mutex_init(&rx->conns_lock, NULL))) {
+        pthread_mutex_destroy(&rx->rlock);
+        pthread_mutex_destroy(&rx->qlock);
+    }
     if (rc) {
         fastmsg_close(fd);
         free(rx);
@@ -76,6 +81,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         return NULL;
     }
     if (fm_session_table_init(&rx->sessions, cfg->max_sessions, rx->stats)) {
+        pthread_mutex_destroy(&rx->conns_lock);
         pthread_mutex_destroy(&rx->rlock);
         pthread_mutex_destroy(&rx->qlock);
         fastmsg_close(fd);
@@ -128,6 +134,18 @@ void fm_receiver_last_refusal(fm_receiver *rx, char *buf, size_t len) {
 }
 
 int fm_receiver_accept_error(fm_receiver *rx) { return (int)__atomic_load_n(&rx->accept_errno, __ATOMIC_RELAXED); }
+
+size_t fm_receiver_connections(fm_receiver *rx, fm_conn_info *out, size_t max) {
+    size_t n = 0;
+    pthread_mutex_lock(&rx->conns_lock);
+    for (fm_rxconn *c = rx->conns; c; c = c->next, n++) {
+        if (n >= max) continue;
+        out[n].addr = c->peer;
+        snprintf(out[n].peer, sizeof out[n].peer, "%s", c->peer_name ? c->peer_name : "");
+    }
+    pthread_mutex_unlock(&rx->conns_lock);
+    return n;
+}
 
 void fm_receiver_close(fm_receiver *rx) {
     fm_ctx_command(rx->ctx, FM_CMD_DETACH, &rx->ep);

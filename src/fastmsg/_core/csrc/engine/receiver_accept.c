@@ -70,7 +70,7 @@ static void accept_all(fm_receiver *rx, int64_t now) {
         fm_rxconn *c = calloc(1, sizeof *c);
         fm_rxbuf *b = c ? fm_rxbuf_new(rx->ctx, rx->cfg.conn_ring_capacity) : NULL;
         if (!b || rx->nconns >= rx->cfg.max_connections) {
-            refuse_fd(rx, fd, FASTMSG_PERR_LIMIT, b ? "too many connections" : "out of memory", FM_PROTOCOL_ERRORS);
+            refuse_fd(rx, fd, FASTMSG_PERR_LIMIT, b ? "too many connections" : "out of memory", FM_REFUSED_CONNECTIONS);
             free(c);
             if (b) fm_rxbuf_decref(b);
             continue;
@@ -101,8 +101,10 @@ static void accept_all(fm_receiver *rx, int64_t now) {
             free(c);
             continue;
         }
+        pthread_mutex_lock(&rx->conns_lock);
         c->next = rx->conns;
         rx->conns = c;
+        pthread_mutex_unlock(&rx->conns_lock);
         rx->nconns++;
         FM_STAT_ADD(rx, FM_ACCEPTS, 1);
         FM_STAT_ADD(rx, FM_CONNECTIONS, 1);

@@ -43,9 +43,9 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
             continue;
         }
         if (!c->ready) {
-            if (now >= c->deadline_ns) {
-                FM_STAT_ADD(rx, FM_PROTOCOL_ERRORS, 1);
-                fm_rxconn_close(c); /* no HELLO in time */
+            if (now >= c->deadline_ns) { /* no HELLO in time (or no TLS handshake) */
+                FM_STAT_ADD(rx, c->tls_wait ? FM_TLS_FAILURES : FM_PROTOCOL_ERRORS, 1);
+                fm_rxconn_close(c);
                 continue;
             }
             if (c->deadline_ns < *next) *next = c->deadline_ns;

@@ -228,6 +228,8 @@ struct fm_receiver {
     uint64_t stats[FM_STAT_COUNT];
     /* replies queued by Python threads (fm_receiver_reply) for the I/O thread, under rlock */
     pthread_mutex_t rlock;
+    pthread_mutex_t conns_lock; /* held by the I/O thread (or a reader) to link or unlink a connection
+                                 * or name its peer, and by fm_receiver_connections to list them */
     fm_reply *rq_head, *rq_tail;
     uint32_t rq_len;        /* how many (written under rlock, read without it) */
     uint64_t reply_bytes;   /* reply bytes queued or unacknowledged: bounded by reply_hwm_bytes */
@@ -262,6 +264,7 @@ struct fm_rxconn {
     fm_rxconn *next;
     int fd;
     fm_tls *tls;         /* TLS over fd (cfg.tls), or NULL */
+    char *peer_name;     /* its verified certificate name (TLS), or NULL (under conns_lock) */
     int tls_wait;        /* its TLS handshake is under way (receiver_tls.c): FM_TLS_WAIT_* */
     int ready;           /* handshake done */
     int64_t deadline_ns; /* handshake deadline, or when a refused peer is dropped */

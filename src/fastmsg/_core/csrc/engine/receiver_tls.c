@@ -3,6 +3,7 @@
  * handshake deadline. A peer that starts in plaintext is told so in plaintext, as it could not
  * read anything else; a failed handshake is counted (tls_failures) and its reason kept for
  * stats()["last_error"]; the certificate's names then meet the allow list. */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -54,9 +55,16 @@ int fm_rxconn_tls_step(fm_rxconn *c) {
     }
     c->tls_wait = 0;
     const char *const *names;
-    if (fm_tls_peer_names(c->tls, &names) && !(c->buf->peer = strdup(names[0]))) {
-        fm_rxconn_close(c);
-        return -1;
+    if (fm_tls_peer_names(c->tls, &names)) {
+        char *name = strdup(names[0]);
+        if (!name || !(c->buf->peer = strdup(names[0]))) {
+            free(name);
+            fm_rxconn_close(c);
+            return -1;
+        }
+        pthread_mutex_lock(&c->rx->conns_lock);
+        c->peer_name = name;
+        pthread_mutex_unlock(&c->rx->conns_lock);
     }
     fm_rxconn_set_interest(c, FASTMSG_POLL_IN);
     if (!fm_receiver_names_allowed(c->rx, c->tls))

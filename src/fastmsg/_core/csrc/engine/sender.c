@@ -106,6 +106,12 @@ void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]) {
     for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&s->stats[i], __ATOMIC_RELAXED);
 }
 
+void fm_sender_peer(fm_sender *s, char *buf, size_t len) {
+    pthread_mutex_lock(&s->err_lock);
+    snprintf(buf, len, "%s", s->peer_name);
+    pthread_mutex_unlock(&s->err_lock);
+}
+
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len) {
     pthread_mutex_lock(&s->err_lock);
     snprintf(buf, len, "%s", s->last_error);

@@ -113,6 +113,7 @@ struct fm_sender {
     int stopped;             /* Python's: detached from the loop (fm_sender_stop), not yet freed */
     pthread_mutex_t err_lock;
     char last_error[FM_LAST_ERROR_MAX];
+    char peer_name[FM_TLS_NAME_MAX]; /* the receiver's verified certificate name (TLS; "": none) */
     uint64_t stats[FM_STAT_COUNT];
     fm_sender_hb hb; /* heartbeats and jitter (whoever holds the token; sender_heartbeat.c) */
     fm_notifier ready; /* an event loop waiting for room or a reply (sender_ack.c, sender_reply.c) */
