@@ -1,10 +1,11 @@
 /* Acknowledgements, on the receiver's side. A message is acknowledged once the consumer has
  * released it (its frame's ring space came back), or, with ack_on_receipt, once it arrived.
  * ACKs are cumulative and batched: one goes out when enough is acknowledged since the last, or a
- * short delay after the first message it covers, so that a stream costs an ACK per many batches
- * and a request/reply loop an ACK per many round trips. Each session keeps, in arrival order, the
- * frames whose release it waits for, with a reference to their ring; the I/O thread (or the
- * reader holding the sockets) looks at the rings' released positions in its step. */
+ * short delay after the first message it covers, so that a stream costs an ACK per many batches;
+ * and in front of replies, where it costs no write of its own (fm_ack_with_reply). Each session
+ * keeps, in arrival order, the frames whose release it waits for, with a reference to their ring;
+ * the I/O thread (or the reader holding the sockets) looks at the rings' released positions in
+ * its step. */
 #include <stdlib.h>
 
 #include "engine/receiver_internal.h"
@@ -119,9 +120,9 @@ static int arm_ack_at(fm_rxconn *c) {
     return __atomic_load_n(&b->ctl->head, __ATOMIC_ACQUIRE) >= target->end_pos;
 }
 
-/* Writes an ACK on c if one is due (or, with `now_all`, whatever is acknowledged and not yet
- * said); keeps *next for the next look. */
-static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
+/* Queues an ACK in c->out if one is due (or, with `now_all`, whatever is acknowledged and not yet
+ * said); keeps *next for the next look. 1 if one was queued: the caller writes it. */
+static int queue_ack(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     fm_session *s = c->session;
     uint64_t before = s->acked_seq;
     fm_ack_update(s);
@@ -131,13 +132,13 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
         else if (s->ack_poll_ns < ACK_POLL_MAX_NS) s->ack_poll_ns *= 2;
         if (now + s->ack_poll_ns < *next) *next = now + s->ack_poll_ns;
     }
-    if (s->acked_seq <= s->ack_sent) return;
+    if (s->acked_seq <= s->ack_sent) return 0;
     if (!s->ack_due_ns) s->ack_due_ns = now + ACK_DELAY_NS;
     int due = now_all || s->ack_asked || now >= s->ack_due_ns || s->ack_bytes >= s->ack_every ||
               s->acked_seq - s->ack_sent >= ACK_EVERY_MESSAGES;
     if (!due || c->out_len) { /* (a frame still on its way out: the ACK follows it) */
         if (s->ack_due_ns < *next) *next = s->ack_due_ns;
-        return;
+        return 0;
     }
     uint8_t frame[FASTMSG_FRAME_HDR + FASTMSG_CONTROL_BODY];
     fm_rxconn_queue_out(c, frame, fastmsg_encode_control(frame, FASTMSG_ACK, s->acked_seq));
@@ -149,13 +150,20 @@ static void step_conn(fm_rxconn *c, int64_t now, int64_t *next, int now_all) {
     /* The next ACK's release point, from what still waits. */
     __atomic_store_n(&c->buf->ack_at, FM_NO_ACK_AT, __ATOMIC_RELAXED);
     if (s->wlen && arm_ack_at(c) && now < *next) *next = now;
-    fm_rxconn_flush_out(c);
+    return 1;
+}
+
+void fm_ack_with_reply(fm_rxconn *c, int64_t now, int64_t *next) {
+    /* Whatever the consumer released so far, however little: the ACK costs no write or wake-up
+     * of its own here, and it leaves the ACK timer nothing to say, which in a request/reply loop
+     * would otherwise wake this side's I/O thread and then the sender for an ACK alone. */
+    queue_ack(c, now, next, 1);
 }
 
 void fm_acks_step(fm_receiver *rx, int64_t now, int64_t *next) {
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next; /* (a failed write closes c) */
-        if (c->ready && !c->closing && !c->retired) step_conn(c, now, next, 0);
+        if (c->ready && !c->closing && !c->retired && queue_ack(c, now, next, 0)) fm_rxconn_flush_out(c);
     }
 }
 
@@ -163,6 +171,7 @@ void fm_acks_flush(fm_receiver *rx) {
     int64_t next = INT64_MAX;
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
-        if (c->ready && !c->closing && !c->retired) step_conn(c, fastmsg_monotonic_ns(), &next, 1);
+        if (c->ready && !c->closing && !c->retired && queue_ack(c, fastmsg_monotonic_ns(), &next, 1))
+            fm_rxconn_flush_out(c);
     }
 }

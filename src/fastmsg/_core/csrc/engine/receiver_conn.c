@@ -64,18 +64,32 @@ void fm_rxconn_close_as(fm_rxconn *c, int lingering) {
     free(c);
 }
 
-/* Writes what is pending: a REPLY frame once begun, then `out`, then the next REPLY frame, and
- * so on; frames never interleave, as each buffer holds whole frames and is finished first. */
+/* A buffer of whole frames on its way out, and how much of it is written. */
+typedef struct {
+    uint8_t *buf;
+    size_t *off, *len;
+} out_part;
+
+/* Writes what is pending: `out` (WELCOME, ACK, PONG, ERROR) and the REPLY frame in `rout`, in one
+ * writev, so that a REPLY and the ACK queued with it leave together; then the next REPLY frame,
+ * and so on. Frames never interleave: each buffer holds whole frames, the one begun goes first,
+ * and the other gets bytes only once it is finished. Neither begun, `out` goes first: a WELCOME
+ * precedes the replies resent after it. */
 int fm_rxconn_flush_out(fm_rxconn *c) {
     for (;;) {
-        uint8_t *buf;
-        size_t *off, *len;
-        if (c->rout_off < c->rout_len) buf = c->rout, off = &c->rout_off, len = &c->rout_len;
-        else if (c->out_off < c->out_len) buf = c->out, off = &c->out_off, len = &c->out_len;
-        else if (fm_rxconn_reply_frame(c)) continue;
-        else break;
-        struct iovec iov = {buf + *off, *len - *off};
-        ptrdiff_t w = fm_io_writev(c->fd, c->tls, &iov, 1);
+        if (c->rout_len == 0) fm_rxconn_reply_frame(c);
+        out_part p[2] = {{c->out, &c->out_off, &c->out_len}, {c->rout, &c->rout_off, &c->rout_len}};
+        if (c->rout_off) { /* (then `out` is not begun) */
+            out_part t = p[0];
+            p[0] = p[1];
+            p[1] = t;
+        }
+        struct iovec iov[2];
+        int n = 0;
+        for (int i = 0; i < 2; i++)
+            if (*p[i].len) iov[n++] = (struct iovec){p[i].buf + *p[i].off, *p[i].len - *p[i].off};
+        if (!n) break;
+        ptrdiff_t w = fm_io_writev(c->fd, c->tls, iov, n);
         if (w == -EAGAIN) {
             fm_rxconn_set_interest(c, c->interest | FASTMSG_POLL_OUT);
             return 0;
@@ -84,8 +98,12 @@ int fm_rxconn_flush_out(fm_rxconn *c) {
             fm_rxconn_close(c);
             return -1;
         }
-        *off += (size_t)w;
-        if (*off == *len) *off = *len = 0;
+        for (int i = 0; i < 2; i++) { /* the first buffer's bytes, then the second's */
+            size_t left = *p[i].len - *p[i].off, took = (size_t)w < left ? (size_t)w : left;
+            *p[i].off += took;
+            w -= (ptrdiff_t)took;
+            if (*p[i].off == *p[i].len) *p[i].off = *p[i].len = 0;
+        }
     }
     int rc = fm_io_flush(c->tls); /* what TLS took and has not written yet */
     if (rc == -EAGAIN) {

@@ -33,8 +33,8 @@ static void dispatch(const fastmsg_poll_event *ev, int n, int64_t now) {
 static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_next) {
     int64_t hb_next = INT64_MAX; /* heartbeat hook */
     fm_receiver_resume_accepting(rx, now, next);
+    fm_replies_step(rx, now, ack_next); /* (first: an ACK due goes with a reply) */
     fm_acks_step(rx, now, ack_next);
-    fm_replies_step(rx);
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next;
         if (c->closing) {
@@ -131,7 +131,7 @@ static int write_held(fm_receiver *rx, int replies) {
     if (!fm_token_take(&rx->token)) return -1; /* the I/O thread or a reader: it writes them */
     int lent = rx->lent;
     int64_t now = fastmsg_monotonic_ns(), next = INT64_MAX;
-    if (replies) fm_replies_step(rx);
+    if (replies) fm_replies_step(rx, now, &next);
     fm_acks_step(rx, now, &next);
     fm_token_give(&rx->token);
     /* The I/O thread may have found the token taken meanwhile and disarmed the nest, expecting a
@@ -154,8 +154,8 @@ int fm_receiver_write_acks(fm_receiver *rx) {
 
 int fm_receiver_write_replies(fm_receiver *rx) {
     /* A reply handed to the I/O thread waited for it to be scheduled: on one CPU, until the
-     * replier blocked in its next recv(); the replier writes it itself instead, with any ACK due
-     * in the same breath. */
+     * replier blocked in its next recv(); the replier writes it itself instead, with an ACK of
+     * what it released in the same writev. */
     return write_held(rx, 1);
 }
 
@@ -171,7 +171,8 @@ static void receiver_detach(fm_endpoint *ep) {
     fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
     /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
     while (!fm_token_take(&rx->token)) sched_yield();
-    fm_replies_step(rx); /* replies given before close() are written (the sockets linger) */
+    int64_t next = INT64_MAX;
+    fm_replies_step(rx, fastmsg_monotonic_ns(), &next); /* replies given before close() are written (the sockets linger) */
     fm_acks_flush(rx); /* what the application released before close() is acknowledged */
     while (rx->conns) fm_rxconn_close_as(rx->conns, 1);
     fastmsg_poller_remove(rx->poller, rx->lfd);

@@ -122,6 +122,9 @@ void fm_ack_window(fm_session *s, uint32_t window);
 uint64_t fm_ack_update(fm_session *s);
 /* Writes the ACKs that are due on the receiver's connections; sets *next to when to look again. */
 void fm_acks_step(fm_receiver *rx, int64_t now, int64_t *next);
+/* A REPLY frame is about to be written on c: queues, to go with it, an ACK of whatever the
+ * consumer released and no ACK said yet (c writes it: fm_rxconn_flush_out). */
+void fm_ack_with_reply(fm_rxconn *c, int64_t now, int64_t *next);
 /* Writes, on every connection, whatever is acknowledged and not yet said (the receiver closes). */
 void fm_acks_flush(fm_receiver *rx);
 /* Lets go of the frames a session still waits on (the receiver closes, or forgets the session). */
@@ -129,8 +132,10 @@ void fm_session_acks_free(fm_session *s);
 
 /* ---- replies (receiver_reply.c) ---- */
 
-/* Moves the replies Python queued into their sessions' outboxes and writes them (token held). */
-void fm_replies_step(fm_receiver *rx);
+/* Moves the replies Python queued into their sessions' outboxes and writes them, each
+ * connection's first REPLY frame with an ACK (fm_ack_with_reply; *next as fm_acks_step's). Token
+ * held. */
+void fm_replies_step(fm_receiver *rx, int64_t now, int64_t *next);
 /* A HELLO (made: of a new session): the sender has every reply below h->reply_seq; the rest is
  * written again on the new connection. */
 void fm_session_replies_hello(fm_session_table *t, fm_session *s, const fastmsg_hello *h, uint32_t max_batch, int made);

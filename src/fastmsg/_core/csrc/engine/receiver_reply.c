@@ -77,7 +77,7 @@ static fm_reply *take_queue(fm_receiver *rx) {
 /* 1 if c may write its session's replies now. */
 static int writable(const fm_rxconn *c) { return c->ready && !c->closing && !c->retired && c->session; }
 
-void fm_replies_step(fm_receiver *rx) {
+void fm_replies_step(fm_receiver *rx, int64_t now, int64_t *next) {
     if (!__atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST)) return;
     for (fm_reply *r = take_queue(rx), *next; r; r = next) {
         next = r->next;
@@ -96,7 +96,10 @@ void fm_replies_step(fm_receiver *rx) {
     }
     for (fm_rxconn *c = rx->conns, *n; c; c = n) {
         n = c->next; /* (a failed write closes c) */
-        if (writable(c) && c->session->rsend && c->rout_off == c->rout_len) fm_rxconn_flush_out(c);
+        if (writable(c) && c->session->rsend && c->rout_off == c->rout_len) {
+            fm_ack_with_reply(c, now, next); /* written in the same writev as the REPLY frame */
+            fm_rxconn_flush_out(c);
+        }
     }
 }
 
