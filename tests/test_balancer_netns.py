@@ -2,7 +2,7 @@
 hosts, each reached through a veth pair) and on this host. A link taken down or a receiver killed
 mid-stream: the others take its traffic and its unacknowledged messages, and every message is
 delivered (a receiver records each message before releasing it, so what it acknowledged is on
-record even after a SIGKILL). A receiver made ten times slower loses its share of new traffic
+record even after a SIGKILL). A receiver made twenty times slower loses its share of new traffic
 under least_loaded and latency; nearest keeps to its tier until that tier's link goes down; a
 host name's members follow its addresses in /etc/hosts (a private one, in a mount namespace).
 
@@ -196,7 +196,8 @@ def test_slow_receiver_loses_new_traffic(local, strategy):
         assert b.wait_up(timeout=10)
         sent = 0
         # Messages/s offered: either receiver alone keeps up at the even pace, and the slow one's
-        # 400 a second are less than a fifth of it (least_loaded still gives it what it can take).
+        # 200 a second are far less than a fifth of it (least_loaded still gives it what it can
+        # take; the margin leaves room for a loaded machine slowing the other one too).
         rate = 3000
 
         def offer(seconds):
@@ -210,7 +211,7 @@ def test_slow_receiver_loses_new_traffic(local, strategy):
                 time.sleep(max(0.0, 0.01 - (time.monotonic() - t)))  # (pacing the offered load)
 
         offer(1.0)
-        slow.pace(10 * pace)
+        slow.pace(20 * pace)
         offer(1.0)  # within one second the strategy must have moved away ...
         before = {e["endpoint"]: e["sent"] for e in b.stats()["endpoints"]}
         offer(1.0)  # ... so that of the next second's traffic the slow one gets at most 20%
