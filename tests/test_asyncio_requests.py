@@ -262,3 +262,53 @@ def test_a_second_event_loop_reads_replies_itself_too(run, own_pair):
     before = tx.stats()["notifications"]
     run(ask, 200)
     assert tx.stats()["notifications"] - before < 100, tx.stats()
+
+
+def test_a_shorter_timeout_after_a_longer_one_still_fires(run, pair):
+    """The waits of one endpoint share a loop timer armed for the earliest deadline: a request
+    with a short timeout that starts while a long one waits must re-arm it earlier, or it would
+    wait out the long one's deadline (asyncio.timeout below catches that)."""
+    rx, tx = pair
+
+    async def main():
+        long = asyncio.create_task(tx.request(b"long", timeout=60))
+        await until_waiting(long)
+        async with asyncio.timeout(10):
+            with pytest.raises(fastmsg.Timeout):
+                await tx.request(b"short", timeout=0.2)
+        assert not long.done()
+        long.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await long
+
+    run(main)
+
+
+def test_a_run_of_requests_with_a_timeout_arms_few_loop_timers(run, pair):
+    """One shared timer, left armed while requests end before it: 200 requests with timeout=30
+    arm it once or twice, not once per request (a call_at and a cancel each time)."""
+    rx, tx = pair
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = asyncio.create_task(serve(rx))
+        await round_trip(tx)  # (connected, and the socket lent to this loop)
+        calls = []
+        real_call_at = loop.call_at
+
+        def counting_call_at(when, callback, *args, **kwargs):
+            calls.append(when)
+            return real_call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = counting_call_at
+        try:
+            for i in range(200):
+                with await tx.request(b"q%d" % i, timeout=30) as reply:
+                    assert bytes(reply) == answer(b"q%d" % i)
+        finally:
+            del loop.call_at
+        assert len(calls) <= 2, f"{len(calls)} loop timers armed for 200 requests"
+        rx.close()
+        await server
+
+    run(main)

@@ -40,13 +40,19 @@ class _Readiness:
     retries a non-blocking call until it succeeds. Every waiter is woken when the fd fires; each
     retries, and those that still find nothing arm the fd again and wait again."""
 
-    __slots__ = ("_endpoint", "_fd", "_loop", "_waiters")
+    __slots__ = ("_endpoint", "_fd", "_loop", "_waiters", "_deadlines", "_timer", "_timer_at")
 
     def __init__(self, endpoint):
         self._endpoint = endpoint  # the synchronous Sender or Receiver
         self._fd = -1
         self._loop = None          # the loop whose add_reader watches _fd
         self._waiters = set()      # futures of the coroutines waiting for the fd
+        # One loop timer for all the waits with a deadline, armed for the earliest and left
+        # armed when that wait ends early: a run of requests with a timeout then costs a loop
+        # timer per timeout's length, not one per request (call_at, then cancel, each time).
+        self._deadlines = {}       # future -> its deadline (loop time)
+        self._timer = None
+        self._timer_at = None
 
     async def until(self, call, busy, timeout, timeout_text):
         """call() until it does not raise `busy`, which it raises, having armed the fd, when it
@@ -76,18 +82,43 @@ class _Readiness:
             raise RuntimeError(f"{self._endpoint!r} is already used from another event loop")
         self._fd = self._endpoint._reader_fileno()  # _on_readable empties it, arming does not
         loop.add_reader(self._fd, self._on_readable)
+        if self._timer is not None:  # (a closed loop's)
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+        self._deadlines.clear()
         self._loop = loop
 
     async def _wait(self, loop, deadline):
         fut = loop.create_future()
         self._waiters.add(fut)
-        timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
+        if deadline is not None:
+            self._deadlines[fut] = deadline
+            if self._timer_at is None or deadline < self._timer_at:
+                self._arm(loop, deadline)
         try:
             await fut
         finally:
             self._waiters.discard(fut)
-            if timer is not None:
-                timer.cancel()
+            self._deadlines.pop(fut, None)
+
+    def _arm(self, loop, when):
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_timer, loop)
+        self._timer_at = when
+
+    def _on_timer(self, loop):
+        """Wakes the waits whose deadline passed (each then sees it and raises Timeout), and arms
+        the timer for the next one."""
+        self._timer = self._timer_at = None
+        now, earliest = loop.time(), None
+        for fut, deadline in self._deadlines.items():
+            if deadline <= now:
+                _wake(fut)
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm(loop, earliest)
 
     def _on_readable(self):
         # Emptied here, as the loop calls a reader for as long as its fd is readable; the engine
@@ -108,6 +139,9 @@ class _Readiness:
         retry then raises Closed."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
         self._loop = None
         for fut in self._waiters:
             _wake(fut)
