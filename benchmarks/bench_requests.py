@@ -1,7 +1,9 @@
 """Request/reply of 64 bytes over loopback TCP, each server in its own process.
 
-Round trips, one request at a time: fastmsg (Sender.request, Message.reply) against a plain
-blocking socket echo (one connection, 4-byte length prefix) and pyzmq REQ/REP when installed;
+Round trips, one request at a time: fastmsg (Sender.request, Message.reply; and the same with
+busy_poll=100 us on both sides, which polls rather than sleeps while waiting: the two processes on
+two CPUs then spare each other's wake-up) against a plain blocking socket echo (one connection,
+4-byte length prefix) and pyzmq REQ/REP when installed;
 then the same from asyncio (fastmsg.asyncio request against an asyncio Protocol client of the
 socket echo and zmq.asyncio REQ/REP, on the default loop and uvloop).
 
@@ -37,12 +39,19 @@ from rounds import median_seconds
 
 # ---- servers, each in its own process: they answer until terminated ----
 
-def serve_fastmsg(ports):
-    rx = fastmsg.Receiver("tcp://127.0.0.1:0")
+BUSY_POLL = 100e-6  # seconds
+
+
+def serve_fastmsg(ports, **options):
+    rx = fastmsg.Receiver("tcp://127.0.0.1:0", **options)
     ports.put(rx.endpoint)
     while True:
         with rx.recv() as m:
             m.reply(m)
+
+
+def serve_fastmsg_busy(ports):
+    serve_fastmsg(ports, busy_poll=BUSY_POLL)
 
 
 def _recv_exact(conn, n):
@@ -102,7 +111,8 @@ def _server(target):
 
 @pytest.fixture(scope="module")
 def servers():
-    started = {"fastmsg": _server(serve_fastmsg), "socket": _server(serve_socket),
+    started = {"fastmsg": _server(serve_fastmsg), "fastmsg busy_poll": _server(serve_fastmsg_busy),
+               "socket": _server(serve_socket),
                "fastmsg batches": _server(serve_fastmsg_batches)}
     if zmq:
         started["pyzmq"] = _server(serve_zmq)
@@ -115,8 +125,8 @@ def servers():
 
 # ---- clients: one round trip each call ----
 
-def _fastmsg_client(endpoint):
-    tx = fastmsg.Sender(endpoint)
+def _fastmsg_client(endpoint, **options):
+    tx = fastmsg.Sender(endpoint, **options)
 
     def once():
         tx.request(PAYLOAD).release()
@@ -154,7 +164,8 @@ def _record(benchmark, samples):
     benchmark.extra_info["p99_us"] = round(samples[int(len(samples) * 0.99)] / 1e3, 2)
 
 
-SYNC = {"fastmsg": _fastmsg_client, "socket": _socket_client, "pyzmq": _zmq_client}
+SYNC = {"fastmsg": _fastmsg_client, "fastmsg busy_poll": lambda e: _fastmsg_client(e, busy_poll=BUSY_POLL),
+        "socket": _socket_client, "pyzmq": _zmq_client}
 
 
 @pytest.mark.parametrize("name", list(SYNC))

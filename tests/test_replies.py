@@ -551,3 +551,28 @@ def test_request_stream_times_out_when_no_reply_comes():
         with pytest.raises(fastmsg.Timeout):
             list(tx.request_stream([b"a", b"b"], timeout=0.2))
         assert len(rx.recv_many(2, timeout=5)) >= 1
+
+
+def test_busy_poll_on_both_sides():
+    """busy_poll= makes a requester and a recv() poll before sleeping: the round trips are the
+    same (all answered, each its own), and a wait shorter than the poll still ends at its
+    deadline (the poll is cut there)."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0", busy_poll=0.002) as rx, \
+            fastmsg.Sender(rx.endpoint, busy_poll=0.002) as tx:
+        t, stop = serve_in_thread(rx)
+        try:
+            for i in range(200):
+                with tx.request(b"q%d" % i, timeout=10) as reply:
+                    assert bytes(reply) == answer(b"q%d" % i)
+        finally:
+            stop.set()
+            t.join(10)
+        with pytest.raises(fastmsg.Timeout):
+            rx.recv(timeout=0.0005)
+
+
+@pytest.mark.parametrize("bad", [-1e-6, 0.011, float("nan")])
+def test_busy_poll_out_of_range_is_refused(bad):
+    for cls, where in ((fastmsg.Receiver, "tcp://127.0.0.1:0"), (fastmsg.Sender, "tcp://127.0.0.1:9")):
+        with pytest.raises(ValueError, match="busy_poll"):
+            cls(where, busy_poll=bad)

@@ -46,6 +46,19 @@ cdef uint32_t _timeout_ms(str name, object seconds) except 0:
     return max(1, <uint32_t>(t * 1000 + 0.5))
 
 
+MAX_BUSY_POLL = 0.01  # seconds: a spin longer than a scheduler tick is never the cheaper wait
+
+
+cdef uint32_t _busy_poll_ns(object busy_poll) except? 1:
+    """busy_poll= in seconds (None or 0: off) as nanoseconds."""
+    if busy_poll is None:
+        return 0
+    cdef double t = busy_poll
+    if not 0 <= t <= MAX_BUSY_POLL:
+        raise ValueError(f"busy_poll must be in 0..{MAX_BUSY_POLL:g} seconds (None: off), got {busy_poll!r}")
+    return <uint32_t>(t * 1e9 + 0.5)
+
+
 cdef tuple _heartbeat_ms(object heartbeat_interval, object dead_peer_timeout):
     """(heartbeat_ms, dead_peer_ms) from the options in seconds; dead_peer_timeout None:
     DEAD_PEER_INTERVALS intervals. The timeout must exceed the interval."""

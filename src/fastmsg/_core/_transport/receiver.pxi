@@ -73,7 +73,7 @@ cdef class Receiver:
                  max_sessions=DEFAULT_MAX_SESSIONS, ack="released",
                  heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL, dead_peer_timeout=None,
                  reply_hwm_bytes=DEFAULT_REPLY_HWM_BYTES, secret=None, secrets=None, allow=None,
-                 max_connections_per_source=None, rate_limit=None, ssl=None):
+                 max_connections_per_source=None, rate_limit=None, ssl=None, busy_poll=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
         self.lock = PyThread_allocate_lock()
@@ -101,6 +101,7 @@ cdef class Receiver:
             raise ValueError(f"ack must be one of {ACK_MODES}, got {ack!r}")
         cfg.ack_on_receipt = ack == "received"
         cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
+        cfg.busy_poll_ns = _busy_poll_ns(busy_poll)
         if reply_hwm_bytes < 4096:
             raise ValueError(f"reply_hwm_bytes must be at least 4096, got {reply_hwm_bytes}")
         cfg.reply_hwm_bytes = reply_hwm_bytes

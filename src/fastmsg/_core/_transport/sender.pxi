@@ -55,7 +55,7 @@ cdef class Sender:
                  max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
                  handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
                  dead_peer_timeout=None, linger=DEFAULT_LINGER, secret=None, key_id=None, ssl=None,
-                 server_hostname=None):
+                 server_hostname=None, busy_poll=None):
         ep = _parse_endpoint(endpoint)
         if server_hostname is not None and not isinstance(server_hostname, str):
             raise TypeError(f"server_hostname is a str, got {server_hostname!r}")
@@ -81,6 +81,7 @@ cdef class Sender:
         cfg.session_id = secrets.randbits(64) | 1
         cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
         cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
+        cfg.busy_poll_ns = _busy_poll_ns(busy_poll)
         self.max_message = max_message_size
         self.hwm = cfg.ring_capacity
         self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)

@@ -89,6 +89,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t dead_peer_ms           # nothing received this long: the peer is gone
         fm_auth_key key                 # len 0: no secret
         fm_tls_ctx *tls                 # NULL: plaintext; the engine frees it
+        uint32_t busy_poll_ns           # polling before sleeping in a wait; 0: never
 
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                              fm_error *err)
@@ -147,6 +148,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t rate_msgs              # messages per second per connection; 0: no limit
         uint32_t rate_burst
         fm_tls_ctx *tls                 # NULL: plaintext; the engine frees it
+        uint32_t busy_poll_ns           # polling before sleeping in a wait; 0: never
         fm_allow_name names[32]         # FM_MAX_ALLOW; nnames 0: any certificate
         uint32_t nnames
 

@@ -122,6 +122,7 @@ typedef struct {
     uint32_t handshake_timeout_ms; /* from the connect to WELCOME; 0: the default, 5 s */
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the receiver is gone (> heartbeat_ms) */
+    uint32_t busy_poll_ns;  /* a requester polls its socket this long before it sleeps; 0: never */
     fm_auth_key key;        /* len 0: no secret */
     fm_tls_ctx *tls;        /* NULL: plaintext; else the sender's, freed with it */
 } fm_sender_config;
@@ -240,6 +241,7 @@ typedef struct {
     uint32_t ack_on_receipt;     /* acknowledge messages once received, not once the consumer released them */
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
+    uint32_t busy_poll_ns;  /* a recv() polls the sockets this long before it sleeps; 0: never */
     uint64_t reply_hwm_bytes; /* reply bytes queued or unacknowledged at which reply() refuses */
     /* ---- who may connect (receiver_allow.c, receiver_auth.c) ---- */
     fm_auth_key keys[FM_MAX_KEYS];   /* nkeys 0: no secret, and a sender with one is refused */

@@ -68,6 +68,19 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
     __atomic_store_n(&rx->hb_next_ns, hb_next == INT64_MAX ? 0 : hb_next, __ATOMIC_RELAXED); /* heartbeat hook */
 }
 
+/* With busy_poll: looks at the sockets without sleeping for that long (at most to the deadline),
+ * as a sleeping reader's wake-up is most of a round trip between two CPUs. Events, or 0. */
+static int busy_poll(fm_receiver *rx, fastmsg_poll_event *ev, int64_t now, int64_t deadline_ns) {
+    if (!rx->cfg.busy_poll_ns) return 0;
+    int64_t end = now + rx->cfg.busy_poll_ns;
+    if (deadline_ns >= 0 && deadline_ns < end) end = deadline_ns;
+    for (;;) {
+        int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, 0);
+        if (n != 0 || fastmsg_monotonic_ns() >= end) return n;
+        sched_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
+    }
+}
+
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     fm_ctx *ctx = rx->ctx;
     if (rx->poller == ctx->poller) return fm_receiver_wait(rx, deadline_ns);
@@ -108,7 +121,8 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
         }
         int64_t wait_ms = next == INT64_MAX ? -1 : (next - now + FM_MS - 1) / FM_MS;
         int timeout_ms = wait_ms > MAX_WAIT_MS ? MAX_WAIT_MS : (int)wait_ms;
-        int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, timeout_ms);
+        int n = busy_poll(rx, ev, now, deadline_ns);
+        if (n == 0) n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, timeout_ms);
         if (n == -EINTR) {
             rc = FASTMSG_WAIT_INTERRUPTED;
             break;

@@ -51,6 +51,23 @@ static int take_soon(fm_sender *s) {
     return 0;
 }
 
+/* Waits for the socket to be readable until `until`: with busy_poll, it looks without sleeping
+ * for that long first (a sleeping thread's wake-up is most of a round trip between two CPUs). */
+static int wait_readable(fm_sender *s, int64_t now, int64_t until) {
+    if (s->cfg.busy_poll_ns) {
+        int64_t spin_end = now + s->cfg.busy_poll_ns < until ? now + s->cfg.busy_poll_ns : until;
+        for (;;) {
+            int rc = fastmsg_wait_readable(s->fd, 0);
+            if (rc != 0) return rc;
+            if (fastmsg_monotonic_ns() >= spin_end) break;
+            sched_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
+        }
+        now = fastmsg_monotonic_ns();
+        if (now >= until) return 0;
+    }
+    return fastmsg_wait_readable(s->fd, until - now);
+}
+
 /* Reads until r's reply is here, `until` passes, or the connection fails (token held, the socket
  * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
  * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
@@ -61,7 +78,7 @@ static int read_held(fm_sender *s, fm_request *r, int64_t until) {
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
         int64_t now = fastmsg_monotonic_ns();
         if (now >= until) return FASTMSG_WAIT_TIMEOUT;
-        int rc = s->tls_unread ? 1 : fastmsg_wait_readable(s->fd, until - now);
+        int rc = s->tls_unread ? 1 : wait_readable(s, now, until);
         if (rc == -EINTR) return FASTMSG_WAIT_INTERRUPTED;
         if (rc < 0) return FASTMSG_WAIT_TIMEOUT; /* (the I/O thread meets the same failure) */
         if (rc == 0) continue;
