@@ -111,8 +111,52 @@ def test_bench_without_compare_when_transport_missing():
 def test_bad_arguments(args, message):
     r = run(*args, timeout=30)
     assert r.returncode == 2
-    assert r.stderr.startswith("usage: fastmsg")
-    assert message in r.stderr
+    assert r.stderr.startswith("fastmsg: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert message in r.stderr and "--help" in r.stderr
+
+
+def test_version():
+    r = run("--version", timeout=30)
+    assert r.returncode == 0 and r.stdout == f"fastmsg {fastmsg.__version__}\n", r.stdout + r.stderr
+
+
+def one_line_error(r):
+    """The failure's message: one line on stderr, a non-zero exit, no traceback."""
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("fastmsg: error: "), r.stderr
+    return r.stderr
+
+
+@pytest.mark.skipif(not HAS_TRANSPORT, reason="the fastmsg transport is not in this build yet")
+def test_address_in_use_is_one_line():
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
+        for cmd in (["recv", rx.endpoint], ["relay", rx.endpoint, "--to", "tcp://127.0.0.1:9"]):
+            text = one_line_error(run(*cmd, timeout=30))
+            assert f"cannot bind {rx.endpoint}" in text and "in use" in text
+
+
+@pytest.mark.skipif(not HAS_TRANSPORT, reason="the fastmsg transport is not in this build yet")
+@pytest.mark.parametrize("cmd", ["send", "recv"])
+def test_unknown_host_is_one_line(cmd):
+    text = one_line_error(run(cmd, "tcp://no-such-host.invalid:5555", timeout=30))
+    assert "cannot resolve host 'no-such-host.invalid'" in text
+
+
+@pytest.mark.skipif(not HAS_TRANSPORT, reason="the fastmsg transport is not in this build yet")
+def test_unreachable_receiver_is_one_line():
+    from transport_helpers import free_port
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    r = subprocess.run([sys.executable, "-m", "fastmsg", "send", endpoint, "--timeout", "0.5"], input="hello\n",
+                       capture_output=True, text=True, timeout=60)
+    text = one_line_error(r)
+    assert f"cannot reach {endpoint}" in text and "refused" in text
+
+
+@pytest.mark.skipif(not HAS_TRANSPORT, reason="the fastmsg transport is not in this build yet")
+def test_star_for_send_is_one_line():
+    text = one_line_error(run("send", "tcp://*:5555", timeout=30))
+    assert "name the host" in text
 
 
 @pytest.mark.skipif(HAS_TRANSPORT, reason="the fastmsg transport is present")

@@ -85,7 +85,8 @@ BAD = [
     ("tcp://host name:5", "invalid host name 'host name'"),
     ("tcp://-bad.example:5", "invalid host name"),
     ("tcp://a..b:5", "invalid host name"),
-    ("tcp://*:5", "invalid host name"),
+    ("tcp://*.example:5", "invalid host name"),  # ("*" alone is every interface)
+    ("tcp://[*]:5", "brackets hold an IPv6 address"),
     ("ipc://", "empty path"),
     ("ipc://run/app.sock", "relative path 'run/app.sock'"),
     ("ipc://" + "/" + "x" * 200, "path is 201 bytes"),
@@ -135,3 +136,12 @@ def test_resolve_unknown_name():
     # .invalid never resolves (RFC 6761)
     with pytest.raises(socket.gaierror, match="cannot resolve host 'no-such-host.invalid' of endpoint 'tcp://no-such-host.invalid:80'"):
         parse("tcp://no-such-host.invalid:80").resolve()
+
+
+def test_star_is_every_interface_for_binding_only():
+    ep = parse("tcp://*:5555")
+    assert (ep.host, ep.port, str(ep)) == ("*", 5555, "tcp://*:5555")
+    [(family, addr)] = ep.resolve(passive=True)
+    assert (family, addr[:2]) in ((socket.AF_INET6, ("::", 5555)), (socket.AF_INET, ("0.0.0.0", 5555)))
+    with pytest.raises(ValueError, match="only a Receiver can bind"):
+        ep.resolve()

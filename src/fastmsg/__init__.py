@@ -5,17 +5,20 @@ import sys
 from fastmsg._core.crc import crc32c, crc32c_combine
 from fastmsg._core.crc import implementation as crc32c_implementation
 from fastmsg._core.ring import Record, RingBuffer, SharedRing
-from fastmsg.errors import Closed, FastmsgError, Full, MessageTooLarge, ProtocolError, Timeout
+from fastmsg.errors import (BindError, Closed, FastmsgError, Full, MessageTooLarge, ProtocolError, ResolveError,
+                            Timeout)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BindError",
     "Closed",
     "FastmsgError",
     "Full",
     "MessageTooLarge",
     "ProtocolError",
     "Record",
+    "ResolveError",
     "RingBuffer",
     "SharedRing",
     "Timeout",

@@ -1,5 +1,9 @@
 """The `fastmsg` command: what this build is and how fast its kernels run here (no command);
-`fastmsg bench` measures the transport against its peers; `send` and `recv` try it from a shell."""
+`fastmsg bench` measures the transport against its peers; `send` and `recv` try it from a shell.
+
+A failure the user can act on (a bad argument, an address in use, an unknown host, a receiver
+that cannot be reached) is one line on stderr, `fastmsg: error: ...`, and a non-zero exit status:
+2 for the command line, 1 for the rest."""
 
 import argparse
 import importlib
@@ -148,6 +152,10 @@ def _transport_missing():
     return True
 
 
+class _Failed(Exception):
+    """A command failed for a reason its message gives (printed as one line by main)."""
+
+
 def _send(args, out):
     if _transport_missing():
         return 1
@@ -159,8 +167,11 @@ def _send(args, out):
                     line = line[:-1]
             tx.send(line)
         if not tx.flush(timeout=args.timeout):
-            sys.stderr.write(f"fastmsg send: not everything was delivered to {args.endpoint} within {args.timeout:g} s\n")
-            return 1
+            stats = tx.stats()
+            tx.close(linger=0)  # (what it holds cannot be delivered: do not wait its linger too)
+            if not stats["connects"]:
+                raise _Failed(f"cannot reach {args.endpoint} within {args.timeout:g} s: {stats['last_error'] or 'no connection'}")
+            raise _Failed(f"not everything was delivered to {args.endpoint} within {args.timeout:g} s")
     return 0
 
 
@@ -178,8 +189,7 @@ def _recv(args, out):
             except fastmsg.Timeout:
                 if args.timeout is None:
                     continue
-                sys.stderr.write(f"fastmsg recv: nothing arrived for {args.timeout:g} s\n")
-                return 1
+                raise _Failed(f"nothing arrived for {args.timeout:g} s")
             data = bytes(msg)
             msg.release()
             if stdout is not None:
@@ -206,10 +216,18 @@ def _relay(args, out):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line (argparse prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"fastmsg: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
     from fastmsg._bench import payload, runner
 
-    parser = argparse.ArgumentParser(prog="fastmsg", description=__doc__)
+    parser = _Parser(prog="fastmsg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fastmsg {fastmsg.__version__}")
     parser.add_argument("--quick", action="store_true", help="print the build information only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -264,6 +282,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("fastmsg: interrupted\n")
         return 130
+    except (_Failed, fastmsg.FastmsgError, OSError, ValueError) as e:
+        # (an OSError's own text without its "[Errno n]" prefix: fastmsg's names the endpoint)
+        text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        sys.stderr.write(f"fastmsg: error: {text}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -218,9 +218,10 @@ class Receiver:
 
     def close(self):
         """Stops accepting and closes every connection; a recv() awaiting raises Closed (an
-        `async for` ends). Messages already received stay valid until released. Idempotent."""
+        `async for` ends). Messages already received stay valid until released. Returns True if
+        nothing was left behind, as fastmsg.Receiver.close. Idempotent."""
         self._ready.close()
-        self._rx.close()
+        return self._rx.close()
 
     async def __aenter__(self):
         return self
@@ -356,6 +357,7 @@ class Sender:
 
     @property
     def connected(self):
+        """True while connected to the Receiver; False once closed."""
         return self._tx.connected
 
     @property
@@ -375,7 +377,7 @@ class Sender:
     def close(self, linger=_OWN_LINGER):
         """fastmsg.Sender.close: it blocks the event loop while it waits up to `linger` for
         acknowledgements; aclose() waits without blocking it. A send(), flush() or request()
-        awaiting raises Closed."""
+        awaiting raises Closed. Returns True if nothing queued was left unacknowledged."""
         self._unlend()  # (the I/O thread reads the acknowledgements that close() waits for)
         self._ready.close()
         return self._tx.close() if linger is _OWN_LINGER else self._tx.close(linger)

@@ -2,6 +2,7 @@
 
 ``parse(text)`` checks an endpoint and returns an `Endpoint`; ``str(endpoint)`` gives the text back
 (an IPv6 address in brackets). Nothing is resolved or opened here except by `Endpoint.resolve`.
+``tcp://*:port`` is every interface, for a Receiver to bind; a Sender needs a host to connect to.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
+from functools import cache
 
-__all__ = ["MAX_IPC_PATH", "Endpoint", "parse"]
+from fastmsg.errors import ResolveError
+
+__all__ = ["ANY_HOST", "MAX_IPC_PATH", "Endpoint", "parse"]
+
+ANY_HOST = "*"  # tcp://*:port: every interface (IPv6 and IPv4 where the host has IPv6)
 
 # sockaddr_un.sun_path is 108 bytes on Linux and 104 on macOS and the BSDs; a path must leave room
 # for its terminating NUL, so the longest usable path is one byte less.
@@ -28,6 +34,8 @@ def _check_host(host: str) -> str | None:
     """None if `host` is a valid IPv4 address, IPv6 address or host name; else what is wrong."""
     if not host:
         return "empty host"
+    if host == ANY_HOST:
+        return None
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)
@@ -91,6 +99,8 @@ class Endpoint:
             return socket.AF_UNIX
         if ":" in self.host:
             return socket.AF_INET6
+        if self.host == ANY_HOST:
+            return socket.AF_INET6 if _dual_stack() else socket.AF_INET
         try:
             ipaddress.IPv4Address(self.host)
         except ValueError:
@@ -106,20 +116,41 @@ class Endpoint:
     def resolve(self, passive: bool = False) -> list[tuple[int, object]]:
         """[(family, sockaddr), ...] to try in order; host names are looked up with getaddrinfo.
 
-        `passive` asks for addresses to bind to. An unresolvable name raises socket.gaierror
-        (an OSError) naming the endpoint."""
+        `passive` asks for addresses to bind to. An unresolvable name raises ResolveError (a
+        FastmsgError and a socket.gaierror) naming the endpoint. The host "*" is for binding:
+        [::] taking IPv4 too where the host has IPv6, else 0.0.0.0; not passive, ValueError."""
         if self.scheme == "ipc":
             return [(socket.AF_UNIX, self.path)]
+        if self.host == ANY_HOST:
+            if not passive:
+                raise ValueError(f"'{self}' means every interface, which only a Receiver can bind; "
+                                 f"name the host to connect to, like tcp://127.0.0.1:{self.port}")
+            return [(socket.AF_INET6, ("::", self.port, 0, 0)) if _dual_stack() else (socket.AF_INET, ("0.0.0.0", self.port))]
         flags = socket.AI_PASSIVE if passive else 0
         try:
             infos = socket.getaddrinfo(self.host, self.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, flags)
         except socket.gaierror as e:
-            raise socket.gaierror(e.errno, f"cannot resolve host {self.host!r} of endpoint '{self}': {e.strerror}") from e
+            raise ResolveError(e.errno, f"cannot resolve host {self.host!r} of endpoint '{self}': {e.strerror}") from e
         out = []
         for family, _type, _proto, _name, addr in infos:
             if (family, addr) not in out:
                 out.append((family, addr))
         return out
+
+
+@cache
+def _dual_stack() -> bool:
+    """True if this host can bind an IPv6 socket that takes IPv4 too (once per process: a host
+    without IPv6, or with it switched off, binds tcp://*:port on IPv4 only)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+    except OSError:
+        return False
+    return True
 
 
 def _check_path(path: str) -> str | None:

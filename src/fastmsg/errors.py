@@ -1,4 +1,10 @@
-"""The exceptions fastmsg raises. Every one derives from FastmsgError."""
+"""The exceptions fastmsg raises for its own reasons. Every one derives from FastmsgError.
+
+A failure of the operating system keeps its errno: BindError and ResolveError are OSErrors too,
+and other system failures are OSError itself (its subclasses: PermissionError...). Wrong
+arguments raise ValueError or TypeError, and a lack of memory MemoryError."""
+
+import socket
 
 
 class FastmsgError(Exception):
@@ -39,3 +45,14 @@ class ProtocolError(FastmsgError):
     def __init__(self, message, code=None):
         super().__init__(message)
         self.code = code
+
+
+class BindError(FastmsgError, OSError):
+    """A Receiver could not bind or listen on its endpoint: the address is in use, not allowed
+    (EACCES), not on this host, or, for ipc://, a file that is not a socket lies at the path.
+    `errno` is the system's error code and `endpoint` the endpoint."""
+
+
+class ResolveError(FastmsgError, socket.gaierror):
+    """An endpoint's host name could not be resolved. `errno` is getaddrinfo's error code (as
+    for socket.gaierror, which this also is)."""

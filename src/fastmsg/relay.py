@@ -78,11 +78,12 @@ class Relay:
 
     def close(self, linger=1.0):
         """Stops run(), waits up to `linger` for downstream acknowledgements (releasing what they
-        settle), then closes both sides. True if everything relayed was acknowledged downstream."""
+        settle), then closes both sides. True if nothing was left behind: everything relayed was
+        acknowledged downstream, and nothing that had arrived was left unrelayed (see
+        Balancer.close and Receiver.close). Idempotent."""
         self._closing.set()
         done = self._out.close(linger)
-        self._rx.close()
-        return done
+        return self._rx.close() and done
 
     def __enter__(self):
         return self

@@ -16,7 +16,8 @@ from libc.errno cimport EAGAIN, EINVAL, EMSGSIZE, ENOMEM
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdlib cimport free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
+from cpython.unicode cimport PyUnicode_Decode
 
 from fastmsg._core.includes.crc32c cimport use_selected_kernel
 from fastmsg._core.includes.engine cimport *
@@ -29,9 +30,11 @@ from fastmsg._core.waiting cimport (WAIT_CLOSED, WAIT_READY, WAIT_TIMED_OUT, rin
                                     wait_until)
 
 import atexit
+import errno
 import os
 import secrets
 import socket
+import stat
 import sys
 import threading
 import time
@@ -39,7 +42,7 @@ import weakref
 from collections import deque
 
 from fastmsg.endpoint import parse as _parse_endpoint
-from fastmsg.errors import Closed, FastmsgError, Full, MessageTooLarge, ProtocolError, Timeout
+from fastmsg.errors import BindError, Closed, FastmsgError, Full, MessageTooLarge, ProtocolError, Timeout
 
 use_selected_kernel()
 

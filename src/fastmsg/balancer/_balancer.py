@@ -497,7 +497,8 @@ class Balancer:
 
     def close(self, linger=1.0):
         """Waits up to `linger` s for every message to be acknowledged (failing over as needed),
-        then closes every Sender. True if nothing was left unacknowledged. Idempotent."""
+        then closes every Sender. True if nothing was left unacknowledged (as Sender.close);
+        idempotent: True once closed."""
         if self._closed:
             return True
         done = self.flush(timeout=linger) if linger != 0 else True

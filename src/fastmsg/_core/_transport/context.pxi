@@ -36,7 +36,10 @@ cdef class Context:
         if self.ctx == NULL:
             return
         for endpoint in list(self.endpoints):
-            endpoint.close(linger=0)
+            if isinstance(endpoint, Sender):
+                endpoint.close(linger=0)
+            else:
+                endpoint.close()
         cdef fm_ctx *ctx = self.ctx
         self.ctx = NULL
         if self.gen == _generation:

@@ -19,8 +19,10 @@ cdef class _BigFrame:
 cdef class Message:
     """A received message: a read-only zero-copy buffer over the receive ring.
 
-    bytes(msg), memoryview(msg), len(msg); release() (or the end of a with-block, or garbage
-    collection) gives its memory back, once no view of it is alive. A message sent with
+    bytes(msg), memoryview(msg), len(msg); like bytes, msg[i] is an int and msg[a:b] a bytes copy
+    of that part, msg == b"..." compares the bytes, msg.decode() makes a str straight from the
+    ring. release() (or the end of a with-block, or garbage collection) gives its memory back, once
+    no view of it is alive; after it, these raise Closed. A message sent with
     Sender.request() is a request: its bytes are the application's (the request id is not among
     them), and reply() answers it. Sender.request() returns its reply as a Message as well.
     """
@@ -114,20 +116,62 @@ cdef class Message:
         if self.exports == 0 and self._released:
             self._drop()
 
-    def __bytes__(self):
+    cdef int _check_live(self) except -1:
         if self._released:
             raise Closed("this message was released; its memory may have been reused")
+        return 0
+
+    def __bytes__(self):
+        self._check_live()
         return PyBytes_FromStringAndSize(<const char *>self.data, self.length)
 
+    def tobytes(self):
+        """bytes(msg): a copy of the message (as memoryview.tobytes)."""
+        self._check_live()
+        return PyBytes_FromStringAndSize(<const char *>self.data, self.length)
+
+    def decode(self, encoding="utf-8", errors="strict"):
+        """The message as a str (as bytes.decode), decoded from the ring without a bytes copy."""
+        self._check_live()
+        return PyUnicode_Decode(<const char *>self.data, self.length, encoding.encode(), errors.encode())
+
     def __len__(self):
-        if self._released:
-            raise Closed("this message was released; its memory may have been reused")
+        self._check_live()
         return self.length
 
+    def __getitem__(self, index):
+        """msg[i]: the byte at i, an int; msg[a:b:c]: those bytes, as a bytes object (a copy)."""
+        cdef Py_ssize_t i, start, stop, step, n
+        self._check_live()
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.length)
+            if step == 1:
+                return PyBytes_FromStringAndSize(<const char *>self.data + start, max(0, stop - start))
+            return PyBytes_FromStringAndSize(<const char *>self.data, self.length)[index]
+        i = index  # (any integer-like object; TypeError otherwise, OverflowError if huge)
+        n = i + self.length if i < 0 else i
+        if not 0 <= n < self.length:
+            raise IndexError(f"index {i} out of range for a {self.length}-byte message")
+        return self.data[n]
+
+    def __contains__(self, item):
+        # Defined so that `b"ab" in msg` searches the bytes, as for bytes (iteration would
+        # compare each int byte with b"ab" and answer False).
+        return item in self.tobytes()
+
     def __eq__(self, other):
-        if isinstance(other, (bytes, bytearray, memoryview, Message)):
-            return bytes(self) == bytes(other)
-        return NotImplemented
+        cdef Py_buffer view
+        if not isinstance(other, (bytes, bytearray, memoryview, Message)):
+            return NotImplemented
+        self._check_live()
+        try:
+            PyObject_GetBuffer(other, &view, PyBUF_C_CONTIGUOUS)  # (compared in place: no copies)
+        except BufferError:  # (a strided memoryview)
+            return self.tobytes() == bytes(other)
+        try:
+            return view.len == self.length and memcmp(view.buf, self.data, self.length) == 0
+        finally:
+            PyBuffer_Release(&view)
 
     __hash__ = None
 

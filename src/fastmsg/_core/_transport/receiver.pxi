@@ -108,6 +108,9 @@ cdef class Receiver:
         self.reply_hwm_bytes = reply_hwm_bytes
         self.batch_budget = cfg.conn_ring_capacity // 4
         family, addr = ep.resolve(passive=True)[0]
+        cfg.dual_stack = ep.host == "*"
+        if ep.scheme == "ipc":
+            _clear_stale_socket(ep)
         cdef sockaddr_storage sa
         cdef socklen_t salen
         _sockaddr(family, addr, &sa, &salen)
@@ -119,7 +122,7 @@ cdef class Receiver:
         with nogil:  # (the engine owns cfg.tls from here, whatever the outcome)
             self.rx = fm_receiver_new(ctx, <sockaddr *>&sa, salen, &cfg, &err)
         if self.rx == NULL:
-            raise_engine_error(err.errnum, f"cannot bind {ep}", err.text, ep)
+            raise_engine_error(err.errnum, f"cannot bind {ep}", err.text, ep, BindError)
         self.gen = _generation
         self.rings = {}
         if ep.scheme == "ipc":
@@ -417,8 +420,14 @@ cdef class Receiver:
             PyThread_release_lock(self.lock)
 
     def __iter__(self):
+        """Each message as it comes; the iteration ends when the Receiver is closed (here between
+        two messages, or by another thread while it waits)."""
         while True:
-            yield self.recv()
+            try:
+                m = self.recv()
+            except Closed:
+                return
+            yield m
 
     def connections(self):
         """The open connections: a list of {"address": the sender's "host:port" (None over a Unix
@@ -452,24 +461,33 @@ cdef class Receiver:
                                      (f"accept failed: {os.strerror(accept_error)}" if accept_error else ""),
                        "notifications": fm_notifier_signals(fm_receiver_notifier(self.rx))})
 
-    def close(self, linger=None):
-        """Stops accepting and closes every connection. Messages already received stay valid
-        until released. Idempotent. (`linger` is accepted for symmetry with Sender.close.)"""
+    def close(self):
+        """Stops accepting and closes every connection, at once. Messages already received stay
+        valid until released. Returns True if nothing was left behind: no message that had
+        arrived and was not yet taken by recv(), and no reply unacknowledged by its Sender
+        (their Senders send such messages again, to whoever binds next, unless ack="received";
+        such replies are lost). Idempotent: True once closed. It takes no `linger`: a Receiver
+        has nothing of its own to wait for, as its Senders resend what it did not acknowledge."""
         if self.rx == NULL:
-            return
+            return True
         self.closing = True
+        cdef bint clean = True
         cdef fm_receiver *rx = self.rx
         if self.gen == _generation:  # (after fork() the lock may be held by a thread now gone)
             fm_receiver_interrupt(rx)
             with nogil:  # a recv() in progress gives up first
                 PyThread_acquire_lock(self.lock, WAIT_LOCK)
             rx = self.rx
+            try:  # (under the lock, which the look at the rings needs)
+                clean = rx == NULL or (fm_receiver_reply_bytes(rx) == 0 and not self._advance())
+            except ProtocolError:  # (a broken ring: whatever it held is left behind; close all the same)
+                clean = False
             self.rx = NULL
             PyThread_release_lock(self.lock)
         self.rx = NULL
         self.notifier = NULL
         if rx == NULL:
-            return
+            return True
         if self.gen == _generation:
             if self.cur_buf != NULL:
                 fm_rxbuf_decref(self.cur_buf)
@@ -483,6 +501,7 @@ cdef class Receiver:
                     pass
         self.cur = None
         self.rings = {}
+        return clean
 
     @property
     def closed(self):
@@ -505,6 +524,34 @@ cdef class Receiver:
 
     def __repr__(self):
         return f"<fastmsg.Receiver {self.endpoint}{' closed' if self.rx == NULL else ''}>"
+
+
+def _clear_stale_socket(ep):
+    """Before binding ipc://path: a socket file that nothing listens on any more (its Receiver
+    died without close()) is removed, so that a restarted service binds again. A live socket is
+    left for bind() to refuse (address in use); anything else at the path is refused here,
+    saying what it is, rather than as an address in use."""
+    try:
+        mode = os.lstat(ep.path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        what = ("a directory" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode)
+                else "a symbolic link" if stat.S_ISLNK(mode) else "a file that is not a socket")
+        exc = BindError(errno.EEXIST, f"cannot bind {ep}: {ep.path} is {what}, not a Unix socket; "
+                                      f"remove it or choose another path")
+        exc.endpoint = str(ep)
+        raise exc
+    # Only a refused connection proves the socket stale; a listener that accepts (or whose
+    # backlog is full: EAGAIN) is alive. Any other error is left for bind() to report.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        if probe.connect_ex(ep.path) != errno.ECONNREFUSED:
+            return
+    try:
+        os.unlink(ep.path)
+    except FileNotFoundError:
+        pass  # (another process cleared it first)
 
 
 # The tail a connection ring's producer published (read where the consumer knows it is final).

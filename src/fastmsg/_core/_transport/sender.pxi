@@ -703,13 +703,19 @@ cdef class Sender:
 
     @property
     def connected(self):
-        self._check()
+        """True while a connection to the Receiver is up (handshake done); False once closed."""
+        if self.s == NULL:
+            return False
+        _check_generation(self.gen, self)
         return bool(fm_sender_connected(self.s))
 
     @property
     def unacknowledged(self):
-        """Messages queued and not yet acknowledged by the receiver (nor refused by it)."""
-        self._check()
+        """Messages queued and not yet acknowledged by the receiver (nor refused by it); once
+        closed, those close() gave up."""
+        if self.s == NULL:
+            return self.unacked_at_close
+        _check_generation(self.gen, self)
         return fm_sender_unacked(self.s)
 
     # ---- what a Balancer watches ----

@@ -138,6 +138,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t heartbeat_ms
         uint32_t dead_peer_ms
         uint64_t reply_hwm_bytes
+        uint32_t dual_stack             # an IPv6 address takes IPv4 too (tcp://*:port)
         fm_auth_key keys[8]             # FM_MAX_KEYS; nkeys 0: no secret
         uint32_t nkeys
         fm_allow_net nets[32]           # FM_MAX_ALLOW; nnets 0: any address
@@ -163,6 +164,7 @@ cdef extern from "engine/engine.h" nogil:
     void fm_receiver_send_replies(fm_receiver *rx)
     void fm_receiver_interrupt(fm_receiver *rx)
     void fm_receiver_stats(fm_receiver *rx, uint64_t *out)
+    uint64_t fm_receiver_reply_bytes(fm_receiver *rx)
     # 0, -EAGAIN (reply_hwm_bytes reached), -EMSGSIZE, -ENOMEM
     int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id, const uint8_t *data,
                           size_t len, int write_now)

@@ -243,6 +243,7 @@ typedef struct {
     uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
     uint32_t busy_poll_ns;  /* a recv() polls the sockets this long before it sleeps; 0: never */
     uint64_t reply_hwm_bytes; /* reply bytes queued or unacknowledged at which reply() refuses */
+    uint32_t dual_stack;      /* an IPv6 address takes IPv4 connections too (IPV6_V6ONLY off): tcp://*:port */
     /* ---- who may connect (receiver_allow.c, receiver_auth.c) ---- */
     fm_auth_key keys[FM_MAX_KEYS];   /* nkeys 0: no secret, and a sender with one is refused */
     uint32_t nkeys;
@@ -289,6 +290,8 @@ void fm_receiver_send_replies(fm_receiver *rx);
 /* Makes every wait on rx, now and later, return FASTMSG_WAIT_INTERRUPTED (close() has begun). */
 void fm_receiver_interrupt(fm_receiver *rx);
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]);
+/* Reply bytes queued or not yet acknowledged by their senders. */
+uint64_t fm_receiver_reply_bytes(fm_receiver *rx);
 /* Queues the reply to request `request_id` of session `session_id` (the ring's, fm_rxbuf_session):
  * 0; -EAGAIN when reply_hwm_bytes are queued or unacknowledged already; -EMSGSIZE for a reply too
  * large for any record; -ENOMEM. `write_now`: the queue goes out now (fm_receiver_send_replies);

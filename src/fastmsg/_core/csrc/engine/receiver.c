@@ -54,7 +54,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
-    int fd = fastmsg_listen(addr, addrlen, LISTEN_BACKLOG);
+    int fd = fastmsg_listen(addr, addrlen, LISTEN_BACKLOG, !cfg->dual_stack);
     if (fd < 0) {
         fm_error_set(err, -fd, "cannot listen: %s", strerror(-fd));
         fm_tls_ctx_free(cfg->tls);
@@ -114,6 +114,8 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
 int fm_receiver_local_addr(fm_receiver *rx, struct sockaddr_storage *out, socklen_t *len) {
     return fastmsg_local_addr(rx->lfd, out, len);
 }
+
+uint64_t fm_receiver_reply_bytes(fm_receiver *rx) { return __atomic_load_n(&rx->reply_bytes, __ATOMIC_RELAXED); }
 
 void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
     for (int i = 0; i < FM_STAT_COUNT; i++) out[i] = __atomic_load_n(&rx->stats[i], __ATOMIC_RELAXED);

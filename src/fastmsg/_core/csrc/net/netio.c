@@ -47,12 +47,13 @@ static int new_socket(int family) {
     return fd;
 }
 
-int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog) {
+int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog, int v6only) {
     int fd = new_socket(addr->sa_family);
     if (fd < 0) return fd;
     int one = 1;
     if (addr->sa_family != AF_UNIX) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (addr->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    /* Set either way: the system's default (net.ipv6.bindv6only) differs between hosts. */
+    if (addr->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     if (bind(fd, addr, len) < 0 || listen(fd, backlog) < 0) {
         int err = -errno;
         close(fd);

@@ -13,8 +13,9 @@
 #endif
 
 /* A listening socket bound to addr; returns the fd or -errno. For AF_UNIX a stale socket file
- * is not removed here: the caller decides. */
-int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog);
+ * is not removed here: the caller decides. `v6only`: an AF_INET6 socket takes IPv6 connections
+ * only (0: IPv4 ones too, as IPv4-mapped addresses). */
+int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog, int v6only);
 
 /* The bound address of fd (to learn an ephemeral port); 0 or -errno. */
 int fastmsg_local_addr(int fd, struct sockaddr_storage *out, socklen_t *len);
