@@ -190,3 +190,24 @@ def test_readme_links_the_site_and_says_how_to_build_it():
     assert "docs-site/" in readme
     assert "python -m sphinx -W --keep-going docs-site build/site" in readme
     assert "docs-site/index.md" in readme
+
+
+@needs_site
+def test_a_malformed_docstring_is_shown_as_written_not_a_build_error():
+    pytest.importorskip("sphinx", reason="Sphinx is not installed (the 'docs' extra)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_site_conf", SITE / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    bad = ["Waits for *everything", "  and then some."]  # an emphasis never closed, a stray indent
+    lines = list(bad)
+    conf._docstring(None, "method", "x", None, {}, lines)
+    assert lines == ["::", "", "    " + bad[0], "    " + bad[1], ""]  # a literal block
+    good = ["Queues one message; see :class:`fastmsg.Sender` and ``timeout``.", "", "- one", "- two"]
+    lines = list(good)
+    conf._docstring(None, "method", "x", None, {}, lines)
+    assert lines == good
+    missing = []
+    conf._docstring(None, "method", "x", None, {}, missing)
+    assert missing == []

@@ -116,6 +116,12 @@ def _output_file(text):
     return text
 
 
+def _png_file(text):
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the figure is a PNG, so its name ends with .png")
+    return _output_file(text)
+
+
 def _bench(args, out):
     from fastmsg._bench import payload, report, runner, table
 
@@ -261,7 +267,7 @@ def _parser():
     bench.add_argument("--quick", action="store_true", help="short runs: the whole bench in seconds")
     bench.add_argument("--json", type=_output_file, metavar="FILE",
                        help="also write every result, the command line and the machine to FILE as JSON")
-    bench.add_argument("--plot", type=_output_file, metavar="FILE.png",
+    bench.add_argument("--plot", type=_png_file, metavar="FILE.png",
                        help="also draw throughput by size and the round-trip distribution to FILE.png "
                             "(needs matplotlib: pip install 'fastmsg[plot]')")
 
