@@ -77,18 +77,20 @@ def _stub_node(obj):
 
 def _stub_signature(obj, what):
     node = _stub_node(obj)
-    if isinstance(node, ast.ClassDef):
-        node = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if isinstance(node, ast.ClassDef):  # its __init__, else its __new__
+        made = {n.name: n for n in node.body if isinstance(n, ast.FunctionDef)}
+        node = made.get("__init__", made.get("__new__"))
         what = "method"
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None
     args = node.args
-    if what == "method" and (args.posonlyargs or args.args):  # drop self
+    static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+    if what == "method" and not static and (args.posonlyargs or args.args):  # drop self (or cls)
         if args.posonlyargs:
             args.posonlyargs = args.posonlyargs[1:]
         else:
             args.args = args.args[1:]
-    returns = ast.unparse(node.returns) if node.returns is not None and node.name != "__init__" else None
+    returns = ast.unparse(node.returns) if node.returns is not None and node.name not in ("__init__", "__new__") else None
     return f"({ast.unparse(args)})", returns
 
 
@@ -109,15 +111,15 @@ def _compiled(obj):
 
 
 def _signature(app, what, name, obj, options, signature, return_annotation):
-    if what not in ("class", "exception", "method", "function") or not _compiled(obj):
-        return signature, return_annotation
+    # Only a signature autodoc found is replaced: where it found none, Sphinx 9 cannot take one
+    # from this event (it raises), so such an entry keeps its name and docstring alone.
+    if signature is None or what not in ("class", "exception", "method", "function") or not _compiled(obj):
+        return None
     found = _stub_signature(obj, what)  # the stub's, where there is one: Python types, no C
     if found is not None:
         return found
-    if signature:
-        signature = _SELF.sub(lambda m: "(" if m.group(0).endswith(", ") else "()", signature)
-        signature = _C_TYPES.sub("", signature)
-    return signature, return_annotation
+    signature = _SELF.sub(lambda m: "(" if m.group(0).endswith(", ") else "()", signature)
+    return _C_TYPES.sub("", signature), return_annotation
 
 
 _RST_SETTINGS = None

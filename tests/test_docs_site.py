@@ -3,6 +3,7 @@ list everything the code has (stats() keys, constructor options, command-line op
 they cannot fall behind it."""
 
 import ast
+import html
 import inspect
 import pathlib
 import re
@@ -63,7 +64,11 @@ def test_site_builds_with_warnings_as_errors(tmp_path):
                    "fastmsg.Balancer.route", "fastmsg.poll", "fastmsg.asyncio.Sender.request", "fastmsg.crc32c",
                    "fastmsg.MessageTooLarge", "fastmsg.testing.FaultProxy"):
         assert f'id="{anchor}"' in api, anchor
-    assert "hwm_bytes" in api  # the Sender's signature
+    signatures = {m.group(1): html.unescape(" ".join(re.sub(r"<[^>]+>", "", m.group(2)).split()))
+                  for m in re.finditer(r'<dt class="sig sig-object py" id="([^"]+)">(.*?)</dt>', api, flags=re.S)}
+    assert "hwm_bytes" in signatures["fastmsg.Sender"]  # the Sender's signature
+    assert "self" not in signatures["fastmsg.Sender.send"]
+    assert "int" in signatures["fastmsg.crc32c"]  # annotations, as the installed .pyi stub has them
     assert "Queues one message" in api  # Sender.send's docstring
     # the design notes are included whole
     architecture = (out / "design" / "architecture.html").read_text(encoding="utf-8")
