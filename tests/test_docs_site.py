@@ -216,3 +216,21 @@ def test_a_malformed_docstring_is_shown_as_written_not_a_build_error():
     missing = []
     conf._docstring(None, "method", "x", None, {}, missing)
     assert missing == []
+
+
+def _python_blocks(name):
+    return re.findall(r"^```python\n(.*?)^```", page(name), flags=re.S | re.M)
+
+
+@needs_site
+@needs_transport
+@pytest.mark.parametrize("name,index", [("quickstart.md", 0), ("concurrency.md", 0)])
+def test_self_contained_examples_run(name, index):
+    """The examples that need nothing but fastmsg run as printed (the others need a peer, a
+    certificate or a network)."""
+    code = _python_blocks(name)[index]
+    assert "import fastmsg" in code
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "hello" in r.stdout
+    assert "ResourceWarning" not in r.stderr  # nothing left unacknowledged at exit
