@@ -112,9 +112,28 @@ def _endpoint(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _bench(args, out):
-    from fastmsg._bench import payload, runner, table
+def _output_file(text):
+    """--json and --plot: a file to write, in a directory that exists (checked before the runs)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no directory {folder!r}")
+    return text
 
+
+def _png_file(text):
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the figure is a PNG, so its name ends with .png")
+    return _output_file(text)
+
+
+def _bench(args, out):
+    from fastmsg._bench import payload, report, runner, table
+
+    if args.plot is not None:
+        missing = report.plot_unavailable()
+        if missing:
+            sys.stderr.write(f"fastmsg bench: {missing}\n")
+            return 2
     peers = list(args.peers) if args.peers else (list(runner.PEERS) if args.compare else ["fastmsg"])
     skipped = {}
     for peer in list(peers):
@@ -129,20 +148,35 @@ def _bench(args, out):
               f"{duration:g} s per run, payload MB = 10^6 bytes, received side timed first to last message",
               "sizes are sent batched (send_many; sockets ~64 KiB writes; pyzmq, with no batch call, one send "
               "each); 64 B send(): one call per message"]
+    transports = args.transports or list(runner.TRANSPORTS)
+    settings = {"peers": peers, "transports": transports, "sizes": sizes, "pin": args.pin,
+                "duration_s": duration, "timeout_s": args.timeout, "quick": args.quick}
     if not peers:
         out.write(table.render({}, sizes, skipped, header))
         if "fastmsg" in skipped and not args.compare:
             out.write("(fastmsg bench --compare measures pyzmq and plain sockets)\n")
+        _bench_files(args, report.document(args.argv, settings, header, skipped, {}, {}, []))
         return 0
-    bench = runner.Bench(peers, args.transports or list(runner.TRANSPORTS), sizes, args.pin,
-                         duration, args.timeout, args.quick)
+    bench = runner.Bench(peers, transports, sizes, args.pin, duration, args.timeout, args.quick)
     results = bench.run()
     out.write(table.render(results, sizes, skipped, header + [bench.pin_note]))
     if bench.failures:
         out.write("\nFAILED (no number is reported for these runs):\n")
         out.write("".join(f"  {f}\n" for f in bench.failures))
-        return 1
-    return 0
+    _bench_files(args, report.document(args.argv, settings, header + [bench.pin_note], skipped, results,
+                                       bench.details, bench.failures))
+    return 1 if bench.failures else 0
+
+
+def _bench_files(args, doc):
+    from fastmsg._bench import report
+
+    if args.json is not None:
+        report.write_json(doc, args.json)
+        sys.stderr.write(f"bench: results written to {args.json}\n")
+    if args.plot is not None:
+        report.plot(doc, args.plot)
+        sys.stderr.write(f"bench: figure written to {args.plot}\n")
 
 
 def _transport_missing():
@@ -249,6 +283,11 @@ def _parser():
     bench.add_argument("--timeout", type=_seconds, default=5.0, metavar="SECONDS",
                        help="a run fails when nothing arrives for this long (default 5)")
     bench.add_argument("--quick", action="store_true", help="short runs: the whole bench in seconds")
+    bench.add_argument("--json", type=_output_file, metavar="FILE",
+                       help="also write every result, the command line and the machine to FILE as JSON")
+    bench.add_argument("--plot", type=_png_file, metavar="FILE.png",
+                       help="also draw throughput by size and the round-trip distribution to FILE.png "
+                            "(needs matplotlib: pip install 'fastmsg[plot]')")
 
     send = sub.add_parser("send", help="send each line of stdin as a message to ENDPOINT")
     send.add_argument("endpoint", type=_endpoint, metavar="ENDPOINT", help="tcp://host:port or ipc:///path")
@@ -275,7 +314,9 @@ def _parser():
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     run = {None: _info, "bench": _bench, "send": _send, "recv": _recv, "relay": _relay}[args.command]
     try:
         return run(args, sys.stdout)

@@ -208,7 +208,15 @@ def time_round_trips_async(spec, trip):
     return {"sent": warmup + count, **percentiles(samples)}
 
 
+# The round-trip distribution a run reports (`fastmsg bench --json` and `--plot`): quantile -> name.
+QUANTILES = ((0.0, "min"), (0.01, "p1"), (0.10, "p10"), (0.25, "p25"), (0.50, "p50"), (0.75, "p75"),
+             (0.90, "p90"), (0.99, "p99"), (0.999, "p99.9"), (1.0, "max"))
+
+
 def percentiles(samples_ns):
+    """Round-trip times (ns) as the table has them (p50_ns, p99_ns) and their distribution
+    ("quantiles_ns": {name: ns} at QUANTILES, the nearest sample below each rank)."""
     s = sorted(samples_ns)
     pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]
-    return {"trips": len(s), "p50_ns": pick(0.50), "p99_ns": pick(0.99)}
+    return {"trips": len(s), "p50_ns": pick(0.50), "p99_ns": pick(0.99),
+            "quantiles_ns": {name: pick(q) for q, name in QUANTILES}}

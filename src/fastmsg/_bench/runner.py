@@ -142,6 +142,10 @@ class Bench:
         self.err = err
         self.failures = []
         self.done = 0
+        # What each run measured beyond its table cells (message counts, the round-trip
+        # distribution): {(pin, transport, peer): {case: {...}}}, for `fastmsg bench --json`.
+        self.details = {}
+        self.last_detail = None
 
     def _progress(self, text):
         tty = self.err.isatty()
@@ -169,6 +173,8 @@ class Bench:
                 count *= 8
                 continue
             if final:
+                self.last_detail = {"size": size, "messages": count, "timed_messages": got["timed"],
+                                    "elapsed_ns": got["elapsed_ns"]}
                 return rate, rate * size / 1e6
             count = int(max(count, min(rate * self.duration, 50_000_000)))
             final = True
@@ -182,6 +188,7 @@ class Bench:
             if not final:
                 count = int(max(200, min(self.duration / max(res["p50_ns"], 1) * 1e9 * 0.8, 200_000)))
                 warmup = 100
+        self.last_detail = {"size": RTT_SIZE, "trips": res["trips"], "quantiles_ns": res["quantiles_ns"]}
         return res["p50_ns"] / 1000, res["p99_ns"] / 1000
 
     def run(self):
@@ -198,9 +205,11 @@ class Bench:
                 for transport in self.transports:
                     for peer in self.peers:
                         row = results.setdefault((pin, transport, peer), {})
+                        details = self.details.setdefault((pin, transport, peer), {})
                         for case in cases:
                             label = case_label(case)
                             self._progress(f"{pin} {transport} {peer} {label}")
+                            self.last_detail = None
                             try:
                                 if case == "rtt":
                                     row[case] = self.round_trip(pair, peer, transport)
@@ -210,8 +219,10 @@ class Bench:
                                     row[case] = self.throughput(pair, peer, transport, SEND_SIZE, "single")
                                 else:
                                     row[case] = self.throughput(pair, peer, transport, case)
+                                details[case] = self.last_detail
                             except CaseFailed as e:
                                 row[case] = "FAILED"
+                                details[case] = {"error": str(e)}
                                 self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
                                 self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
                             self.done += 1
