@@ -127,7 +127,7 @@ def test_plot_without_matplotlib_says_so_before_running(tmp_path):
 def test_output_in_a_missing_directory_is_refused(tmp_path, option):
     r = run("bench", option, str(tmp_path / "nowhere" / "out.png"), timeout=30)
     assert r.returncode == 2
-    assert r.stderr.startswith("usage: fastmsg") and "no directory" in r.stderr
+    assert r.stderr.startswith("fastmsg: error: argument --") and "no directory" in r.stderr
 
 
 def test_plot_file_must_be_a_png(tmp_path):
