@@ -417,6 +417,7 @@ def test_a_balancer_passes_its_secret_to_each_member():
     rxs = [fastmsg.Receiver("tcp://127.0.0.1:0", secret=KEY) for _ in range(2)]
     bal = fastmsg.Balancer([rx.endpoint for rx in rxs], strategy="broadcast", secret=KEY)
     try:
+        assert bal.wait_up(timeout=10)  # (a broadcast skips a member not up yet)
         bal.send(b"to both")
         for rx in rxs:
             m = rx.recv(timeout=10)
