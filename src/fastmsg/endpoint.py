@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
+from typing import NoReturn, cast
 
 __all__ = ["MAX_IPC_PATH", "Endpoint", "parse"]
 
@@ -55,7 +56,7 @@ class Endpoint:
     port: int | None = None
     path: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.scheme == "tcp":
             if not isinstance(self.host, str) or type(self.port) is not int or self.path is not None:
                 raise TypeError("a tcp Endpoint needs host (str) and port (int), and no path")
@@ -73,10 +74,12 @@ class Endpoint:
 
     @classmethod
     def tcp(cls, host: str, port: int) -> Endpoint:
+        """tcp://host:port, checked."""
         return cls("tcp", host=host, port=port)
 
     @classmethod
     def ipc(cls, path: str) -> Endpoint:
+        """ipc://path, checked (an absolute path)."""
         return cls("ipc", path=path)
 
     def __str__(self) -> str:
@@ -89,7 +92,7 @@ class Endpoint:
         """AF_UNIX for ipc, AF_INET / AF_INET6 for an address, AF_UNSPEC for a host name."""
         if self.scheme == "ipc":
             return socket.AF_UNIX
-        if ":" in self.host:
+        if ":" in cast(str, self.host):  # (a tcp Endpoint has a host)
             return socket.AF_INET6
         try:
             ipaddress.IPv4Address(self.host)
@@ -97,11 +100,11 @@ class Endpoint:
             return socket.AF_UNSPEC
         return socket.AF_INET
 
-    def sockaddr(self):
+    def sockaddr(self) -> str | tuple[str, int]:
         """The address as the socket module takes it: the path for ipc, (host, port) for tcp."""
         if self.scheme == "ipc":
-            return self.path
-        return (self.host, self.port)
+            return cast(str, self.path)
+        return (cast(str, self.host), cast(int, self.port))
 
     def resolve(self, passive: bool = False) -> list[tuple[int, object]]:
         """[(family, sockaddr), ...] to try in order; host names are looked up with getaddrinfo.
@@ -115,7 +118,7 @@ class Endpoint:
             infos = socket.getaddrinfo(self.host, self.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, flags)
         except socket.gaierror as e:
             raise socket.gaierror(e.errno, f"cannot resolve host {self.host!r} of endpoint '{self}': {e.strerror}") from e
-        out = []
+        out: list[tuple[int, object]] = []
         for family, _type, _proto, _name, addr in infos:
             if (family, addr) not in out:
                 out.append((family, addr))
@@ -136,11 +139,11 @@ def _check_path(path: str) -> str | None:
     return None
 
 
-def _fail(text: str, problem: str):
+def _fail(text: str, problem: str) -> NoReturn:
     raise ValueError(f"invalid endpoint {text!r}: {problem}")
 
 
-def parse(text: str) -> Endpoint:
+def parse(text: str | Endpoint) -> Endpoint:
     """Check `text` and return its Endpoint; ValueError naming `text` and the problem if invalid."""
     if isinstance(text, Endpoint):
         return text

@@ -17,7 +17,11 @@ cdef class _BigFrame:
 @cython.final
 @cython.freelist(1024)
 cdef class Message:
-    """A received message: a read-only zero-copy buffer over the receive ring.
+    """Message()
+--
+
+    A received message: a read-only zero-copy buffer over the receive ring. (Not made by
+    calling the class: Receiver.recv() and Sender.request() return them.)
 
     bytes(msg), memoryview(msg), len(msg); release() (or the end of a with-block, or garbage
     collection) gives its memory back, once no view of it is alive. A message sent with
