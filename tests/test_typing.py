@@ -6,8 +6,9 @@ annotations of the Python ones) and its run-time signatures.
 - mypy's stubtest finds the stubs consistent with the installed build (names, parameters,
   defaults), but for the entries of tests/typecheck/stubtest-allowlist*.txt;
 - inspect.signature() works for every public class, function and method, and the defaults it
-  shows are those the objects use; the TypedDicts name exactly the keys stats() and the others
-  return.
+  shows are those the objects use (an extension class's signature, written in its docstring,
+  is its constructor's as the source declares it); the TypedDicts name exactly the keys stats()
+  and the others return, with their types.
 
 mypy runs on the installed package (as a user's type checker sees it), from a directory of its
 own, with its cache in a temporary directory."""
@@ -196,6 +197,42 @@ def test_sender_and_receiver_signatures_are_their_constructors():
         with pytest.raises(TypeError):
             fastmsg.Receiver("tcp://127.0.0.1:0", None)
     assert inspect.signature(fastmsg.Sender.close).parameters["linger"].default is transport.OWN_LINGER
+
+
+# Where each extension class's constructor is defined (its signature is written out again in
+# its docstring, where inspect.signature() reads it: the two must agree).
+CORE = Path(__file__).resolve().parents[1] / "src" / "fastmsg" / "_core"
+CONSTRUCTOR_SOURCES = {"Sender": "_transport/sender.pxi", "Receiver": "_transport/receiver.pxi",
+                       "Context": "_transport/context.pxi", "Message": "_transport/message.pxi",
+                       "RingBuffer": "ring.pyx", "SharedRing": "ring.pyx", "Record": "ring.pyx", "Router": "routing.pyx"}
+
+
+def _source_signature(cls):
+    """[(name, kind, default)] of cls's __init__ (or __cinit__) as its source declares it, the
+    defaults evaluated in its module; C types (`Context context=None`) left out."""
+    text = (CORE / CONSTRUCTOR_SOURCES[cls.__name__]).read_text()
+    m = re.search(rf"^cdef class {cls.__name__}\b.*?^    def (?:__init__|__cinit__)\(self,?(.*?)\):", text,
+                  re.S | re.M)
+    assert m, f"no constructor for {cls.__name__}"
+    params, kind = [], inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for part in filter(None, (p.strip() for p in m[1].split(","))):
+        if part == "*":
+            kind = inspect.Parameter.KEYWORD_ONLY
+            continue
+        declaration, _, default = part.partition("=")
+        value = eval(default, vars(sys.modules[cls.__module__])) if default else inspect.Parameter.empty
+        params.append((declaration.split()[-1], kind, value))
+    return params
+
+
+@pytest.mark.skipif(not CORE.is_dir(), reason="the sources are not here (a wheel's tests)")
+@pytest.mark.parametrize("name", sorted(CONSTRUCTOR_SOURCES))
+def test_class_signature_is_its_constructors(name):
+    from fastmsg._core.routing import Router
+
+    cls = Router if name == "Router" else getattr(fastmsg, name)
+    shown = [(p.name, p.kind, p.default) for p in inspect.signature(cls).parameters.values()]
+    assert shown == _source_signature(cls)
 
 
 def test_other_extension_class_signatures():
