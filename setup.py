@@ -173,7 +173,13 @@ def extensions():
         "wraparound": False,
         "initializedcheck": debug,
         "cdivision": True,
-        "embedsignature": True,
+        # Methods and functions are cyfunctions, whose inspect.signature() (and so help()) is
+        # their real one, defaults as values. Not also copied into docstrings: that copy names
+        # defaults by the module's constants. A class's signature is the first line of its
+        # docstring, "Name(...)" ended by "--" (a text signature, as CPython's own builtins
+        # have): the only form inspect.signature() reads for an extension type.
+        "binding": True,
+        "embedsignature": False,
     }
     return cythonize(exts, compiler_directives=directives, include_path=["src"])
 

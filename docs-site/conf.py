@@ -158,3 +158,7 @@ def setup(app):
     app.add_lexer("vector", TextLexer)
     app.connect("autodoc-process-signature", _signature)
     app.connect("autodoc-process-docstring", _docstring)
+
+# fastmsg.Sender is fastmsg._core.transport.Sender, and fastmsg.asyncio has a Sender of its own:
+# a bare `Sender` in a signature has more than one target, which is not an error of the page.
+suppress_warnings = ["ref.python"]

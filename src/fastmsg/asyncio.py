@@ -19,16 +19,28 @@ comes later is counted late). Works on any loop with add_reader (the default loo
 Use an object from its event loop's thread only.
 """
 
+from __future__ import annotations
+
 import asyncio
 import functools
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import fastmsg
+from fastmsg._core.transport import OWN_LINGER, _OwnLinger
 from fastmsg.errors import Closed, Full, Timeout
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer, Self, Unpack
+
+    from fastmsg._core.transport import Message
+    from fastmsg.endpoint import Endpoint
+    from fastmsg.types import ReceiverOptions, ReceiverStats, SenderOptions, SenderStats
 
 __all__ = ["Receiver", "Sender"]
 
-_OWN_LINGER = object()  # Sender.close/aclose: the Sender's own `linger` option
+_OWN_LINGER = OWN_LINGER  # Sender.close/aclose: the Sender's own `linger` option (as fastmsg.Sender.close's)
 
 
 class _NotYet(Exception):
@@ -172,64 +184,65 @@ class Receiver:
     Takes the same arguments as fastmsg.Receiver and binds at once. Several tasks may await
     recv() on one Receiver; each message goes to one of them."""
 
-    def __init__(self, endpoint, **options):
+    def __init__(self, endpoint: str | Endpoint, **options: Unpack[ReceiverOptions]) -> None:
         self._rx = fastmsg.Receiver(endpoint, **options)
         self._ready = _Readiness(self._rx)
         self._recv_now = functools.partial(self._rx.recv, timeout=0)
 
-    async def recv(self, timeout=None):
+    async def recv(self, timeout: float | None = None) -> Message:
         """The next message (a fastmsg.Message). Waits for one: timeout=None as long as it takes,
         otherwise raises fastmsg.Timeout after that many seconds (0: at once if none is here).
         Raises Closed once the Receiver is closed. Cancelling it loses no message."""
         return await self._ready.until(self._recv_now, Timeout, timeout, "no message arrived within {} s")
 
-    async def recv_many(self, max_messages, timeout=None):
+    async def recv_many(self, max_messages: int, timeout: float | None = None) -> list[Message]:
         """Up to max_messages messages, at least one: waits for the first as recv() does (see
         fastmsg.Receiver.recv_many for how many one call returns)."""
         call = functools.partial(self._rx.recv_many, max_messages, timeout=0)
         return await self._ready.until(call, Timeout, timeout, "no message arrived within {} s")
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> Message:
         """The next message; the iteration ends when the Receiver is closed."""
         try:
             return await self.recv()
         except Closed:
             raise StopAsyncIteration from None
 
-    def fileno(self):
+    def fileno(self) -> int:
         """The readiness fd (fastmsg.Receiver.fileno); this object watches it itself."""
         return self._rx.fileno()
 
-    def stats(self):
+    def stats(self) -> ReceiverStats:
         """The Receiver's counters (fastmsg.Receiver.stats)."""
         return self._rx.stats()
 
     @property
-    def endpoint(self):
+    def endpoint(self) -> str:
         """The bound endpoint, with the real port when 0 was asked."""
         return self._rx.endpoint
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """True after close()."""
         return self._rx.closed
 
-    def close(self):
+    def close(self) -> bool:
         """Stops accepting and closes every connection; a recv() awaiting raises Closed (an
         `async for` ends). Messages already received stay valid until released. Returns True if
         nothing was left behind, as fastmsg.Receiver.close. Idempotent."""
         self._ready.close()
         return self._rx.close()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<fastmsg.asyncio.Receiver {self.endpoint}{' closed' if self.closed else ''}>"
 
 
@@ -240,7 +253,7 @@ class Sender:
     Takes the same arguments as fastmsg.Sender. send() queues the message and returns, waiting
     (without blocking the loop) only while hwm_bytes are queued and unacknowledged."""
 
-    def __init__(self, endpoint, **options):
+    def __init__(self, endpoint: str | Endpoint, **options: Unpack[SenderOptions]) -> None:
         self._tx = fastmsg.Sender(endpoint, **options)
         self._ready = _Readiness(self._tx)
         self._lent_fd = -1      # a copy of the socket's fd that the loop watches for replies
@@ -277,14 +290,14 @@ class Sender:
             self._lent_fd, self._lent_loop = -1, None
             self._tx._unlent()
 
-    async def send(self, data, *, timeout=None):
+    async def send(self, data: Buffer, *, timeout: float | None = None) -> None:
         """Queues one message (any bytes-like object, as it is at the call). Waits while the
         queue is full: timeout=None as long as it takes, otherwise raises fastmsg.Timeout after
         that many seconds (0: at once). Nothing is queued when it raises or is cancelled."""
         call = functools.partial(self._tx.send, data, timeout=0)
         await self._ready.until(call, Full, timeout, "the send queue stayed full for {} s; nothing was sent")
 
-    async def send_many(self, buffers, *, timeout=None):
+    async def send_many(self, buffers: Iterable[Buffer], *, timeout: float | None = None) -> int:
         """Queues every message of `buffers` in order, waiting for room as send() does; returns
         how many were queued. Whatever it raises (or a cancellation) carries `queued`: how many,
         from the first, were queued before it (they will be sent)."""
@@ -303,10 +316,10 @@ class Sender:
         try:
             return await self._ready.until(more, Full, timeout, "the send queue stayed full for {} s")
         except BaseException as exc:
-            exc.queued = queued
+            exc.queued = queued  # type: ignore[attr-defined]
             raise
 
-    async def request(self, data, *, timeout=None):
+    async def request(self, data: Buffer, *, timeout: float | None = None) -> Message:
         """Sends `data` as a request and returns its reply, a Message (as fastmsg.Sender.request).
         Any number of tasks may await requests at once; each gets its own reply. `timeout`
         covers the wait for room and the wait for the reply together: fastmsg.Timeout when it
@@ -325,7 +338,7 @@ class Sender:
         finally:
             req.end()
 
-    async def flush(self, timeout=None):
+    async def flush(self, timeout: float | None = None) -> bool:
         """Waits until the receiver has acknowledged every message queued so far (as
         fastmsg.Sender.flush). True when done, False if `timeout` seconds ran out first."""
         return await self._flush(timeout, True)
@@ -343,38 +356,40 @@ class Sender:
         except Timeout:
             return False
 
-    def fileno(self):
+    def fileno(self) -> int:
         """The readiness fd (fastmsg.Sender.fileno); this object watches it itself."""
         return self._tx.fileno()
 
-    def stats(self):
+    def stats(self) -> SenderStats:
         """The Sender's counters (fastmsg.Sender.stats)."""
         return self._tx.stats()
 
     @property
-    def endpoint(self):
+    def endpoint(self) -> str:
+        """The endpoint it connects to."""
         return self._tx.endpoint
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         """True while connected to the Receiver; False once closed."""
         return self._tx.connected
 
     @property
-    def unacknowledged(self):
+    def unacknowledged(self) -> int:
         """Messages queued and not yet acknowledged by the receiver (nor refused by it)."""
         return self._tx.unacknowledged
 
     @property
-    def linger(self):
+    def linger(self) -> float | None:
         """How long close() and aclose() wait for acknowledgements by default."""
         return self._tx.linger
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """True after close()."""
         return self._tx.closed
 
-    def close(self, linger=_OWN_LINGER):
+    def close(self, linger: float | None | _OwnLinger = _OWN_LINGER) -> bool:
         """fastmsg.Sender.close: it blocks the event loop while it waits up to `linger` for
         acknowledgements; aclose() waits without blocking it. A send(), flush() or request()
         awaiting raises Closed. Returns True if nothing queued was left unacknowledged."""
@@ -382,13 +397,13 @@ class Sender:
         self._ready.close()
         return self._tx.close() if linger is _OWN_LINGER else self._tx.close(linger)
 
-    async def aclose(self, linger=_OWN_LINGER):
+    async def aclose(self, linger: float | None | _OwnLinger = _OWN_LINGER) -> bool:
         """Waits up to `linger` seconds (None: no limit; by default the Sender's own option) for
         the queued messages to be acknowledged, without blocking the loop, then closes. Returns
         True if nothing queued was left unacknowledged (as fastmsg.Sender.close)."""
         if self.closed:
             return True
-        linger = self._tx.linger if linger is _OWN_LINGER else linger
+        linger = self._tx.linger if isinstance(linger, _OwnLinger) else linger
         loop = asyncio.get_running_loop()
         start = loop.time()
         done = linger != 0 and await self._flush(linger, False)
@@ -396,11 +411,11 @@ class Sender:
         left = 0 if not done else None if linger is None else max(0.0, linger - (loop.time() - start))
         return self.close(left)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<fastmsg.asyncio.Sender {self.endpoint}{' closed' if self.closed else ''}>"

@@ -13,7 +13,7 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
-from functools import cache
+from typing import NoReturn, cast
 
 from fastmsg.errors import ResolveError
 
@@ -63,7 +63,7 @@ class Endpoint:
     port: int | None = None
     path: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.scheme == "tcp":
             if not isinstance(self.host, str) or type(self.port) is not int or self.path is not None:
                 raise TypeError("a tcp Endpoint needs host (str) and port (int), and no path")
@@ -81,10 +81,12 @@ class Endpoint:
 
     @classmethod
     def tcp(cls, host: str, port: int) -> Endpoint:
+        """tcp://host:port, checked."""
         return cls("tcp", host=host, port=port)
 
     @classmethod
     def ipc(cls, path: str) -> Endpoint:
+        """ipc://path, checked (an absolute path)."""
         return cls("ipc", path=path)
 
     def __str__(self) -> str:
@@ -97,7 +99,7 @@ class Endpoint:
         """AF_UNIX for ipc, AF_INET / AF_INET6 for an address, AF_UNSPEC for a host name."""
         if self.scheme == "ipc":
             return socket.AF_UNIX
-        if ":" in self.host:
+        if ":" in cast(str, self.host):  # (a tcp Endpoint has a host)
             return socket.AF_INET6
         if self.host == ANY_HOST:
             return socket.AF_INET6 if _dual_stack() else socket.AF_INET
@@ -107,11 +109,11 @@ class Endpoint:
             return socket.AF_UNSPEC
         return socket.AF_INET
 
-    def sockaddr(self):
+    def sockaddr(self) -> str | tuple[str, int]:
         """The address as the socket module takes it: the path for ipc, (host, port) for tcp."""
         if self.scheme == "ipc":
-            return self.path
-        return (self.host, self.port)
+            return cast(str, self.path)
+        return (cast(str, self.host), cast(int, self.port))
 
     def resolve(self, passive: bool = False) -> list[tuple[int, object]]:
         """[(family, sockaddr), ...] to try in order; host names are looked up with getaddrinfo.
@@ -131,17 +133,26 @@ class Endpoint:
             infos = socket.getaddrinfo(self.host, self.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, flags)
         except socket.gaierror as e:
             raise ResolveError(e.errno, f"cannot resolve host {self.host!r} of endpoint '{self}': {e.strerror}") from e
-        out = []
+        out: list[tuple[int, object]] = []
         for family, _type, _proto, _name, addr in infos:
             if (family, addr) not in out:
                 out.append((family, addr))
         return out
 
 
-@cache
+_dual_stack_here: bool | None = None  # (found once per process)
+
+
 def _dual_stack() -> bool:
-    """True if this host can bind an IPv6 socket that takes IPv4 too (once per process: a host
-    without IPv6, or with it switched off, binds tcp://*:port on IPv4 only)."""
+    """True if this host can bind an IPv6 socket that takes IPv4 too (a host without IPv6, or
+    with it switched off, binds tcp://*:port on IPv4 only)."""
+    global _dual_stack_here
+    if _dual_stack_here is None:
+        _dual_stack_here = _probe_dual_stack()
+    return _dual_stack_here
+
+
+def _probe_dual_stack() -> bool:
     if not socket.has_ipv6:
         return False
     try:
@@ -167,11 +178,11 @@ def _check_path(path: str) -> str | None:
     return None
 
 
-def _fail(text: str, problem: str):
+def _fail(text: str, problem: str) -> NoReturn:
     raise ValueError(f"invalid endpoint {text!r}: {problem}")
 
 
-def parse(text: str) -> Endpoint:
+def parse(text: str | Endpoint) -> Endpoint:
     """Check `text` and return its Endpoint; ValueError naming `text` and the problem if invalid."""
     if isinstance(text, Endpoint):
         return text

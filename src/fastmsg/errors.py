@@ -4,6 +4,8 @@ A failure of the operating system keeps its errno: BindError and ResolveError ar
 and other system failures are OSError itself (its subclasses: PermissionError...). Wrong
 arguments raise ValueError or TypeError, and a lack of memory MemoryError."""
 
+from __future__ import annotations
+
 import socket
 
 
@@ -31,7 +33,11 @@ class MessageTooLarge(FastmsgError, ValueError):
     `size` is the message's size (the latest, when several), `limit` the limit it exceeds and
     `dropped` how many queued messages were dropped (0 when the message given is refused)."""
 
-    def __init__(self, message, size=None, limit=None, dropped=0):
+    size: int | None
+    limit: int | None
+    dropped: int
+
+    def __init__(self, message: str, size: int | None = None, limit: int | None = None, dropped: int = 0) -> None:
         super().__init__(message)
         self.size = size
         self.limit = limit
@@ -42,7 +48,9 @@ class ProtocolError(FastmsgError):
     """Bytes that do not follow fastmsg's layout: a foreign peer, a foreign shared-memory segment,
     an incompatible version, or corruption. `code` is the wire protocol's error code, if any."""
 
-    def __init__(self, message, code=None):
+    code: int | None
+
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
 

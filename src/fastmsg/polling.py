@@ -4,14 +4,31 @@ Each object's readiness fd (fileno()) is armed by the object's own look at its s
 wait is select.poll() on those fds and nothing else: no thread, no polling loop.
 """
 
+from __future__ import annotations
+
 import math
 import select
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar, overload
+
+if TYPE_CHECKING:
+    from fastmsg._core.transport import Receiver, Sender
 
 __all__ = ["poll"]
 
+_Ready = TypeVar("_Ready", bound="Receiver | Sender")
 
-def poll(objects, timeout=None):
+
+# poll([rx1, rx2]) gives a list[Receiver]; poll([rx, tx]) a list[Receiver | Sender].
+@overload
+def poll(objects: Iterable[_Ready], timeout: float | None = None) -> list[_Ready]: ...
+@overload
+def poll(  # type: ignore[overload-cannot-match]  # (it does, where the first cannot infer one type)
+    objects: Iterable[Receiver | Sender], timeout: float | None = None) -> list[Receiver | Sender]: ...
+
+
+def poll(objects: Iterable[_Ready], timeout: float | None = None) -> list[_Ready]:
     """The objects among `objects` (Receivers and Senders) that are ready, in the order given:
     a Receiver with a message waiting (recv() returns at once), a Sender with room (at most half
     of its hwm_bytes queued, so a message of up to a quarter of it is queued at once). A closed

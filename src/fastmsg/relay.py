@@ -4,10 +4,22 @@ copy: a relay that dies loses nothing, as its upstream senders send again what i
 released (at-least-once across hops: what went downstream and was not yet released upstream may
 arrive twice)."""
 
+from __future__ import annotations
+
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import fastmsg
 from fastmsg.errors import Closed, Timeout
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
+    from fastmsg._core.transport import Message
+    from fastmsg.balancer import Balancer
+    from fastmsg.endpoint import Endpoint
+    from fastmsg.types import BalancerSenderOptions, ReceiverOptions, Strategy
 
 # A relay with nothing to do still looks at its downstream members this often (s), so that the
 # upstream messages their acknowledgements settle are released.
@@ -20,8 +32,9 @@ class Relay:
     first `key_bytes` bytes of each message). receiver_options go to the Receiver, sender_options
     to the Balancer's Senders."""
 
-    def __init__(self, endpoint, to, strategy="round_robin", *, key_bytes=None, receiver_options=None,
-                 **sender_options):
+    def __init__(self, endpoint: str | Endpoint, to: str | Iterable[str], strategy: Strategy = "round_robin", *,
+                 key_bytes: int | None = None, receiver_options: ReceiverOptions | None = None,
+                 **sender_options: Unpack[BalancerSenderOptions]) -> None:
         if strategy == "broadcast":
             raise ValueError("a Relay cannot broadcast: an upstream message is released once one "
                              "downstream receiver has it")
@@ -29,7 +42,8 @@ class Relay:
             raise ValueError("the 'hash' strategy needs key_bytes (the key is that many first bytes), "
                              "and only it takes them")
         self._key_bytes = key_bytes
-        self._rx = fastmsg.Receiver(endpoint, ack="released", **(receiver_options or {}))
+        # (an ack= among receiver_options is refused, as a second value for it)
+        self._rx = fastmsg.Receiver(endpoint, ack="released", **(receiver_options or {}))  # type: ignore[misc]
         try:
             self._out = fastmsg.Balancer(to, strategy, on_settled=_release, **sender_options)
         except BaseException:
@@ -38,14 +52,16 @@ class Relay:
         self._closing = threading.Event()
 
     @property
-    def endpoint(self):
+    def endpoint(self) -> str:
+        """The endpoint it receives on, with the real port when 0 was asked."""
         return self._rx.endpoint
 
     @property
-    def balancer(self):
+    def balancer(self) -> Balancer:
+        """The Balancer it sends through (its stats(), endpoints, add() and remove())."""
         return self._out
 
-    def run(self, timeout=None):
+    def run(self, timeout: float | None = None) -> int:
         """Relays until close() (from another thread) or, with a timeout, that many seconds of
         nothing arriving; returns how many messages it relayed."""
         relayed = 0
@@ -76,7 +92,7 @@ class Relay:
                 break
         return relayed
 
-    def close(self, linger=1.0):
+    def close(self, linger: float | None = 1.0) -> bool:
         """Stops run(), waits up to `linger` for downstream acknowledgements (releasing what they
         settle), then closes both sides. True if nothing was left behind: everything relayed was
         acknowledged downstream, and nothing that had arrived was left unrelayed (see
@@ -85,12 +101,12 @@ class Relay:
         done = self._out.close(linger)
         return self._rx.close() and done
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _release(message):
+def _release(message: Message) -> None:
     message.release()

@@ -22,6 +22,8 @@ The proxy runs one thread with a selector; every loop in it is bounded by a shor
 and it stops on close(). It is meant for tests on loopback or a test network, not for production.
 """
 
+from __future__ import annotations
+
 import random
 import selectors
 import socket
@@ -29,6 +31,12 @@ import struct
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from fastmsg.types import FaultProxyStats
 
 __all__ = ["FaultProxy"]
 
@@ -77,7 +85,10 @@ class _Link:
 class FaultProxy:
     """A TCP proxy that injects faults: resets, black holes, bit flips, stalls and delays."""
 
-    def __init__(self, target, listen="tcp://127.0.0.1:0", *, seed=None):
+    endpoint: str  # where clients connect: tcp://host:port, with the port the proxy got
+
+    def __init__(self, target: str, listen: str = "tcp://127.0.0.1:0", *,
+                 seed: int | float | str | bytes | bytearray | None = None) -> None:
         self._target = _tcp_address(target)
         host, port = _tcp_address(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -90,7 +101,7 @@ class FaultProxy:
         self.endpoint = f"tcp://[{bound[0]}]:{bound[1]}" if family == socket.AF_INET6 else f"tcp://{bound[0]}:{bound[1]}"
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._reset_range = None
+        self._reset_range: tuple[int, int] | None = None
         self._flip_rate = 0.0
         self._flip_ways = (True, True)  # client -> target, target -> client
         self._delay = 0.0
@@ -98,14 +109,14 @@ class FaultProxy:
         self._holed = False
         self._reset_now = False
         self._counts = dict(connections=0, resets=0, bits_flipped=0, bytes_forwarded=0, refused=0)
-        self._links = []
+        self._links: list[_Link] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fastmsg-fault-proxy", daemon=True)
         self._thread.start()
 
     # ---- settings (any thread) ----
 
-    def reset_after(self, low, high=None):
+    def reset_after(self, low: int, high: int | None = None) -> None:
         """Resets each connection, both sides, after it has forwarded a random number of bytes in
         [low, high] (counting both directions); then later connections get a new budget."""
         high = low if high is None else high
@@ -116,14 +127,15 @@ class FaultProxy:
             for link in self._links:
                 link.budget = self._random.randint(low, high)
 
-    def reset_all(self):
+    def reset_all(self) -> None:
         """Resets every open connection now (both sides get an RST)."""
         with self._lock:
             self._reset_now = True
 
-    _DIRECTIONS = {"both": (True, True), "to_target": (True, False), "to_client": (False, True)}
+    _DIRECTIONS: ClassVar[dict[str, tuple[bool, bool]]] = {
+        "both": (True, True), "to_target": (True, False), "to_client": (False, True)}
 
-    def flip_bits(self, rate, direction="both"):
+    def flip_bits(self, rate: float, direction: Literal["both", "to_target", "to_client"] = "both") -> None:
         """Flips each forwarded bit with probability `rate` (0 stops flipping), in the bytes going
         `direction`: "both", "to_target" (what the client sends) or "to_client" (the answers)."""
         if not 0 <= rate <= 1:
@@ -134,24 +146,24 @@ class FaultProxy:
             self._flip_rate = float(rate)
             self._flip_ways = self._DIRECTIONS[direction]
 
-    def delay(self, seconds):
+    def delay(self, seconds: float) -> None:
         """Holds every chunk this long before forwarding it (0: no delay)."""
         if seconds < 0:
             raise ValueError(f"delay must be >= 0, got {seconds}")
         with self._lock:
             self._delay = float(seconds)
 
-    def stall(self, seconds):
+    def stall(self, seconds: float) -> None:
         """Forwards nothing, in either direction, for this long; then goes on."""
         with self._lock:
             self._stalled_until = time.monotonic() + seconds
 
-    def black_hole(self):
+    def black_hole(self) -> None:
         """Stops forwarding and reading, closes nothing and accepts nothing, until heal()."""
         with self._lock:
             self._holed = True
 
-    def heal(self):
+    def heal(self) -> None:
         """Ends every fault: no resets, flips, delays, stalls or black hole."""
         with self._lock:
             self._reset_range = None
@@ -163,13 +175,14 @@ class FaultProxy:
             for link in self._links:
                 link.budget = None
 
-    def stats(self):
+    def stats(self) -> FaultProxyStats:
         """Counters: connections accepted, resets made, bits flipped, bytes forwarded, refused
         (connections whose upstream could not be reached)."""
         with self._lock:
-            return dict(self._counts, open=len(self._links))
+            return cast("FaultProxyStats", dict(self._counts, open=len(self._links)))
 
-    def close(self):
+    def close(self) -> None:
+        """Stops the proxy thread and closes every connection and the listening socket."""
         self._stop.set()
         self._thread.join(timeout=5)
         for link in self._links:
@@ -178,10 +191,10 @@ class FaultProxy:
         self._links = []
         self._listener.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---- the proxy thread ----

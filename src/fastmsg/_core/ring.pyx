@@ -383,7 +383,11 @@ cdef inline void _record_give_back(Record rec) noexcept:
 @cython.freelist(1024)
 @cython.no_gc
 cdef class Record:
-    """One record read from a ring: a read-only zero-copy buffer over the ring's memory.
+    """Record()
+--
+
+    One record read from a ring: a read-only zero-copy buffer over the ring's memory. (Not made
+    by calling the class: RingBuffer.read() and SharedRing.read() return them.)
 
     The slot is given back to the producer when the record is released (release(), the end of a
     with-block, or garbage collection), but never while a buffer view of it is alive: release()
@@ -433,6 +437,7 @@ cdef class Record:
 
     @property
     def released(self):
+        """True after release()."""
         return self._released
 
     def __enter__(self):
@@ -449,7 +454,10 @@ cdef class Record:
 
 
 cdef class RingBuffer(_Ring):
-    """An in-process single-producer single-consumer ring of byte records.
+    """RingBuffer(capacity)
+--
+
+    An in-process single-producer single-consumer ring of byte records.
 
     `capacity` is rounded up to a power of two (64 bytes .. 4 GiB). Each record takes 8 header
     bytes plus its length rounded up to 8; a record may be at most capacity / 2 - 8 bytes.
@@ -506,7 +514,10 @@ cdef int _check_shm(int rc, str name) except -1:
 
 
 cdef class SharedRing(_Ring):
-    """A single-producer single-consumer ring in a named POSIX shared-memory segment.
+    """SharedRing()
+--
+
+    A single-producer single-consumer ring in a named POSIX shared-memory segment.
 
     One process creates it (SharedRing.create), another attaches (SharedRing.attach); one of them
     writes and the other reads. The name lives until unlink() (by either side); each mapping lives
@@ -544,6 +555,7 @@ cdef class SharedRing(_Ring):
 
     @property
     def name(self):
+        """The segment's name, with its leading "/"."""
         return self._name
 
     def unlink(self):

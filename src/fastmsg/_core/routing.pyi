@@ -2,17 +2,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Buffer
+from typing_extensions import Buffer, Self
 
 STRATEGIES: tuple[str, ...]
 hash_kernel: str
 
 def hash_kernels() -> list[tuple[str, bool]]: ...
 
-def member_id(endpoint: str, seed: bytes) -> int: ...
+def member_id(endpoint: str, seed: bytes | bytearray | memoryview) -> int: ...
 
 class Router:
-    def __init__(self, strategy: str, *, seed: bytes | None = None) -> None: ...
+    def __new__(cls, strategy: str, *, seed: bytes | bytearray | memoryview | None = None) -> Self: ...
     @property
     def strategy(self) -> str: ...
     @property

@@ -109,7 +109,10 @@ cdef uint64_t _key_hash(const fm_rdv_table *t, object key) except? 0:
 
 
 cdef class Router:
-    """The routing state of a Balancer: a member list and one strategy's choice among them.
+    """Router(strategy, *, seed=None)
+--
+
+    The routing state of a Balancer: a member list and one strategy's choice among them.
 
     Member i of the list passed to set_members() is index i everywhere else. See
     docs/architecture.md, "Routing", for what each strategy does.

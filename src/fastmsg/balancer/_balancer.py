@@ -1,11 +1,15 @@
 """fastmsg.Balancer: many receivers behind one send(), one Sender per endpoint, a Router's strategy
 choosing per message. Failover and its at-least-once semantics: docs/architecture.md, "Balancer"."""
 
+from __future__ import annotations
+
 import atexit
 import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from fastmsg._core.routing import Router, member_id
 from fastmsg._core.transport import Sender, _Spread, default_context
@@ -13,6 +17,14 @@ from fastmsg.balancer import _locality, _resolve
 from fastmsg.balancer._member import Member
 from fastmsg.endpoint import parse
 from fastmsg.errors import Closed, Full, Timeout
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from typing_extensions import Buffer, Self, Unpack
+
+    from fastmsg._core.transport import Context, Message
+    from fastmsg.types import BalancerSenderOptions, BalancerStats, Strategy
 
 # Fast sends between two looks at the members (a look reads every Sender and tells the Router: a
 # few microseconds, so not too often; the member of each run tells its load as the run ends).
@@ -47,8 +59,16 @@ class Balancer:
     for each), so that each Sender still writes large batches: round_robin and weighted are exact
     over windows of `run` times the members' total weight. run=1 picks for every message."""
 
-    def __init__(self, endpoints, strategy="round_robin", *, seed=None, weights=None, zones=None, zone=None,
-                 resolve_interval=30.0, resolver=None, run=16, on_settled=None, context=None, **sender_options):
+    strategy: Strategy
+    zone: str | None
+
+    def __init__(self, endpoints: str | Iterable[str], strategy: Strategy = "round_robin", *,
+                 seed: bytes | bytearray | memoryview | None = None,
+                 weights: Sequence[float] | None = None, zones: Sequence[str | None] | None = None,
+                 zone: str | None = None, resolve_interval: float = 30.0,
+                 resolver: Callable[[str, int], list[str]] | None = None, run: int = 16,
+                 on_settled: Callable[[Any], object] | None = None, context: Context | None = None,
+                 **sender_options: Unpack[BalancerSenderOptions]) -> None:
         endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if weights is not None and len(weights) != len(endpoints):
             raise ValueError(f"weights needs one weight per endpoint: {len(weights)} for {len(endpoints)}")
@@ -71,9 +91,9 @@ class Balancer:
         self._options = sender_options
         self._hwm = sender_options.get("hwm_bytes", 4 << 20)
         self._lock = threading.RLock()
-        self._members = []
-        self._specs = {}          # endpoint as given -> (weight, zone) for re-resolving names
-        self._backlog = []        # (data, key, token) taken back and not yet placed again
+        self._members: list[Member] = []
+        self._specs: dict[str, tuple[float, str | None]] = {}  # endpoint as given -> (weight, zone) for re-resolving names
+        self._backlog: list[tuple[Any, Any, Any]] = []  # (data, key, token) taken back and not yet placed again
         self._closed = False
         self._totals = {"moved": 0, "failovers": 0, "broadcast_skipped": 0}
         self._spread = _Spread(self._router.pick, self._router.set_load, self._send_slow, self._look_now)
@@ -81,8 +101,8 @@ class Balancer:
         self._spread.keyed = self._keyed
         self._spread.keep_keys = self._tracking
         self._spread.run = run
-        self.send = self._spread.send  # the per-message path, one call from Python
-        self.send_many = self._spread.send_many
+        self.send = self._spread.send  # type: ignore[method-assign]  # the per-message path, one call from Python
+        self.send_many = self._spread.send_many  # type: ignore[method-assign]
         self._last_look_ns = 0
         self._next_resolve_ns = time.monotonic_ns() + self._resolve_ns
         self._stop = threading.Event()
@@ -101,7 +121,7 @@ class Balancer:
 
     # ---- sending ----
 
-    def send(self, data, *, key=None, timeout=None):
+    def send(self, data: Buffer, *, key: Buffer | None = None, timeout: float | None = None) -> None:
         """Queues one message on the member the strategy picks ("hash": the key's member, key
         required) and returns. Waits while no member is up or every one is full: None waits as
         long as it takes, 0 raises Full, a number of seconds raises Timeout. Nothing is queued
@@ -109,7 +129,8 @@ class Balancer:
         path in __init__; this is its description.)"""
         self._send_slow(data, key, timeout)
 
-    def send_many(self, items, *, keys=None, timeout=None):
+    def send_many(self, items: Iterable[Buffer], *, keys: Sequence[Buffer] | None = None,
+                  timeout: float | None = None) -> int:
         """send() for each item in order, with keys[i] for item i ("hash"), all within one
         timeout. Returns how many were queued (all, unless it raises; what it raises carries
         `queued`: how many, from the first, were queued before it). (Bound in __init__.)"""
@@ -181,7 +202,7 @@ class Balancer:
         self._totals["broadcast_skipped"] += len(self._members) - len(ups)
         return -1
 
-    def request(self, data, *, key=None, timeout=1.0):
+    def request(self, data: Buffer, *, key: Buffer | None = None, timeout: float | None = 1.0) -> Message:
         """Sends one message as a request to the member the strategy picks and returns its reply
         (a Message). A member lost while the request waits makes it go to another, within the
         same timeout (so a request may reach two receivers)."""
@@ -209,7 +230,7 @@ class Balancer:
 
     # ---- waiting ----
 
-    def wait_up(self, count=None, timeout=None):
+    def wait_up(self, count: int | None = None, timeout: float | None = None) -> bool:
         """Waits until `count` members (None: all) are up, looking at them meanwhile: True, or
         False if the timeout ran out first."""
         deadline = _deadline(timeout)
@@ -250,7 +271,7 @@ class Balancer:
                 raise Timeout(f"messages taken back from a lost receiver still wait for room; "
                               f"nothing was sent")
 
-    def flush(self, timeout=None):
+    def flush(self, timeout: float | None = None) -> bool:
         """True once every message sent so far is acknowledged by a receiver (after a failover,
         by the one it was moved to); False if the timeout ran out first."""
         deadline = _deadline(timeout)
@@ -378,7 +399,7 @@ class Balancer:
 
     # ---- membership ----
 
-    def add(self, endpoint, weight=1.0, zone=None):
+    def add(self, endpoint: str, weight: float = 1.0, zone: str | None = None) -> None:
         """Adds a receiver (a host name: one per address it resolves to). With "hash", only the
         keys that now rank it first move to it."""
         with self._lock:
@@ -388,7 +409,7 @@ class Balancer:
             self._add(endpoint, weight, zone)
             self._sync_router()
 
-    def remove(self, endpoint):
+    def remove(self, endpoint: str) -> None:
         """Removes a receiver (as given to the constructor or add(), or one address of a name);
         its unacknowledged messages go to the others. ValueError if it is not a member."""
         with self._lock:
@@ -458,19 +479,19 @@ class Balancer:
     # ---- routing, state ----
 
     @property
-    def endpoints(self):
+    def endpoints(self) -> list[str]:
         """The members' endpoints (names resolved); index i is what route() returns for it."""
         return [m.endpoint for m in self._members]
 
-    def route(self, key):
+    def route(self, key: Buffer) -> int:
         """The index in `endpoints` of the member `key` maps to now ("hash"); -1 if none is up."""
         return self._router.route(key)
 
-    def route_many(self, keys):
+    def route_many(self, keys: npt.NDArray[np.uint64] | Sequence[Buffer]) -> npt.NDArray[np.int32]:
         """route() for many keys (a sequence of bytes, or a numpy uint64 array): an int32 array."""
         return self._router.route_many(keys)
 
-    def stats(self):
+    def stats(self) -> BalancerStats:
         """Per endpoint: state, sent, acknowledged, in flight (messages, bytes), the Router's
         latency estimate (ns), failovers and messages moved away; then the totals."""
         with self._lock:
@@ -487,7 +508,7 @@ class Balancer:
                                 "failovers": m.failovers, "moved": m.moved})
             totals = {k: sum(x[k] for x in members) for k in ("sent", "acknowledged", "in_flight")}
             totals.update(self._totals, waiting=len(self._backlog), up=sum(1 for x in members if x["state"] == "up"))
-            return {"endpoints": members, "totals": totals}
+            return cast("BalancerStats", {"endpoints": members, "totals": totals})
 
     # ---- lifetime ----
 
@@ -495,7 +516,7 @@ class Balancer:
         if self._closed:
             raise Closed("the Balancer is closed")
 
-    def close(self, linger=1.0):
+    def close(self, linger: float | None = 1.0) -> bool:
         """Waits up to `linger` s for every message to be acknowledged (failing over as needed),
         then closes every Sender. True if nothing was left unacknowledged (as Sender.close);
         idempotent: True once closed."""
@@ -517,20 +538,21 @@ class Balancer:
         return done and not lost
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """True after close()."""
         return self._closed
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<fastmsg.Balancer {self.strategy} {self.endpoints}{' closed' if self._closed else ''}>"
 
 
-_live = weakref.WeakSet()  # every Balancer not yet freed
+_live: weakref.WeakSet[Balancer] = weakref.WeakSet()  # every Balancer not yet freed
 
 
 def _close_at_exit():

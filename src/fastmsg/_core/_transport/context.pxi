@@ -1,7 +1,12 @@
 # Context: one I/O thread and the endpoints it serves.
 
 cdef class Context:
-    """One I/O thread and the endpoints it serves. A default context is made on first use."""
+    """Context(io_threads=1, poller=None)
+--
+
+    One I/O thread and the endpoints it serves. A default context is made on first use
+    (default_context()). `poller`: "epoll", "poll" or "auto" (None: the FASTMSG_POLLER
+    environment variable, else "auto"); the `poller` attribute names the one in use."""
     cdef fm_ctx *ctx
     cdef object endpoints   # weak set of the Senders and Receivers to close with it
     cdef int gen            # the fork generation it was made in
@@ -48,6 +53,7 @@ cdef class Context:
 
     @property
     def closed(self):
+        """True after close()."""
         return self.ctx == NULL
 
     def __enter__(self):

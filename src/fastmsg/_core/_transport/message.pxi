@@ -17,7 +17,11 @@ cdef class _BigFrame:
 @cython.final
 @cython.freelist(1024)
 cdef class Message:
-    """A received message: a read-only zero-copy buffer over the receive ring.
+    """Message()
+--
+
+    A received message: a read-only zero-copy buffer over the receive ring. (Not made by
+    calling the class: Receiver.recv() and Sender.request() return them.)
 
     bytes(msg), memoryview(msg), len(msg); like bytes, msg[i] is an int and msg[a:b] a bytes copy
     of that part, msg == b"..." compares the bytes, msg.decode() makes a str straight from the

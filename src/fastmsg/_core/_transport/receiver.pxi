@@ -39,7 +39,14 @@ cdef class _ConnRing(_Ring):
 
 
 cdef class Receiver:
-    """Accepts any number of Senders (fan-in) on one endpoint and hands out their messages.
+    """Receiver(endpoint, *, context=None, max_message_size=16777216, max_batch_bytes=262144,
+             max_connections=65536, ring_bytes=4194304, handshake_timeout=5.0,
+             max_sessions=65536, ack='released', heartbeat_interval=1.0,
+             dead_peer_timeout=None, reply_hwm_bytes=4194304, secret=None, secrets=None,
+             allow=None, max_connections_per_source=None, rate_limit=None, ssl=None, busy_poll=None)
+--
+
+    Accepts any number of Senders (fan-in) on one endpoint and hands out their messages.
 
     Messages from one sender arrive in the order sent; recv() takes them from the connections
     in turn. Each Message is a view into the receive ring, valid until released.
@@ -450,6 +457,9 @@ cdef class Receiver:
             room = n + n // 4 + 16  # (more came meanwhile)
 
     def stats(self):
+        """Exact counters: messages and bytes received, batches, read calls, connections,
+        sessions, acknowledgements, replies, refusals...; last_error: the last refusal or
+        accept() failure ("" if none); notifications: writes of the readiness fd."""
         cdef uint64_t values[FM_STAT_COUNT]
         self._check()
         fm_receiver_stats(self.rx, values)
@@ -505,6 +515,7 @@ cdef class Receiver:
 
     @property
     def closed(self):
+        """True after close()."""
         return self.rx == NULL
 
     def __enter__(self):

@@ -45,7 +45,10 @@ cdef Message _await_reply(fm_sender *s, fm_request *r, uint32_t own, int64_t dea
 
 
 cdef class _Request:
-    """A request in flight (Sender._request_nowait): take() its reply once it is here. Ending it
+    """_Request()
+--
+
+    A request in flight (Sender._request_nowait): take() its reply once it is here. Ending it
     frees its slot in the sender's table, after which its reply, if it comes, is counted in
     late_replies and dropped. take() ends it, so do end(), the Sender's close() and, at the
     latest, its freeing."""

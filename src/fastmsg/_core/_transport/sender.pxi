@@ -16,7 +16,13 @@ cdef int _sender_wait_flush(void *s, uint64_t unused, int64_t deadline) noexcept
 # No gc clear: `held` must outlive the engine's use of the payloads, which ends in __dealloc__.
 @cython.no_gc_clear
 cdef class Sender:
-    """Sends byte messages to one Receiver; connects, and reconnects, in the background.
+    """Sender(endpoint, *, context=None, hwm_bytes=4194304, max_message_size=16777216,
+           max_batch_bytes=262144, handshake_timeout=5.0, heartbeat_interval=1.0,
+           dead_peer_timeout=None, linger=1.0, secret=None, key_id=None, ssl=None,
+           server_hostname=None, busy_poll=None)
+--
+
+    Sends byte messages to one Receiver; connects, and reconnects, in the background.
 
     send() copies the message into a ring and returns; the I/O thread writes batches of them,
     each with one CRC32C. A large bytes object is not copied: being immutable, it is written from
@@ -872,6 +878,7 @@ cdef class Sender:
 
     @property
     def closed(self):
+        """True after close()."""
         return self.s == NULL
 
     def __enter__(self):
