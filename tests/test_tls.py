@@ -709,3 +709,78 @@ def test_hostile_bytes_in_a_tls_handshake_are_refused_while_others_are_served(pk
             assert exchange(rx, good, 5, b"round %d-" % i)
         wait_for(lambda: rx.stats()["tls_failures"] >= 20, what="each hostile handshake counted")
         assert rx.stats()["received_messages"] == 100
+
+
+# ---- the process survives what the ssl module's own callbacks, or SIGPIPE, would do ----
+
+CALLBACKS_AFTER_HANDOVER = r"""
+import ssl, sys, time, fastmsg
+ca, cert, key, keylog = sys.argv[1:5]
+server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server.load_cert_chain(cert, key)
+rx = fastmsg.Receiver("tcp://127.0.0.1:0", ssl=server, handshake_timeout=2.0)
+server._msg_callback = lambda *args: None  # set after the handover: never called (it would crash)
+with fastmsg.Sender(rx.endpoint, ssl=ssl.create_default_context(cafile=ca)) as tx:
+    tx.send(b"one")
+    with rx.recv(timeout=10) as m:
+        assert bytes(m) == b"one"
+server.keylog_filename = keylog  # set after the handover: new connections are refused
+tx = fastmsg.Sender(rx.endpoint, ssl=ssl.create_default_context(cafile=ca), handshake_timeout=2.0)
+tx.send(b"two")
+deadline = time.monotonic() + 10
+while rx.stats()["tls_failures"] == 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(rx.stats()["tls_failures"], rx.stats()["last_error"])
+tx.close(linger=0)
+"""
+
+
+def test_callbacks_set_on_a_context_after_it_was_handed_over_do_not_crash(pki, tmp_path):
+    """The ssl module's message and keylog callbacks expect its own socket objects: a message
+    callback is switched off on fastmsg's connections, and a keylog file set later makes new
+    connections fail, counted and explained (before the fix: a segfault at the next handshake)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", CALLBACKS_AFTER_HANDOVER, pki.ca, pki.server.cert, pki.server.key,
+                        str(tmp_path / "keys.log")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    failures, why = r.stdout.split(" ", 1)
+    assert int(failures) >= 1 and "keylog_filename" in why, r.stdout
+
+
+SIGPIPE_NOT_IGNORED = r"""
+import signal, ssl, sys, threading, fastmsg
+from fastmsg.testing import FaultProxy
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a program that does not ignore SIGPIPE
+ca, cert, key = sys.argv[1:4]
+server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server.load_cert_chain(cert, key)
+count = 4000
+with fastmsg.Receiver("tcp://127.0.0.1:0", ssl=server) as rx, FaultProxy(rx.endpoint, seed=41) as proxy:
+    proxy.reset_after(5_000, 60_000)
+    tx = fastmsg.Sender(proxy.endpoint, ssl=ssl.create_default_context(cafile=ca), max_batch_bytes=16384)
+    t = threading.Thread(target=lambda: tx.send_many([b"%06d" % i + bytes(1000) for i in range(count)], timeout=60))
+    t.start()
+    seen = set()
+    while len(seen) < count:
+        for m in rx.recv_many(1024, timeout=30):
+            with m:
+                seen.add(int(bytes(m)[:6]))
+    t.join(60)
+    print(len(seen), tx.flush(timeout=30), proxy.stats()["resets"])
+    tx.close(linger=0)
+"""
+
+
+def test_writes_to_a_reset_connection_raise_no_sigpipe(pki):
+    """OpenSSL writes with write(): in a process that does not ignore SIGPIPE, a write to a
+    connection reset under it must fail with EPIPE, not kill the process."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", SIGPIPE_NOT_IGNORED, pki.ca, pki.server.cert, pki.server.key],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    seen, flushed, resets = r.stdout.split()
+    assert int(seen) == 4000 and flushed == "True" and int(resets) >= 5, r.stdout

@@ -163,6 +163,9 @@ int fm_rxconn_parse_read(fm_rxconn *c) {
     return 0;
 }
 
+/* TLS holds bytes, or a failure, that the poller cannot report: a short read is not the end. */
+static int tls_unread(fm_rxconn *c) { return c->tls && fm_tls_pending(c->tls); }
+
 /* The connection's end after a read returned n <= 0; a record TLS refused is counted, with why. */
 static void read_failed(fm_rxconn *c, ptrdiff_t n) {
     if (n == -EPROTO && c->tls) {
@@ -191,7 +194,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
                 return;
             }
             c->big_have += (size_t)n;
-            if ((size_t)n < want) return; /* drained: the poller tells when more comes */
+            if ((size_t)n < want && !tls_unread(c)) return; /* drained: the poller tells when more comes */
             if (c->big_have < c->big_size) continue;
             if (fm_rxconn_handle_data(c, c->big, c->big_size) < 0) return;
             c->big_done = 1;
@@ -217,7 +220,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
                     return;
                 }
                 c->fill += (uint64_t)n;
-                drained = (uint64_t)n < room; /* a short read emptied the socket */
+                drained = (uint64_t)n < room && !tls_unread(c); /* a short read emptied the socket */
             }
             staged = parse(c, &stalled);
             if (staged < 0) return;

@@ -256,8 +256,9 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
             return;
         }
         fm_hb_received(&s->hb.t, now); /* heartbeat hook: anything from the receiver is life */
+        int drained = (size_t)n < want && !(s->tls && fm_tls_pending(s->tls)); /* (TLS may hold more) */
         if (big) { /* (read into rbig, and acted on once whole) */
-            if ((size_t)n < want) return;
+            if (drained) return;
             continue;
         }
         s->in_len += (size_t)n;
@@ -288,7 +289,7 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
         s->in_len -= off;
         /* A short read drained the socket: the read that would say so (EAGAIN) is spared, as the
          * poller reports what comes next. */
-        if ((size_t)n < want) return;
+        if (drained) return;
     }
     s->tls_unread = s->tls && fm_tls_pending(s->tls); /* (rounds used up: the next step reads on) */
 }

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,8 @@ static struct {
     FN(BIO_test_flags);
     FN(BIO_up_ref);
     FN(BIO_free);
+    FN(SSL_set_msg_callback);
+    FN(SSL_CTX_get_keylog_callback); /* (OpenSSL 1.1.1 and later: NULL where absent) */
 } api;
 #undef FN
 
@@ -137,6 +141,8 @@ int fm_tls_load(const char *module_path, char *err, size_t errlen) {
     LOAD(BIO_test_flags, "BIO_test_flags");
     LOAD(BIO_up_ref, "BIO_up_ref");
     LOAD(BIO_free, "BIO_free");
+    LOAD(SSL_set_msg_callback, "SSL_set_msg_callback");
+    *(void **)&api.SSL_CTX_get_keylog_callback = dlsym(h, "SSL_CTX_get_keylog_callback");
     /* OpenSSL 3 renamed it; 1.1.1 has only the old name */
     *(void **)&api.get1_peer_certificate = dlsym(h, "SSL_get1_peer_certificate");
     if (!api.get1_peer_certificate) LOAD(get1_peer_certificate, "SSL_get_peer_certificate");
@@ -191,6 +197,7 @@ struct fm_tls {
     SSL *ssl;
     BIO *wbio;                /* the write buffer, in front of the socket */
     int done;                 /* handshake complete */
+    int read_failed;          /* a read returned data before a failure, which comes next */
     uint8_t *stage;           /* pending output: stage[off, len) is SSL_write's until written */
     size_t stage_off, stage_len, stage_cap;
     int nnames, cn;           /* cn: the index of the subject CN among names, or -1 */
@@ -222,8 +229,17 @@ fm_tls *fm_tls_new(const fm_tls_ctx *c, int fd, char *err, size_t errlen) {
         return NULL;
     }
     t->cn = -1;
+    /* The ssl module's keylog and message callbacks read the connection's ssl socket object,
+     * which these connections have none of: set on the context after it was handed over, they
+     * would crash (they are refused when it is handed over). */
+    if (api.SSL_CTX_get_keylog_callback && api.SSL_CTX_get_keylog_callback(c->ctx)) {
+        if (err) snprintf(err, errlen, "the SSLContext's keylog_filename was set after it was given to fastmsg");
+        free(t);
+        return NULL;
+    }
     api.ERR_clear_error();
     t->ssl = api.SSL_new(c->ctx);
+    if (t->ssl) api.SSL_set_msg_callback(t->ssl, NULL);
     int ok = t->ssl && attach_socket(t, fd);
     if (ok) {
         /* The stage is a stable buffer, retried from where it stopped; records are written one by
@@ -338,7 +354,8 @@ static void take_names(fm_tls *t) {
         char cn[FM_TLS_NAME_MAX];
         X509_NAME *subject = api.X509_get_subject_name(cert);
         int len = subject ? api.X509_NAME_get_text_by_NID(subject, NID_commonName, cn, sizeof cn) : -1;
-        if (len > 0 && (size_t)len == strlen(cn) && t->nnames < FM_TLS_MAX_NAMES) {
+        /* (a CN as long as the buffer may have been cut: a prefix must never pass for the name) */
+        if (len > 0 && len < FM_TLS_NAME_MAX - 1 && (size_t)len == strlen(cn) && t->nnames < FM_TLS_MAX_NAMES) {
             t->names[t->nnames] = strdup(cn);
             if (t->names[t->nnames]) t->cn = t->nnames++;
         }
@@ -346,7 +363,7 @@ static void take_names(fm_tls *t) {
     api.X509_free(cert);
 }
 
-int fm_tls_handshake(fm_tls *t) {
+static int handshake(fm_tls *t) {
     if (t->done) return FM_TLS_DONE;
     api.ERR_clear_error();
     errno = 0;
@@ -370,7 +387,7 @@ int fm_tls_handshake(fm_tls *t) {
     return -1;
 }
 
-ptrdiff_t fm_tls_read(fm_tls *t, void *buf, size_t len) {
+static ptrdiff_t read_some(fm_tls *t, void *buf, size_t len) {
     size_t got = 0;
     while (got < len) {
         size_t want = len - got < INT_MAX ? len - got : INT_MAX;
@@ -383,14 +400,19 @@ ptrdiff_t fm_tls_read(fm_tls *t, void *buf, size_t len) {
             continue;
         }
         /* What was decrypted goes first; a failure comes again at the next read (OpenSSL keeps
-         * it, and the poller reports the socket that caused it). */
-        if (got) break;
+         * it). The socket may have nothing more to report: fm_tls_pending says to read on. */
+        if (got) {
+            int e = api.SSL_get_error(t->ssl, rc);
+            t->read_failed = e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE;
+            api.ERR_clear_error();
+            break;
+        }
         return failure(t, rc, saved, "TLS read failed");
     }
     return (ptrdiff_t)got;
 }
 
-int fm_tls_flush(fm_tls *t) {
+static int flush(fm_tls *t) {
     while (t->stage_off < t->stage_len) {
         size_t want = t->stage_len - t->stage_off;
         api.ERR_clear_error();
@@ -413,7 +435,64 @@ int fm_tls_flush(fm_tls *t) {
     return -saved;
 }
 
-int fm_tls_pending(const fm_tls *t) { return api.SSL_has_pending(t->ssl) == 1; }
+int fm_tls_pending(const fm_tls *t) { return t->read_failed || api.SSL_has_pending(t->ssl) == 1; }
+
+/* OpenSSL writes with write(), which raises SIGPIPE on a connection the peer has closed (the
+ * plain path sends with MSG_NOSIGNAL). Unless the process ignores SIGPIPE (Python does, unless
+ * told otherwise), each call that may write runs with SIGPIPE blocked in this thread, and a
+ * SIGPIPE it raised is taken back before the mask is restored: the failure is an EPIPE. */
+typedef struct {
+    int on, was_pending;
+    sigset_t old;
+} sigpipe_guard;
+
+static void guard_on(sigpipe_guard *g) {
+    struct sigaction sa;
+    g->on = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler != SIG_IGN;
+    if (!g->on) return;
+    sigset_t block, pending;
+    sigemptyset(&block);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &g->old);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void guard_off(sigpipe_guard *g) {
+    if (!g->on) return;
+    sigset_t pending;
+    if (!g->was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        struct timespec now = {0, 0};
+        sigtimedwait(&pipe_only, NULL, &now);
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+int fm_tls_handshake(fm_tls *t) {
+    sigpipe_guard g;
+    guard_on(&g);
+    int rc = handshake(t);
+    guard_off(&g);
+    return rc;
+}
+
+ptrdiff_t fm_tls_read(fm_tls *t, void *buf, size_t len) {
+    sigpipe_guard g; /* (a read may write: an alert, a key update's answer) */
+    guard_on(&g);
+    ptrdiff_t n = read_some(t, buf, len);
+    guard_off(&g);
+    return n;
+}
+
+int fm_tls_flush(fm_tls *t) {
+    sigpipe_guard g;
+    guard_on(&g);
+    int rc = flush(t);
+    guard_off(&g);
+    return rc;
+}
 
 ptrdiff_t fm_tls_writev(fm_tls *t, const struct iovec *iov, int n) {
     int rc = fm_tls_flush(t);
