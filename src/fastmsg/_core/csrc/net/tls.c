@@ -494,8 +494,19 @@ int fm_tls_flush(fm_tls *t) {
     return rc;
 }
 
+/* (one SIGPIPE guard for the whole call: flush() inside it is unguarded) */
+static ptrdiff_t writev_held(fm_tls *t, const struct iovec *iov, int n);
+
 ptrdiff_t fm_tls_writev(fm_tls *t, const struct iovec *iov, int n) {
-    int rc = fm_tls_flush(t);
+    sigpipe_guard g;
+    guard_on(&g);
+    ptrdiff_t w = writev_held(t, iov, n);
+    guard_off(&g);
+    return w;
+}
+
+static ptrdiff_t writev_held(fm_tls *t, const struct iovec *iov, int n) {
+    int rc = flush(t);
     if (rc) return rc;
     size_t total = 0;
     for (int i = 0; i < n && total < STAGE_MAX; i++) total += iov[i].iov_len;
@@ -517,7 +528,7 @@ ptrdiff_t fm_tls_writev(fm_tls *t, const struct iovec *iov, int n) {
     t->stage_len = total;
     t->stage_off = 0;
     /* The bytes are taken whatever the socket says now: what it did not take stays pending. */
-    rc = fm_tls_flush(t);
+    rc = flush(t);
     if (rc && rc != -EAGAIN) return rc;
     return (ptrdiff_t)total;
 }
