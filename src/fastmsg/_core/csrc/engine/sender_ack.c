@@ -21,11 +21,46 @@ static uint64_t walk(fm_sender *s, uint64_t pos, uint64_t n) {
     return pos;
 }
 
+/* Where the walk to ack_seq may start: the last batch end at or below it (marks before it are
+ * not needed again), or the head. Walking from the head would read every acknowledged record's
+ * header, a cost per message that small messages feel. */
+static void walk_start(fm_sender *s, uint64_t ack_seq, uint64_t *seq, uint64_t *pos) {
+    *seq = s->acked_seq;
+    *pos = s->acked_pos;
+    while (s->mark_count) {
+        uint32_t i = s->mark_first & (FM_ACK_MARKS - 1);
+        if (s->marks[i].seq > ack_seq) break;
+        if (s->marks[i].seq >= *seq) {
+            *seq = s->marks[i].seq;
+            *pos = s->marks[i].pos;
+        }
+        s->mark_first++;
+        s->mark_count--;
+    }
+}
+
+/* (The oldest mark gives way when they are all taken: an ACK then walks a little further.) */
+void fm_sender_mark_batch(fm_sender *s, uint64_t seq, uint64_t pos) {
+    if (s->mark_count) {
+        uint32_t last = (s->mark_first + s->mark_count - 1) & (FM_ACK_MARKS - 1);
+        if (s->marks[last].seq >= seq) return;
+    }
+    if (s->mark_count == FM_ACK_MARKS) {
+        s->mark_first++;
+        s->mark_count--;
+    }
+    uint32_t i = (s->mark_first + s->mark_count) & (FM_ACK_MARKS - 1);
+    s->marks[i].seq = seq;
+    s->marks[i].pos = pos;
+    s->mark_count++;
+}
+
 int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
     if (ack_seq > s->sent_seq) return -1;
     if (ack_seq < s->acked_seq) return 0; /* an older ACK, overtaken */
-    uint64_t n = ack_seq - s->acked_seq;
-    uint64_t pos = walk(s, s->acked_pos, n); /* (n == 0: only the dropped records that follow) */
+    uint64_t n = ack_seq - s->acked_seq, from_seq, from_pos;
+    walk_start(s, ack_seq, &from_seq, &from_pos);
+    uint64_t pos = walk(s, from_pos, ack_seq - from_seq); /* (none: only the dropped records that follow) */
     if (pos == s->acked_pos) return 0;
     s->acked_seq = ack_seq;
     s->acked_pos = pos;
@@ -50,6 +85,7 @@ int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq) {
 }
 
 void fm_sender_rewind(fm_sender *s) {
+    s->mark_count = 0; /* (the next connection may drop records this one sent: sequence numbers move) */
     s->io.rpos = s->acked_pos;
     s->next_seq = s->acked_seq;
     s->rtt_seq = 0; /* (a sample across the reconnect would time the outage) */

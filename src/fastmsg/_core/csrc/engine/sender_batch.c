@@ -100,6 +100,7 @@ void fm_sender_batch_done(fm_sender *s) {
     r->rpos = s->batch_end;
     r->rcount += s->batch_count;
     fm_sender_passed(s, s->batch_end); /* the space comes back with the acknowledgement */
+    fm_sender_mark_batch(s, s->batch_first_seq + s->batch_count, s->batch_end);
     fm_sender_time_batch(s, s->batch_first_seq + s->batch_count);
     s->frame_is_data = 0;
 }

@@ -22,6 +22,10 @@
 #include "net/stream.h"
 #include "wire/protocol.h"
 
+/* Batch ends remembered for ACKs (a power of two). With an ACK every few thousand messages, 256
+ * covers the batches between two ACKs down to batches of about 16 messages. */
+#define FM_ACK_MARKS 256
+
 /* FM_S_TLS: connected, the TLS handshake under way (cfg.tls only); FM_S_HANDSHAKE: HELLO and WELCOME */
 typedef enum { FM_S_IDLE, FM_S_CONNECTING, FM_S_TLS, FM_S_HANDSHAKE, FM_S_READY } fm_sender_state;
 
@@ -70,6 +74,10 @@ struct fm_sender {
     uint64_t sent_seq;       /* every message below it was written at least once */
     uint64_t sent_pos;       /* ring position the cursor has ever reached (written or dropped) */
     uint64_t written_pos;    /* the same, for Python to read (fm_sender_all_written) */
+    /* Where recent batches ended, oldest first: an ACK finds its ring position from the last mark
+     * at or below it, walking only the records after that mark (sender_ack.c). Cleared on rewind. */
+    struct { uint64_t seq, pos; } marks[FM_ACK_MARKS];
+    uint32_t mark_first, mark_count;
     uint64_t last_dropped_size; /* of the latest record dropped unsent (fm_sender_refused) */
     /* Acknowledgement round trips (sender_ack.c): one batch is timed at a time, from its write to
      * the ACK that covers it, so a sample costs one clock read per ACK cycle. Python reads the
@@ -148,6 +156,9 @@ int fm_sender_apply_ack(fm_sender *s, uint64_t ack_seq);
 /* The connection is gone: what was written and not acknowledged is written again, from the first
  * unacknowledged message, after the next handshake. */
 void fm_sender_rewind(fm_sender *s);
+/* A DATA batch ending before sequence number `seq`, at ring position `pos`, was written: remembered
+ * so that the ACK covering it need not walk the records before it. */
+void fm_sender_mark_batch(fm_sender *s, uint64_t seq, uint64_t pos);
 /* A DATA batch ending before sequence number `end_seq` was written: it is timed if none is. */
 void fm_sender_time_batch(fm_sender *s, uint64_t end_seq);
 /* The cursor passed records up to `pos` (written, or dropped): keeps sent_pos, and gives dropped
