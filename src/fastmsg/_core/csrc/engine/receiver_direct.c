@@ -10,7 +10,7 @@
 
 /* How long after a reader's wait the sockets stay with the reader (see fm_receiver.lent): long
  * against a round trip, short against a heartbeat. */
-#define LEASE_NS (2 * FM_MS)
+#define LEASE_NS (10 * FM_MS)
 /* How long a reader that found the token taken waits on the ready queue before trying again. */
 #define RETRY_NS (100 * 1000)
 /* Events taken from the receiver's poller per wait. */

@@ -314,13 +314,31 @@ static void end_lease(fm_sender *s, int64_t now, int64_t *next) {
     fm_sender_end_lease(s);
 }
 
+/* The token is held by a requester reading its replies on a lease (sender_direct.c) that still
+ * runs, and nothing waits for this thread: it has nothing to do until the lease ends. Asking the
+ * holder for a kick would only wake this thread again after each request: on one CPU it runs
+ * while the requester waits for its reply, so it would find the token held every time. (Read
+ * without the token: a message queued after this look kicks this thread again.) */
+static int leased_and_idle(fm_sender *s, int64_t now) {
+    return __atomic_load_n(&s->lent, __ATOMIC_SEQ_CST) && now < __atomic_load_n(&s->lease_end_ns, __ATOMIC_RELAXED) &&
+           !__atomic_load_n(&s->direct_err, __ATOMIC_RELAXED) && !__atomic_load_n(&s->direct_full, __ATOMIC_RELAXED) &&
+           __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) == __atomic_load_n(&s->io.rpos, __ATOMIC_RELAXED);
+}
+
 /* The I/O thread's way to the token. When a direct writer holds it, this thread must neither
  * spin (the holder may be preempted: on one CPU that costs a whole time slice) nor sleep past
  * the holder's work: it stops watching the socket (its events are level-triggered), asks the
  * holder for a kick (`missed`, read after the holder gives the token back), and tries once more
- * in case the token was given back before the holder could see the request. */
-static int take_from_io(fm_sender *s) {
+ * in case the token was given back before the holder could see the request. A lease holder with
+ * nothing left for this thread is not asked, unless a socket event came (`event`: one the poller
+ * would report again at once): this thread wakes at the lease's end (*next, if given). */
+static int take_from_io(fm_sender *s, int event, int64_t now, int64_t *next) {
     if (!fm_token_take(&s->token)) {
+        if (!event && leased_and_idle(s, now)) {
+            int64_t end = __atomic_load_n(&s->lease_end_ns, __ATOMIC_RELAXED);
+            if (next && end < *next) *next = end;
+            return 0;
+        }
         if (s->fd >= 0 && !s->muted) {
             fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
             s->muted = 1;
@@ -429,7 +447,7 @@ static void on_event(fm_sender *s, uint32_t events, int64_t now) {
 
 static void sender_event(fm_endpoint *ep, uint32_t events, int64_t now) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
-    if (!take_from_io(s)) return; /* the direct writer kicks this thread when it is done */
+    if (!take_from_io(s, 1, now, NULL)) return; /* the direct writer kicks this thread when it is done */
     absorb_direct(s, now);
     on_event(s, events, now);
     fm_token_give(&s->token);
@@ -463,7 +481,7 @@ static void on_step(fm_sender *s, int64_t now, int64_t *next) {
 
 static void sender_step(fm_endpoint *ep, int64_t now, int64_t *next) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
-    if (!take_from_io(s)) return;
+    if (!take_from_io(s, 0, now, next)) return;
     absorb_direct(s, now);
     end_lease(s, now, next);
     on_step(s, now, next);
@@ -472,7 +490,7 @@ static void sender_step(fm_endpoint *ep, int64_t now, int64_t *next) {
 
 static int sender_has_work(fm_endpoint *ep) {
     fm_sender *s = FM_CONTAINER_OF(ep, fm_sender, ep);
-    if (!take_from_io(s)) return 0; /* the direct writer kicks this thread when it is done */
+    if (!take_from_io(s, 0, fastmsg_monotonic_ns(), NULL)) return 0; /* the direct writer kicks this thread when it is done */
     int work = s->direct_err || s->direct_full || s->tls_unread ||
                (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) &&
                 __atomic_load_n(&s->io.ctl->tail, __ATOMIC_SEQ_CST) != s->io.rpos);

@@ -17,7 +17,7 @@
  * keeps from writing for others meanwhile: short against a heartbeat, long against a round trip). */
 #define DIRECT_READ_NS (2 * FM_MS)
 /* How long after a direct read the socket stays out of the I/O thread's poller (unread). */
-#define LEASE_NS (2 * FM_MS)
+#define LEASE_NS (10 * FM_MS)
 /* Tries at the token before a requester leaves the reply to the I/O thread. */
 #define TAKE_TRIES 4
 
@@ -106,7 +106,7 @@ static int lease(fm_sender *s) {
     int fresh = !s->lent;
     if (fresh && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
     __atomic_store_n(&s->lent, 1, __ATOMIC_SEQ_CST);
-    s->lease_end_ns = fastmsg_monotonic_ns() + LEASE_NS;
+    __atomic_store_n(&s->lease_end_ns, fastmsg_monotonic_ns() + LEASE_NS, __ATOMIC_RELAXED);
     return fresh;
 }
 
@@ -176,7 +176,7 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
          * told of a new lease by a kick, it wakes for its end. */
         leased = lease(s);
         rc = read_held(s, r, until);
-        s->lease_end_ns = fastmsg_monotonic_ns() + LEASE_NS;
+        __atomic_store_n(&s->lease_end_ns, fastmsg_monotonic_ns() + LEASE_NS, __ATOMIC_RELAXED);
         /* No reply yet (it is left to the I/O thread), or another request waits for its own:
          * the I/O thread must watch the socket now. */
         if (s->fd >= 0 && (rc != FASTMSG_WAIT_READY || __atomic_load_n(&s->lease_revoked, __ATOMIC_SEQ_CST) ||
