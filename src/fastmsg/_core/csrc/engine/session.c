@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <sys/random.h> /* getentropy (glibc declares it in unistd.h) */
+#endif
 
 #include "engine/receiver_internal.h"
 
