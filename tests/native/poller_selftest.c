@@ -4,6 +4,7 @@
  * Built and run by tests/test_poller_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "net/poller.h"
+#include "net/poller_kqueue.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +38,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("backend: %s\n", fastmsg_poller_name(p));
+
+    /* kqueue's merge of an fd's two filters into one event, which is portable C. */
+    fastmsg_poll_event m[4];
+    int k = fm_poll_merge(m, 0, 7, FASTMSG_POLL_IN);
+    k = fm_poll_merge(m, k, 9, FASTMSG_POLL_OUT);
+    k = fm_poll_merge(m, k, 7, FASTMSG_POLL_OUT | FASTMSG_POLL_ERR);
+    CHECK(k == 2 && m[0].fd == 7 && m[0].data == NULL &&
+          m[0].events == (FASTMSG_POLL_IN | FASTMSG_POLL_OUT | FASTMSG_POLL_ERR));
+    CHECK(m[1].fd == 9 && m[1].events == FASTMSG_POLL_OUT);
     fastmsg_poll_event ev[64];
     int a[2], b[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);

@@ -2,10 +2,19 @@
  * added or deleted on its own; without EV_CLEAR both are level-triggered, as epoll is here. */
 #include "net/poller_kqueue.h"
 
+#include <stddef.h>
+
+int fm_poll_merge(fastmsg_poll_event *out, int k, int fd, uint32_t events) {
+    int j = 0;
+    while (j < k && out[j].fd != fd) j++; /* (at most a wait's worth of entries) */
+    if (j == k) out[k++] = (fastmsg_poll_event){fd, 0, NULL};
+    out[j].events |= events;
+    return k;
+}
+
 #ifdef FASTMSG_HAVE_KQUEUE
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
 #include <sys/types.h>
 #include <sys/event.h>
 #include <sys/time.h>
@@ -71,12 +80,7 @@ int fm_kqueue_wait(int kq, fastmsg_poll_event *out, int max, int timeout_ms) {
         /* EV_EOF: the peer hung up (in that direction; data may remain): what epoll's EPOLLHUP
          * says, and the owner reads to learn more, as after an error. */
         if (evs[i].flags & (EV_EOF | EV_ERROR)) ev |= FASTMSG_POLL_ERR;
-        /* One entry per fd, as epoll gives: the other filter of this fd may be earlier in this
-         * round (at most EVENTS_PER_CALL entries to look through). */
-        int j = 0;
-        while (j < k && out[j].fd != fd) j++;
-        if (j == k) out[k++] = (fastmsg_poll_event){fd, 0, NULL};
-        out[j].events |= ev;
+        k = fm_poll_merge(out, k, fd, ev);
     }
     return k;
 }

@@ -5,6 +5,11 @@
 
 #include "net/poller.h"
 
+/* Adds `events` for fd to out[0..k): to fd's entry if it has one, else as a new entry (data NULL);
+ * returns the new count. kqueue reports an fd's read and write readiness apart, epoll as one event;
+ * this gives kqueue epoll's form. Compiled everywhere, so that the self-test checks it here too. */
+int fm_poll_merge(fastmsg_poll_event *out, int k, int fd, uint32_t events);
+
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
 #define FASTMSG_HAVE_KQUEUE 1
 
