@@ -103,6 +103,26 @@ def test_every_c_file_compiles_for_macos(objects, target):
         check_macho(o, target)
 
 
+# What the macOS branches of the core define or call, by the symbol names in their objects: proof
+# that those branches, not a portable fallback, were compiled. (name in the object, present?)
+MACOS_SYMBOLS = {
+    "net/poller_kqueue.c": [(b"_fm_kqueue_wait", True), (b"_kevent", True)],
+    "net/poller.c": [(b"_fm_kqueue_set", True), (b"_poll", True)],
+    "base/futex.c": [(b"_os_sync_wait_on_address", True), (b"___ulock_wait", True), (b"_nanosleep", True)],
+    "net/tls.c": [(b"_sigtimedwait", False), (b"_pthread_sigmask", False)],
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("source", sorted(MACOS_SYMBOLS))
+def test_macos_branches_are_compiled(objects, target, source):
+    obj, err = objects[(target, CSRC / source)]
+    assert err is None, err
+    data = obj.read_bytes()
+    for name, present in MACOS_SYMBOLS[source]:
+        assert (name + b"\0" in data) == present, f"{source}: {name.decode()} {'missing' if present else 'present'}"
+
+
 @pytest.fixture(scope="module")
 def linked(tmp_path_factory, objects, zig_env):
     """Links, for each target, the self-test programs and the core as a shared library, in
