@@ -162,7 +162,7 @@ def extensions():
     ]
     if sys.platform != "win32":  # the engine needs POSIX sockets and threads; WSAPoll is still to come
         # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
-        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/netio.c", "net/tls.c"), *_c(*ENGINE_SOURCES)]
+        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_kqueue.c", "net/netio.c", "net/tls.c"), *_c(*ENGINE_SOURCES)]
         ssl_include, ssl_lib = _openssl()
         exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=["crypto", "dl"],
                         include_dirs=ssl_include, library_dirs=ssl_lib))

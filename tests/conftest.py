@@ -3,6 +3,7 @@ import pathlib
 import pytest
 
 import fastmsg
+from pollers import POLLERS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -11,7 +12,7 @@ def pytest_report_header(config):
     return f"fastmsg {fastmsg.__version__} from {pathlib.Path(fastmsg.__file__).parent}; CRC32C kernel {fastmsg.crc32c_implementation}"
 
 
-@pytest.fixture(params=["epoll", "poll"])
+@pytest.fixture(params=POLLERS)
 def ctx(request):
     """A Context with each poller backend, so that the portable poll() path is tested here too."""
     c = fastmsg.Context(poller=request.param)

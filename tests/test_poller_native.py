@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from native_build import CSRC, SANITIZE, build_and_run
+from pollers import NATIVE_POLLER
 
 pytestmark = [
     pytest.mark.skipif(not CSRC.exists(), reason="C sources are not next to the tests"),
@@ -13,10 +14,11 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="POSIX backends"),
 ]
 
-BACKENDS = ["poll"] + (["epoll"] if sys.platform.startswith("linux") else [])
+BACKENDS = ["poll"] + ([NATIVE_POLLER] if NATIVE_POLLER else [])
+SOURCES = ["net/poller.c", "net/poller_kqueue.c"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_poller_backend(tmp_path, backend):
-    out = build_and_run(tmp_path, "poller_selftest", ["net/poller.c"], args=[backend], flags=SANITIZE)
+    out = build_and_run(tmp_path, "poller_selftest", SOURCES, args=[backend], flags=SANITIZE)
     assert f"backend: {backend}" in out and "0 failures" in out

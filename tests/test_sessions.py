@@ -18,11 +18,12 @@ if not hasattr(fastmsg, "Sender"):
     pytest.skip("this platform's build has no transport engine yet", allow_module_level=True)
 
 from fastmsg.testing import FaultProxy
+from pollers import POLLERS
 from transport_helpers import (check_payload, hello, payload, raw_connect, read_until_eof, recv_n, rss_bytes,
                                split_frames, tcp_address, wait_for)
 
 
-@pytest.fixture(params=["epoll", "poll"])
+@pytest.fixture(params=POLLERS)
 def ctx(request):
     c = fastmsg.Context(poller=request.param)
     yield c

@@ -1,8 +1,10 @@
-/* Exercises one poller backend (argv[1]: "epoll" or "poll") over socketpairs: readiness in and
- * out, data pointers, modify, remove with the slot reused, hang-up, timeout, and many fds.
+/* Exercises one poller backend (argv[1]: "epoll", "kqueue" or "poll") over socketpairs: readiness
+ * in and out (one event per fd), data pointers, modify (to nothing too), remove with the slot
+ * reused, a poller nested in another and rearmed, hang-up, timeout, and many fds.
  * Built and run by tests/test_poller_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "net/poller.h"
+#include "net/poller_kqueue.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,13 +28,25 @@ static const fastmsg_poll_event *find_fd(const fastmsg_poll_event *ev, int n, in
 }
 
 int main(int argc, char **argv) {
-    fastmsg_poller_kind kind = (argc > 1 && strcmp(argv[1], "poll") == 0) ? FASTMSG_POLLER_POLL : FASTMSG_POLLER_EPOLL;
+    const char *name = argc > 1 ? argv[1] : "epoll";
+    fastmsg_poller_kind kind = strcmp(name, "poll") == 0     ? FASTMSG_POLLER_POLL
+                               : strcmp(name, "kqueue") == 0 ? FASTMSG_POLLER_KQUEUE
+                                                             : FASTMSG_POLLER_EPOLL;
     fastmsg_poller *p = fastmsg_poller_new(kind);
     if (!p) {
         printf("cannot create poller: %s\n", strerror(errno));
         return 1;
     }
     printf("backend: %s\n", fastmsg_poller_name(p));
+
+    /* kqueue's merge of an fd's two filters into one event, which is portable C. */
+    fastmsg_poll_event m[4];
+    int k = fm_poll_merge(m, 0, 7, FASTMSG_POLL_IN);
+    k = fm_poll_merge(m, k, 9, FASTMSG_POLL_OUT);
+    k = fm_poll_merge(m, k, 7, FASTMSG_POLL_OUT | FASTMSG_POLL_ERR);
+    CHECK(k == 2 && m[0].fd == 7 && m[0].data == NULL &&
+          m[0].events == (FASTMSG_POLL_IN | FASTMSG_POLL_OUT | FASTMSG_POLL_ERR));
+    CHECK(m[1].fd == 9 && m[1].events == FASTMSG_POLL_OUT);
     fastmsg_poll_event ev[64];
     int a[2], b[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
@@ -65,6 +79,51 @@ int main(int argc, char **argv) {
     CHECK(fastmsg_poller_remove(p, a[0]) == -ENOENT);
     CHECK(fastmsg_poller_modify(p, a[0], FASTMSG_POLL_IN, NULL) == -ENOENT);
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+
+    /* Readable and writable at once: one event with both (kqueue has a filter for each). */
+    int d[2], tag_d = 4;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, d) == 0);
+    CHECK(write(d[1], "z", 1) == 1);
+    CHECK(fastmsg_poller_add(p, d[0], FASTMSG_POLL_IN | FASTMSG_POLL_OUT, &tag_d) == 0);
+    n = fastmsg_poller_wait(p, ev, 64, 1000);
+    CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_d &&
+          ev[0].events == (FASTMSG_POLL_IN | FASTMSG_POLL_OUT));
+    /* Modified to nothing: no events, though it is still both. */
+    CHECK(fastmsg_poller_modify(p, d[0], 0, &tag_d) == 0);
+    CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+    CHECK(fastmsg_poller_modify(p, d[0], FASTMSG_POLL_IN, &tag_d) == 0);
+    n = fastmsg_poller_wait(p, ev, 64, 1000);
+    CHECK(n == 1 && ev[0].fd == d[0] && ev[0].events == FASTMSG_POLL_IN);
+    CHECK(fastmsg_poller_remove(p, d[0]) == 0);
+
+    /* A poller nested in this one: its fd is readable while one of its fds is ready, and rearm
+     * (from any thread, in the engine) switches that off and on without the table. */
+    fastmsg_poller *inner = fastmsg_poller_new(kind);
+    CHECK(inner != NULL);
+    int nest = inner ? fastmsg_poller_fd(inner) : -1;
+    if (kind == FASTMSG_POLLER_POLL) {
+        CHECK(nest == -1 && fastmsg_poller_rearm(p, d[0], FASTMSG_POLL_IN) == -ENOTSUP);
+    } else if (inner) {
+        int tag_nest = 5;
+        CHECK(nest >= 0);
+        CHECK(fastmsg_poller_add(inner, d[0], FASTMSG_POLL_IN, &tag_d) == 0);
+        CHECK(fastmsg_poller_add(p, nest, FASTMSG_POLL_IN, &tag_nest) == 0);
+        n = fastmsg_poller_wait(p, ev, 64, 1000);
+        CHECK(n == 1 && ev[0].fd == nest && ev[0].data == &tag_nest && (ev[0].events & FASTMSG_POLL_IN));
+        CHECK(fastmsg_poller_rearm(p, nest, 0) == 0);
+        CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+        CHECK(fastmsg_poller_rearm(p, nest, FASTMSG_POLL_IN) == 0);
+        n = fastmsg_poller_wait(p, ev, 64, 1000);
+        CHECK(n == 1 && ev[0].fd == nest && ev[0].data == &tag_nest);
+        n = fastmsg_poller_wait(inner, ev, 64, 0);
+        CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_d);
+        CHECK(read(d[0], &c, 1) == 1); /* drained: the nest is quiet */
+        CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+        CHECK(fastmsg_poller_remove(p, nest) == 0);
+    }
+    fastmsg_poller_free(inner);
+    close(d[0]);
+    close(d[1]);
 
     /* Hang-up of the peer shows as readable (EOF) or error. */
     close(b[1]);

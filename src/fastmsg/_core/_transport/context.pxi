@@ -5,7 +5,7 @@ cdef class Context:
 --
 
     One I/O thread and the endpoints it serves. A default context is made on first use
-    (default_context()). `poller`: "epoll", "poll" or "auto" (None: the FASTMSG_POLLER
+    (default_context()). `poller`: "epoll", "kqueue", "poll" or "auto" (None: the FASTMSG_POLLER
     environment variable, else "auto"); the `poller` attribute names the one in use."""
     cdef fm_ctx *ctx
     cdef object endpoints   # weak set of the Senders and Receivers to close with it
@@ -16,7 +16,8 @@ cdef class Context:
         if io_threads != 1:
             raise ValueError("io_threads must be 1 in this version")
         choice = poller or os.environ.get("FASTMSG_POLLER", "") or "auto"
-        kinds = {"auto": FASTMSG_POLLER_AUTO, "epoll": FASTMSG_POLLER_EPOLL, "poll": FASTMSG_POLLER_POLL}
+        kinds = {"auto": FASTMSG_POLLER_AUTO, "epoll": FASTMSG_POLLER_EPOLL, "kqueue": FASTMSG_POLLER_KQUEUE,
+                 "poll": FASTMSG_POLLER_POLL}
         if choice not in kinds:
             raise ValueError(f"poller must be one of {sorted(kinds)}, got {choice!r}")
         cdef fm_error err

@@ -17,6 +17,7 @@ cdef extern from "net/poller.h" nogil:
         FASTMSG_POLLER_AUTO
         FASTMSG_POLLER_EPOLL
         FASTMSG_POLLER_POLL
+        FASTMSG_POLLER_KQUEUE
 
 cdef extern from "net/tls.h" nogil:
     ctypedef struct fm_tls_ctx:

@@ -1,8 +1,12 @@
 /* Sleep on a 32-bit word until another thread or process changes it, and wake such sleepers.
- *
- * Linux: futex(2) without FUTEX_PRIVATE_FLAG, so it works on a word in shared memory. Elsewhere
- * a portable fallback sleeps in growing steps and lets the caller re-check (macOS __ulock and
- * Windows WaitOnAddress are either private API or in-process only). */
+ * Each platform's wait is keyed by the memory, not the address, so it works on a word in shared
+ * memory:
+ *   Linux    futex(2) without FUTEX_PRIVATE_FLAG;
+ *   macOS    os_sync_wait_on_address with the SHARED flags where the system has it (14.4 on),
+ *            else __ulock_wait (private, but stable since 10.12 and used by libc++);
+ *   FreeBSD  _umtx_op's UMTX_OP_WAIT_UINT / UMTX_OP_WAKE.
+ * Elsewhere (and on a macOS without either call) a portable fallback sleeps in growing steps and
+ * lets the caller re-check (Windows' WaitOnAddress works within one process only). */
 #ifndef FASTMSG_FUTEX_H
 #define FASTMSG_FUTEX_H
 

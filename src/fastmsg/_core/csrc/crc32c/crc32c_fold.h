@@ -6,7 +6,7 @@
 #include "base/common.h"
 #include <immintrin.h>
 
-#define FOLD128_TARGET FASTMSG_TARGET("sse4.2,pclmul")
+#define FOLD128_TARGET FASTMSG_TARGET("sse4.2,crc32,pclmul")
 
 FOLD128_TARGET static inline __m128i fold128_k(fastmsg_crc32c_fold_k k) {
     return _mm_set_epi64x((long long)k.hi, (long long)k.lo);

@@ -5,7 +5,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include "crc32c/crc32c_fold.h"
 
-#define YMM_TARGET FASTMSG_TARGET("sse4.2,pclmul,avx2,vpclmulqdq")
+#define YMM_TARGET FASTMSG_TARGET("sse4.2,crc32,pclmul,avx2,vpclmulqdq")
 /* Below this the xmm kernel wins: the eight-register set-up and reduction do not pay off. */
 #define YMM_FOLD_MIN_LEN 1024
 

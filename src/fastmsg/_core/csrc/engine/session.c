@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __APPLE__
+#include <sys/random.h> /* getentropy (glibc declares it in unistd.h) */
+#endif
 
 #include "engine/receiver_internal.h"
 
@@ -25,8 +28,8 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser: a bijection that 
 }
 
 static uint64_t random_seed(const void *salt) {
+#if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__)
     uint64_t seed = 0;
-#if defined(__linux__) || defined(__APPLE__)
     if (getentropy(&seed, sizeof seed) == 0 && seed) return seed;
 #endif
     struct timespec ts;

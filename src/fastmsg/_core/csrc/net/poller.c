@@ -1,5 +1,6 @@
-/* The two poller backends. See poller.h. */
+/* The poller backends: epoll and poll() here, kqueue's kernel calls in poller_kqueue.c. See poller.h. */
 #include "net/poller.h"
+#include "net/poller_kqueue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -72,11 +73,21 @@ static uint32_t from_epoll(uint32_t ev) {
 #endif
 
 fastmsg_poller *fastmsg_poller_new(fastmsg_poller_kind kind) {
-#ifdef __linux__
+#if defined(__linux__)
     if (kind == FASTMSG_POLLER_AUTO) kind = FASTMSG_POLLER_EPOLL;
+#elif defined(FASTMSG_HAVE_KQUEUE)
+    if (kind == FASTMSG_POLLER_AUTO) kind = FASTMSG_POLLER_KQUEUE;
 #else
     if (kind == FASTMSG_POLLER_AUTO) kind = FASTMSG_POLLER_POLL;
+#endif
+#ifndef __linux__
     if (kind == FASTMSG_POLLER_EPOLL) {
+        errno = ENOSYS;
+        return NULL;
+    }
+#endif
+#ifndef FASTMSG_HAVE_KQUEUE
+    if (kind == FASTMSG_POLLER_KQUEUE) {
         errno = ENOSYS;
         return NULL;
     }
@@ -87,6 +98,13 @@ fastmsg_poller *fastmsg_poller_new(fastmsg_poller_kind kind) {
     p->epfd = -1;
 #ifdef __linux__
     if (kind == FASTMSG_POLLER_EPOLL && (p->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        free(p);
+        return NULL;
+    }
+#endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    if (kind == FASTMSG_POLLER_KQUEUE && (p->epfd = fm_kqueue_open()) < 0) {
+        errno = -p->epfd;
         free(p);
         return NULL;
     }
@@ -102,7 +120,9 @@ void fastmsg_poller_free(fastmsg_poller *p) {
     free(p);
 }
 
-const char *fastmsg_poller_name(const fastmsg_poller *p) { return p->kind == FASTMSG_POLLER_EPOLL ? "epoll" : "poll"; }
+const char *fastmsg_poller_name(const fastmsg_poller *p) {
+    return p->kind == FASTMSG_POLLER_EPOLL ? "epoll" : p->kind == FASTMSG_POLLER_KQUEUE ? "kqueue" : "poll";
+}
 
 int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data) {
     if (fd < 0) return -EBADF;
@@ -112,6 +132,16 @@ int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data) {
 #ifdef __linux__
     if (p->kind == FASTMSG_POLLER_EPOLL) {
         if ((rc = epoll_set(p, EPOLL_CTL_ADD, fd, events))) return rc;
+        p->regs[fd] = (registration){data, 1, -1};
+        return 0;
+    }
+#endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    if (p->kind == FASTMSG_POLLER_KQUEUE) {
+        if ((rc = fm_kqueue_set(p->epfd, fd, events))) {
+            fm_kqueue_set(p->epfd, fd, 0); /* a filter that went in alone would fire unregistered */
+            return rc;
+        }
         p->regs[fd] = (registration){data, 1, -1};
         return 0;
     }
@@ -140,6 +170,14 @@ int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data
         return 0;
     }
 #endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    if (p->kind == FASTMSG_POLLER_KQUEUE) {
+        int rc = fm_kqueue_set(p->epfd, fd, events);
+        if (rc) return rc;
+        r->data = data;
+        return 0;
+    }
+#endif
     p->fds[r->pos].events = to_poll(events);
     r->data = data;
     return 0;
@@ -152,6 +190,13 @@ int fastmsg_poller_remove(fastmsg_poller *p, int fd) {
     /* EBADF: the fd was closed first, which already took it out of the epoll set */
     if (p->kind == FASTMSG_POLLER_EPOLL && epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF)
         return -errno;
+#endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    /* EBADF likewise: closing the fd deleted its filters */
+    if (p->kind == FASTMSG_POLLER_KQUEUE) {
+        int rc = fm_kqueue_set(p->epfd, fd, 0);
+        if (rc && rc != -EBADF) return rc;
+    }
 #endif
     if (p->kind == FASTMSG_POLLER_POLL) {
         int last = --p->n;
@@ -170,6 +215,9 @@ int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) {
 #ifdef __linux__
     if (p->kind == FASTMSG_POLLER_EPOLL) return epoll_set(p, EPOLL_CTL_MOD, fd, events);
 #endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    if (p->kind == FASTMSG_POLLER_KQUEUE) return fm_kqueue_set(p->epfd, fd, events);
+#endif
     (void)p;
     (void)fd;
     (void)events;
@@ -187,6 +235,19 @@ int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int
             registration *r = lookup(p, evs[i].data.fd);
             if (!r) continue; /* removed by an earlier event's handler in the same round */
             out[k++] = (fastmsg_poll_event){evs[i].data.fd, from_epoll(evs[i].events), r->data};
+        }
+        return k;
+    }
+#endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    if (p->kind == FASTMSG_POLLER_KQUEUE) {
+        int n = fm_kqueue_wait(p->epfd, out, max, timeout_ms);
+        if (n < 0) return n;
+        for (int i = 0; i < n; i++) {
+            registration *r = lookup(p, out[i].fd);
+            if (!r) continue; /* as for epoll */
+            out[k] = out[i];
+            out[k++].data = r->data;
         }
         return k;
     }

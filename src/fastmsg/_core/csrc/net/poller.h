@@ -1,6 +1,6 @@
-/* Readiness polling behind one small interface: epoll on Linux, poll() everywhere (and on Linux
- * when forced, so the portable path stays tested). Level-triggered in both backends. kqueue and
- * WSAPoll would be further backends behind the same functions. */
+/* Readiness polling behind one small interface: epoll on Linux, kqueue on macOS and the BSDs,
+ * poll() everywhere (and where forced, so the portable path stays tested). Level-triggered in every
+ * backend. WSAPoll would be a further backend behind the same functions. */
 #ifndef FASTMSG_POLLER_H
 #define FASTMSG_POLLER_H
 
@@ -12,8 +12,14 @@ enum {
     FASTMSG_POLL_ERR = 4,  /* error or hang-up: the owner should read to find out which */
 };
 
-typedef enum { FASTMSG_POLLER_AUTO = 0, FASTMSG_POLLER_EPOLL = 1, FASTMSG_POLLER_POLL = 2 } fastmsg_poller_kind;
+typedef enum {
+    FASTMSG_POLLER_AUTO = 0,
+    FASTMSG_POLLER_EPOLL = 1,
+    FASTMSG_POLLER_POLL = 2,
+    FASTMSG_POLLER_KQUEUE = 3,
+} fastmsg_poller_kind;
 
+/* One per ready fd and wait: kqueue's separate read and write readiness come merged. */
 typedef struct {
     int fd;
     uint32_t events; /* FASTMSG_POLL_* that are ready */
@@ -27,17 +33,19 @@ fastmsg_poller *fastmsg_poller_new(fastmsg_poller_kind kind);
 void fastmsg_poller_free(fastmsg_poller *p);
 const char *fastmsg_poller_name(const fastmsg_poller *p);
 
-/* Register, change or drop interest in fd. Return 0, or -errno. */
+/* Register, change or drop interest in fd. Return 0, or -errno. With no events asked for, epoll
+ * and poll() still report an error or hang-up, kqueue nothing: a caller that stops watching an fd
+ * finds its errors in its own I/O. */
 int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data);
 int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data);
 int fastmsg_poller_remove(fastmsg_poller *p, int fd);
 
 /* A poller that can sit inside another one has an fd of its own, readable while one of its fds
- * is ready (epoll; kqueue would too); -1 for poll(). A second thread can then wait on a part of
- * the fds (a receiver's) while the I/O thread waits on the rest. */
+ * is ready (epoll, kqueue); -1 for poll(). A second thread can then wait on a part of the fds (a
+ * receiver's) while the I/O thread waits on the rest. */
 int fastmsg_poller_fd(const fastmsg_poller *p);
 /* Changes the events of an fd already registered, from any thread: unlike modify it touches only
- * the kernel's set, never the registration table. epoll only (-ENOTSUP otherwise). */
+ * the kernel's set, never the registration table. epoll and kqueue (-ENOTSUP for poll()). */
 int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events);
 
 /* Waits up to timeout_ms (-1: no limit) for readiness; fills at most max events. Returns how

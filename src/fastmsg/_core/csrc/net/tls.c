@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h> /* SO_NOSIGPIPE, where there is one */
 
 /* Headers for types and constants only: every call goes through `api` (nothing here links
  * libssl; `nm -u` on the extension shows no SSL_ symbol). */
@@ -240,6 +241,10 @@ fm_tls *fm_tls_new(const fm_tls_ctx *c, int fd, char *err, size_t errlen) {
     api.ERR_clear_error();
     t->ssl = api.SSL_new(c->ctx);
     if (t->ssl) api.SSL_set_msg_callback(t->ssl, NULL);
+#ifdef SO_NOSIGPIPE
+    int one = 1; /* (the SIGPIPE guard relies on it: see guard_on) */
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
     int ok = t->ssl && attach_socket(t, fd);
     if (ok) {
         /* The stage is a stable buffer, retried from where it stopped; records are written one by
@@ -438,9 +443,19 @@ static int flush(fm_tls *t) {
 int fm_tls_pending(const fm_tls *t) { return t->read_failed || api.SSL_has_pending(t->ssl) == 1; }
 
 /* OpenSSL writes with write(), which raises SIGPIPE on a connection the peer has closed (the
- * plain path sends with MSG_NOSIGNAL). Unless the process ignores SIGPIPE (Python does, unless
- * told otherwise), each call that may write runs with SIGPIPE blocked in this thread, and a
- * SIGPIPE it raised is taken back before the mask is restored: the failure is an EPIPE. */
+ * plain path sends with MSG_NOSIGNAL). Where the socket itself can refuse to raise it (macOS and
+ * the BSDs: SO_NOSIGPIPE, set on every socket netio.c makes, and again in fm_tls_new), the
+ * failure is an EPIPE already and nothing more is done. Elsewhere, unless the process ignores
+ * SIGPIPE (Python does, unless told otherwise), each call that may write runs with SIGPIPE blocked
+ * in this thread, and a SIGPIPE it raised is taken back before the mask is restored. */
+#ifdef SO_NOSIGPIPE
+typedef struct {
+    int unused;
+} sigpipe_guard;
+
+static void guard_on(sigpipe_guard *g) { (void)g; }
+static void guard_off(sigpipe_guard *g) { (void)g; }
+#else
 typedef struct {
     int on, was_pending;
     sigset_t old;
@@ -469,6 +484,7 @@ static void guard_off(sigpipe_guard *g) {
     }
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
+#endif
 
 int fm_tls_handshake(fm_tls *t) {
     sigpipe_guard g;

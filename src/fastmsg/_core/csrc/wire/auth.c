@@ -7,7 +7,9 @@
 #include "base/common.h"
 #include "wire/protocol.h"
 
-static const char label[2][16] = {"fastmsg receiver", "fastmsg sender\0\0"};
+/* 16 bytes each are used; the 17th holds the literal's NUL (a 16-byte array without it is a
+ * warning in newer compilers). */
+static const char label[2][17] = {"fastmsg receiver", "fastmsg sender\0\0"};
 
 void fastmsg_auth_ext_put(uint8_t out[FASTMSG_AUTH_EXT_LEN], uint64_t key_id, const uint8_t nonce[FASTMSG_AUTH_NONCE]) {
     fastmsg_store_le32(out, FASTMSG_AUTH_EXT_TYPE);

@@ -1,0 +1,7 @@
+"""The poller backends the tests use: the platform's own (epoll on Linux, kqueue on macOS and the
+BSDs) and poll(), so that the portable path is tested everywhere."""
+
+import sys
+
+NATIVE_POLLER = "epoll" if sys.platform.startswith("linux") else "kqueue" if sys.platform == "darwin" or "bsd" in sys.platform else None
+POLLERS = [p for p in (NATIVE_POLLER, "poll") if p]
