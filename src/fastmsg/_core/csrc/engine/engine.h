@@ -243,7 +243,7 @@ typedef struct {
     uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
     uint32_t busy_poll_ns;  /* a recv() polls the sockets this long before it sleeps; 0: never */
     uint64_t reply_hwm_bytes; /* reply bytes queued or unacknowledged at which reply() refuses */
-    uint32_t dual_stack;      /* an IPv6 address takes IPv4 connections too (IPV6_V6ONLY off): tcp://*:port */
+    uint32_t dual_stack;      /* an IPv6 address takes IPv4 connections too (IPV6_V6ONLY off): a tcp:// address with host * */
     /* ---- who may connect (receiver_allow.c, receiver_auth.c) ---- */
     fm_auth_key keys[FM_MAX_KEYS];   /* nkeys 0: no secret, and a sender with one is refused */
     uint32_t nkeys;

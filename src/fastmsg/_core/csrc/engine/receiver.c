@@ -49,7 +49,7 @@ static void nest_poller(fm_receiver *rx) {
 
 fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
                              fm_error *err) {
-    if (addrlen > sizeof(struct sockaddr_storage)) {
+    if ((size_t)addrlen > sizeof(struct sockaddr_storage)) { /* (socklen_t is signed on Windows) */
         fm_error_set(err, EINVAL, "address too long");
         fm_tls_ctx_free(cfg->tls);
         return NULL;

@@ -206,7 +206,7 @@ int fm_rxconn_admit(fm_rxconn *c, const fastmsg_hello *hp) {
     s->ack_sent = fm_ack_update(s);
     s->ack_due_ns = 0;
     fastmsg_hello w = {FASTMSG_PROTO_MAJOR, FASTMSG_PROTO_MINOR, FASTMSG_CAP_ACK, h.session_id, s->ack_sent,
-                       c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0};
+                       c->rx->cfg.max_message, c->rx->cfg.max_batch, 0, 0, 0, 0};
     fm_rxconn_hb_hello(c, &h, &w); /* heartbeat hook: CAP_HEARTBEAT, heartbeat_ms, keepalive */
     c->replies = (h.capabilities & FASTMSG_CAP_REPLIES) != 0; /* granted to every sender that asks */
     if (c->replies) w.capabilities |= FASTMSG_CAP_REPLIES;

@@ -14,7 +14,7 @@
 
 fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                          fm_error *err) {
-    if (addrlen > sizeof(struct sockaddr_storage)) {
+    if ((size_t)addrlen > sizeof(struct sockaddr_storage)) { /* (socklen_t is signed on Windows) */
         fm_tls_ctx_free(cfg->tls);
         fm_error_set(err, EINVAL, "address too long");
         return NULL;
