@@ -151,10 +151,11 @@ def extensions():
         "crc32c/crc32c_vpclmul.c",
         "crc32c/crc32c_armv8.c",
     )
-    ring = _c("ring/ring_wait.c", "base/futex.c")
+    # (A *_win.c file compiles to nothing elsewhere, and its POSIX sibling to nothing on Windows.)
+    ring = _c("ring/ring_wait.c", "base/futex.c", "base/futex_win.c")
     exts = [
         ext("crc", crc_kernels),
-        ext("ring", [*ring, *_c("ring/shm.c")]),
+        ext("ring", [*ring, *_c("ring/shm.c", "ring/shm_layout.c", "ring/shm_win.c")]),
         ext("protocol", [*crc_kernels, *_c("wire/protocol.c", "wire/auth.c")]),
         # Rendezvous scores must come out bit-identical on every platform: no fused multiply-add.
         ext("routing", [*_c(*ROUTE_SOURCES), *_c("base/futex.c", "base/cpu_features.c")],

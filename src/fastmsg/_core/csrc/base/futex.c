@@ -26,7 +26,7 @@ int fastmsg_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns, un
 
 void fastmsg_futex_wake_all(uint32_t *word) { syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0); }
 
-#else /* portable fallback: short sleeps, doubling from 16 us to 1 ms */
+#elif !defined(_WIN32) /* portable fallback: short sleeps, doubling from 16 us to 1 ms (Windows: futex_win.c) */
 
 #if defined(_WIN32)
 #include <windows.h>
@@ -59,6 +59,7 @@ void fastmsg_futex_wake_all(uint32_t *word) { (void)word; }
 #endif
 
 #if defined(_WIN32)
+#include <windows.h>
 int64_t fastmsg_monotonic_ns(void) {
     static LARGE_INTEGER freq;
     LARGE_INTEGER now;
