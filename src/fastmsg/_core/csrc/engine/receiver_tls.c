@@ -5,7 +5,6 @@
  * stats()["last_error"]; the certificate's names then meet the allow list. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "engine/receiver_internal.h"
 
@@ -15,7 +14,7 @@
 /* The first byte the peer sent, left in the socket; -1 while there is none. */
 static int first_byte(int fd) {
     uint8_t first;
-    return recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? first : -1;
+    return recv(fd, (char *)&first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? first : -1;
 }
 
 static int refuse_plaintext(fm_rxconn *c) {

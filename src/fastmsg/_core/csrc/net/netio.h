@@ -6,11 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifndef _WIN32
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/uio.h>
-#endif
+#include "net/sock.h"
 
 /* A listening socket bound to addr; returns the fd or -errno. For AF_UNIX a stale socket file
  * is not removed here: the caller decides. `v6only`: an AF_INET6 socket takes IPv6 connections
