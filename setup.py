@@ -166,7 +166,7 @@ def extensions():
     # yet (docs/architecture.md, "Windows").
     if sys.platform != "win32":
         # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
-        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_wsapoll.c", "net/netio.c", "net/netio_win.c", "net/tls.c"), *_c(*ENGINE_SOURCES)]
+        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_wsapoll.c", "net/netio.c", "net/netio_win.c", "net/tls.c", "net/dl_win.c"), *_c(*ENGINE_SOURCES)]
         ssl_include, ssl_lib = _openssl()
         exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=["crypto", "dl"],
                         include_dirs=ssl_include, library_dirs=ssl_lib))

@@ -10,7 +10,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef _WIN32
+#include "net/sock.h" /* (winsock2.h before windows.h) */
+#include <bcrypt.h>
+#if defined(_MSC_VER)
+#pragma comment(lib, "bcrypt.lib")
+#endif
+#else
 #include <unistd.h>
+#endif
 
 #include "engine/receiver_internal.h"
 
@@ -28,6 +36,9 @@ static uint64_t random_seed(const void *salt) {
     uint64_t seed = 0;
 #if defined(__linux__) || defined(__APPLE__)
     if (getentropy(&seed, sizeof seed) == 0 && seed) return seed;
+#elif defined(_WIN32)
+    if (BCRYPT_SUCCESS(BCryptGenRandom(NULL, (PUCHAR)&seed, sizeof seed, BCRYPT_USE_SYSTEM_PREFERRED_RNG)) && seed)
+        return seed;
 #endif
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -1,5 +1,6 @@
 /* Non-blocking stream sockets for the engine: listen, accept, connect, and errno-style results.
- * Addresses come resolved from Python (struct sockaddr bytes), so no name lookup happens here. */
+ * Addresses come resolved from Python (struct sockaddr bytes), so no name lookup happens here.
+ * A socket is an int everywhere: netio.c for POSIX, netio_win.c for Winsock (a SOCKET fits). */
 #ifndef FASTMSG_NETIO_H
 #define FASTMSG_NETIO_H
 
