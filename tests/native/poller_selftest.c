@@ -1,14 +1,44 @@
 /* Exercises one poller backend (argv[1]: "epoll" or "poll") over socketpairs: readiness in and
  * out, data pointers, modify, remove with the slot reused, hang-up, timeout, and many fds.
- * Built and run by tests/test_poller_native.py; exit status 0 means every check held. */
+ * Built and run by tests/test_poller_native.py, and for Windows (WSAPoll, over loopback TCP
+ * pairs) by tests/test_windows_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "net/poller.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#ifdef _WIN32
+#include "net/netio.h"
+
+/* Winsock has no socketpair: a connected pair of loopback TCP sockets stands in. */
+static int socketpair_(int sv[2]) {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int lfd, rc = fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len);
+    if (rc || (lfd = fastmsg_listen((struct sockaddr *)&addr, len, 4, 0)) < 0) return -1;
+    rc = fastmsg_local_addr(lfd, &addr, &len) ? -1 : 0;
+    sv[1] = rc ? -1 : fastmsg_connect_start((struct sockaddr *)&addr, len);
+    sv[0] = sv[1] >= 0 && fastmsg_wait_readable(lfd, 5000000000LL) == 1 ? fastmsg_accept(lfd) : -1;
+    fastmsg_close(lfd);
+    return sv[0] >= 0 && sv[1] >= 0 ? 0 : -1;
+}
+static int write_(int fd, const char *buf, int n) { return send((SOCKET)fd, buf, n, 0); }
+static int read_(int fd, char *buf, int n) { return recv((SOCKET)fd, buf, n, 0); }
+static void close_(int fd) { fastmsg_close(fd); }
+/* Loopback TCP delivers a moment after send returns: waits until fd has what was sent to it. */
+static int arrived(int fd) { return fastmsg_wait_readable(fd, 5000000000LL) == 1; }
+#else
 #include <sys/socket.h>
 #include <unistd.h>
+
+static int socketpair_(int sv[2]) { return socketpair(AF_UNIX, SOCK_STREAM, 0, sv); }
+static int write_(int fd, const char *buf, int n) { return (int)write(fd, buf, (size_t)n); }
+static int read_(int fd, char *buf, int n) { return (int)read(fd, buf, (size_t)n); }
+static void close_(int fd) { close(fd); }
+static int arrived(int fd) { return fd >= 0; } /* (a socketpair's write is there on return) */
+#endif
 
 static int failures = 0;
 #define CHECK(cond)                                                         \
@@ -35,8 +65,8 @@ int main(int argc, char **argv) {
     printf("backend: %s\n", fastmsg_poller_name(p));
     fastmsg_poll_event ev[64];
     int a[2], b[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0);
+    CHECK(socketpair_(a) == 0);
+    CHECK(socketpair_(b) == 0);
     int tag_a = 1, tag_b = 2;
 
     /* Nothing readable yet: a timeout gives 0 events. */
@@ -46,12 +76,12 @@ int main(int argc, char **argv) {
     CHECK(fastmsg_poller_wait(p, ev, 64, 10) == 0);
 
     /* Readable after a write on the peer, with the right data pointer; level-triggered. */
-    CHECK(write(b[1], "x", 1) == 1);
+    CHECK(write_(b[1], "x", 1) == 1);
     int n = fastmsg_poller_wait(p, ev, 64, 1000);
     CHECK(n == 1 && ev[0].fd == b[0] && ev[0].data == &tag_b && (ev[0].events & FASTMSG_POLL_IN));
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 1);
     char c;
-    CHECK(read(b[0], &c, 1) == 1);
+    CHECK(read_(b[0], &c, 1) == 1);
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
 
     /* Modify to writable interest, with new data. */
@@ -67,7 +97,7 @@ int main(int argc, char **argv) {
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
 
     /* Hang-up of the peer shows as readable (EOF) or error. */
-    close(b[1]);
+    close_(b[1]);
     n = fastmsg_poller_wait(p, ev, 64, 1000);
     e = find_fd(ev, n, b[0]);
     CHECK(e && (e->events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)));
@@ -77,10 +107,11 @@ int main(int argc, char **argv) {
     enum { N = 200 };
     int pairs[N][2], tags[N];
     for (int i = 0; i < N; i++) {
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, pairs[i]) == 0);
+        CHECK(socketpair_(pairs[i]) == 0);
         tags[i] = i;
         CHECK(fastmsg_poller_add(p, pairs[i][0], FASTMSG_POLL_IN, &tags[i]) == 0);
-        CHECK(write(pairs[i][1], "y", 1) == 1);
+        CHECK(write_(pairs[i][1], "y", 1) == 1);
+        CHECK(arrived(pairs[i][0]));
     }
     for (int i = 0; i < N; i += 2) CHECK(fastmsg_poller_remove(p, pairs[i][0]) == 0);
     int seen = 0, total = 0;
@@ -95,7 +126,7 @@ int main(int argc, char **argv) {
     for (int round = 0; round < 10 && total < N / 2; round++) {
         n = fastmsg_poller_wait(p, ev, 64, 1000);
         for (int i = 0; i < n; i++) {
-            CHECK(read(ev[i].fd, &c, 1) == 1);
+            CHECK(read_(ev[i].fd, &c, 1) == 1);
             total++;
         }
     }
@@ -104,12 +135,12 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < N; i++) {
         if (i % 2) fastmsg_poller_remove(p, pairs[i][0]);
-        close(pairs[i][0]);
-        close(pairs[i][1]);
+        close_(pairs[i][0]);
+        close_(pairs[i][1]);
     }
-    close(a[0]);
-    close(a[1]);
-    close(b[0]);
+    close_(a[0]);
+    close_(a[1]);
+    close_(b[0]);
     fastmsg_poller_free(p);
     printf("%d failures\n", failures);
     return failures != 0;
