@@ -39,10 +39,15 @@ static uint64_t random_seed(const void *salt) {
 #elif defined(_WIN32)
     if (BCRYPT_SUCCESS(BCryptGenRandom(NULL, (PUCHAR)&seed, sizeof seed, BCRYPT_USE_SYSTEM_PREFERRED_RNG)) && seed)
         return seed;
+    FILETIME ft; /* (100 ns units: Windows has no clock_gettime of its own) */
+    GetSystemTimePreciseAsFileTime(&ft);
+    return mix64(((uint64_t)ft.dwHighDateTime << 32 | ft.dwLowDateTime) ^ (uint64_t)(uintptr_t)salt);
 #endif
+#ifndef _WIN32
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt);
+#endif
 }
 
 static fm_session **bucket(const fm_session_table *t, uint64_t id) {
