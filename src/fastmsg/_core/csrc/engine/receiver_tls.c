@@ -61,9 +61,9 @@ int fm_rxconn_tls_step(fm_rxconn *c) {
             fm_rxconn_close(c);
             return -1;
         }
-        pthread_mutex_lock(&c->rx->conns_lock);
+        fm_mutex_lock(&c->rx->conns_lock);
         c->peer_name = name;
-        pthread_mutex_unlock(&c->rx->conns_lock);
+        fm_mutex_unlock(&c->rx->conns_lock);
     }
     fm_rxconn_set_interest(c, FASTMSG_POLL_IN);
     if (!fm_receiver_names_allowed(c->rx, c->tls))

@@ -4,7 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
+#include "base/thread.h"
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,19 +94,19 @@ static struct {
 } api;
 #undef FN
 
-static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+static fm_mutex load_lock = FM_MUTEX_INIT;
 static int loaded;
 
 int fm_tls_load(const char *module_path, char *err, size_t errlen) {
-    pthread_mutex_lock(&load_lock);
+    fm_mutex_lock(&load_lock);
     if (loaded) {
-        pthread_mutex_unlock(&load_lock);
+        fm_mutex_unlock(&load_lock);
         return 0;
     }
     void *h = fm_dl_open(module_path, err, errlen);
     const char *missing = NULL;
     if (!h) {
-        pthread_mutex_unlock(&load_lock);
+        fm_mutex_unlock(&load_lock);
         return -1;
     }
 #define LOAD(field, sym) \
@@ -162,11 +162,11 @@ int fm_tls_load(const char *module_path, char *err, size_t errlen) {
     if (missing) {
         snprintf(err, errlen, "the ssl module's OpenSSL does not export %s (OpenSSL 1.1.1 or later, "
                  "as a shared library, is needed for ssl=)", missing);
-        pthread_mutex_unlock(&load_lock);
+        fm_mutex_unlock(&load_lock);
         return -1;
     }
     loaded = 1; /* (the handle stays open: the module is never unloaded) */
-    pthread_mutex_unlock(&load_lock);
+    fm_mutex_unlock(&load_lock);
     return 0;
 }
 
