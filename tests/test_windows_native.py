@@ -1,7 +1,8 @@
 """The C core built for Windows x86_64 with mingw-w64: every source file compiles warning-free, and
 the native self-tests (CRC32C, the ring across threads, SharedRing across processes, the WSAPoll
-poller over loopback TCP) run under wine. Compile-only: the AF_UNIX path (wine has none) and TLS
-(no Windows OpenSSL here; the host's headers stand in for OpenSSL's, which are the same C)."""
+poller over loopback TCP, the engine's sender and receiver over loopback TCP) run under wine.
+Compile-only: the AF_UNIX path (wine has none), TLS and authentication (no Windows OpenSSL here;
+the host's headers stand in for OpenSSL's, and the engine's self-test links a stub for the HMACs)."""
 
 import concurrent.futures
 import glob
@@ -45,17 +46,28 @@ def openssl_headers(tmp_path_factory):
 
 
 def compile_one(path, out_dir, include):
-    obj = out_dir / (str(path.relative_to(CSRC)).replace(os.sep, "_") + ".o")
+    """(object file, None) or (None, the compiler's complaint)."""
+    rel = path.relative_to(CSRC).as_posix()
+    obj = out_dir / (rel.replace("/", "_") + ".o")
     cmd = [MINGW, *FLAGS, f"-I{CSRC}", "-idirafter", str(include), "-c", str(path), "-o", str(obj)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    return None if r.returncode == 0 else f"{path.relative_to(CSRC)}:\n{r.stderr}"
+    return (obj, None) if r.returncode == 0 else (None, f"{rel}:\n{r.stderr}")
 
 
-def test_every_source_compiles_for_windows(tmp_path, openssl_headers):
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory, openssl_headers):
+    """Every .c file under csrc/ compiled for Windows, in parallel, once: {"net/netio_win.c": (obj,
+    error)}. A file meant for another platform compiles to nothing (its own #if)."""
+    out = tmp_path_factory.mktemp("win-objects")
     sources = sorted(CSRC.rglob("*.c"))
-    assert len(sources) > 60
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        errors = [e for e in pool.map(lambda p: compile_one(p, tmp_path, openssl_headers), sources) if e]
+        results = pool.map(lambda p: compile_one(p, out, openssl_headers), sources)
+    return {p.relative_to(CSRC).as_posix(): r for p, r in zip(sources, results)}
+
+
+def test_every_source_compiles_for_windows(objects):
+    assert len(objects) > 60
+    errors = [err for _, err in objects.values() if err]
     assert not errors, "\n".join(errors)
 
 
@@ -77,38 +89,49 @@ def wine(tmp_path_factory):
     subprocess.run([shutil.which("wineserver") or "wineserver", "-k"], env=env, capture_output=True, timeout=60)
 
 
-def build_exe(tmp_path, program, sources, libs=()):
-    """tests/native/<program>.c with csrc/<sources>, as a static Windows executable."""
+def build_exe(tmp_path, objects, program, sources, libs=(), extra=()):
+    """tests/native/<program>.c (and tests/native/<extra>.c) linked with the objects of csrc/<sources>,
+    as a static Windows executable."""
+    assert all(objects[s][0] for s in sources), "a source does not compile (see the test above)"
     exe = tmp_path / f"{program}.exe"
-    cmd = [MINGW, *FLAGS, f"-I{CSRC}", str(HERE / "native" / f"{program}.c"), *(str(CSRC / s) for s in sources),
-           "-static", "-o", str(exe), *libs]
+    cmd = [MINGW, *FLAGS, f"-I{CSRC}", *(str(HERE / "native" / f"{p}.c") for p in (program, *extra)),
+           *(str(objects[s][0]) for s in sources), "-static", "-o", str(exe), *libs]
     built = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     return exe
 
 
 @needs_wine
-def test_crc32c_kernels_under_wine(tmp_path, wine):
-    out = wine(build_exe(tmp_path, "crc32c_selftest", CRC))
+def test_crc32c_kernels_under_wine(tmp_path, objects, wine):
+    out = wine(build_exe(tmp_path, objects, "crc32c_selftest", CRC))
     assert "portable: 0 of" in out and "disagree" in out
 
 
 @needs_wine
 @pytest.mark.parametrize("capacity", [64, 4096])
-def test_ring_two_threads_under_wine(tmp_path, wine, capacity):
-    exe = build_exe(tmp_path, "ring_selftest", RING, libs=["-pthread", "-lsynchronization"])
+def test_ring_two_threads_under_wine(tmp_path, objects, wine, capacity):
+    exe = build_exe(tmp_path, objects, "ring_selftest", RING, libs=["-pthread", "-lsynchronization"])
     assert "200000 records, 0 failures" in wine(exe, str(capacity), "200000")
 
 
 @needs_wine
-def test_shared_ring_across_processes_under_wine(tmp_path, wine):
-    exe = build_exe(tmp_path, "shm_selftest", [*RING, "ring/shm_win.c", "ring/shm_layout.c"],
+def test_shared_ring_across_processes_under_wine(tmp_path, objects, wine):
+    exe = build_exe(tmp_path, objects, "shm_selftest", [*RING, "ring/shm_win.c", "ring/shm_layout.c"],
                     libs=["-lsynchronization"])
     assert "20000 records across processes, 0 failures" in wine(exe, "20000")
 
 
 @needs_wine
-def test_wsapoll_poller_under_wine(tmp_path, wine):
-    exe = build_exe(tmp_path, "poller_selftest", ["net/poller_wsapoll.c", "net/netio_win.c"], libs=["-lws2_32"])
+def test_wsapoll_poller_under_wine(tmp_path, objects, wine):
+    exe = build_exe(tmp_path, objects, "poller_selftest", ["net/poller_wsapoll.c", "net/netio_win.c"], libs=["-lws2_32"])
     out = wine(exe, "poll")
     assert "backend: wsapoll" in out and "0 failures" in out
+
+
+@needs_wine
+def test_engine_over_loopback_tcp_under_wine(tmp_path, objects, wine):
+    engine = [s for s in objects if s.split("/")[0] in ("engine", "net", "base", "crc32c")]
+    exe = build_exe(tmp_path, objects, "engine_selftest", [*engine, *RING[:1], "wire/protocol.c", "wire/auth.c"],
+                    libs=["-lws2_32", "-lsynchronization", "-lbcrypt"], extra=["auth_mac_stub"])
+    out = wine(exe, "20000")
+    assert "poller: wsapoll" in out and "20000 messages over loopback TCP, 0 failures" in out
