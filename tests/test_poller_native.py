@@ -18,5 +18,5 @@ BACKENDS = ["poll"] + (["epoll"] if sys.platform.startswith("linux") else [])
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_poller_backend(tmp_path, backend):
-    out = build_and_run(tmp_path, "poller_selftest", ["net/poller.c"], args=[backend], flags=SANITIZE)
+    out = build_and_run(tmp_path, "poller_selftest", ["net/poller.c", "net/netio.c"], args=[backend], flags=SANITIZE)
     assert f"backend: {backend}" in out and "0 failures" in out

@@ -9,8 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef _WIN32
 #include "net/netio.h"
+
+#ifdef _WIN32
 
 /* Winsock has no socketpair: a connected pair of loopback TCP sockets stands in. */
 static int socketpair_(int sv[2]) {
@@ -141,6 +142,25 @@ int main(int argc, char **argv) {
     close_(a[0]);
     close_(a[1]);
     close_(b[0]);
+
+    /* A connect to a port nobody listens on (one just closed) fails: the poller reports the
+     * socket (writable or in error: WSAPoll says POLLERR) and connect_result says why. */
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int lfd = -1, cfd = -1;
+    CHECK(fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len) == 0);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0)) >= 0);
+    CHECK(fastmsg_local_addr(lfd, &addr, &len) == 0);
+    fastmsg_close(lfd);
+    CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0 || cfd == -ECONNREFUSED);
+    if (cfd >= 0) {
+        CHECK(fastmsg_poller_add(p, cfd, FASTMSG_POLL_OUT, &tag_a) == 0);
+        n = fastmsg_poller_wait(p, ev, 64, 5000);
+        CHECK(n == 1 && ev[0].fd == cfd && (ev[0].events & (FASTMSG_POLL_OUT | FASTMSG_POLL_ERR)));
+        CHECK(fastmsg_connect_result(cfd) == -ECONNREFUSED);
+        CHECK(fastmsg_poller_remove(p, cfd) == 0);
+        fastmsg_close(cfd);
+    }
     fastmsg_poller_free(p);
     printf("%d failures\n", failures);
     return failures != 0;
