@@ -1,6 +1,7 @@
 """The C core built for Windows x86_64 with mingw-w64: every source file compiles warning-free, and
 the native self-tests (CRC32C, the ring across threads, SharedRing across processes, the WSAPoll
-poller over loopback TCP, the engine's sender and receiver over loopback TCP) run under wine.
+poller over loopback TCP, the wire protocol against docs/protocol.md's vectors, the engine's sender
+and receiver over loopback TCP) run under wine.
 Compile-only: the AF_UNIX path (wine has none), TLS and authentication (no Windows OpenSSL here;
 the host's headers stand in for OpenSSL's, and the engine's self-test links a stub for the HMACs)."""
 
@@ -8,6 +9,7 @@ import concurrent.futures
 import glob
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -126,6 +128,18 @@ def test_wsapoll_poller_under_wine(tmp_path, objects, wine):
     exe = build_exe(tmp_path, objects, "poller_selftest", ["net/poller_wsapoll.c", "net/netio_win.c"], libs=["-lws2_32"])
     out = wine(exe, "poll")
     assert "backend: wsapoll" in out and "0 failures" in out
+
+
+@needs_wine
+def test_protocol_vectors_under_wine(tmp_path, objects, wine):
+    """Each frame the Windows build encodes is byte for byte the documented one."""
+    doc = (HERE.parent / "docs" / "protocol.md").read_text()
+    vectors = {name: re.sub(r"\s", "", body) for name, body in re.findall(r"```vector (\w+)\n(.*?)```", doc, re.S)}
+    out = wine(build_exe(tmp_path, objects, "protocol_selftest", ["wire/protocol.c", *CRC]))
+    encoded = dict(line.split() for line in out.splitlines() if line.split()[0] in vectors)
+    assert set(encoded) == {"hello", "welcome", "rack", "ack", "ping", "pong", "close", "error", "data"}
+    assert encoded == {name: vectors[name] for name in encoded}
+    assert "0 failures" in out
 
 
 @needs_wine
