@@ -85,6 +85,15 @@ int main(int argc, char **argv) {
     CHECK(read_(b[0], &c, 1) == 1);
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
 
+    /* No interest (a paused socket): readable, but not reported until interest comes back. */
+    CHECK(write_(b[1], "z", 1) == 1);
+    CHECK(arrived(b[0]));
+    CHECK(fastmsg_poller_modify(p, b[0], 0, &tag_b) == 0);
+    CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+    CHECK(fastmsg_poller_modify(p, b[0], FASTMSG_POLL_IN, &tag_b) == 0);
+    CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 1 && ev[0].fd == b[0]);
+    CHECK(read_(b[0], &c, 1) == 1);
+
     /* Modify to writable interest, with new data. */
     CHECK(fastmsg_poller_modify(p, a[0], FASTMSG_POLL_OUT, &tag_b) == 0);
     n = fastmsg_poller_wait(p, ev, 64, 1000);
@@ -104,7 +113,7 @@ int main(int argc, char **argv) {
     CHECK(e && (e->events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)));
     CHECK(fastmsg_poller_remove(p, b[0]) == 0);
 
-    /* Many fds, all readable; removal in the middle keeps the rest right. */
+    /* Many fds, all readable; pauses and removals in the middle keep the rest right. */
     enum { N = 200 };
     int pairs[N][2], tags[N];
     for (int i = 0; i < N; i++) {
@@ -114,7 +123,10 @@ int main(int argc, char **argv) {
         CHECK(write_(pairs[i][1], "y", 1) == 1);
         CHECK(arrived(pairs[i][0]));
     }
+    /* Every third paused, the even ones removed (paused or not), the odd paused ones resumed. */
+    for (int i = 0; i < N; i += 3) CHECK(fastmsg_poller_modify(p, pairs[i][0], 0, &tags[i]) == 0);
     for (int i = 0; i < N; i += 2) CHECK(fastmsg_poller_remove(p, pairs[i][0]) == 0);
+    for (int i = 3; i < N; i += 6) CHECK(fastmsg_poller_modify(p, pairs[i][0], FASTMSG_POLL_IN, &tags[i]) == 0);
     int seen = 0, total = 0;
     n = fastmsg_poller_wait(p, ev, 64, 1000);
     for (int i = 0; i < n; i++) {

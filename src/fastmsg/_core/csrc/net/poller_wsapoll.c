@@ -3,7 +3,9 @@
  * cannot wait on anything but sockets, hence the engine's socket-pair waker there.
  *
  * Sockets are handles, neither small nor dense, so the registrations are found through a hash
- * table (open addressing, linear probing) from socket to its slot in the WSAPOLLFD array. */
+ * table (open addressing, linear probing) from socket to its slot in the WSAPOLLFD array. The
+ * sockets with interest come first in that array, and only they are handed to WSAPoll: its
+ * documentation wants an event flag on every entry, and wine reports one it should skip. */
 #ifdef _WIN32
 #include "net/poller.h"
 
@@ -14,9 +16,9 @@
 #include "net/sock.h"
 
 struct fastmsg_poller {
-    WSAPOLLFD *fds; /* the set passed to WSAPoll, compacted on removal */
+    WSAPOLLFD *fds; /* registered sockets, those with interest first: fds[0 .. active) */
     void **data;    /* data[i] belongs to fds[i] */
-    int n, cap;
+    int n, cap, active;
     int *table; /* slot + 1 of each socket (0: empty); a power of two, at most half full */
     int tcap;
 };
@@ -88,6 +90,27 @@ static short to_poll(uint32_t ev) {
     return (short)(((ev & FASTMSG_POLL_IN) ? POLLRDNORM : 0) | ((ev & FASTMSG_POLL_OUT) ? POLLWRNORM : 0));
 }
 
+/* Exchanges slots i and j, table entries included. */
+static void swap_slots(fastmsg_poller *p, int i, int j) {
+    if (i == j) return;
+    unsigned ti = probe(p, (int)p->fds[i].fd), tj = probe(p, (int)p->fds[j].fd);
+    WSAPOLLFD f = p->fds[i];
+    void *d = p->data[i];
+    p->fds[i] = p->fds[j], p->data[i] = p->data[j];
+    p->fds[j] = f, p->data[j] = d;
+    p->table[ti] = j + 1;
+    p->table[tj] = i + 1;
+}
+
+/* Sets slot i's interest, moving it into or out of the part WSAPoll sees. */
+static void set_events(fastmsg_poller *p, int i, uint32_t events) {
+    p->fds[i].events = to_poll(events);
+    if (p->fds[i].events && i >= p->active)
+        swap_slots(p, i, p->active++);
+    else if (!p->fds[i].events && i < p->active)
+        swap_slots(p, i, --p->active);
+}
+
 static uint32_t from_poll(short rev) {
     return ((rev & POLLRDNORM) ? FASTMSG_POLL_IN : 0) | ((rev & POLLWRNORM) ? FASTMSG_POLL_OUT : 0) |
            ((rev & (POLLERR | POLLHUP | POLLNVAL)) ? FASTMSG_POLL_ERR : 0);
@@ -125,29 +148,27 @@ int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data) {
     if (slot_of(p, fd) >= 0) return -EEXIST;
     int rc = grow(p);
     if (rc) return rc;
-    p->fds[p->n] = (WSAPOLLFD){.fd = (SOCKET)fd, .events = to_poll(events), .revents = 0};
+    p->fds[p->n] = (WSAPOLLFD){.fd = (SOCKET)fd, .events = 0, .revents = 0};
     p->data[p->n] = data;
     p->table[probe(p, fd)] = ++p->n;
+    set_events(p, p->n - 1, events);
     return 0;
 }
 
 int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data) {
     int i = slot_of(p, fd);
     if (i < 0) return -ENOENT;
-    p->fds[i].events = to_poll(events);
     p->data[i] = data;
+    set_events(p, i, events);
     return 0;
 }
 
 int fastmsg_poller_remove(fastmsg_poller *p, int fd) {
-    int i = slot_of(p, fd), last = p->n - 1;
+    int i = slot_of(p, fd);
     if (i < 0) return -ENOENT;
+    set_events(p, i, 0); /* out of the part WSAPoll sees, then last */
+    swap_slots(p, slot_of(p, fd), p->n - 1);
     table_delete(p, probe(p, fd));
-    if (i != last) { /* the last slot fills the hole; its table entry follows */
-        p->fds[i] = p->fds[last];
-        p->data[i] = p->data[last];
-        p->table[probe(p, (int)p->fds[i].fd)] = i + 1;
-    }
     p->n--;
     return 0;
 }
@@ -164,13 +185,13 @@ int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) {
 
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms) {
     int k = 0;
-    if (p->n == 0) { /* WSAPoll fails on an empty set where poll() would just wait */
+    if (p->active == 0) { /* WSAPoll fails on an empty set where poll() would just wait */
         Sleep(timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
         return 0;
     }
-    int rc = WSAPoll(p->fds, (ULONG)p->n, timeout_ms);
+    int rc = WSAPoll(p->fds, (ULONG)p->active, timeout_ms);
     if (rc < 0) return -fastmsg_wsa_errno(WSAGetLastError());
-    for (int i = 0; i < p->n && k < max; i++) {
+    for (int i = 0; i < p->active && k < max; i++) {
         if (!p->fds[i].revents) continue;
         out[k++] = (fastmsg_poll_event){(int)p->fds[i].fd, from_poll(p->fds[i].revents), p->data[i]};
     }
