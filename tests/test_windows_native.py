@@ -3,7 +3,8 @@ the native self-tests (CRC32C, the ring across threads, SharedRing across proces
 poller over loopback TCP, the wire protocol against docs/protocol.md's vectors, the engine's sender
 and receiver over loopback TCP) run under wine.
 Compile-only: the AF_UNIX path (wine has none), TLS and authentication (no Windows OpenSSL here;
-the host's headers stand in for OpenSSL's, and the engine's self-test links a stub for the HMACs)."""
+the host's headers stand in for OpenSSL's, and the engine's self-test links a stub for the HMACs);
+how TLS finds the ssl module's OpenSSL is run, with stand-in DLLs."""
 
 import concurrent.futures
 import glob
@@ -140,6 +141,17 @@ def test_protocol_vectors_under_wine(tmp_path, objects, wine):
     assert set(encoded) == {"hello", "welcome", "rack", "ack", "ping", "pong", "close", "error", "data"}
     assert encoded == {name: vectors[name] for name in encoded}
     assert "0 failures" in out
+
+
+@needs_wine
+def test_openssl_found_through_the_modules_imports_under_wine(tmp_path, objects, wine):
+    """net/dl_win.c, with two DLLs standing in for libssl and the ssl module that imports it."""
+    src = str(HERE / "native" / "dl_selftest.c")
+    for flag, out, more in [("-DFAKE_SSL", "libssl-fake.dll", []), ("-DFAKE_MODULE", "dl_module.dll", ["libssl-fake.dll"])]:
+        built = subprocess.run([MINGW, *FLAGS, "-shared", flag, src, *more, "-o", out], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+        assert built.returncode == 0, built.stderr
+    assert "0 failures" in wine(build_exe(tmp_path, objects, "dl_selftest", ["net/dl_win.c"]))
 
 
 @needs_wine
