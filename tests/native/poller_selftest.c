@@ -173,6 +173,24 @@ int main(int argc, char **argv) {
         CHECK(fastmsg_poller_remove(p, cfd) == 0);
         fastmsg_close(cfd);
     }
+#ifdef _WIN32
+    /* ipc:// is AF_UNIX, which Windows has from 10 (1803) on: a listener works, or the error says
+     * the family is not supported (not some other failure). */
+    char path[MAX_PATH];
+    snprintf(path, sizeof path, "fastmsg-selftest-%lu.sock", (unsigned long)GetCurrentProcessId());
+    CHECK(fastmsg_make_sockaddr(AF_UNIX, NULL, 0, 0, path, &addr, &len) == 0);
+    lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0);
+    CHECK(lfd >= 0 || lfd == -EAFNOSUPPORT);
+    printf("af_unix: %s\n", lfd >= 0 ? "supported" : "unsupported");
+    if (lfd >= 0) {
+        CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0);
+        CHECK(fastmsg_wait_readable(lfd, 5000000000LL) == 1 && (a[0] = fastmsg_accept(lfd)) >= 0);
+        fastmsg_close(a[0]);
+        fastmsg_close(cfd);
+        fastmsg_close(lfd);
+        DeleteFileA(path);
+    }
+#endif
     fastmsg_poller_free(p);
     printf("%d failures\n", failures);
     return failures != 0;
