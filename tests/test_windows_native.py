@@ -1,10 +1,10 @@
 """The C core built for Windows x86_64 with mingw-w64: every source file compiles warning-free, and
 the native self-tests (CRC32C, the ring across threads, SharedRing across processes, the WSAPoll
-poller over loopback TCP, the wire protocol against docs/protocol.md's vectors, the engine's sender
-and receiver over loopback TCP) run under wine.
-Compile-only: the AF_UNIX path (wine 8 has none: only its absence, EAFNOSUPPORT, is run), TLS and authentication (no Windows OpenSSL here;
-the host's headers stand in for OpenSSL's, and the engine's self-test links a stub for the HMACs);
-how TLS finds the ssl module's OpenSSL is run, with stand-in DLLs."""
+poller over loopback TCP, the wire protocol against docs/protocol.md's vectors, how TLS finds the
+ssl module's OpenSSL, the engine's sender and receiver over loopback TCP) run under wine.
+Compile-only: AF_UNIX (wine 8 has none: only its absence, EAFNOSUPPORT, is run), TLS and
+authentication (no Windows OpenSSL here: the host's headers stand in for OpenSSL's, stand-in DLLs
+for libssl, and the engine's self-test links a stub for the HMACs)."""
 
 import concurrent.futures
 import glob
@@ -126,7 +126,8 @@ def test_shared_ring_across_processes_under_wine(tmp_path, objects, wine):
 
 @needs_wine
 def test_wsapoll_poller_under_wine(tmp_path, objects, wine):
-    exe = build_exe(tmp_path, objects, "poller_selftest", ["net/poller_wsapoll.c", "net/netio_win.c"], libs=["-lws2_32"])
+    exe = build_exe(tmp_path, objects, "poller_selftest", ["net/poller_wsapoll.c", "net/netio_win.c"],
+                    libs=["-lws2_32"])
     out = wine(exe, "poll")
     assert "backend: wsapoll" in out and "0 failures" in out
     assert "af_unix: supported" in out or "af_unix: unsupported" in out  # (wine 8: unsupported, EAFNOSUPPORT)
@@ -148,7 +149,8 @@ def test_protocol_vectors_under_wine(tmp_path, objects, wine):
 def test_openssl_found_through_the_modules_imports_under_wine(tmp_path, objects, wine):
     """net/dl_win.c, with two DLLs standing in for libssl and the ssl module that imports it."""
     src = str(HERE / "native" / "dl_selftest.c")
-    for flag, out, more in [("-DFAKE_SSL", "libssl-fake.dll", []), ("-DFAKE_MODULE", "dl_module.dll", ["libssl-fake.dll"])]:
+    for flag, out, more in [("-DFAKE_SSL", "libssl-fake.dll", []),
+                            ("-DFAKE_MODULE", "dl_module.dll", ["libssl-fake.dll"])]:
         built = subprocess.run([MINGW, *FLAGS, "-shared", flag, src, *more, "-o", out], cwd=tmp_path,
                                capture_output=True, text=True, timeout=300)
         assert built.returncode == 0, built.stderr

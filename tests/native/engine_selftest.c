@@ -35,7 +35,8 @@ static void *produce(void *arg) {
         uint32_t len = len_of(seq);
         uint8_t *p;
         while ((p = fastmsg_ring_reserve(ring, len, 0)) == NULL) {
-            if (fastmsg_ring_wait_space(ring, fastmsg_ring_space_target(ring, len), deadline()) == FASTMSG_WAIT_TIMEOUT) {
+            uint64_t target = fastmsg_ring_space_target(ring, len);
+            if (fastmsg_ring_wait_space(ring, target, deadline()) == FASTMSG_WAIT_TIMEOUT) {
                 printf("producer: no room for 30 s at %llu\n", (unsigned long long)seq);
                 failures++;
                 return NULL;

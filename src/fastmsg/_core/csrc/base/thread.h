@@ -65,7 +65,9 @@ static inline void fm_mutex_lock(fm_mutex *m) { pthread_mutex_lock(m); }
 static inline void fm_mutex_unlock(fm_mutex *m) { pthread_mutex_unlock(m); }
 
 typedef pthread_t fm_thread;
-static inline int fm_thread_start(fm_thread *t, void *(*fn)(void *), void *arg) { return pthread_create(t, NULL, fn, arg); }
+static inline int fm_thread_start(fm_thread *t, void *(*fn)(void *), void *arg) {
+    return pthread_create(t, NULL, fn, arg);
+}
 static inline void fm_thread_join(fm_thread t) { pthread_join(t, NULL); }
 static inline void fm_yield(void) { sched_yield(); }
 #endif
