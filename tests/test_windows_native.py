@@ -113,7 +113,7 @@ def test_crc32c_kernels_under_wine(tmp_path, objects, wine):
 @needs_wine
 @pytest.mark.parametrize("capacity", [64, 4096])
 def test_ring_two_threads_under_wine(tmp_path, objects, wine, capacity):
-    exe = build_exe(tmp_path, objects, "ring_selftest", RING, libs=["-pthread", "-lsynchronization"])
+    exe = build_exe(tmp_path, objects, "ring_selftest", RING, libs=["-lsynchronization"])
     assert "200000 records, 0 failures" in wine(exe, str(capacity), "200000")
 
 
