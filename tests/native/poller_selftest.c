@@ -106,6 +106,14 @@ int main(int argc, char **argv) {
     CHECK(fastmsg_poller_modify(p, a[0], FASTMSG_POLL_IN, NULL) == -ENOENT);
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
 
+    /* A second descriptor of a socket (a Sender lends one to an event loop) reads its bytes, and
+     * closing it leaves the first one open. */
+    int d = fastmsg_dup(a[0]);
+    CHECK(d >= 0 && d != a[0]);
+    CHECK(write_(a[1], "d", 1) == 1 && arrived(d) && read_(d, &c, 1) == 1 && c == 'd');
+    close_(d);
+    CHECK(write_(a[1], "e", 1) == 1 && arrived(a[0]) && read_(a[0], &c, 1) == 1 && c == 'e');
+
     /* Hang-up of the peer shows as readable (EOF) or error. */
     close_(b[1]);
     n = fastmsg_poller_wait(p, ev, 64, 1000);
