@@ -181,6 +181,20 @@ int main(int argc, char **argv) {
         CHECK(fastmsg_poller_remove(p, cfd) == 0);
         fastmsg_close(cfd);
     }
+    /* A listener again on the port of one just closed whose connection is still open (a Receiver
+     * made again while its old connections linger): the port is free to take. */
+    int afd = -1;
+    CHECK(fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len) == 0);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0)) >= 0);
+    CHECK(fastmsg_local_addr(lfd, &addr, &len) == 0);
+    CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0);
+    CHECK(fastmsg_wait_readable(lfd, 5000000000LL) == 1 && (afd = fastmsg_accept(lfd)) >= 0);
+    fastmsg_close(lfd);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0)) >= 0);
+    fastmsg_close(lfd);
+    fastmsg_close(afd);
+    fastmsg_close(cfd);
+
 #ifdef _WIN32
     /* ipc:// is AF_UNIX, which Windows has from 10 (1803) on: a listener works, or the error says
      * the family is not supported (not some other failure). */

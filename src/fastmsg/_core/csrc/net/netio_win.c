@@ -102,10 +102,10 @@ int fastmsg_listen(const struct sockaddr *addr, socklen_t len, int backlog, int 
     int fd = new_socket(addr->sa_family);
     if (fd < 0) return fd;
     SOCKET s = (SOCKET)fd;
-    DWORD one = 1, v6 = (DWORD)v6only;
-    /* Not SO_REUSEADDR, which on Windows lets another socket take the port over: exclusive use,
-     * and a port in TIME_WAIT does not stop a listener here anyway. */
-    if (addr->sa_family != AF_UNIX) setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&one, sizeof one);
+    DWORD v6 = (DWORD)v6only;
+    /* Neither address option: SO_REUSEADDR lets another socket take a bound port over there, and
+     * SO_EXCLUSIVEADDRUSE keeps a new listener off a port while connections accepted by a closed
+     * one linger (as the engine's closes do). Windows's default lets a new listener bind then. */
     if (addr->sa_family == AF_INET6) setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&v6, sizeof v6);
     if (bind(s, addr, len) != 0 || listen(s, backlog) != 0) {
         int err = last_error();
