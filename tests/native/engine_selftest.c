@@ -2,8 +2,10 @@
  * Receiver in one process over loopback TCP, each message checked byte by byte and in order, then
  * both sides' counters. The sender's ring is small, so the producer keeps waiting for room that
  * only the receiver's acknowledgements give back: the whole path (poller, waker, sockets, rings,
- * handshake, DATA, ACK) works or the run stalls. Usage: engine_selftest MESSAGES. Built and run
- * under wine by tests/test_windows_native.py (the poller there: WSAPoll). */
+ * handshake, DATA, ACK) works or the run stalls. Then the receiver is closed and made again on
+ * its port: the sender notices, reconnects (refused until it is back) and carries on. Usage:
+ * engine_selftest MESSAGES. Built and run under wine by tests/test_windows_native.py (the poller
+ * there: WSAPoll). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@ static unsigned long failures;
         }                                                                                              \
     } while (0)
 
-static uint64_t total;
+static uint64_t first, total; /* the messages [first, total) of the current round */
 static uint32_t len_of(uint64_t seq) { return (uint32_t)(seq * 7 % 301); }
 static uint8_t byte_of(uint64_t seq, uint32_t j) { return (uint8_t)(seq * 131 + j * 7); }
 static int64_t deadline(void) { return fastmsg_monotonic_ns() + (int64_t)30 * 1000000000; }
@@ -31,7 +33,7 @@ static int64_t deadline(void) { return fastmsg_monotonic_ns() + (int64_t)30 * 10
 static void *produce(void *arg) {
     fm_sender *s = arg;
     fastmsg_ring *ring = fm_sender_ring(s);
-    for (uint64_t seq = 0; seq < total; seq++) {
+    for (uint64_t seq = first; seq < total; seq++) {
         uint32_t len = len_of(seq);
         uint8_t *p;
         while ((p = fastmsg_ring_reserve(ring, len, 0)) == NULL) {
@@ -67,7 +69,7 @@ static uint64_t check_frame(const uint8_t *body, uint64_t seq) {
 static void consume(fm_receiver *rx) {
     fastmsg_ring r;
     fastmsg_ring_rec rec;
-    for (uint64_t seq = 0; seq < total;) {
+    for (uint64_t seq = first; seq < total;) {
         fm_rxbuf *b = fm_receiver_next_ready(rx);
         if (!b) {
             if (fm_receiver_wait(rx, deadline()) != FASTMSG_WAIT_READY) {
@@ -106,6 +108,32 @@ static void check_waker(void) {
     CHECK(w.rd == -1 && w.wr == -1);
 }
 
+/* The end of a round whose producer thread is sending [first, total): each message checked here
+ * as it arrives, then every one acknowledged (the sender's ring released up to what it wrote). */
+static void finish_round(fm_sender *s, fm_receiver *rx, fm_thread producer) {
+    consume(rx);
+    fm_thread_join(producer);
+    fm_sender_ask_ack(s);
+    CHECK(fastmsg_ring_wait_space(fm_sender_ring(s), fm_sender_ring(s)->wpos, deadline()) == FASTMSG_WAIT_READY);
+    CHECK(fm_sender_unacked(s) == 0);
+}
+
+static fm_receiver *new_receiver(fm_ctx *ctx, struct sockaddr_storage *addr, socklen_t len) {
+    fm_error err = {0};
+    fm_receiver_config rc;
+    memset(&rc, 0, sizeof rc);
+    rc.conn_ring_capacity = 1 << 16;
+    rc.max_message = 1 << 12;
+    rc.max_batch = 1 << 14;
+    rc.max_connections = 4;
+    rc.max_sessions = 4;
+    rc.handshake_timeout_ms = 5000;
+    rc.reply_hwm_bytes = 1 << 20;
+    fm_receiver *rx = fm_receiver_new(ctx, (struct sockaddr *)addr, len, &rc, &err);
+    if (!rx) printf("fm_receiver_new: %s\n", err.text);
+    return rx;
+}
+
 int main(int argc, char **argv) {
     total = argc > 1 ? strtoull(argv[1], NULL, 10) : 20000;
     check_waker();
@@ -122,20 +150,8 @@ int main(int argc, char **argv) {
     printf("poller: %s\n", fm_ctx_poller_name(ctx));
     CHECK(fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len) == 0);
 
-    fm_receiver_config rc;
-    memset(&rc, 0, sizeof rc);
-    rc.conn_ring_capacity = 1 << 16;
-    rc.max_message = 1 << 12;
-    rc.max_batch = 1 << 14;
-    rc.max_connections = 4;
-    rc.max_sessions = 4;
-    rc.handshake_timeout_ms = 5000;
-    rc.reply_hwm_bytes = 1 << 20;
-    fm_receiver *rx = fm_receiver_new(ctx, (struct sockaddr *)&addr, len, &rc, &err);
-    if (!rx) {
-        printf("fm_receiver_new: %s\n", err.text);
-        return 1;
-    }
+    fm_receiver *rx = new_receiver(ctx, &addr, len);
+    if (!rx) return 1;
     CHECK(fm_receiver_local_addr(rx, &addr, &len) == 0);
 
     fm_sender_config sc;
@@ -152,21 +168,33 @@ int main(int argc, char **argv) {
         return 1;
     }
 
+    uint64_t n = total;
     fm_thread producer;
     CHECK(fm_thread_start(&producer, produce, s) == 0);
-    consume(rx);
-    fm_thread_join(producer);
-    CHECK(fm_sender_flush(s, deadline()) == FASTMSG_WAIT_READY);
+    finish_round(s, rx, producer);
     CHECK(fm_sender_connected(s));
     fm_sender_stats(s, sent);
     fm_receiver_stats(rx, recvd);
-    CHECK(sent[FM_SENT_MESSAGES] == total && recvd[FM_RECV_MESSAGES] == total);
+    CHECK(sent[FM_SENT_MESSAGES] == n && recvd[FM_RECV_MESSAGES] == n && sent[FM_ACKED] == n);
     CHECK(sent[FM_CONNECTS] == 1 && recvd[FM_ACCEPTS] == 1 && recvd[FM_CRC_ERRORS] == 0);
     CHECK(recvd[FM_ACKS] > 0);
+
+    /* The receiver goes; messages are queued meanwhile; it comes back on the same port, and the
+     * sender reconnects and goes on (what it wrote to the dead connection, it writes again). */
+    fm_receiver_close(rx);
+    first = n, total = n + n / 4;
+    CHECK(fm_thread_start(&producer, produce, s) == 0);
+    if (!(rx = new_receiver(ctx, &addr, len))) return 1;
+    finish_round(s, rx, producer);
+    fm_sender_stats(s, sent);
+    fm_receiver_stats(rx, recvd);
+    CHECK(sent[FM_CONNECTS] == 2 && sent[FM_SENT_MESSAGES] - sent[FM_RESENT] == total);
+    CHECK(recvd[FM_RECV_MESSAGES] == total - n && recvd[FM_ACCEPTS] == 1);
 
     fm_sender_close(s);
     fm_receiver_close(rx);
     fm_ctx_free(ctx);
-    printf("%llu messages over loopback TCP, %lu failures\n", (unsigned long long)total, failures);
+    printf("%llu + %llu messages over loopback TCP, a reconnect between, %lu failures\n", (unsigned long long)n,
+           (unsigned long long)(total - n), failures);
     return failures != 0;
 }
