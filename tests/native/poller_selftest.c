@@ -1,7 +1,8 @@
 /* Exercises one poller backend (argv[1]: "epoll", "kqueue" or "poll") over socketpairs: readiness
  * in and out (one event per fd), data pointers, modify (to nothing too), remove with the slot
- * reused, a poller nested in another and rearmed, hang-up, timeout, and many fds.
- * Built and run by tests/test_poller_native.py; exit status 0 means every check held. */
+ * reused, a poller nested in another and rearmed, a second descriptor of a socket, hang-up,
+ * timeout, and many fds. Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
+ * over loopback TCP pairs) by tests/test_windows_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "net/poller.h"
 #include "net/poller_kqueue.h"
@@ -9,8 +10,38 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "net/netio.h"
+
+#ifdef _WIN32
+
+/* Winsock has no socketpair: a connected pair of loopback TCP sockets stands in. */
+static int socketpair_(int sv[2]) {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int lfd, rc = fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len);
+    if (rc || (lfd = fastmsg_listen((struct sockaddr *)&addr, len, 4, 0)) < 0) return -1;
+    rc = fastmsg_local_addr(lfd, &addr, &len) ? -1 : 0;
+    sv[1] = rc ? -1 : fastmsg_connect_start((struct sockaddr *)&addr, len);
+    sv[0] = sv[1] >= 0 && fastmsg_wait_readable(lfd, 5000000000LL) == 1 ? fastmsg_accept(lfd) : -1;
+    fastmsg_close(lfd);
+    return sv[0] >= 0 && sv[1] >= 0 ? 0 : -1;
+}
+static int write_(int fd, const char *buf, int n) { return send((SOCKET)fd, buf, n, 0); }
+static int read_(int fd, char *buf, int n) { return recv((SOCKET)fd, buf, n, 0); }
+static void close_(int fd) { fastmsg_close(fd); }
+/* Loopback TCP delivers a moment after send returns: waits until fd has what was sent to it. */
+static int arrived(int fd) { return fastmsg_wait_readable(fd, 5000000000LL) == 1; }
+#else
 #include <sys/socket.h>
 #include <unistd.h>
+
+static int socketpair_(int sv[2]) { return socketpair(AF_UNIX, SOCK_STREAM, 0, sv); }
+static int write_(int fd, const char *buf, int n) { return (int)write(fd, buf, (size_t)n); }
+static int read_(int fd, char *buf, int n) { return (int)read(fd, buf, (size_t)n); }
+static void close_(int fd) { close(fd); }
+static int arrived(int fd) { return fd >= 0; } /* (a socketpair's write is there on return) */
+#endif
 
 static int failures = 0;
 #define CHECK(cond)                                                         \
@@ -49,8 +80,8 @@ int main(int argc, char **argv) {
     CHECK(m[1].fd == 9 && m[1].events == FASTMSG_POLL_OUT);
     fastmsg_poll_event ev[64];
     int a[2], b[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, a) == 0);
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, b) == 0);
+    CHECK(socketpair_(a) == 0);
+    CHECK(socketpair_(b) == 0);
     int tag_a = 1, tag_b = 2;
 
     /* Nothing readable yet: a timeout gives 0 events. */
@@ -60,13 +91,22 @@ int main(int argc, char **argv) {
     CHECK(fastmsg_poller_wait(p, ev, 64, 10) == 0);
 
     /* Readable after a write on the peer, with the right data pointer; level-triggered. */
-    CHECK(write(b[1], "x", 1) == 1);
+    CHECK(write_(b[1], "x", 1) == 1);
     int n = fastmsg_poller_wait(p, ev, 64, 1000);
     CHECK(n == 1 && ev[0].fd == b[0] && ev[0].data == &tag_b && (ev[0].events & FASTMSG_POLL_IN));
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 1);
     char c;
-    CHECK(read(b[0], &c, 1) == 1);
+    CHECK(read_(b[0], &c, 1) == 1);
     CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+
+    /* No interest (a paused socket): readable, but not reported until interest comes back. */
+    CHECK(write_(b[1], "z", 1) == 1);
+    CHECK(arrived(b[0]));
+    CHECK(fastmsg_poller_modify(p, b[0], 0, &tag_b) == 0);
+    CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+    CHECK(fastmsg_poller_modify(p, b[0], FASTMSG_POLL_IN, &tag_b) == 0);
+    CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 1 && ev[0].fd == b[0]);
+    CHECK(read_(b[0], &c, 1) == 1);
 
     /* Modify to writable interest, with new data. */
     CHECK(fastmsg_poller_modify(p, a[0], FASTMSG_POLL_OUT, &tag_b) == 0);
@@ -82,8 +122,8 @@ int main(int argc, char **argv) {
 
     /* Readable and writable at once: one event with both (kqueue has a filter for each). */
     int d[2], tag_d = 4;
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, d) == 0);
-    CHECK(write(d[1], "z", 1) == 1);
+    CHECK(socketpair_(d) == 0);
+    CHECK(write_(d[1], "z", 1) == 1 && arrived(d[0]));
     CHECK(fastmsg_poller_add(p, d[0], FASTMSG_POLL_IN | FASTMSG_POLL_OUT, &tag_d) == 0);
     n = fastmsg_poller_wait(p, ev, 64, 1000);
     CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_d &&
@@ -117,31 +157,43 @@ int main(int argc, char **argv) {
         CHECK(n == 1 && ev[0].fd == nest && ev[0].data == &tag_nest);
         n = fastmsg_poller_wait(inner, ev, 64, 0);
         CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_d);
-        CHECK(read(d[0], &c, 1) == 1); /* drained: the nest is quiet */
+        CHECK(read_(d[0], &c, 1) == 1); /* drained: the nest is quiet */
         CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
         CHECK(fastmsg_poller_remove(p, nest) == 0);
     }
     fastmsg_poller_free(inner);
-    close(d[0]);
-    close(d[1]);
+    close_(d[0]);
+    close_(d[1]);
+
+    /* A second descriptor of a socket (a Sender lends one to an event loop) reads its bytes, and
+     * closing it leaves the first one open. */
+    int d = fastmsg_dup(a[0]);
+    CHECK(d >= 0 && d != a[0]);
+    CHECK(write_(a[1], "d", 1) == 1 && arrived(d) && read_(d, &c, 1) == 1 && c == 'd');
+    close_(d);
+    CHECK(write_(a[1], "e", 1) == 1 && arrived(a[0]) && read_(a[0], &c, 1) == 1 && c == 'e');
 
     /* Hang-up of the peer shows as readable (EOF) or error. */
-    close(b[1]);
+    close_(b[1]);
     n = fastmsg_poller_wait(p, ev, 64, 1000);
     e = find_fd(ev, n, b[0]);
     CHECK(e && (e->events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)));
     CHECK(fastmsg_poller_remove(p, b[0]) == 0);
 
-    /* Many fds, all readable; removal in the middle keeps the rest right. */
+    /* Many fds, all readable; pauses and removals in the middle keep the rest right. */
     enum { N = 200 };
     int pairs[N][2], tags[N];
     for (int i = 0; i < N; i++) {
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, pairs[i]) == 0);
+        CHECK(socketpair_(pairs[i]) == 0);
         tags[i] = i;
         CHECK(fastmsg_poller_add(p, pairs[i][0], FASTMSG_POLL_IN, &tags[i]) == 0);
-        CHECK(write(pairs[i][1], "y", 1) == 1);
+        CHECK(write_(pairs[i][1], "y", 1) == 1);
+        CHECK(arrived(pairs[i][0]));
     }
+    /* Every third paused, the even ones removed (paused or not), the odd paused ones resumed. */
+    for (int i = 0; i < N; i += 3) CHECK(fastmsg_poller_modify(p, pairs[i][0], 0, &tags[i]) == 0);
     for (int i = 0; i < N; i += 2) CHECK(fastmsg_poller_remove(p, pairs[i][0]) == 0);
+    for (int i = 3; i < N; i += 6) CHECK(fastmsg_poller_modify(p, pairs[i][0], FASTMSG_POLL_IN, &tags[i]) == 0);
     int seen = 0, total = 0;
     n = fastmsg_poller_wait(p, ev, 64, 1000);
     for (int i = 0; i < n; i++) {
@@ -154,7 +206,7 @@ int main(int argc, char **argv) {
     for (int round = 0; round < 10 && total < N / 2; round++) {
         n = fastmsg_poller_wait(p, ev, 64, 1000);
         for (int i = 0; i < n; i++) {
-            CHECK(read(ev[i].fd, &c, 1) == 1);
+            CHECK(read_(ev[i].fd, &c, 1) == 1);
             total++;
         }
     }
@@ -163,12 +215,63 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < N; i++) {
         if (i % 2) fastmsg_poller_remove(p, pairs[i][0]);
-        close(pairs[i][0]);
-        close(pairs[i][1]);
+        close_(pairs[i][0]);
+        close_(pairs[i][1]);
     }
-    close(a[0]);
-    close(a[1]);
-    close(b[0]);
+    close_(a[0]);
+    close_(a[1]);
+    close_(b[0]);
+
+    /* A connect to a port nobody listens on (one just closed) fails: the poller reports the
+     * socket (writable or in error: WSAPoll says POLLERR) and connect_result says why. */
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int lfd = -1, cfd = -1;
+    CHECK(fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len) == 0);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0)) >= 0);
+    CHECK(fastmsg_local_addr(lfd, &addr, &len) == 0);
+    fastmsg_close(lfd);
+    CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0 || cfd == -ECONNREFUSED);
+    if (cfd >= 0) {
+        CHECK(fastmsg_poller_add(p, cfd, FASTMSG_POLL_OUT, &tag_a) == 0);
+        n = fastmsg_poller_wait(p, ev, 64, 5000);
+        CHECK(n == 1 && ev[0].fd == cfd && (ev[0].events & (FASTMSG_POLL_OUT | FASTMSG_POLL_ERR)));
+        CHECK(fastmsg_connect_result(cfd) == -ECONNREFUSED);
+        CHECK(fastmsg_poller_remove(p, cfd) == 0);
+        fastmsg_close(cfd);
+    }
+    /* A listener again on the port of one just closed whose connection is still open (a Receiver
+     * made again while its old connections linger): the port is free to take. */
+    int afd = -1;
+    CHECK(fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len) == 0);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0)) >= 0);
+    CHECK(fastmsg_local_addr(lfd, &addr, &len) == 0);
+    CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0);
+    CHECK(fastmsg_wait_readable(lfd, 5000000000LL) == 1 && (afd = fastmsg_accept(lfd)) >= 0);
+    fastmsg_close(lfd);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0)) >= 0);
+    fastmsg_close(lfd);
+    fastmsg_close(afd);
+    fastmsg_close(cfd);
+
+#ifdef _WIN32
+    /* ipc:// is AF_UNIX, which Windows has from 10 (1803) on: a listener works, or the error says
+     * the family is not supported (not some other failure). */
+    char path[MAX_PATH];
+    snprintf(path, sizeof path, "fastmsg-selftest-%lu.sock", (unsigned long)GetCurrentProcessId());
+    CHECK(fastmsg_make_sockaddr(AF_UNIX, NULL, 0, 0, path, &addr, &len) == 0);
+    lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0);
+    CHECK(lfd >= 0 || lfd == -EAFNOSUPPORT);
+    printf("af_unix: %s\n", lfd >= 0 ? "supported" : "unsupported");
+    if (lfd >= 0) {
+        CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0);
+        CHECK(fastmsg_wait_readable(lfd, 5000000000LL) == 1 && (a[0] = fastmsg_accept(lfd)) >= 0);
+        fastmsg_close(a[0]);
+        fastmsg_close(cfd);
+        fastmsg_close(lfd);
+        DeleteFileA(path);
+    }
+#endif
     fastmsg_poller_free(p);
     printf("%d failures\n", failures);
     return failures != 0;

@@ -2,11 +2,11 @@
  * to 60 (or the most the ring takes) through a small ring, in single and batched form, with blocking waits on both sides.
  * Each record's bytes are derived from its sequence number, so a torn, reordered, lost or
  * repeated record fails. Usage: ring_selftest CAPACITY RECORDS. Prints "N records, 0 failures". */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/thread.h"
 #include "ring/ring.h"
 
 static fastmsg_ring ring;
@@ -138,17 +138,17 @@ int main(int argc, char **argv) {
     uint64_t capacity = argc > 1 ? strtoull(argv[1], NULL, 10) : 4096;
     fastmsg_ring_ctl *ctl = calloc(1, sizeof *ctl);
     uint8_t *data = calloc(1, capacity);
-    pthread_t p, c;
+    fm_thread p, c;
     total = argc > 2 ? strtoull(argv[2], NULL, 10) : 1000000;
     if (!ctl || !data)
         return 1;
     check_runs();
     fastmsg_ring_init(&ring, ctl, data, capacity);
     max_len = fastmsg_ring_max_payload(capacity) < 60 ? fastmsg_ring_max_payload(capacity) : 60;
-    pthread_create(&c, NULL, consume, NULL);
-    pthread_create(&p, NULL, produce, NULL);
-    pthread_join(p, NULL);
-    pthread_join(c, NULL);
+    if (fm_thread_start(&c, consume, NULL) || fm_thread_start(&p, produce, NULL))
+        return 1;
+    fm_thread_join(p);
+    fm_thread_join(c);
     if (fastmsg_load_acquire64(&ctl->head) != fastmsg_load_acquire64(&ctl->tail))
         failures++;
     printf("%llu records, %lu failures\n", (unsigned long long)total, failures);

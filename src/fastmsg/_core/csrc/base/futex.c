@@ -52,13 +52,9 @@ int fastmsg_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns, un
 
 void fastmsg_futex_wake_all(uint32_t *word) { _umtx_op(word, UMTX_OP_WAKE, INT_MAX, NULL, NULL); }
 
-#else
+#elif !defined(_WIN32) /* macOS's waits, or short sleeps doubling from 16 us to 1 ms (Windows: futex_win.c) */
 
-#if defined(_WIN32)
-#include <windows.h>
-#else
 #include <time.h>
-#endif
 
 /* The fallback wherever the platform's wait is missing: a short sleep, doubling from 16 us to
  * 1 ms with the caller's attempts; the caller re-checks the word after it. */
@@ -66,13 +62,8 @@ static int sleep_step(int64_t timeout_ns, unsigned attempt) {
     int64_t ns = (int64_t)16000 << (attempt < 6 ? attempt : 6);
     if (ns > 1000000) ns = 1000000;
     if (timeout_ns >= 0 && timeout_ns < ns) ns = timeout_ns;
-#if defined(_WIN32)
-    Sleep((DWORD)((ns + 999999) / 1000000));
-    return 0;
-#else
     struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
     return nanosleep(&ts, NULL) == -1 && errno == EINTR ? EINTR : 0;
-#endif
 }
 
 #if defined(__APPLE__)
@@ -149,6 +140,7 @@ void fastmsg_futex_wake_all(uint32_t *word) { (void)word; }
 #endif
 
 #if defined(_WIN32)
+#include <windows.h>
 int64_t fastmsg_monotonic_ns(void) {
     static LARGE_INTEGER freq;
     LARGE_INTEGER now;

@@ -10,24 +10,24 @@
 
 int fm_cmd_queue_init(fm_cmd_queue *q) {
     q->head = NULL;
-    return pthread_mutex_init(&q->lock, NULL);
+    return fm_mutex_init(&q->lock);
 }
 
-void fm_cmd_queue_destroy(fm_cmd_queue *q) { pthread_mutex_destroy(&q->lock); }
+void fm_cmd_queue_destroy(fm_cmd_queue *q) { fm_mutex_destroy(&q->lock); }
 
 void fm_cmd_queue_push(fm_cmd_queue *q, fm_cmd *cmd) {
     cmd->done = 0;
-    pthread_mutex_lock(&q->lock);
+    fm_mutex_lock(&q->lock);
     cmd->next = q->head;
     __atomic_store_n(&q->head, cmd, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&q->lock);
+    fm_mutex_unlock(&q->lock);
 }
 
 fm_cmd *fm_cmd_queue_take(fm_cmd_queue *q) {
-    pthread_mutex_lock(&q->lock);
+    fm_mutex_lock(&q->lock);
     fm_cmd *list = q->head;
     __atomic_store_n(&q->head, NULL, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&q->lock);
+    fm_mutex_unlock(&q->lock);
     fm_cmd *ordered = NULL;
     while (list) {
         fm_cmd *next = list->next;

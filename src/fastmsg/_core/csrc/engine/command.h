@@ -3,7 +3,7 @@
 #ifndef FASTMSG_ENGINE_COMMAND_H
 #define FASTMSG_ENGINE_COMMAND_H
 
-#include <pthread.h>
+#include "base/thread.h"
 #include <stdint.h>
 
 #include "engine/endpoint.h"
@@ -19,7 +19,7 @@ typedef struct fm_cmd {
 } fm_cmd;
 
 typedef struct {
-    pthread_mutex_t lock;
+    fm_mutex lock;
     fm_cmd *head; /* newest first; written under the lock, peeked at without it */
 } fm_cmd_queue;
 

@@ -39,7 +39,7 @@ fm_ctx *fm_ctx_new(fastmsg_poller_kind poller, fm_error *err) {
         fm_error_set(err, rc, "cannot create the command queue: %s", strerror(rc));
         goto fail_waker;
     }
-    rc = pthread_create(&ctx->thread, NULL, fm_loop_main, ctx);
+    rc = fm_thread_start(&ctx->thread, fm_loop_main, ctx);
     if (rc) {
         fm_error_set(err, rc, "cannot start the I/O thread: %s", strerror(rc));
         goto fail_queue;
@@ -62,7 +62,7 @@ void fm_ctx_free(fm_ctx *ctx) {
     if (!ctx) return;
     __atomic_store_n(&ctx->stop, 1, __ATOMIC_RELEASE);
     fm_waker_signal(&ctx->wake);
-    pthread_join(ctx->thread, NULL);
+    fm_thread_join(ctx->thread);
     fastmsg_poller_free(ctx->poller);
     fm_waker_close(&ctx->wake);
     fm_cmd_queue_destroy(&ctx->cmds);

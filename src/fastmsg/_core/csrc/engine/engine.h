@@ -12,15 +12,12 @@
 
 #include "engine/notifier.h"
 #include "net/poller.h"
+#include "net/sock.h"
 #include "net/tls.h"
 #include "ring/ring.h"
 #include "wire/layout.h"
 #include "wire/auth.h"
 #include "wire/protocol.h"
-
-#ifndef _WIN32
-#include <sys/socket.h>
-#endif
 
 typedef struct fm_ctx fm_ctx;
 typedef struct fm_sender fm_sender;

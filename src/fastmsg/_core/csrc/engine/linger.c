@@ -3,9 +3,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#ifndef _WIN32
-#include <sys/socket.h>
-#endif
 
 #include "net/netio.h"
 

@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include "engine/loop.h"
 
-#include <sched.h>
 
 #include "base/futex.h"
 
@@ -100,7 +99,7 @@ void *fm_loop_main(void *arg) {
         int n;
         if (spins > 0) {
             spins--;
-            sched_yield();
+            fm_yield();
             n = fastmsg_poller_wait(ctx->poller, ev, EVENTS_PER_WAIT, 0);
         } else {
             __atomic_store_n(&ctx->parked, 1, __ATOMIC_SEQ_CST);

@@ -4,7 +4,7 @@
 #ifndef FASTMSG_ENGINE_LOOP_H
 #define FASTMSG_ENGINE_LOOP_H
 
-#include <pthread.h>
+#include "base/thread.h"
 
 #include "engine/command.h"
 #include "engine/endpoint.h"
@@ -25,7 +25,7 @@
 extern FM_THREAD_LOCAL unsigned fm_progress;
 
 struct fm_ctx {
-    pthread_t thread;
+    fm_thread thread;
     fastmsg_poller *poller;
     fm_waker wake;        /* in the poller: kicks and commands wake the loop through it */
     uint32_t parked;      /* the I/O thread is waiting, or about to, in the poller */

@@ -1,11 +1,11 @@
 /* See notifier.h. */
 #include "engine/notifier.h"
 
-#include <pthread.h>
+#include "base/thread.h"
 
 /* Making a notifier's fd is rare (once per endpoint that an event loop watches): one lock for
  * all of them keeps two threads calling fileno() at once from making two. */
-static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static fm_mutex open_lock = FM_MUTEX_INIT;
 
 void fm_notifier_init(fm_notifier *n) {
     n->fd.rd = n->fd.wr = -1;
@@ -16,7 +16,7 @@ void fm_notifier_init(fm_notifier *n) {
 
 int fm_notifier_fd(fm_notifier *n) {
     int rc = 0;
-    pthread_mutex_lock(&open_lock);
+    fm_mutex_lock(&open_lock);
     if (n->fd.rd < 0) {
         rc = fm_waker_open(&n->fd);
         /* Born readable: a caller whose non-blocking call ran before the fd existed (and so could
@@ -24,7 +24,7 @@ int fm_notifier_fd(fm_notifier *n) {
          * which counts the engine's writes. */
         if (rc == 0) fm_waker_signal(&n->fd);
     }
-    pthread_mutex_unlock(&open_lock);
+    fm_mutex_unlock(&open_lock);
     return rc < 0 ? rc : n->fd.rd;
 }
 

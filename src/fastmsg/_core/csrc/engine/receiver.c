@@ -19,15 +19,15 @@ static void receiver_free(fm_receiver *rx) {
     fm_rxbuf *b;
     while ((b = fm_receiver_next_ready(rx))) fm_rxbuf_decref(b);
     fm_replies_free(rx);
-    pthread_mutex_destroy(&rx->rlock);
-    pthread_mutex_destroy(&rx->conns_lock);
+    fm_mutex_destroy(&rx->rlock);
+    fm_mutex_destroy(&rx->conns_lock);
     if (rx->poller != rx->ctx->poller) fastmsg_poller_free(rx->poller);
     fm_waker_close(&rx->wake);
     fm_notifier_close(&rx->ready);
     fastmsg_close(rx->lfd);
     free(rx->queue);
     fm_session_table_free(&rx->sessions);
-    pthread_mutex_destroy(&rx->qlock);
+    fm_mutex_destroy(&rx->qlock);
     fm_tls_ctx_free(rx->cfg.tls);
     free(rx);
 }
@@ -49,7 +49,7 @@ static void nest_poller(fm_receiver *rx) {
 
 fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_receiver_config *cfg,
                              fm_error *err) {
-    if (addrlen > sizeof(struct sockaddr_storage)) {
+    if ((size_t)addrlen > sizeof(struct sockaddr_storage)) { /* (socklen_t is signed on Windows) */
         fm_error_set(err, EINVAL, "address too long");
         fm_tls_ctx_free(cfg->tls);
         return NULL;
@@ -67,11 +67,11 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         fm_tls_ctx_free(cfg->tls);
         return NULL;
     }
-    int rc = pthread_mutex_init(&rx->qlock, NULL);
-    if (!rc && (rc = pthread_mutex_init(&rx->rlock, NULL))) pthread_mutex_destroy(&rx->qlock);
-    if (!rc && (rc = pthread_mutex_init(&rx->conns_lock, NULL))) {
-        pthread_mutex_destroy(&rx->rlock);
-        pthread_mutex_destroy(&rx->qlock);
+    int rc = fm_mutex_init(&rx->qlock);
+    if (!rc && (rc = fm_mutex_init(&rx->rlock))) fm_mutex_destroy(&rx->qlock);
+    if (!rc && (rc = fm_mutex_init(&rx->conns_lock))) {
+        fm_mutex_destroy(&rx->rlock);
+        fm_mutex_destroy(&rx->qlock);
     }
     if (rc) {
         fastmsg_close(fd);
@@ -81,9 +81,9 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
         return NULL;
     }
     if (fm_session_table_init(&rx->sessions, cfg->max_sessions, rx->stats)) {
-        pthread_mutex_destroy(&rx->conns_lock);
-        pthread_mutex_destroy(&rx->rlock);
-        pthread_mutex_destroy(&rx->qlock);
+        fm_mutex_destroy(&rx->conns_lock);
+        fm_mutex_destroy(&rx->rlock);
+        fm_mutex_destroy(&rx->qlock);
         fastmsg_close(fd);
         free(rx);
         fm_error_set(err, ENOMEM, "out of memory");
@@ -124,28 +124,28 @@ void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
 fm_notifier *fm_receiver_notifier(fm_receiver *rx) { return &rx->ready; }
 
 void fm_receiver_note_refusal(fm_receiver *rx, const char *who, const char *text) {
-    pthread_mutex_lock(&rx->qlock);
+    fm_mutex_lock(&rx->qlock);
     snprintf(rx->last_refusal, sizeof rx->last_refusal, "%s: %s", who, text);
-    pthread_mutex_unlock(&rx->qlock);
+    fm_mutex_unlock(&rx->qlock);
 }
 
 void fm_receiver_last_refusal(fm_receiver *rx, char *buf, size_t len) {
-    pthread_mutex_lock(&rx->qlock);
+    fm_mutex_lock(&rx->qlock);
     snprintf(buf, len, "%s", rx->last_refusal);
-    pthread_mutex_unlock(&rx->qlock);
+    fm_mutex_unlock(&rx->qlock);
 }
 
 int fm_receiver_accept_error(fm_receiver *rx) { return (int)__atomic_load_n(&rx->accept_errno, __ATOMIC_RELAXED); }
 
 size_t fm_receiver_connections(fm_receiver *rx, fm_conn_info *out, size_t max) {
     size_t n = 0;
-    pthread_mutex_lock(&rx->conns_lock);
+    fm_mutex_lock(&rx->conns_lock);
     for (fm_rxconn *c = rx->conns; c; c = c->next, n++) {
         if (n >= max) continue;
         out[n].addr = c->peer;
         snprintf(out[n].peer, sizeof out[n].peer, "%s", c->peer_name ? c->peer_name : "");
     }
-    pthread_mutex_unlock(&rx->conns_lock);
+    fm_mutex_unlock(&rx->conns_lock);
     return n;
 }
 

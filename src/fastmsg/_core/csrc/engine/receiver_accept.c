@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "engine/receiver_internal.h"
 
@@ -101,10 +100,10 @@ static void accept_all(fm_receiver *rx, int64_t now) {
             free(c);
             continue;
         }
-        pthread_mutex_lock(&rx->conns_lock);
+        fm_mutex_lock(&rx->conns_lock);
         c->next = rx->conns;
         rx->conns = c;
-        pthread_mutex_unlock(&rx->conns_lock);
+        fm_mutex_unlock(&rx->conns_lock);
         rx->nconns++;
         FM_STAT_ADD(rx, FM_ACCEPTS, 1);
         FM_STAT_ADD(rx, FM_CONNECTIONS, 1);

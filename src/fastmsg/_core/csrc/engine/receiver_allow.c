@@ -1,9 +1,7 @@
 /* Who may connect, looked at on accept: the allow list's networks (a peer over a Unix socket has
  * no address: networks do not apply to it) and max_connections_per_source. Key ids are checked
  * at the handshake (receiver_auth.c). */
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "engine/receiver_internal.h"
 

@@ -38,11 +38,11 @@ void fm_rxconn_close(fm_rxconn *c) { fm_rxconn_close_as(c, 0); }
 void fm_rxconn_close_as(fm_rxconn *c, int lingering) {
     fm_receiver *rx = c->rx;
     publish_staged(c);
-    pthread_mutex_lock(&rx->conns_lock);
+    fm_mutex_lock(&rx->conns_lock);
     fm_rxconn **pp = &rx->conns;
     while (*pp && *pp != c) pp = &(*pp)->next;
     if (*pp) *pp = c->next;
-    pthread_mutex_unlock(&rx->conns_lock);
+    fm_mutex_unlock(&rx->conns_lock);
     if (c->session) fm_session_release(&rx->sessions, c->session);
     if (rx->accept_retry_ns) rx->accept_retry_ns = 1; /* a descriptor is free: accept again now */
     rx->nconns--;

@@ -4,7 +4,6 @@
  * thread takes them back when it runs out. Also the loop's operations on a receiver. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <sched.h>
 
 #include "engine/receiver_internal.h"
 
@@ -77,7 +76,7 @@ static int busy_poll(fm_receiver *rx, fastmsg_poll_event *ev, int64_t now, int64
     for (;;) {
         int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, 0);
         if (n != 0 || fastmsg_monotonic_ns() >= end) return n;
-        sched_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
+        fm_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
     }
 }
 
@@ -184,7 +183,7 @@ static int receiver_attach(fm_endpoint *ep) {
 static void receiver_detach(fm_endpoint *ep) {
     fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
     /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
-    while (!fm_token_take(&rx->token)) sched_yield();
+    while (!fm_token_take(&rx->token)) fm_yield();
     int64_t next = INT64_MAX;
     fm_replies_step(rx, fastmsg_monotonic_ns(), &next); /* replies given before close() are written (the sockets linger) */
     fm_acks_flush(rx); /* what the application released before close() is acknowledged */

@@ -14,7 +14,7 @@
 #ifndef FASTMSG_RECEIVER_INTERNAL_H
 #define FASTMSG_RECEIVER_INTERNAL_H
 
-#include <pthread.h>
+#include "base/thread.h"
 
 #include "base/futex.h"
 #include "engine/engine.h"
@@ -225,15 +225,15 @@ struct fm_receiver {
     uint32_t accept_errno; /* the last accept() error (positive), for Python's last_error */
     char last_refusal[FM_LAST_ERROR_MAX]; /* the last peer refused and why (under qlock) */
     /* ready queue, shared with Python */
-    pthread_mutex_t qlock;
+    fm_mutex qlock;
     fm_rxbuf **queue;
     uint32_t qhead, qlen, qcap;
     uint32_t ready_seq, waiters;
     fm_notifier ready;      /* an event loop waiting for a message (fired by enqueue, interrupt) */
     uint64_t stats[FM_STAT_COUNT];
     /* replies queued by Python threads (fm_receiver_reply) for the I/O thread, under rlock */
-    pthread_mutex_t rlock;
-    pthread_mutex_t conns_lock; /* held by the I/O thread (or a reader) to link or unlink a connection
+    fm_mutex rlock;
+    fm_mutex conns_lock; /* held by the I/O thread (or a reader) to link or unlink a connection
                                  * or name its peer, and by fm_receiver_connections to list them */
     fm_reply *rq_head, *rq_tail;
     uint32_t rq_len;        /* how many (written under rlock, read without it) */

@@ -10,26 +10,26 @@
 
 fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx) {
     fm_rxbuf *b = NULL;
-    pthread_mutex_lock(&rx->qlock);
+    fm_mutex_lock(&rx->qlock);
     if (rx->qlen) {
         b = rx->queue[rx->qhead];
         rx->qhead = (rx->qhead + 1) % rx->qcap;
         rx->qlen--;
     }
-    pthread_mutex_unlock(&rx->qlock);
+    fm_mutex_unlock(&rx->qlock);
     return b;
 }
 
 int fm_receiver_has_ready(fm_receiver *rx) {
-    pthread_mutex_lock(&rx->qlock);
+    fm_mutex_lock(&rx->qlock);
     uint32_t n = rx->qlen;
-    pthread_mutex_unlock(&rx->qlock);
+    fm_mutex_unlock(&rx->qlock);
     return n != 0;
 }
 
 /* Appends b (whose reference the queue takes over) and wakes a waiting consumer. */
 static void enqueue(fm_receiver *rx, fm_rxbuf *b) {
-    pthread_mutex_lock(&rx->qlock);
+    fm_mutex_lock(&rx->qlock);
     if (rx->qlen == rx->qcap) {
         uint32_t cap = rx->qcap ? rx->qcap * 2 : QUEUE_MIN;
         fm_rxbuf **q = malloc(sizeof *q * cap);
@@ -42,7 +42,7 @@ static void enqueue(fm_receiver *rx, fm_rxbuf *b) {
     }
     rx->queue[(rx->qhead + rx->qlen) % rx->qcap] = b;
     rx->qlen++;
-    pthread_mutex_unlock(&rx->qlock);
+    fm_mutex_unlock(&rx->qlock);
     __atomic_fetch_add(&rx->ready_seq, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&rx->waiters, __ATOMIC_SEQ_CST)) fastmsg_futex_wake_all(&rx->ready_seq);
     fm_notifier_fire(&rx->ready); /* after the queue's unlock: a waiter re-checks under the lock */

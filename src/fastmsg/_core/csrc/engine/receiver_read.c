@@ -86,7 +86,7 @@ static int start_big(fm_rxconn *c, uint8_t *f, uint32_t kind, uint64_t size) {
  * connection was closed; sets *stalled when the ring has no room for the next frame. */
 static int parse(fm_rxconn *c, int *stalled) {
     fastmsg_ring *w = &c->w;
-    fastmsg_limits lim = {c->rx->cfg.max_message, c->rx->cfg.max_batch, 0};
+    fastmsg_limits lim = {.max_message = c->rx->cfg.max_message, .max_batch = c->rx->cfg.max_batch};
     int staged = 0;
     *stalled = 0;
     while (c->fill - c->at >= FASTMSG_FRAME_HDR) {

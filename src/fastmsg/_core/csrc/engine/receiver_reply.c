@@ -47,13 +47,13 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     fastmsg_store_le64(r->rec + FASTMSG_REC_HDR, request_id);
     memcpy(r->rec + FASTMSG_REC_HDR + FASTMSG_REQUEST_ID_LEN, data, len);
     memset(r->rec + FASTMSG_REC_HDR + rec_len, 0, (size_t)(size - FASTMSG_REC_HDR - rec_len));
-    pthread_mutex_lock(&rx->rlock);
+    fm_mutex_lock(&rx->rlock);
     if (rx->rq_tail) rx->rq_tail->next = r;
     else rx->rq_head = r;
     rx->rq_tail = r;
     /* Under the lock, so that the drain's reset to 0 never loses a count (has_work reads it). */
     __atomic_store_n(&rx->rq_len, rx->rq_len + 1, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&rx->rlock);
+    fm_mutex_unlock(&rx->rlock);
     if (write_now) fm_receiver_send_replies(rx);
     return 0;
 }
@@ -66,11 +66,11 @@ void fm_receiver_send_replies(fm_receiver *rx) {
 }
 
 static fm_reply *take_queue(fm_receiver *rx) {
-    pthread_mutex_lock(&rx->rlock);
+    fm_mutex_lock(&rx->rlock);
     fm_reply *r = rx->rq_head;
     rx->rq_head = rx->rq_tail = NULL;
     __atomic_store_n(&rx->rq_len, 0, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&rx->rlock);
+    fm_mutex_unlock(&rx->rlock);
     return r;
 }
 

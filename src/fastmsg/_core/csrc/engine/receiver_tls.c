@@ -5,7 +5,6 @@
  * stats()["last_error"]; the certificate's names then meet the allow list. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "engine/receiver_internal.h"
 
@@ -15,7 +14,7 @@
 /* The first byte the peer sent, left in the socket; -1 while there is none. */
 static int first_byte(int fd) {
     uint8_t first;
-    return recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? first : -1;
+    return recv(fd, (char *)&first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? first : -1;
 }
 
 static int refuse_plaintext(fm_rxconn *c) {
@@ -62,9 +61,9 @@ int fm_rxconn_tls_step(fm_rxconn *c) {
             fm_rxconn_close(c);
             return -1;
         }
-        pthread_mutex_lock(&c->rx->conns_lock);
+        fm_mutex_lock(&c->rx->conns_lock);
         c->peer_name = name;
-        pthread_mutex_unlock(&c->rx->conns_lock);
+        fm_mutex_unlock(&c->rx->conns_lock);
     }
     fm_rxconn_set_interest(c, FASTMSG_POLL_IN);
     if (!fm_receiver_names_allowed(c->rx, c->tls))

@@ -16,8 +16,8 @@ static void *ring_mem_new(size_t size) {
 #ifndef _WIN32
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
-#else
-    return calloc(1, size);
+#else /* (VirtualAlloc: committed pages are zero and take memory only once touched) */
+    return VirtualAlloc(NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 #endif
 }
 
@@ -26,7 +26,7 @@ static void ring_mem_free(void *p, size_t size) {
     munmap(p, size);
 #else
     (void)size;
-    free(p);
+    VirtualFree(p, 0, MEM_RELEASE);
 #endif
 }
 

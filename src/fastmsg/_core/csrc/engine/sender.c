@@ -14,7 +14,7 @@
 
 fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                          fm_error *err) {
-    if (addrlen > sizeof(struct sockaddr_storage)) {
+    if ((size_t)addrlen > sizeof(struct sockaddr_storage)) { /* (socklen_t is signed on Windows) */
         fm_tls_ctx_free(cfg->tls);
         fm_error_set(err, EINVAL, "address too long");
         return NULL;
@@ -26,9 +26,9 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
         fm_error_set(err, ENOMEM, "cannot allocate the sender");
         return NULL;
     }
-    int rc = pthread_mutex_init(&s->err_lock, NULL);
+    int rc = fm_mutex_init(&s->err_lock);
     if (!rc && fm_request_table_init(&s->requests)) {
-        pthread_mutex_destroy(&s->err_lock);
+        fm_mutex_destroy(&s->err_lock);
         rc = ENOMEM;
     }
     if (rc) {
@@ -107,15 +107,15 @@ void fm_sender_stats(fm_sender *s, uint64_t out[FM_STAT_COUNT]) {
 }
 
 void fm_sender_peer(fm_sender *s, char *buf, size_t len) {
-    pthread_mutex_lock(&s->err_lock);
+    fm_mutex_lock(&s->err_lock);
     snprintf(buf, len, "%s", s->peer_name);
-    pthread_mutex_unlock(&s->err_lock);
+    fm_mutex_unlock(&s->err_lock);
 }
 
 void fm_sender_last_error(fm_sender *s, char *buf, size_t len) {
-    pthread_mutex_lock(&s->err_lock);
+    fm_mutex_lock(&s->err_lock);
     snprintf(buf, len, "%s", s->last_error);
-    pthread_mutex_unlock(&s->err_lock);
+    fm_mutex_unlock(&s->err_lock);
 }
 
 uint64_t fm_sender_done(fm_sender *s) {
@@ -163,7 +163,7 @@ void fm_sender_close(fm_sender *s) {
     /* Unsent records go with the ring; their external payloads are the producer's. */
     fm_sender_stop(s);
     fm_notifier_close(&s->ready); /* the I/O thread, which fires it, has let go */
-    pthread_mutex_destroy(&s->err_lock);
+    fm_mutex_destroy(&s->err_lock);
     fm_request_table_free(&s->requests);
     free(s->rbig);
     free(s->mem);

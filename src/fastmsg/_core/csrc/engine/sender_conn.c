@@ -405,9 +405,9 @@ static void tls_step(fm_sender *s, int64_t now) {
     if (rc == FM_TLS_DONE) {
         const char *const *names;
         int n = fm_tls_peer_names(s->tls, &names);
-        pthread_mutex_lock(&s->err_lock);
+        fm_mutex_lock(&s->err_lock);
         snprintf(s->peer_name, sizeof s->peer_name, "%s", n ? names[0] : "");
-        pthread_mutex_unlock(&s->err_lock);
+        fm_mutex_unlock(&s->err_lock);
         start_handshake(s, now);
     }
     else if (rc == FM_TLS_WANT_READ) set_interest(s, FASTMSG_POLL_IN);

@@ -8,7 +8,6 @@
  * an event loop does the same through a copy of the socket's descriptor it watches (lend_fd). */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <sched.h>
 
 #include "base/futex.h"
 #include "engine/sender_internal.h"
@@ -46,7 +45,7 @@ int fm_sender_write_direct(fm_sender *s) {
 static int take_soon(fm_sender *s) {
     for (int i = 0; i < TAKE_TRIES; i++) {
         if (fm_token_take(&s->token)) return 1;
-        sched_yield();
+        fm_yield();
     }
     return 0;
 }
@@ -60,7 +59,7 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until) {
             int rc = fastmsg_wait_readable(s->fd, 0);
             if (rc != 0) return rc;
             if (fastmsg_monotonic_ns() >= spin_end) break;
-            sched_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
+            fm_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
         }
         now = fastmsg_monotonic_ns();
         if (now >= until) return 0;

@@ -11,7 +11,7 @@
 #ifndef FASTMSG_SENDER_INTERNAL_H
 #define FASTMSG_SENDER_INTERNAL_H
 
-#include <pthread.h>
+#include "base/thread.h"
 #include <stdio.h>
 
 #include "engine/engine.h"
@@ -42,7 +42,7 @@ struct fm_request {
 
 /* The requests in flight, by id; Python threads add and end them, the I/O thread answers them. */
 typedef struct {
-    pthread_mutex_t lock;
+    fm_mutex lock;
     fm_request **buckets;
     uint32_t nbuckets, n; /* nbuckets: a power of two (0 until the first request) */
 } fm_request_table;
@@ -119,7 +119,7 @@ struct fm_sender {
     uint32_t connected;
     uint32_t ack_asked;      /* Python waits for acknowledgements: PING, which asks for them */
     int stopped;             /* Python's: detached from the loop (fm_sender_stop), not yet freed */
-    pthread_mutex_t err_lock;
+    fm_mutex err_lock;
     char last_error[FM_LAST_ERROR_MAX];
     char peer_name[FM_TLS_NAME_MAX]; /* the receiver's verified certificate name (TLS; "": none) */
     uint64_t stats[FM_STAT_COUNT];
@@ -195,9 +195,9 @@ static inline void fm_sender_start_frame(fm_sender *s, int is_data) {
 
 /* Sets last_error (read by Python through fm_sender_last_error). */
 static inline void fm_sender_set_error(fm_sender *s, const char *fmt, const char *detail) {
-    pthread_mutex_lock(&s->err_lock);
+    fm_mutex_lock(&s->err_lock);
     snprintf(s->last_error, sizeof s->last_error, fmt, detail);
-    pthread_mutex_unlock(&s->err_lock);
+    fm_mutex_unlock(&s->err_lock);
 }
 
 /* ---- authentication (sender_auth.c) ---- */

@@ -16,13 +16,13 @@
 int fm_request_table_init(fm_request_table *t) {
     t->buckets = NULL;
     t->nbuckets = t->n = 0;
-    return pthread_mutex_init(&t->lock, NULL) ? -1 : 0;
+    return fm_mutex_init(&t->lock) ? -1 : 0;
 }
 
 void fm_request_table_free(fm_request_table *t) {
     /* (Python ends every request before it closes the sender: the buckets are empty) */
     free(t->buckets);
-    pthread_mutex_destroy(&t->lock);
+    fm_mutex_destroy(&t->lock);
 }
 
 /* Ids are a counter, so their low bits spread them already; the multiply mixes in the rest. */
@@ -54,10 +54,10 @@ fm_request *fm_request_new(fm_sender *s, uint64_t id, int more) {
     fm_request *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->id = id;
-    pthread_mutex_lock(&t->lock);
+    fm_mutex_lock(&t->lock);
     if (t->n >= t->nbuckets) grow(t);
     if (!t->nbuckets) {
-        pthread_mutex_unlock(&t->lock);
+        fm_mutex_unlock(&t->lock);
         free(r);
         return NULL;
     }
@@ -65,7 +65,7 @@ fm_request *fm_request_new(fm_sender *s, uint64_t id, int more) {
     r->hnext = *pp;
     *pp = r;
     uint32_t n = ++t->n;
-    pthread_mutex_unlock(&t->lock);
+    fm_mutex_unlock(&t->lock);
     FM_STAT_ADD(s, FM_REQUESTS, 1);
     /* A requester reading the socket itself may keep it from the I/O thread a while after its
      * reply; this request's reply must not wait for that (sender_direct.c). */
@@ -99,12 +99,12 @@ uint8_t *fm_request_take_reply(fm_request *r, size_t *len) {
 
 void fm_request_end(fm_sender *s, fm_request *r) {
     fm_request_table *t = &s->requests;
-    pthread_mutex_lock(&t->lock);
+    fm_mutex_lock(&t->lock);
     fm_request **pp = bucket(t, r->id);
     while (*pp != r) pp = &(*pp)->hnext;
     *pp = r->hnext;
     t->n--;
-    pthread_mutex_unlock(&t->lock);
+    fm_mutex_unlock(&t->lock);
     /* A reply that came after the caller gave up (between its timeout and this call): late. */
     if (r->reply) {
         FM_STAT_ADD(s, FM_LATE_REPLIES, 1);
@@ -117,7 +117,7 @@ void fm_request_end(fm_sender *s, fm_request *r) {
 static void deliver(fm_sender *s, uint64_t id, const uint8_t *payload, size_t len) {
     fm_request_table *t = &s->requests;
     int late = 1;
-    pthread_mutex_lock(&t->lock);
+    fm_mutex_lock(&t->lock);
     fm_request *r = t->nbuckets ? *bucket(t, id) : NULL;
     while (r && r->id != id) r = r->hnext;
     if (r && !r->ready && (r->reply = malloc(len ? len : 1))) {
@@ -130,7 +130,7 @@ static void deliver(fm_sender *s, uint64_t id, const uint8_t *payload, size_t le
         if (__atomic_load_n(&r->sleeping, __ATOMIC_SEQ_CST)) fastmsg_futex_wake_all(&r->ready);
         late = 0;
     }
-    pthread_mutex_unlock(&t->lock);
+    fm_mutex_unlock(&t->lock);
     if (late) FM_STAT_ADD(s, FM_LATE_REPLIES, 1);
     else if (!s->loop_reading) fm_notifier_fire(&s->ready); /* an event loop polling its requests */
 }

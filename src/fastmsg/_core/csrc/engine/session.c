@@ -10,6 +10,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef _WIN32
+#include "net/sock.h" /* (winsock2.h before windows.h) */
+#include <bcrypt.h>
+#if defined(_MSC_VER)
+#pragma comment(lib, "bcrypt.lib")
+#endif
+#else
 #include <unistd.h>
 #ifdef __APPLE__
 #include <sys/random.h> /* getentropy (glibc declares it in unistd.h) */
@@ -28,13 +35,21 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser: a bijection that 
 }
 
 static uint64_t random_seed(const void *salt) {
-#if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__)
     uint64_t seed = 0;
+#if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__)
     if (getentropy(&seed, sizeof seed) == 0 && seed) return seed;
+#elif defined(_WIN32)
+    if (BCRYPT_SUCCESS(BCryptGenRandom(NULL, (PUCHAR)&seed, sizeof seed, BCRYPT_USE_SYSTEM_PREFERRED_RNG)) && seed)
+        return seed;
+    FILETIME ft; /* (100 ns units: Windows has no clock_gettime of its own) */
+    GetSystemTimePreciseAsFileTime(&ft);
+    return mix64(((uint64_t)ft.dwHighDateTime << 32 | ft.dwLowDateTime) ^ (uint64_t)(uintptr_t)salt);
 #endif
+#ifndef _WIN32
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt);
+#endif
 }
 
 static fm_session **bucket(const fm_session_table *t, uint64_t id) {

@@ -1,6 +1,8 @@
-/* See waker.h. */
+/* See waker.h. Windows: waker_win.c. */
 #define _GNU_SOURCE
 #include "engine/waker.h"
+
+#ifndef _WIN32
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,3 +60,5 @@ void fm_waker_close(fm_waker *w) {
     if (w->wr != w->rd) close(w->wr);
     w->rd = w->wr = -1;
 }
+
+#endif /* !_WIN32 */

@@ -1,4 +1,5 @@
-/* A wake-up fd for a thread waiting in a poller: an eventfd (rd == wr), or a pipe elsewhere. */
+/* A wake-up fd for a thread waiting in a poller: an eventfd (rd == wr), a pipe elsewhere, or a
+ * loopback TCP pair on Windows (WSAPoll waits on sockets only). */
 #ifndef FASTMSG_ENGINE_WAKER_H
 #define FASTMSG_ENGINE_WAKER_H
 

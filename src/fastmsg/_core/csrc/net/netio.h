@@ -1,16 +1,13 @@
 /* Non-blocking stream sockets for the engine: listen, accept, connect, and errno-style results.
- * Addresses come resolved from Python (struct sockaddr bytes), so no name lookup happens here. */
+ * Addresses come resolved from Python (struct sockaddr bytes), so no name lookup happens here.
+ * A socket is an int everywhere: netio.c for POSIX, netio_win.c for Winsock (a SOCKET fits). */
 #ifndef FASTMSG_NETIO_H
 #define FASTMSG_NETIO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#ifndef _WIN32
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/uio.h>
-#endif
+#include "net/sock.h"
 
 /* A listening socket bound to addr; returns the fd or -errno. For AF_UNIX a stale socket file
  * is not removed here: the caller decides. `v6only`: an AF_INET6 socket takes IPv6 connections

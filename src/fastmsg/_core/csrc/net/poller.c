@@ -261,22 +261,4 @@ int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int
     return k;
 }
 
-#else /* _WIN32: WSAPoll backend still to come; nothing can register yet */
-
-struct fastmsg_poller {
-    int unused;
-};
-fastmsg_poller *fastmsg_poller_new(fastmsg_poller_kind kind) {
-    (void)kind;
-    errno = ENOSYS;
-    return NULL;
-}
-void fastmsg_poller_free(fastmsg_poller *p) { (void)p; }
-const char *fastmsg_poller_name(const fastmsg_poller *p) { (void)p; return "none"; }
-int fastmsg_poller_add(fastmsg_poller *p, int fd, uint32_t events, void *data) { (void)p; (void)fd; (void)events; (void)data; return -ENOSYS; }
-int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data) { (void)p; (void)fd; (void)events; (void)data; return -ENOSYS; }
-int fastmsg_poller_remove(fastmsg_poller *p, int fd) { (void)p; (void)fd; return -ENOSYS; }
-int fastmsg_poller_fd(const fastmsg_poller *p) { (void)p; return -1; }
-int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) { (void)p; (void)fd; (void)events; return -ENOSYS; }
-int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms) { (void)p; (void)out; (void)max; (void)timeout_ms; return -ENOSYS; }
-#endif
+#endif /* _WIN32: poller_wsapoll.c */

@@ -2,12 +2,9 @@
 #define _GNU_SOURCE
 #include "net/tls.h"
 
-#include <arpa/inet.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
+#include "base/thread.h"
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +16,25 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#include "net/sock.h"
+#ifdef _WIN32
+#include "net/dl_win.h"
+#else
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <signal.h>
+
+/* dlsym on the module's handle searches it and the libraries it needs: the very libssl and
+ * libcrypto the ssl module called to build the context. */
+static void *fm_dl_open(const char *module_path, char *err, size_t errlen) {
+    void *h = module_path ? dlopen(module_path, RTLD_NOW | RTLD_NOLOAD) : dlopen(NULL, RTLD_NOW);
+    if (!h && module_path) h = dlopen(module_path, RTLD_NOW);
+    if (!h) snprintf(err, errlen, "cannot open the ssl module's library: %s", dlerror());
+    return h;
+}
+#define fm_dl_sym dlsym
+#endif
 
 /* What a batch's bytes are gathered into before SSL_write: four records' worth, so that a batch
  * goes out as few records as possible (OpenSSL cuts them at 16 KiB), and a copy per byte at most. */
@@ -79,27 +95,23 @@ static struct {
 } api;
 #undef FN
 
-static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+static fm_mutex load_lock = FM_MUTEX_INIT;
 static int loaded;
 
 int fm_tls_load(const char *module_path, char *err, size_t errlen) {
-    pthread_mutex_lock(&load_lock);
+    fm_mutex_lock(&load_lock);
     if (loaded) {
-        pthread_mutex_unlock(&load_lock);
+        fm_mutex_unlock(&load_lock);
         return 0;
     }
-    /* dlsym on the module's handle searches it and the libraries it needs: the very libssl and
-     * libcrypto the ssl module called to build the context. */
-    void *h = module_path ? dlopen(module_path, RTLD_NOW | RTLD_NOLOAD) : dlopen(NULL, RTLD_NOW);
-    if (!h && module_path) h = dlopen(module_path, RTLD_NOW);
+    void *h = fm_dl_open(module_path, err, errlen);
     const char *missing = NULL;
     if (!h) {
-        snprintf(err, errlen, "cannot open the ssl module's library: %s", dlerror());
-        pthread_mutex_unlock(&load_lock);
+        fm_mutex_unlock(&load_lock);
         return -1;
     }
 #define LOAD(field, sym) \
-    if (!missing && !(*(void **)&api.field = dlsym(h, sym))) missing = sym
+    if (!missing && !(*(void **)&api.field = fm_dl_sym(h, sym))) missing = sym
     LOAD(SSL_new, "SSL_new");
     LOAD(SSL_free, "SSL_free");
     LOAD(SSL_set_connect_state, "SSL_set_connect_state");
@@ -143,19 +155,19 @@ int fm_tls_load(const char *module_path, char *err, size_t errlen) {
     LOAD(BIO_up_ref, "BIO_up_ref");
     LOAD(BIO_free, "BIO_free");
     LOAD(SSL_set_msg_callback, "SSL_set_msg_callback");
-    *(void **)&api.SSL_CTX_get_keylog_callback = dlsym(h, "SSL_CTX_get_keylog_callback");
+    *(void **)&api.SSL_CTX_get_keylog_callback = fm_dl_sym(h, "SSL_CTX_get_keylog_callback");
     /* OpenSSL 3 renamed it; 1.1.1 has only the old name */
-    *(void **)&api.get1_peer_certificate = dlsym(h, "SSL_get1_peer_certificate");
+    *(void **)&api.get1_peer_certificate = fm_dl_sym(h, "SSL_get1_peer_certificate");
     if (!api.get1_peer_certificate) LOAD(get1_peer_certificate, "SSL_get_peer_certificate");
 #undef LOAD
     if (missing) {
         snprintf(err, errlen, "the ssl module's OpenSSL does not export %s (OpenSSL 1.1.1 or later, "
                  "as a shared library, is needed for ssl=)", missing);
-        pthread_mutex_unlock(&load_lock);
+        fm_mutex_unlock(&load_lock);
         return -1;
     }
     loaded = 1; /* (the handle stays open: the module is never unloaded) */
-    pthread_mutex_unlock(&load_lock);
+    fm_mutex_unlock(&load_lock);
     return 0;
 }
 
@@ -164,6 +176,16 @@ struct fm_tls_ctx {
     int server, check_host, host_is_ip;
     char *host;
 };
+
+/* strndup, which Windows lacks. */
+static char *copy_name(const unsigned char *s, size_t len) {
+    char *p = malloc(len + 1);
+    if (p) {
+        memcpy(p, s, len);
+        p[len] = 0;
+    }
+    return p;
+}
 
 uint64_t fm_tls_ctx_options(void *ssl_ctx) { return (uint64_t)api.SSL_CTX_get_options((SSL_CTX *)ssl_ctx); }
 
@@ -352,7 +374,7 @@ static void take_names(fm_tls *t) {
             int len = api.ASN1_STRING_length(g->d.dNSName);
             const unsigned char *s = api.ASN1_STRING_get0_data(g->d.dNSName);
             if (len <= 0 || len >= FM_TLS_NAME_MAX || memchr(s, 0, (size_t)len)) continue;
-            t->names[t->nnames] = strndup((const char *)s, (size_t)len);
+            t->names[t->nnames] = copy_name(s, (size_t)len);
             if (t->names[t->nnames]) t->nnames++;
         }
         if (sans) api.GENERAL_NAMES_free(sans);
@@ -443,12 +465,13 @@ static int flush(fm_tls *t) {
 int fm_tls_pending(const fm_tls *t) { return t->read_failed || api.SSL_has_pending(t->ssl) == 1; }
 
 /* OpenSSL writes with write(), which raises SIGPIPE on a connection the peer has closed (the
- * plain path sends with MSG_NOSIGNAL). Where the socket itself can refuse to raise it (macOS and
- * the BSDs: SO_NOSIGPIPE, set on every socket netio.c makes, and again in fm_tls_new), the
- * failure is an EPIPE already and nothing more is done. Elsewhere, unless the process ignores
- * SIGPIPE (Python does, unless told otherwise), each call that may write runs with SIGPIPE blocked
- * in this thread, and a SIGPIPE it raised is taken back before the mask is restored. */
-#ifdef SO_NOSIGPIPE
+ * plain path sends with MSG_NOSIGNAL). Windows has no signals (a closed peer is an error code).
+ * Where the socket itself can refuse to raise it (macOS and the BSDs: SO_NOSIGPIPE, set on every
+ * socket netio.c makes, and again in fm_tls_new), the failure is an EPIPE already and nothing
+ * more is done. Elsewhere, unless the process ignores SIGPIPE (Python does, unless told
+ * otherwise), each call that may write runs with SIGPIPE blocked in this thread, and a SIGPIPE it
+ * raised is taken back before the mask is restored. */
+#if defined(_WIN32) || defined(SO_NOSIGPIPE)
 typedef struct {
     int unused;
 } sigpipe_guard;

@@ -16,7 +16,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/uio.h>
+
+#include "net/sock.h"
 
 typedef struct fm_tls_ctx fm_tls_ctx;
 typedef struct fm_tls fm_tls;

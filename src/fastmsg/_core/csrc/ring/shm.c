@@ -6,23 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#if defined(_WIN32)
-
-int fastmsg_shm_create(const char *name, uint64_t capacity, fastmsg_shm *out) {
-    (void)name, (void)capacity, (void)out;
-    return FASTMSG_SHM_E_UNSUPPORTED;
-}
-int fastmsg_shm_attach(const char *name, fastmsg_shm *out) {
-    (void)name, (void)out;
-    return FASTMSG_SHM_E_UNSUPPORTED;
-}
-void fastmsg_shm_unmap(fastmsg_shm *s) { (void)s; }
-int fastmsg_shm_unlink(const char *name) {
-    (void)name;
-    return FASTMSG_SHM_E_UNSUPPORTED;
-}
-
-#else
+#ifndef _WIN32 /* shm_win.c */
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -54,17 +38,8 @@ static int seg_unlink(const char *name) {
 #define seg_unlink shm_unlink
 #endif
 
-static void fill_mapping(fastmsg_shm *out, void *base, size_t size, uint64_t capacity) {
-    out->base = base;
-    out->size = size;
-    out->ctl = (fastmsg_ring_ctl *)((uint8_t *)base + sizeof(fastmsg_shm_header));
-    out->data = (uint8_t *)base + FASTMSG_SHM_DATA_OFFSET;
-    out->capacity = capacity;
-}
-
 int fastmsg_shm_create(const char *name, uint64_t capacity, fastmsg_shm *out) {
     size_t size = (size_t)(FASTMSG_SHM_DATA_OFFSET + capacity);
-    fastmsg_shm_header *h;
     void *base;
     int fd = seg_open(name, O_RDWR | O_CREAT | O_EXCL, 0600), err;
     if (fd < 0)
@@ -82,32 +57,8 @@ int fastmsg_shm_create(const char *name, uint64_t capacity, fastmsg_shm *out) {
         seg_unlink(name);
         return err;
     }
-    h = (fastmsg_shm_header *)base;
-    h->version = FASTMSG_SHM_VERSION;
-    h->header_size = (uint32_t)FASTMSG_SHM_DATA_OFFSET;
-    h->capacity = capacity;
-    h->record_header = FASTMSG_REC_HDR;
-    h->line = FASTMSG_RING_LINE;
-    h->endian = FASTMSG_SHM_ENDIAN;
-    memcpy(h->magic, FASTMSG_SHM_MAGIC, 8);
-    fastmsg_store_release32(&h->ready, 1);
-    fill_mapping(out, base, size, capacity);
-    return FASTMSG_SHM_OK;
-}
-
-/* Checks a header that is known to be mapped in full. */
-static int check_header(const fastmsg_shm_header *h, size_t size) {
-    if (memcmp(h->magic, FASTMSG_SHM_MAGIC, 8) != 0 || fastmsg_load_acquire32(&h->ready) != 1)
-        return FASTMSG_SHM_E_MAGIC;
-    if (h->version != FASTMSG_SHM_VERSION)
-        return FASTMSG_SHM_E_VERSION;
-    if (h->endian != FASTMSG_SHM_ENDIAN || h->header_size != FASTMSG_SHM_DATA_OFFSET ||
-        h->record_header != FASTMSG_REC_HDR || h->line != FASTMSG_RING_LINE ||
-        h->capacity < FASTMSG_RING_MIN_CAPACITY || h->capacity > FASTMSG_RING_MAX_CAPACITY ||
-        (h->capacity & (h->capacity - 1)) != 0)
-        return FASTMSG_SHM_E_LAYOUT;
-    if (size < FASTMSG_SHM_DATA_OFFSET + h->capacity)
-        return FASTMSG_SHM_E_TRUNCATED;
+    fastmsg_shm_format(base, capacity);
+    fastmsg_shm_fill(out, base, size, capacity);
     return FASTMSG_SHM_OK;
 }
 
@@ -132,12 +83,12 @@ int fastmsg_shm_attach(const char *name, fastmsg_shm *out) {
     close(fd);
     if (base == MAP_FAILED)
         return err;
-    err = check_header((const fastmsg_shm_header *)base, (size_t)st.st_size);
+    err = fastmsg_shm_check((const fastmsg_shm_header *)base, (size_t)st.st_size);
     if (err != FASTMSG_SHM_OK) {
         munmap(base, (size_t)st.st_size);
         return err;
     }
-    fill_mapping(out, base, (size_t)st.st_size, ((const fastmsg_shm_header *)base)->capacity);
+    fastmsg_shm_fill(out, base, (size_t)st.st_size, ((const fastmsg_shm_header *)base)->capacity);
     return FASTMSG_SHM_OK;
 }
 
