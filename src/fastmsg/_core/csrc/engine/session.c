@@ -21,6 +21,7 @@
 #ifdef __APPLE__
 #include <sys/random.h> /* getentropy (glibc declares it in unistd.h) */
 #endif
+#endif
 
 #include "engine/receiver_internal.h"
 
