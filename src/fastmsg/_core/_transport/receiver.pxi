@@ -63,6 +63,7 @@ cdef class Receiver:
     cdef Record frame_rec      # the frame's Record when it lies in the ring
     cdef const uint8_t *p      # next message record in the frame
     cdef uint32_t left         # messages left in the frame
+    cdef Py_ssize_t requests_taken  # requests _take() handed out (recv_many counts its batch's)
     cdef object unlink_path    # an ipc endpoint's socket file, removed by close()
     cdef Py_ssize_t batch_budget  # bytes one recv_many may hand out
     cdef PyThread_type_lock lock  # one consumer at a time; close() takes it too
@@ -185,7 +186,7 @@ cdef class Receiver:
 
     cdef Message _take(self):
         """The next message, or None if no connection has one now."""
-        if not self._advance():
+        if not self.left and not self._advance():  # (a call only between frames)
             return None
         cdef uint32_t length = fastmsg_rec_len(self.p)
         cdef Message m = Message.__new__(Message)
@@ -199,6 +200,7 @@ cdef class Receiver:
             m.length -= FASTMSG_REQUEST_ID_LEN
             m.session_id = fm_rxbuf_session(self.cur.buf)
             m.replier = self
+            self.requests_taken += 1
         if self.frame_rec is not None:
             self.frame_rec.exports += 1
         self.p += fastmsg_ring_slot(length)
@@ -413,6 +415,7 @@ cdef class Receiver:
         self._enter()
         try:
             m = self._recv(timeout)
+            self.requests_taken = m.replier is not None
             out = [m]
             budget = self.batch_budget - m.length
             while len(out) < max_messages and budget > 0:
@@ -421,7 +424,8 @@ cdef class Receiver:
                     break
                 out.append(m)
                 budget -= m.length + 8
-            self._hold_batch(out)
+            if self.requests_taken > 1:  # (a stream of plain messages pays no pass over them)
+                self._hold_batch(out)
             return out
         finally:
             PyThread_release_lock(self.lock)
