@@ -2,8 +2,10 @@
  * One file, three programs: -DFAKE_SSL builds a DLL standing in for libssl (it exports SSL_new),
  * -DFAKE_MODULE one standing in for the ssl module (it imports SSL_new from the first), and the
  * default the test, which loads the module and looks SSL_new up through it. Built and run under
- * wine by tests/test_windows_native.py. */
-#if defined(FAKE_SSL)
+ * wine by tests/test_windows_native.py; elsewhere it compiles to nothing (a Windows-only test). */
+#ifndef _WIN32
+typedef int fm_dl_selftest_is_windows_only;
+#elif defined(FAKE_SSL)
 __declspec(dllexport) int SSL_new(void) { return 42; }
 __declspec(dllexport) unsigned long OpenSSL_version_num(void) { return 0x30000000ul; }
 

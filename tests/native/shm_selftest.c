@@ -3,7 +3,10 @@
  * waiter is not woken (WaitOnAddress is per process) and finds the data when its bounded wait
  * ends (base/futex_win.c): the stream checks that this still arrives, complete and in order.
  * Usage: shm_selftest RECORDS (the child: shm_selftest child NAME RECORDS). Built and run under
- * wine by tests/test_windows_native.py. */
+ * wine by tests/test_windows_native.py; elsewhere it compiles to nothing (a Windows-only test). */
+#ifndef _WIN32
+typedef int fm_shm_selftest_is_windows_only;
+#else
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,3 +132,4 @@ int main(int argc, char **argv) {
     printf("%llu records across processes, %lu failures\n", (unsigned long long)total, failures);
     return failures != 0;
 }
+#endif

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h> /* SO_NOSIGPIPE, where there is one */
 
 /* Headers for types and constants only: every call goes through `api` (nothing here links
  * libssl; `nm -u` on the extension shows no SSL_ symbol). */
@@ -17,7 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "net/sock.h"
+#include "net/sock.h" /* (SO_NOSIGPIPE, where there is one) */
 #ifdef _WIN32
 #include "net/dl_win.h"
 #else
