@@ -37,6 +37,7 @@ cdef class Sender:
     cdef uint64_t max_message       # max_message_size
     cdef uint64_t small_max         # the largest message copied into the ring ...
     cdef uint64_t small_bytes_max   # ... and the largest exact bytes object (bigger ones are lent)
+    cdef uint32_t peer_max          # the receiver's max_message_size (0: not known yet), as _check() last read it
     cdef uint64_t hwm               # the ring's capacity, also the bound of held_bytes
     cdef object held          # (ring position after its record, payload) of each external record
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
@@ -113,9 +114,12 @@ cdef class Sender:
         _live_senders.add(self)
 
     cdef int _check(self) except -1:
+        """Raises Closed after close(); reads the receiver's limit for the _put() calls that follow
+        (a handshake that changes it meanwhile is met by the I/O thread, which drops and reports)."""
         if self.s == NULL:
             raise Closed("the Sender is closed")
         _check_generation(self.gen, self)
+        self.peer_max = fm_sender_peer_max_message(self.s)
         return 0
 
     cdef int _check_refused(self, str then) except -1:
@@ -200,7 +204,7 @@ cdef class Sender:
         if <uint64_t>size > self.max_message:
             raise MessageTooLarge(f"a {size}-byte message is larger than max_message_size ({self.max_message}); "
                                   f"it was not sent", size=size, limit=self.max_message)
-        cdef uint32_t peer_max = fm_sender_peer_max_message(self.s)
+        cdef uint32_t peer_max = self.peer_max  # (read once a call, by _check)
         if peer_max and <uint64_t>size > peer_max:
             raise MessageTooLarge(f"a {size}-byte message is larger than the receiver's max_message_size "
                                   f"({peer_max}); it was not sent", size=size, limit=peer_max)
