@@ -17,19 +17,12 @@ __declspec(dllexport) int module_init(void) { return SSL_new(); }
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "net/dl_win.h"
 
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 
-static int failures;
-#define CHECK(cond)                                                                                    \
-    do {                                                                                               \
-        if (!(cond)) {                                                                                 \
-            printf("line %d: check failed: %s\n", __LINE__, #cond);                                    \
-            failures++;                                                                                \
-        }                                                                                              \
-    } while (0)
 
 int main(void) {
     char path[MAX_PATH], err[200] = "";
@@ -43,7 +36,7 @@ int main(void) {
     /* The program itself imports no OpenSSL; a module that is not loaded is not loaded here. */
     CHECK(fm_dl_open(NULL, err, sizeof err) == NULL && strstr(err, "imports no OpenSSL"));
     CHECK(fm_dl_open("C:\\no\\such\\module.pyd", err, sizeof err) == NULL && strstr(err, "not loaded"));
-    printf("%d failures\n", failures);
+    printf("%lu failures\n", failures);
     return failures != 0;
 }
 #endif

@@ -11,19 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "base/thread.h"
 #include "engine/engine.h"
 #include "engine/waker.h"
 #include "net/netio.h"
 
-static unsigned long failures;
-#define CHECK(cond)                                                                                    \
-    do {                                                                                               \
-        if (!(cond)) {                                                                                 \
-            printf("line %d: check failed: %s\n", __LINE__, #cond);                                    \
-            failures++;                                                                                \
-        }                                                                                              \
-    } while (0)
 
 static uint64_t first, total; /* the messages [first, total) of the current round */
 static uint32_t len_of(uint64_t seq) { return (uint32_t)(seq * 7 % 301); }

@@ -4,6 +4,7 @@
  * timeout, and many fds. Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
  * over loopback TCP pairs) by tests/test_windows_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
+#include "check.h"
 #include "net/poller.h"
 #include "net/poller_kqueue.h"
 
@@ -43,14 +44,6 @@ static void close_(int fd) { close(fd); }
 static int arrived(int fd) { return fd >= 0; } /* (a socketpair's write is there on return) */
 #endif
 
-static int failures = 0;
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            printf("line %d: check failed: %s\n", __LINE__, #cond);         \
-            failures++;                                                     \
-        }                                                                   \
-    } while (0)
 
 static const fastmsg_poll_event *find_fd(const fastmsg_poll_event *ev, int n, int fd) {
     for (int i = 0; i < n; i++)
@@ -273,6 +266,6 @@ int main(int argc, char **argv) {
     }
 #endif
     fastmsg_poller_free(p);
-    printf("%d failures\n", failures);
+    printf("%lu failures\n", failures);
     return failures != 0;
 }

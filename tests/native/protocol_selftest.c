@@ -6,17 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "crc32c/crc32c.h"
 #include "wire/protocol.h"
 
-static int failures;
-#define CHECK(cond)                                                                                    \
-    do {                                                                                               \
-        if (!(cond)) {                                                                                 \
-            printf("line %d: check failed: %s\n", __LINE__, #cond);                                    \
-            failures++;                                                                                \
-        }                                                                                              \
-    } while (0)
 
 static void print(const char *name, const uint8_t *frame, size_t n) {
     printf("%s ", name);
@@ -117,6 +110,6 @@ int main(void) {
     controls();
     error_frame();
     data_frame();
-    printf("%d failures\n", failures);
+    printf("%lu failures\n", failures);
     return failures != 0;
 }

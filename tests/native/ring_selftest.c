@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "base/thread.h"
 #include "ring/ring.h"
 
 static fastmsg_ring ring;
 static uint64_t total, max_len;
-static unsigned long failures;
 
 static uint32_t len_of(uint64_t seq) { return (uint32_t)(seq % (max_len + 1)); }
 static uint8_t byte_of(uint64_t seq, uint32_t j) { return (uint8_t)(seq * 131 + j); }

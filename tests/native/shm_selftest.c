@@ -12,19 +12,12 @@ typedef int fm_shm_selftest_is_windows_only;
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "ring/shm.h"
 
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 
-static unsigned long failures;
-#define CHECK(cond)                                                                                    \
-    do {                                                                                               \
-        if (!(cond)) {                                                                                 \
-            printf("line %d: check failed: %s\n", __LINE__, #cond);                                    \
-            failures++;                                                                                \
-        }                                                                                              \
-    } while (0)
 
 static uint32_t len_of(uint64_t seq) { return (uint32_t)(seq % 61); }
 static uint8_t byte_of(uint64_t seq, uint32_t j) { return (uint8_t)(seq * 131 + j); }
