@@ -167,10 +167,10 @@ int main(int argc, char **argv) {
 
     /* A second descriptor of a socket (a Sender lends one to an event loop) reads its bytes, and
      * closing it leaves the first one open. */
-    int d = fastmsg_dup(a[0]);
-    CHECK(d >= 0 && d != a[0]);
-    CHECK(write_(a[1], "d", 1) == 1 && arrived(d) && read_(d, &c, 1) == 1 && c == 'd');
-    close_(d);
+    int second = fastmsg_dup(a[0]);
+    CHECK(second >= 0 && second != a[0]);
+    CHECK(write_(a[1], "d", 1) == 1 && arrived(second) && read_(second, &c, 1) == 1 && c == 'd');
+    close_(second);
     CHECK(write_(a[1], "e", 1) == 1 && arrived(a[0]) && read_(a[0], &c, 1) == 1 && c == 'e');
 
     /* Hang-up of the peer shows as readable (EOF) or error. */
