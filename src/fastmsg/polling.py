@@ -44,8 +44,9 @@ def poll(objects: Iterable[_Ready], timeout: float | None = None) -> list[_Ready
     deadline = None if timeout is None else time.monotonic() + timeout
     fds = {obj.fileno() for obj in objects}
     poller = select.poll() if hasattr(select, "poll") else None
-    for fd in fds if poller is not None else ():
-        poller.register(fd, select.POLLIN)
+    if poller is not None:
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
     while True:
         # Each look that finds nothing arms the object's fd first, so that what changes after
         # it makes the fd readable and ends the wait below.
