@@ -7,13 +7,25 @@ Switches (environment variables read at build time):
   FASTMSG_FUZZ=1      FASTMSG_SANITIZE with Clang and libFuzzer's coverage instrumentation
                       (-fsanitize=fuzzer-no-link), so that the fuzz targets see native branches;
                       fuzz/README.md says how to run them.
+  OPENSSL_DIR         an OpenSSL installation (include/, lib/) for the transport's libcrypto.
+  FASTMSG_CLANG_CL    Windows: the clang-cl.exe to compile the transport with (below).
+
+Windows: the transport extension is compiled with clang-cl, not cl.exe, and linked by MSVC's
+linker against MSVC's C runtime like the other extensions. The engine uses GCC's __atomic
+builtins, attributes and one __typeof__, which clang-cl accepts and cl.exe does not; swapping the
+compiler keeps the C core one dialect on every platform. clang-cl comes with Visual Studio's
+"C++ Clang tools" component (on GitHub's Windows runners) and with LLVM's installer. The other
+extensions stay on cl.exe. libcrypto there is a Windows OpenSSL 3's libcrypto.lib: OPENSSL_DIR,
+else %ProgramFiles%\\OpenSSL (where the Windows OpenSSL installer puts it).
 """
 
 import os
+import shutil
+import subprocess
 import sys
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 CSRC = "src/fastmsg/_core/csrc"
 # The I/O engine, from the loop up (see the header comments of each file).
@@ -69,10 +81,9 @@ def _openssl():
     """(include_dirs, library_dirs) for OpenSSL's libcrypto, which authentication links (HMAC-SHA-256,
     nonces): OPENSSL_DIR if set, else pkg-config's answer, else the compiler's default paths. A
     build without the headers stops here with what to install, rather than deep in the compiler."""
-    import shutil
-    import subprocess
-
     root = os.environ.get("OPENSSL_DIR")
+    if sys.platform == "win32":
+        return _openssl_windows(root)
     if root:
         return [os.path.join(root, "include")], [os.path.join(root, "lib")]
     if shutil.which("pkg-config"):
@@ -87,6 +98,72 @@ def _openssl():
                          "libssl-dev (Debian, Ubuntu), openssl-devel (Fedora, RHEL), openssl-dev (Alpine) "
                          "or openssl@3 (Homebrew), or set OPENSSL_DIR to an OpenSSL installation")
     return [], []
+
+
+def _openssl_windows(root):
+    """Windows has no pkg-config or system headers: OPENSSL_DIR, else the Windows OpenSSL
+    installer's default place. Its MSVC import libraries are in lib/ or, by runtime flavour, in
+    lib/VC/x64/MD (the /MD runtime, which Python's extensions use)."""
+    if not root:
+        root = os.path.join(os.environ.get("ProgramFiles", r"C:\Program Files"), "OpenSSL")
+    if not os.path.exists(os.path.join(root, "include", "openssl", "hmac.h")):
+        raise SystemExit(f"fastmsg needs OpenSSL 3's headers and libcrypto.lib to build its transport on "
+                         f"Windows, and found none in {root}: install OpenSSL for Windows (64-bit, not the "
+                         f"'Light' edition) or set OPENSSL_DIR to an OpenSSL installation")
+    libs = [d for d in (os.path.join(root, "lib"), os.path.join(root, "lib", "VC", "x64", "MD"))
+            if os.path.exists(os.path.join(d, "libcrypto.lib"))]
+    if not libs:
+        raise SystemExit(f"fastmsg needs OpenSSL's libcrypto.lib (an MSVC import library) and found none "
+                         f"under {root}\\lib: set OPENSSL_DIR to an OpenSSL built for MSVC")
+    return [os.path.join(root, "include")], libs[:1]
+
+
+def _clang_cl():
+    """The clang-cl.exe to compile the transport with on Windows (the docstring above says why):
+    FASTMSG_CLANG_CL, else Visual Studio's own (found with vswhere, so that it matches the MSVC
+    headers and linker in use), else one on PATH."""
+    chosen = os.environ.get("FASTMSG_CLANG_CL")
+    if chosen:
+        if not os.path.isfile(chosen):
+            raise SystemExit(f"FASTMSG_CLANG_CL names {chosen}, which does not exist")
+        return chosen
+    vswhere = os.path.join(os.environ.get("ProgramFiles(x86)", r"C:\Program Files (x86)"),
+                           "Microsoft Visual Studio", "Installer", "vswhere.exe")
+    if os.path.isfile(vswhere):
+        r = subprocess.run([vswhere, "-latest", "-products", "*", "-property", "installationPath"],
+                           capture_output=True, text=True)
+        for root in r.stdout.splitlines():
+            exe = os.path.join(root.strip(), "VC", "Tools", "Llvm", "x64", "bin", "clang-cl.exe")
+            if os.path.isfile(exe):
+                return exe
+    exe = shutil.which("clang-cl")
+    if exe:
+        return exe
+    raise SystemExit("fastmsg's transport is compiled with clang-cl on Windows (its C core uses GCC builtins "
+                     "that cl.exe lacks): install Visual Studio's 'C++ Clang tools for Windows' component or "
+                     "LLVM, or set FASTMSG_CLANG_CL to clang-cl.exe")
+
+
+class BuildExt(build_ext):
+    """On Windows, compiles the transport with clang-cl in cl.exe's place (same options, include
+    paths and linker), and the other extensions with cl.exe as usual."""
+
+    def build_extension(self, ext):
+        cc = self.compiler
+        if cc.compiler_type != "msvc" or not ext.name.endswith(".transport"):
+            return super().build_extension(ext)
+        if not cc.initialized:
+            cc.initialize()
+        saved = cc.cc, cc.compile_options, cc.compile_options_debug
+        cc.cc = _clang_cl()
+        # /GL (whole-program optimization) would make clang-cl emit LLVM bitcode, which MSVC's linker
+        # cannot read.
+        cc.compile_options = [o for o in saved[1] if o != "/GL"]
+        cc.compile_options_debug = [o for o in saved[2] if o != "/GL"]
+        try:
+            return super().build_extension(ext)
+        finally:
+            cc.cc, cc.compile_options, cc.compile_options_debug = saved
 
 
 def _flag(name: str) -> bool:
@@ -162,14 +239,14 @@ def extensions():
         ext("routing", [*_c(*ROUTE_SOURCES), *_c("base/futex.c", "base/cpu_features.c")],
             extra_args=[] if msvc else ["-ffp-contract=off"], libraries=[] if msvc else ["m"]),
     ]
-    # The engine's C core builds for Windows (tests/test_windows_native.py); its extension does not
-    # yet (docs/architecture.md, "Windows").
-    if sys.platform != "win32":
-        # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
-        engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_kqueue.c", "net/poller_wsapoll.c", "net/netio.c", "net/netio_win.c", "net/tls.c", "net/dl_win.c"), *_c(*ENGINE_SOURCES)]
-        ssl_include, ssl_lib = _openssl()
-        exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=["crypto", "dl"],
-                        include_dirs=ssl_include, library_dirs=ssl_lib))
+    # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
+    engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_kqueue.c", "net/poller_wsapoll.c", "net/netio.c", "net/netio_win.c", "net/tls.c", "net/dl_win.c"), *_c(*ENGINE_SOURCES)]
+    ssl_include, ssl_lib = _openssl()
+    # Windows: Winsock, WaitOnAddress (synchronization), BCryptGenRandom (the session seed) and
+    # OpenSSL's import library; threads are Win32's (base/thread.h) and DLLs kernel32's (net/dl_win.c).
+    libraries = ["ws2_32", "synchronization", "bcrypt", "libcrypto"] if msvc else ["crypto", "dl"]
+    exts.append(ext("transport", [*crc_kernels, *engine], threads=True, libraries=libraries,
+                    include_dirs=ssl_include, library_dirs=ssl_lib))
     directives = {
         "language_level": 3,
         "freethreading_compatible": True,
@@ -185,9 +262,18 @@ def extensions():
         "binding": True,
         "embedsignature": False,
     }
+    return exts, directives
+
+
+def cythonized():
+    from Cython.Build import cythonize
+
+    exts, directives = extensions()
     return cythonize(exts, compiler_directives=directives, include_path=["src"])
 
 
-# Always recompile: setuptools skips an extension whose .so is newer than its sources, which would
-# silently keep a release build when a sanitizer build was asked for (or the reverse).
-setup(ext_modules=extensions(), options={"build_ext": {"force": True}})
+# (Run by pip and `python setup.py` as __main__; tests import this file for extensions().)
+if __name__ == "__main__":
+    # Always recompile: setuptools skips an extension whose .so is newer than its sources, which would
+    # silently keep a release build when a sanitizer build was asked for (or the reverse).
+    setup(ext_modules=cythonized(), cmdclass={"build_ext": BuildExt}, options={"build_ext": {"force": True}})

@@ -1,4 +1,7 @@
+import asyncio
 import pathlib
+import sys
+import warnings
 
 import pytest
 
@@ -6,6 +9,14 @@ import fastmsg
 from pollers import POLLERS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+if sys.platform == "win32":
+    # fastmsg.asyncio watches sockets with loop.add_reader, which Windows's default event loop (the
+    # ProactorEventLoop) lacks: the tests' asyncio.run() and new_event_loop() make selector loops,
+    # as fastmsg.asyncio's documentation tells users to. (The policy API is deprecated from 3.14.)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
 
 
 def pytest_report_header(config):

@@ -264,3 +264,33 @@ def test_one_write_per_arming():
         got = [bytes(rx.recv(timeout=10)) for _ in range(11)]
         assert got == [b"a"] * 10 + [b"b"]
         assert rx.stats()["notifications"] == 1
+
+
+class NoReaderLoop(asyncio.SelectorEventLoop):
+    """A loop that cannot watch descriptors, as Windows's default ProactorEventLoop."""
+
+    def add_reader(self, fd, callback, *args):
+        raise NotImplementedError
+
+
+def test_a_loop_without_add_reader_is_refused_saying_which_loop_to_use():
+    from reply_helpers import answer, serve_in_thread
+
+    rx = fastmsg.Receiver("tcp://127.0.0.1:0")
+    tx = fa.Sender(rx.endpoint)
+    arx = fa.Receiver("tcp://127.0.0.1:0")
+    t, stop = serve_in_thread(rx)
+    try:
+        for call in (lambda: arx.recv(timeout=5), lambda: tx.request(b"q", timeout=5)):
+            with asyncio.Runner(loop_factory=NoReaderLoop) as runner:
+                with pytest.raises(RuntimeError, match="NoReaderLoop.*SelectorEventLoop"):
+                    runner.run(call())
+        # The socket the request would have lent the loop was given back: requests still work.
+        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+            assert bytes(runner.run(tx.request(b"again", timeout=10))) == answer(b"again")
+    finally:
+        stop.set()
+        t.join(5)
+        tx.close(linger=0)
+        arx.close()
+        rx.close()

@@ -19,6 +19,7 @@ if not hasattr(fastmsg, "Sender"):
 
 from fastmsg._core import protocol as proto
 from transport_helpers import read_frame
+from platforms import ipc_param, needs_unix_sockets
 
 K = proto.KINDS
 KEY, OTHER = b"k" * 32, b"o" * 32
@@ -70,7 +71,7 @@ def close(*objs):
         o.close(linger=0) if isinstance(o, fastmsg.Sender) else o.close()
 
 
-@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:0", "ipc"])
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:0", ipc_param()])
 def test_the_right_key_works_and_counts_nothing(endpoint, tmp_path):
     ep = f"ipc://{tmp_path}/auth.sock" if endpoint == "ipc" else endpoint
     rx, tx = pair(dict(secret=KEY), dict(secret=KEY), ep)
@@ -374,6 +375,7 @@ def test_rate_limit_is_checked_at_construction():
         fastmsg.Receiver("tcp://127.0.0.1:0", rate_limit=(0, 10))
 
 
+@needs_unix_sockets
 def test_networks_do_not_apply_to_unix_socket_peers_but_key_ids_do(tmp_path):
     rx = fastmsg.Receiver(f"ipc://{tmp_path}/allow.sock", secrets={"a": KEY, "b": OTHER},
                           allow=["10.0.0.0/8", "key:a"])

@@ -15,6 +15,7 @@ if not hasattr(fastmsg, "Balancer"):
     pytest.skip("this build has no Balancer (no routing module)", allow_module_level=True)
 
 from transport_helpers import wait_for
+from platforms import needs_unix_sockets
 
 FAST_HB = dict(heartbeat_interval=0.05, dead_peer_timeout=0.2)
 
@@ -213,6 +214,7 @@ def test_no_member_up_waits_then_raises_and_sends_nothing(receivers):
         assert b.close(linger=0) is True
 
 
+@needs_unix_sockets
 def test_backlog_waits_for_a_member_to_come_back(receivers, tmp_path):
     path = f"ipc://{tmp_path}/rx.sock"
     rx = fastmsg.Receiver(path)
@@ -246,6 +248,7 @@ def test_broadcast_goes_to_every_member(receivers):
             b.request(b"q")
 
 
+@needs_unix_sockets
 def test_nearest_tiers(receivers, tmp_path):
     ipc = f"ipc://{tmp_path}/x.sock"
     # 203.0.113.0/24 is TEST-NET-3, for documentation: not an address of a host.
@@ -413,6 +416,7 @@ def test_threads_share_a_balancer(receivers):
                 assert mine == sorted(mine)
 
 
+@needs_unix_sockets
 def test_broadcast_keeps_a_lost_members_messages_for_it(receivers, tmp_path):
     path = f"ipc://{tmp_path}/a.sock"
     r = receivers(1)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import fastmsg
+from platforms import needs_unix_sockets
 
 HAS_TRANSPORT = hasattr(fastmsg, "Sender") and hasattr(fastmsg, "Receiver")
 try:
@@ -32,6 +33,7 @@ def test_quick_info():
     assert "throughput" not in r.stdout
 
 
+@needs_unix_sockets  # (its rows include ipc://)
 def test_bench_quick_compare():
     r = run("bench", "--quick", "--compare", timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr

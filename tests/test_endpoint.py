@@ -1,3 +1,4 @@
+import errno
 import ipaddress
 import socket
 
@@ -5,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fastmsg.endpoint import MAX_IPC_PATH, Endpoint, parse
+from platforms import needs_unix_sockets
 
 label = st.from_regex(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,20}[A-Za-z0-9_])?", fullmatch=True)
 host_names = st.lists(label, min_size=1, max_size=4).map(".".join).filter(lambda h: not h.replace(".", "").isdigit())
@@ -40,7 +42,6 @@ def test_examples():
     assert parse("tcp://example.com.:65535").port == 65535
     assert parse("ipc:///run/app.sock") == Endpoint("ipc", path="/run/app.sock")
     assert parse("ipc:///run/app.sock").sockaddr() == "/run/app.sock"
-    assert parse("ipc:///x").socket_family() == socket.AF_UNIX
     assert parse("tcp://10.0.0.1:1").socket_family() == socket.AF_INET
     assert parse("tcp://db.internal:1").socket_family() == socket.AF_UNSPEC
     e = parse("tcp://127.0.0.1:1")
@@ -123,8 +124,23 @@ def test_constructor_checks():
         Endpoint("ipc", host="x", path="/x")
 
 
-def test_resolve():
+@needs_unix_sockets
+def test_ipc_is_a_unix_socket():
+    assert parse("ipc:///x").socket_family() == socket.AF_UNIX
     assert parse("ipc:///run/a.sock").resolve() == [(socket.AF_UNIX, "/run/a.sock")]
+
+
+def test_ipc_is_refused_clearly_where_python_has_no_unix_sockets(monkeypatch):
+    """As on Windows: the endpoint parses, but making a socket for it says why it cannot."""
+    monkeypatch.delattr(socket, "AF_UNIX", raising=False)
+    ep = parse("ipc:///run/a.sock")
+    for call in (ep.socket_family, ep.resolve):
+        with pytest.raises(OSError, match=r"ipc:///run/a.sock.*Unix sockets.*tcp://127.0.0.1") as e:
+            call()
+        assert e.value.errno == errno.EAFNOSUPPORT
+
+
+def test_resolve():
     assert parse("tcp://127.0.0.1:7").resolve() == [(socket.AF_INET, ("127.0.0.1", 7))]
     families = {family for family, addr in parse("tcp://localhost:7").resolve()}
     assert families and families <= {socket.AF_INET, socket.AF_INET6}

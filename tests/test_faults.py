@@ -25,6 +25,7 @@ from fastmsg.testing import FaultProxy
 import fault_helpers
 from fault_helpers import check_mixed, mixed_payload, read_record, stream_killing_once
 from transport_helpers import free_port, wait_for
+from platforms import needs_sigkill
 
 SPAWN = multiprocessing.get_context("spawn")
 KiB = 1 << 10
@@ -240,6 +241,7 @@ def start_recorder(port, path, ack="released"):
     return p
 
 
+@needs_sigkill
 def test_receiver_killed_mid_stream_and_restarted(tmp_path):
     """ack="released": whatever the first receiver's application had not released is delivered
     again by the second; what it had released and the sender knew of is not."""
@@ -279,6 +281,7 @@ def test_receiver_killed_mid_stream_and_restarted(tmp_path):
     assert second[0] >= acked_before_kill, f"a message acknowledged before the kill came again: {figures}"
 
 
+@needs_sigkill
 @pytest.mark.parametrize("ack", ["received", "released"])
 def test_ack_on_receipt_forgets_what_a_killed_receiver_held(ack):
     """The trade-off of ack="received": the sender forgets a message as soon as it arrived, so

@@ -45,6 +45,17 @@ def test_serves_many_receivers_from_one_thread(receivers):
         assert msgs == [b"%d:%d" % (i, n) for n in range(per_sender)]
 
 
+def test_without_select_poll_the_wait_is_select(receivers, monkeypatch):
+    """As on Windows, which has no select.poll(): the same waits, over select.select()."""
+    import fastmsg.polling
+
+    monkeypatch.delattr(fastmsg.polling.select, "poll")
+    start = time.monotonic()
+    assert fastmsg.poll(receivers, timeout=0.05) == []  # nothing sent: the timeout ends it
+    assert time.monotonic() - start >= 0.05
+    test_serves_many_receivers_from_one_thread(receivers)
+
+
 def test_only_the_ready_are_returned(receivers):
     quiet, busy, _ = receivers
     with fastmsg.Sender(busy.endpoint) as tx:

@@ -13,6 +13,7 @@ import pytest
 
 import fastmsg
 from transport_helpers import check_payload, payload, wait_for
+from platforms import needs_posix_signals
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -142,6 +143,7 @@ except KeyboardInterrupt:
 """
 
 
+@needs_posix_signals
 def test_ctrl_c_interrupts_a_recv_without_timeout(ctx):
     p = subprocess.Popen([sys.executable, "-c", RECV_UNTIL_SIGINT, ctx.poller],
                          stdout=subprocess.PIPE, text=True)

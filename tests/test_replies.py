@@ -16,6 +16,7 @@ from fastmsg.testing import FaultProxy
 
 from reply_helpers import answer, serve_in_thread, serve_process
 from transport_helpers import free_port, raw_connect, read_frame, wait_for
+from platforms import ipc_param, needs_sigkill
 
 SPAWN = multiprocessing.get_context("spawn")
 K = proto.KINDS
@@ -35,7 +36,7 @@ def pair(tmp_path, request):
     rx.close()
 
 
-@pytest.mark.parametrize("pair", ["tcp", "ipc"], indirect=True)
+@pytest.mark.parametrize("pair", ["tcp", ipc_param()], indirect=True)
 def test_request_returns_its_reply(pair):
     tx, rx = pair
     for size in (0, 1, 7, 8, 100, 70_000, 2 << 20):  # empty, around the id, big (outside the ring)
@@ -308,6 +309,7 @@ def test_every_request_is_answered_exactly_once_through_faults(fault):
             tx.close(linger=0)
 
 
+@needs_sigkill
 def test_replier_killed_and_restarted_mid_stream():
     port = free_port()
     procs = []

@@ -3,7 +3,6 @@ a stale connection, sessions stay put and bounded over many senders, and bursts 
 connections are all accepted."""
 
 import random
-import resource
 import subprocess
 import sys
 import threading
@@ -46,6 +45,7 @@ def welcome(sock, session_id, seq=0):
 @pytest.fixture
 def nofile():
     """Raises the soft descriptor limit to the hard one for the test; yields the limit."""
+    resource = pytest.importorskip("resource", reason="POSIX only: descriptor limits (the resource module)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         hard = 1 << 20

@@ -17,11 +17,12 @@ if not hasattr(fastmsg, "Sender"):
     pytest.skip("this platform's build has no transport engine yet", allow_module_level=True)
 
 from stall_helpers import transfer
+from platforms import ipc_param
 
 SPAWN = multiprocessing.get_context("spawn")
 STRESS = os.environ.get("FASTMSG_STRESS") == "1"
 RUNS, COUNT = (200, 1_000_000) if STRESS else (4, 100_000)
-TRANSPORTS = ["tcp", "ipc"]
+TRANSPORTS = ["tcp", ipc_param()]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

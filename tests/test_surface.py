@@ -17,11 +17,14 @@ import pytest
 
 import fastmsg
 import fastmsg.asyncio as fa
+from platforms import needs_unix_sockets
 from transport_helpers import free_port, recv_n, wait_for
 
 
 @pytest.fixture
 def ipc_path(tmp_path):
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("POSIX only: ipc:// endpoints are Unix sockets, which Python's socket module lacks on Windows")
     path = str(tmp_path / "fm.sock")
     if len(path.encode()) > 100:  # (sun_path is short)
         path = os.path.join(tempfile.mkdtemp(prefix="fm", dir=tempfile.gettempdir()), "s")
@@ -49,7 +52,8 @@ def test_bind_in_use_is_a_bind_error():
     assert rx.endpoint in str(e.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may bind any port")
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only: Windows reserves no port range")
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may bind any port")
 def test_bind_not_permitted_is_a_bind_error():
     try:  # (a host may lower the privileged range: then there is nothing to test)
         with socket.socket() as s:
@@ -62,6 +66,7 @@ def test_bind_not_permitted_is_a_bind_error():
     assert e.value.errno == errno.EACCES
 
 
+@needs_unix_sockets
 def test_bind_in_missing_directory_is_a_bind_error(tmp_path):
     with pytest.raises(fastmsg.BindError) as e:
         fastmsg.Receiver("ipc://" + str(tmp_path / "missing" / "sock"))

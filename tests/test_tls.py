@@ -33,6 +33,7 @@ from asyncio_helpers import run  # noqa: F401 (fixture)
 from fault_helpers import check_mixed, mixed_payload, read_record, stream_killing_once
 from reply_helpers import answer, serve_in_thread
 from transport_helpers import free_port, wait_for
+from platforms import ipc_param, needs_posix_signals, needs_sigkill, needs_unix_sockets
 
 SPAWN = multiprocessing.get_context("spawn")
 KiB, MiB = 1 << 10, 1 << 20
@@ -153,7 +154,7 @@ def send_in_thread(tx, count, one_by_one=False, make=tls_payload, chunk=64):
 
 
 @pytest.mark.parametrize("how", ["send_many", "send"])
-@pytest.mark.parametrize("kind", ["tcp", "ipc"])
+@pytest.mark.parametrize("kind", ["tcp", ipc_param()])
 def test_messages_of_every_size_arrive_in_order_and_intact(pki, tmp_path, kind, how):
     count = 1_000
     rx = receiver(where(kind, tmp_path), th.server_context(pki))
@@ -173,7 +174,7 @@ def test_messages_of_every_size_arrive_in_order_and_intact(pki, tmp_path, kind, 
         close(tx, rx)
 
 
-@pytest.mark.parametrize("kind", ["tcp", "tcp6", "ipc"])
+@pytest.mark.parametrize("kind", ["tcp", "tcp6", ipc_param()])
 def test_request_and_reply(pki, tmp_path, kind):
     """(Over [::1] the certificate's IP subjectAltName ::1 is what the host name check matches.)"""
     try:
@@ -237,7 +238,7 @@ def test_asyncio_recv_and_request(pki, run):
         rx.close()
 
 
-@pytest.mark.parametrize("kind", ["tcp", "ipc"])
+@pytest.mark.parametrize("kind", ["tcp", ipc_param()])
 def test_a_balancer_passes_ssl_and_server_hostname_to_each_member(pki, tmp_path, kind):
     """Over ipc a member without server_hostname could not even be made (check_hostname is on),
     so the broadcast reaching both receivers shows that the Balancer passed it on."""
@@ -269,7 +270,7 @@ def peers_of(rx, n):
     return out
 
 
-@pytest.mark.parametrize("kind", ["tcp", "ipc"])
+@pytest.mark.parametrize("kind", ["tcp", ipc_param()])
 def test_each_message_names_its_senders_certificate(pki, tmp_path, kind):
     rx = receiver(where(kind, tmp_path), th.server_context(pki, client_certs="required"))
     # client-a and client-b by DNS SAN; one with a CN only; one whose first SAN is not its CN
@@ -373,6 +374,7 @@ def test_a_failed_handshake_is_counted_and_retried_while_others_are_served(pki, 
         close(good, bad, rx)
 
 
+@needs_unix_sockets
 def test_wrong_host_name_over_a_unix_socket(pki, tmp_path):
     rx = receiver(where("ipc", tmp_path), th.server_context(pki))
     good = sender(rx.endpoint, th.client_context(pki), server_hostname="localhost")
@@ -572,6 +574,7 @@ def start_tls_recorder(pki, port, path):
     return p
 
 
+@needs_sigkill
 def test_receiver_process_killed_and_restarted(pki, tmp_path):
     """A TLS receiver in another process, killed with SIGKILL mid-stream and started again on the
     same port: the sender handshakes with the new one and everything is delivered; each receiver
@@ -641,6 +644,7 @@ def test_unsupported_context_settings_are_refused(pki, tmp_path):
         fastmsg.Sender("tcp://127.0.0.1:1", ssl=logging_client)
 
 
+@needs_unix_sockets
 def test_a_unix_socket_needs_server_hostname_when_host_names_are_checked(pki, tmp_path):
     rx = receiver(where("ipc", tmp_path), th.server_context(pki))
     try:
@@ -773,6 +777,7 @@ with fastmsg.Receiver("tcp://127.0.0.1:0", ssl=server) as rx, FaultProxy(rx.endp
 """
 
 
+@needs_posix_signals
 def test_writes_to_a_reset_connection_raise_no_sigpipe(pki):
     """OpenSSL writes with write(): in a process that does not ignore SIGPIPE, a write to a
     connection reset under it must fail with EPIPE, not kill the process."""

@@ -26,6 +26,7 @@ if not hasattr(fastmsg, "Sender"):
 from transport_helpers import (check_payload, fixed_payload, hello, payload, raw_connect, read_frame,
                                read_until_eof, recv_n, split_frames, wait_for, free_port)
 import transport_helpers
+from platforms import needs_sigkill, needs_unix_sockets
 
 K = proto.KINDS
 SPAWN = multiprocessing.get_context("spawn")
@@ -34,6 +35,8 @@ MiB = 1 << 20
 
 @pytest.fixture
 def ipc_path(tmp_path):
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("POSIX only: ipc:// endpoints are Unix sockets, which Python's socket module lacks on Windows")
     path = str(tmp_path / "fm.sock")
     if len(path.encode()) > 100:
         d = tempfile.mkdtemp(prefix="fm", dir=tempfile.gettempdir())
@@ -817,6 +820,7 @@ def test_bind_in_use_says_errno(ctx):
     assert rx.endpoint in str(e.value) and e.value.endpoint == rx.endpoint
 
 
+@needs_unix_sockets
 def test_bind_in_missing_directory_says_errno(ctx, tmp_path):
     endpoint = "ipc://" + str(tmp_path / "missing" / "sock")
     with pytest.raises(fastmsg.BindError) as e:
@@ -824,6 +828,7 @@ def test_bind_in_missing_directory_says_errno(ctx, tmp_path):
     assert e.value.errno == errno.ENOENT and endpoint in str(e.value)
 
 
+@needs_unix_sockets
 def test_bind_failure_names_the_endpoint(ctx, tmp_path):
     endpoint = "ipc://" + str(tmp_path / "missing" / "sock")
     with pytest.raises(OSError) as e:
@@ -941,6 +946,7 @@ def test_exit_with_unreleased_messages():
 
 # ---- 11. reconnect ----
 
+@needs_sigkill
 def test_reconnect_after_receiver_killed(ctx):
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
@@ -1080,6 +1086,7 @@ def test_sender_handshake_timeout_is_an_option(ctx):
             fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx, handshake_timeout=bad)
 
 
+@needs_unix_sockets
 def test_flush_while_the_receiver_closes_gets_the_last_acks(ctx):
     # flush() PINGs to ask for the acknowledgements at once; a receiver that closes right after
     # releasing everything must not let that PING make its kernel reset the connection, which

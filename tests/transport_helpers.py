@@ -2,7 +2,6 @@
 run in spawned child processes (they must be importable by name, hence this module)."""
 
 import os
-import resource
 import socket
 import struct
 import sys
@@ -171,6 +170,8 @@ def fixed_payload(seq, size=1000):
 def fill_ring_and_report(endpoint, hwm_bytes, conn):
     """Backpressure child: queues messages until Full, reports what it saw, then waits for the
     order to flush and reports its peak RSS."""
+    import resource  # (POSIX: the child is spawned only where its test runs)
+
     tx = fastmsg.Sender(endpoint, hwm_bytes=hwm_bytes)
     sent = 0
     full = False

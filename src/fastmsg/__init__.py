@@ -1,7 +1,5 @@
 """fastmsg: a fast, checked message transport with a native core."""
 
-import sys
-
 from fastmsg._core.crc import crc32c, crc32c_combine
 from fastmsg._core.crc import implementation as crc32c_implementation
 from fastmsg._core.ring import Record, RingBuffer, SharedRing
@@ -28,13 +26,12 @@ __all__ = [
     "crc32c_implementation",
 ]
 
-if sys.platform != "win32":  # the I/O engine is POSIX-only for now (WSAPoll backend to come)
-    from fastmsg._core.transport import Context, Message, Receiver, Sender, default_context
-    from fastmsg.polling import poll  # (fastmsg.asyncio is imported on its own: `import fastmsg.asyncio`)
+from fastmsg._core.transport import Context, Message, Receiver, Sender, default_context
+from fastmsg.polling import poll  # (fastmsg.asyncio is imported on its own: `import fastmsg.asyncio`)
 
-    __all__ += ["Context", "Message", "Receiver", "Sender", "default_context", "poll"]
+__all__ += ["Context", "Message", "Receiver", "Sender", "default_context", "poll"]
 
-    from fastmsg.balancer import Balancer
-    from fastmsg.relay import Relay
+from fastmsg.balancer import Balancer  # noqa: E402 (after the transport, which it builds on)
+from fastmsg.relay import Relay  # noqa: E402
 
-    __all__ += ["Balancer", "Relay"]
+__all__ += ["Balancer", "Relay"]

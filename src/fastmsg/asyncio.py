@@ -15,7 +15,9 @@ Receiver.fileno), so the coroutine waits for the event loop to see the fd readab
 (loop.add_reader), then tries again: no thread per call, no polling. Messages are only ever taken
 by the coroutine that returns them, never in a callback, so a cancelled recv() loses nothing:
 the message stays for the next one, and a cancelled request() ends its request (a reply that
-comes later is counted late). Works on any loop with add_reader (the default loop, uvloop).
+comes later is counted late). Works on any loop with add_reader (the default loop, uvloop); on
+Windows that is asyncio.SelectorEventLoop, not the default ProactorEventLoop, which has none:
+    asyncio.run(main(), loop_factory=asyncio.SelectorEventLoop)
 Use an object from its event loop's thread only.
 """
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -41,6 +45,34 @@ if TYPE_CHECKING:
 __all__ = ["Receiver", "Sender"]
 
 _OWN_LINGER = OWN_LINGER  # Sender.close/aclose: the Sender's own `linger` option (as fastmsg.Sender.close's)
+
+
+if sys.platform == "win32":
+    # There the readiness fd and a lent socket are sockets (WSAPoll waits on nothing else), which
+    # os.read and os.close, made for the C runtime's descriptors, do not take.
+    def _drain(fd):
+        s = socket.socket(fileno=fd)
+        try:
+            s.recv(64)
+        finally:
+            s.detach()  # (the endpoint keeps it)
+
+    def _close(fd):
+        socket.socket(fileno=fd).close()
+else:
+    def _drain(fd):
+        os.read(fd, 64)  # an eventfd's counter (8 bytes), or a pipe's few bytes
+
+    _close = os.close
+
+
+def _add_reader(loop, fd, callback):
+    try:
+        loop.add_reader(fd, callback)
+    except NotImplementedError:
+        raise RuntimeError(f"fastmsg.asyncio needs an event loop that watches file descriptors (add_reader), and "
+                           f"{type(loop).__name__} does not; on Windows use asyncio.SelectorEventLoop, e.g. "
+                           f"asyncio.run(main(), loop_factory=asyncio.SelectorEventLoop)") from None
 
 
 class _NotYet(Exception):
@@ -93,7 +125,7 @@ class _Readiness:
         if self._loop is not None and not self._loop.is_closed():
             raise RuntimeError(f"{self._endpoint!r} is already used from another event loop")
         self._fd = self._endpoint._reader_fileno()  # _on_readable empties it, arming does not
-        loop.add_reader(self._fd, self._on_readable)
+        _add_reader(loop, self._fd, self._on_readable)
         if self._timer is not None:  # (a closed loop's)
             self._timer.cancel()
         self._timer = self._timer_at = None
@@ -136,7 +168,7 @@ class _Readiness:
         # Emptied here, as the loop calls a reader for as long as its fd is readable; the engine
         # writes it again only once a retry that finds nothing has armed it.
         try:
-            os.read(self._fd, 64)  # an eventfd's counter (8 bytes), or a pipe's few bytes
+            _drain(self._fd)
         except (BlockingIOError, InterruptedError):
             pass
         for fut in self._waiters:
@@ -274,8 +306,13 @@ class Sender:
             return
         fd = self._tx._lend_socket()
         if fd >= 0:
+            try:
+                _add_reader(loop, fd, self._on_socket)
+            except BaseException:  # (a loop that cannot watch it: given back, not leaked)
+                _close(fd)
+                self._tx._unlent()
+                raise
             self._lent_fd, self._lent_loop = fd, loop
-            loop.add_reader(fd, self._on_socket)
 
     def _on_socket(self):
         if self._tx._read_lent() < 0:  # a new connection: lend its socket at the next request
@@ -286,7 +323,7 @@ class Sender:
         if self._lent_fd >= 0:
             if not self._lent_loop.is_closed():
                 self._lent_loop.remove_reader(self._lent_fd)
-            os.close(self._lent_fd)
+            _close(self._lent_fd)
             self._lent_fd, self._lent_loop = -1, None
             self._tx._unlent()
 

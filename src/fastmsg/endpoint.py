@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -98,7 +99,7 @@ class Endpoint:
     def socket_family(self) -> int:
         """AF_UNIX for ipc, AF_INET / AF_INET6 for an address, AF_UNSPEC for a host name."""
         if self.scheme == "ipc":
-            return socket.AF_UNIX
+            return self._unix_family()
         if ":" in cast(str, self.host):  # (a tcp Endpoint has a host)
             return socket.AF_INET6
         if self.host == ANY_HOST:
@@ -108,6 +109,15 @@ class Endpoint:
         except ValueError:
             return socket.AF_UNSPEC
         return socket.AF_INET
+
+    def _unix_family(self) -> int:
+        """socket.AF_UNIX. Python's socket module has none on Windows (though Windows 10 has Unix
+        sockets): ipc:// is refused there before any socket is made, saying what to use instead."""
+        family = getattr(socket, "AF_UNIX", None)
+        if family is None:
+            raise OSError(errno.EAFNOSUPPORT, f"cannot use '{self}': ipc:// endpoints need Unix sockets, which "
+                                              f"Python has not on this platform; use tcp://127.0.0.1:<port>")
+        return cast(int, family)
 
     def sockaddr(self) -> str | tuple[str, int]:
         """The address as the socket module takes it: the path for ipc, (host, port) for tcp."""
@@ -122,7 +132,7 @@ class Endpoint:
         FastmsgError and a socket.gaierror) naming the endpoint. The host "*" is for binding:
         [::] taking IPv4 too where the host has IPv6, else 0.0.0.0; not passive, ValueError."""
         if self.scheme == "ipc":
-            return [(socket.AF_UNIX, self.path)]
+            return [(self._unix_family(), self.path)]
         if self.host == ANY_HOST:
             if not passive:
                 raise ValueError(f"'{self}' means every interface, which only a Receiver can bind; "

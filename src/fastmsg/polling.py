@@ -1,7 +1,8 @@
 """fastmsg.poll: one thread waits on many Receivers and Senders, as zmq.Poller does.
 
 Each object's readiness fd (fileno()) is armed by the object's own look at its state, so the
-wait is select.poll() on those fds and nothing else: no thread, no polling loop.
+wait is select.poll() on those fds and nothing else: no thread, no polling loop. (On Windows,
+which has no select.poll(), the fds are sockets and the wait is select.select().)
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def poll(objects: Iterable[_Ready], timeout: float | None = None) -> list[_Ready
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
     deadline = None if timeout is None else time.monotonic() + timeout
-    poller = select.poll()
-    for fd in {obj.fileno() for obj in objects}:
-        poller.register(fd, select.POLLIN)
+    fds = {obj.fileno() for obj in objects}
+    poller = select.poll() if hasattr(select, "poll") else None
+    if poller is not None:
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
     while True:
         # Each look that finds nothing arms the object's fd first, so that what changes after
         # it makes the fd readable and ends the wait below.
@@ -56,4 +59,7 @@ def poll(objects: Iterable[_Ready], timeout: float | None = None) -> list[_Ready
             if left <= 0:
                 return []
             wait_ms = math.ceil(left * 1000)  # never return before the deadline
-        poller.poll(wait_ms)
+        if poller is not None:
+            poller.poll(wait_ms)
+        else:
+            select.select(list(fds), [], [], None if wait_ms is None else wait_ms / 1000)

@@ -4,6 +4,7 @@ import json
 import os
 import selectors
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,7 @@ import time
 from fastmsg._bench import payload
 
 PEERS = ("fastmsg", "pyzmq", "sockets")
-TRANSPORTS = ("tcp", "ipc")
+TRANSPORTS = ("tcp", "ipc") if hasattr(socket, "AF_UNIX") else ("tcp",)  # (Python on Windows: no Unix sockets)
 RTT_SIZE = 64
 SEND_SIZE = 64  # the throughput case with one send() call per message
 

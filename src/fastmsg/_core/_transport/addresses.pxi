@@ -1,10 +1,14 @@
 # Addresses: a resolved endpoint (socket family and address tuple) as the engine's sockaddr, and
 # a bound receiver's sockaddr back as an endpoint string.
 
+# The socket module of Python on Windows has no AF_UNIX (endpoint.py refuses ipc:// there).
+_AF_UNIX = getattr(socket, "AF_UNIX", None)
+
+
 cdef int _sockaddr(object family, object addr, sockaddr_storage *out, socklen_t *length) except -1:
     cdef int rc
     cdef bytes host
-    if family == socket.AF_UNIX:
+    if family == _AF_UNIX:
         path = os.fsencode(addr)
         rc = fastmsg_make_sockaddr(family, NULL, 0, 0, path, out, length)
     else:

@@ -6,7 +6,8 @@ cdef class Context:
 
     One I/O thread and the endpoints it serves. A default context is made on first use
     (default_context()). `poller`: "epoll", "kqueue", "poll" or "auto" (None: the FASTMSG_POLLER
-    environment variable, else "auto"); the `poller` attribute names the one in use."""
+    environment variable, else "auto"), and "wsapoll" on Windows, where "poll" is WSAPoll too; the
+    `poller` attribute names the one in use."""
     cdef fm_ctx *ctx
     cdef object endpoints   # weak set of the Senders and Receivers to close with it
     cdef int gen            # the fork generation it was made in
@@ -18,6 +19,8 @@ cdef class Context:
         choice = poller or os.environ.get("FASTMSG_POLLER", "") or "auto"
         kinds = {"auto": FASTMSG_POLLER_AUTO, "epoll": FASTMSG_POLLER_EPOLL, "kqueue": FASTMSG_POLLER_KQUEUE,
                  "poll": FASTMSG_POLLER_POLL}
+        if sys.platform == "win32":
+            kinds["wsapoll"] = FASTMSG_POLLER_POLL  # (poll() of Winsock, which "poll" also names there)
         if choice not in kinds:
             raise ValueError(f"poller must be one of {sorted(kinds)}, got {choice!r}")
         cdef fm_error err

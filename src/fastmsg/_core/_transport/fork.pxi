@@ -14,7 +14,8 @@ def _after_fork_in_child():
     _default = None  # its I/O thread did not survive the fork
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # (not on Windows, where there is no fork: child processes start afresh)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 cdef inline int _check_generation(int gen, object obj) except -1:

@@ -5,7 +5,8 @@ from fastmsg._core.includes.layout cimport FM_REC_EXTERNAL, FM_RX_EXTERNAL
 from fastmsg._core.includes.notifier cimport fm_notifier
 from fastmsg._core.includes.ring cimport fastmsg_ring, fastmsg_ring_ctl
 
-cdef extern from "<sys/socket.h>" nogil:
+# net/sock.h: <sys/socket.h> on POSIX, Winsock's headers on Windows.
+cdef extern from "net/sock.h" nogil:
     ctypedef unsigned int socklen_t
     struct sockaddr:
         pass
