@@ -23,7 +23,6 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <signal.h>
-#include <sys/socket.h> /* SO_NOSIGPIPE, where there is one */
 
 /* dlsym on the module's handle searches it and the libraries it needs: the very libssl and
  * libcrypto the ssl module called to build the context. */
