@@ -25,22 +25,30 @@ cdef enum wait_end:
     WAIT_TIMED_OUT  # the caller's deadline passed
 
 
+# The longest piece of any wait: a signal that lands between the look at Python's flag and the
+# system call (the thread preempted there) interrupts nothing, and is seen at the end of the piece.
+cdef enum:
+    SIGNAL_SLICE_NS = 1000000000
+
+
 cdef inline int wait_until(wait_fn wait, void *handle, uint64_t arg, int64_t deadline, int64_t slice_ns,
                            const bint *closing) except -1:
     """Waits with `wait` until it says READY, `*closing` is set (NULL: never), or `deadline` passes;
     returns the wait_end that says which.
 
     slice_ns > 0 cuts the wait into slices that long, for waits that a close() from another
-    thread cannot interrupt: each slice ends with a look at `*closing`. 0 waits in one piece.
+    thread cannot interrupt: each slice ends with a look at `*closing`. 0 (or more than a second)
+    waits in slices of a second, for signals.
     Raises only what a signal handler raises."""
     cdef int rc
     cdef int64_t until
     while True:
-        until = deadline
-        if slice_ns > 0:
-            until = fastmsg_monotonic_ns() + slice_ns
-            if deadline >= 0 and deadline < until:
-                until = deadline
+        # A signal that came while this thread ran C code with the GIL (on the way here) set
+        # Python's flag without interrupting any system call: the wait below would not end for it.
+        PyErr_CheckSignals()
+        until = fastmsg_monotonic_ns() + (slice_ns if 0 < slice_ns < SIGNAL_SLICE_NS else SIGNAL_SLICE_NS)
+        if deadline >= 0 and deadline < until:
+            until = deadline
         with nogil:
             rc = wait(handle, arg, until)
         if rc == FASTMSG_WAIT_READY:
@@ -49,7 +57,6 @@ cdef inline int wait_until(wait_fn wait, void *handle, uint64_t arg, int64_t dea
             return WAIT_CLOSED
         if rc == FASTMSG_WAIT_TIMEOUT and until == deadline:
             return WAIT_TIMED_OUT
-        PyErr_CheckSignals()
 
 
 # The ring's own waits, in wait_fn form (`handle` is a fastmsg_ring *).
