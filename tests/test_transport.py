@@ -193,7 +193,9 @@ def test_fan_in_four_processes(ctx):
         assert next_seq == [FANIN_EACH] * FANIN_SENDERS
         st = rx.stats()
         assert st["received_messages"] == total
-        assert st["accepted"] == FANIN_SENDERS
+        # (one connection each, unless a sender took this receiver, slowed down by a sanitizer, for
+        # dead and connected again: what it wrote twice was dropped as duplicates, checked above)
+        assert st["accepted"] >= FANIN_SENDERS
         assert st["protocol_errors"] == 0 and st["crc_errors"] == 0 and st["lost"] == 0
         with pytest.raises(fastmsg.Timeout):
             rx.recv(timeout=0.05)
