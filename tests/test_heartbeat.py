@@ -1,6 +1,6 @@
 """Heartbeats over real sockets: a black-holed peer is found dead by both sides and the sender
-reconnects once the path heals; an idle connection stays up; the sender answers PING and takes
-CLOSE as a clean goodbye; options are checked."""
+reconnects once the path heals; an idle connection stays up, and so does a slow consumer's; the
+sender answers PING and takes CLOSE as a clean goodbye; options are checked."""
 
 import socket
 import time
@@ -163,3 +163,28 @@ def test_heartbeat_options_are_checked(cls):
             make(ep, heartbeat_interval=interval, dead_peer_timeout=timeout)
     make(ep, heartbeat_interval=0.5, dead_peer_timeout=0.6).close()
     make(ep, heartbeat_interval=10).close()  # the default timeout follows the interval
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_slow_consumer_is_not_taken_for_dead(ctx, transport, tmp_path):
+    """A receiver whose application reads nothing (its ring full, its socket unread) for four
+    dead-peer timeouts is slow, not dead: it PINGs meanwhile, so the sender, which hears no ACK,
+    neither reconnects nor writes everything again (before, it did so every timeout)."""
+    opts = dict(context=ctx, heartbeat_interval=0.05, dead_peer_timeout=0.3)
+    where = "tcp://127.0.0.1:0" if transport == "tcp" else f"ipc://{tmp_path}/slow.sock"
+    with fastmsg.Receiver(where, ring_bytes=1 << 16, **opts) as rx, \
+            fastmsg.Sender(rx.endpoint, hwm_bytes=1 << 24, **opts) as tx:
+        sent = 0
+        while True:  # until the receiver's ring, both sockets' buffers and the sender's ring are full
+            try:
+                tx.send(b"%08d" % sent + b"." * 1000, timeout=0.2)
+            except fastmsg.Timeout:
+                break
+            sent += 1
+            assert sent < 1_000_000, "the sender never felt the receiver's backpressure"
+        time.sleep(1.2)  # the fault under test: an application that reads nothing for 4 timeouts
+        got = drain(rx, lambda got: len(got) >= sent, 20, f"the {sent} messages sent")
+        assert [int(g[:8]) for g in got] == list(range(sent))
+        ts, rs = tx.stats(), rx.stats()
+        assert ts["dead_peers"] == 0 and ts["connects"] == 1 and ts["resent"] == 0, ts
+        assert rs["dead_peers"] == 0 and rs["duplicates"] == 0, rs

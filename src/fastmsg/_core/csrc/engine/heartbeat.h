@@ -6,8 +6,9 @@
  * PING), and, at most once an interval, when it has received nothing for `rx_quiet_ns` (the
  * sender: half the dead-peer timeout; the receiver: an interval and a quarter, which an idle
  * sender's PINGs never let pass). So the receiver speaks unasked only when the sender has gone
- * quiet: a frame it sends unasked could arrive after the sender closed its socket, and the
- * sender's kernel would then reset the connection and drop what the sender had queued. Nothing at
+ * quiet (or while it reads nothing: receiver_heartbeat.c): a frame it sends unasked could arrive
+ * after the sender closed its socket, and the sender's kernel would then reset the connection
+ * and drop what the sender had queued. Nothing at
  * all received for the dead-peer timeout: the peer is gone. Rules in full: docs/protocol.md,
  * "Heartbeats". The side's own files (sender_heartbeat.c, receiver_heartbeat.c) say when a frame
  * arrived or left, and act on what fm_hb_check decides. Everything here runs under the

@@ -32,9 +32,16 @@ static int send_ping(fm_rxconn *c, int64_t now) {
 int fm_rxconn_hb_step(fm_rxconn *c, int64_t now, int64_t *next) {
     fm_heartbeat *hb = &c->hb;
     if (!hb->interval_ns) return 0;
-    /* Not reading for want of ring space: the sender's frames wait unseen in the socket, so
-     * silence says nothing about it (TCP's window, and keepalive, still do). */
-    if (!(c->interest & FASTMSG_POLL_IN)) fm_hb_received(hb, now);
+    /* Not reading for want of ring space: the sender's frames wait unseen in the socket, so its
+     * silence says nothing (TCP's window, and keepalive, still do). Ours would: the sender hears
+     * nothing from a consumer that releases nothing, and would take it for dead, reconnect and
+     * write everything again. So a paused receiver PINGs once an interval (the sender's answer
+     * waits behind its unread frames; its PONG is not needed). */
+    if (!(c->interest & FASTMSG_POLL_IN)) {
+        fm_hb_received(hb, now);
+        if (now >= hb->last_ping_ns + hb->interval_ns && send_ping(c, now) < 0) return -1;
+        fm_hb_lower(next, hb->last_ping_ns + hb->interval_ns);
+    }
     int due = fm_hb_check(hb, now, next);
     if (due == FM_HB_PING) {
         if (send_ping(c, now) < 0) return -1;
