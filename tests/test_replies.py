@@ -1,12 +1,14 @@
 """Requests and replies on the same connection: Sender.request(), Message.reply(), over real
 sockets and processes, through faults. Every wait is on a condition, never a sleep."""
 
+import gc
 import multiprocessing
 import os
 import signal
 import socket
 import struct
 import threading
+import weakref
 
 import pytest
 
@@ -182,6 +184,28 @@ def test_reply_to_a_plain_message_raises():
             assert not m.is_request
             with pytest.raises(fastmsg.FastmsgError, match="not a request"):
                 m.reply(b"x")
+
+
+def test_a_request_does_not_keep_its_receiver_alive():
+    """A request refers to its Receiver weakly (Messages are not tracked by the cycle collector):
+    one the application keeps on its own Receiver is freed with it, and one that outlives its
+    Receiver says Closed when answered."""
+
+    class Keeping(fastmsg.Receiver):
+        pass
+
+    rx = Keeping("tcp://127.0.0.1:0")
+    sock, _ = _raw_requester(rx.endpoint, [(1, b"kept"), (2, b"outliving")])
+    with sock:
+        rx.kept = rx.recv(timeout=5)  # were the reference strong: rx -> kept -> rx
+        outliving = rx.recv(timeout=5)
+        assert rx.kept.is_request and outliving.is_request and bytes(outliving) == b"outliving"
+        gone = weakref.ref(rx)
+        del rx
+        gc.collect()
+        assert gone() is None, "a Receiver keeping one of its requests was never freed"
+        with pytest.raises(fastmsg.Closed, match="Receiver this request came from is closed"):
+            outliving.reply(b"too late")
 
 
 def _raw_requester(endpoint, requests, capabilities=proto.CAP_ACK | proto.CAP_REPLIES):

@@ -1,5 +1,7 @@
 # Message: a received message as a read-only zero-copy buffer (`obj = self`), backed by the frame
-# it lies in (a Record of the connection ring, or a _BigFrame), which it keeps until released. A
+# it lies in (a Record of the connection ring, or a _BigFrame), which it keeps until released: the
+# frame gives its space back when its last Message lets go of it, so a Message needs no
+# finalizer of its own (Cython's costs a small message a tenth of its receive). A
 # request's Message can be replied to; a reply returned by Sender.request() is a Message too, over
 # a heap block of its own (a _BigFrame without marker).
 
@@ -15,7 +17,30 @@ cdef class _BigFrame:
 
 
 @cython.final
+@cython.no_gc  # (it refers to a weak reference only)
+cdef class _BatchRequest:
+    """A request of a recv_many() batch whose replies are held for one write (Receiver._hold_batch):
+    tells the Receiver once that it was answered or let go (reply, release, or the Message freed)."""
+    cdef object receiver       # a weak reference to the Receiver
+    cdef uint64_t batch        # the batch's number; 0 once settled
+
+    cdef bint settle(self, bint send) noexcept:
+        """True if the replies held are to go now; then, with `send`, they go. Once only."""
+        cdef uint64_t batch = self.batch
+        if not batch:
+            return True
+        self.batch = 0
+        rx = self.receiver()
+        return rx is None or (<Receiver>rx)._settled(batch, send)  # (a Receiver gone sends nothing)
+
+    def __dealloc__(self):
+        self.settle(True)
+
+
+@cython.final
 @cython.freelist(1024)
+@cython.no_gc  # (no cycle can pass through a Message: it refers only to its frame, a str and a
+               # weak reference; the collector's tracking was a tenth of a small message's cost)
 cdef class Message:
     """Message()
 --
@@ -30,54 +55,31 @@ cdef class Message:
     Sender.request() is a request: its bytes are the application's (the request id is not among
     them), and reply() answers it. Sender.request() returns its reply as a Message as well.
     """
-    cdef object owner          # the frame Record in the ring, or a _BigFrame
+    cdef object owner          # the frame: a Record of the ring, or a _BigFrame. The frame gives its
+                               # space back when the last Message over it lets it go (its refcount)
     cdef const uint8_t *data   # the payload, inside the frame
     cdef Py_ssize_t length     # payload bytes
     cdef Py_ssize_t exports    # buffer views alive
     cdef bint _released        # release() called: no new views, the frame let go at exports == 0
-    cdef object replier        # a request's Receiver, which reply() goes through; None otherwise
+    cdef object replier        # a request's: a weak reference to its Receiver, which reply() goes
+                               # through (a strong one could close a cycle), or its _BatchRequest;
+                               # None for a plain message
     cdef uint64_t session_id   # a request's: the session of the Sender that made it
     cdef uint64_t request_id   # a request's: its id, chosen by that Sender
     cdef object _peer          # the sender's verified certificate name (TLS), or None
-    cdef uint64_t batch        # a request of a recv_many() batch, neither replied to nor released: the
-                               # batch's number (0 otherwise; see Receiver.batch)
 
     def __init__(self):
         raise TypeError("Messages come from Receiver.recv()")
-
-    cdef void _drop(self) noexcept:
-        cdef Record frame
-        if self.owner is None:
-            return
-        if type(self.owner) is Record:
-            frame = <Record>self.owner
-            frame.exports -= 1
-            if frame.exports == 0 and frame._released and not frame.given_back:
-                frame.given_back = 1
-                frame.ring._give_back(frame.start, frame.end)
-        self.owner = None
 
     def release(self):
         """Gives the message's memory back (once no view of it remains); idempotent."""
         if self._released:
             return
         self._released = True
-        if self.batch:
-            self._settle(True)
+        if type(self.replier) is _BatchRequest:
+            (<_BatchRequest>self.replier).settle(True)
         if self.exports == 0:
-            self._drop()
-
-    cdef bint _settle(self, bint send) noexcept:
-        """This request of a batch is answered or let go: True if its replies are to go now (it
-        was the batch's last, or the batch is not the latest); then `send` sends them."""
-        cdef uint64_t batch = self.batch
-        self.batch = 0
-        return (<Receiver>self.replier)._settled(batch, send)
-
-    def __dealloc__(self):
-        if self.batch:
-            self._settle(True)
-        self._drop()
+            self.owner = None
 
     def reply(self, data):
         """Answers this request with `data` (any bytes-like object, copied): it goes back to the
@@ -86,15 +88,23 @@ cdef class Message:
         messages; one to a Sender that has gone is dropped and counted (the Receiver's
         stats()["undeliverable_replies"]), not an error. Raises FastmsgError if this message is
         not a request, Full when reply_hwm_bytes of replies wait for acknowledgement already,
-        Closed once the Receiver is closed. It may be called after release(), and from any
-        thread; a second reply to one request reaches its Sender as a late reply."""
-        if self.replier is None:
+        Closed once the Receiver is closed (a request does not keep its Receiver alive). It may be
+        called after release(), and from any thread; a second reply to one request reaches its
+        Sender as a late reply."""
+        cdef bint write_now = True
+        cdef object ref = self.replier
+        if ref is None:
             raise FastmsgError("this message is not a request (only messages sent with Sender.request() "
                                "can be replied to)")
-        # Replies to the requests of one recv_many() go out together, once the last of them is
-        # answered or released, or at the Receiver's next recv (one write for the batch).
-        (<Receiver>self.replier)._reply(self.session_id, self.request_id, data,
-                                         self._settle(False) if self.batch else True)
+        if type(ref) is _BatchRequest:
+            # Replies to the requests of one recv_many() go out together, once the last of them
+            # is answered or released, or at the Receiver's next recv (one write for the batch).
+            write_now = (<_BatchRequest>ref).settle(False)
+            ref = (<_BatchRequest>ref).receiver
+        rx = ref()
+        if rx is None:
+            raise Closed("the Receiver this request came from is closed")
+        (<Receiver>rx)._reply(self.session_id, self.request_id, data, write_now)
 
     @property
     def peer(self):
@@ -118,7 +128,7 @@ cdef class Message:
     def __releasebuffer__(self, Py_buffer *buffer):
         self.exports -= 1
         if self.exports == 0 and self._released:
-            self._drop()
+            self.owner = None
 
     cdef int _check_live(self) except -1:
         if self._released:

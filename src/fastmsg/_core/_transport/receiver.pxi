@@ -60,7 +60,6 @@ cdef class Receiver:
     cdef _ConnRing cur         # the connection ring being drained
     cdef fm_rxbuf *cur_buf     # its queue reference, handed back with fm_receiver_done
     cdef object frame          # the frame the next messages come from (Record or _BigFrame)
-    cdef Record frame_rec      # the frame's Record when it lies in the ring
     cdef const uint8_t *p      # next message record in the frame
     cdef uint32_t left         # messages left in the frame
     cdef Py_ssize_t requests_taken  # requests _take() handed out (recv_many counts its batch's)
@@ -74,6 +73,7 @@ cdef class Receiver:
     cdef Py_ssize_t batch_left    # its requests neither replied to nor released
     cdef bint replies_held        # replies queued for the end of a batch, not sent yet
     cdef object ssl_context       # ssl=: kept alive, as the engine uses its SSL_CTX (and callbacks)
+    cdef object self_ref          # a weak reference to itself, which its requests (Message.replier) hold
 
     def __init__(self, endpoint, *, Context context=None, max_message_size=DEFAULT_MAX_MESSAGE,
                  max_batch_bytes=DEFAULT_MAX_BATCH, max_connections=DEFAULT_MAX_CONNECTIONS,
@@ -132,6 +132,7 @@ cdef class Receiver:
         if self.rx == NULL:
             raise_engine_error(err.errnum, f"cannot bind {ep}", err.text, ep, BindError)
         self.gen = _generation
+        self.self_ref = weakref.ref(self)
         self.rings = {}
         if ep.scheme == "ipc":
             self.endpoint = str(ep)
@@ -162,11 +163,9 @@ cdef class Receiver:
             big.frame = ptr
             big.marker = r
             self.frame = big
-            self.frame_rec = None
             body = fastmsg_frame_body(ptr)
         else:
             self.frame = r
-            self.frame_rec = r
             body = rec.data
         skip = fastmsg_data_skip(body)
         count = fastmsg_data_count(body)
@@ -179,10 +178,8 @@ cdef class Receiver:
         return 0
 
     cdef void _end_frame(self) noexcept:
-        if self.frame_rec is not None:
-            self.frame_rec.release()
+        # (the frame's Messages keep it: the last to let go gives its space back)
         self.frame = None
-        self.frame_rec = None
 
     cdef Message _take(self):
         """The next message, or None if no connection has one now."""
@@ -199,10 +196,8 @@ cdef class Receiver:
             m.data += FASTMSG_REQUEST_ID_LEN
             m.length -= FASTMSG_REQUEST_ID_LEN
             m.session_id = fm_rxbuf_session(self.cur.buf)
-            m.replier = self
+            m.replier = self.self_ref
             self.requests_taken += 1
-        if self.frame_rec is not None:
-            self.frame_rec.exports += 1
         self.p += fastmsg_ring_slot(length)
         self.left -= 1
         if self.left == 0:
@@ -241,7 +236,7 @@ cdef class Receiver:
             ring = self.rings.get(<size_t>buf)
             if ring is None:
                 ring = _ConnRing.__new__(_ConnRing)
-                (<_ConnRing>ring)._bind(buf, weakref.ref(self))
+                (<_ConnRing>ring)._bind(buf, self.self_ref)
                 self.rings[<size_t>buf] = ring
             self.cur = ring
             self.cur_buf = buf
@@ -278,9 +273,13 @@ cdef class Receiver:
             return
         self.batch += 1
         self.batch_left = n
+        cdef _BatchRequest held
         for m in out:
             if m.replier is not None:
-                m.batch = self.batch
+                held = _BatchRequest.__new__(_BatchRequest)
+                held.receiver = m.replier
+                held.batch = self.batch
+                m.replier = held
 
     cdef int _reply(self, uint64_t session_id, uint64_t request_id, object data, bint write_now) except -1:
         """Queues a reply (under the GIL: close() cannot free the engine's receiver meanwhile);

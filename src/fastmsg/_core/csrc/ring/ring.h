@@ -183,8 +183,10 @@ static inline void fastmsg_ring_stage(fastmsg_ring *r, uint32_t len) {
     if (len != r->resv_len)
         fastmsg_rec_put_hdr(rec, len, fastmsg_rec_flags(rec));
     padded = (len + 7u) & ~(uint64_t)7u;
-    /* zero the tail padding: the bytes go on the wire and into CRCs, stale data must not */
-    memset(rec + FASTMSG_REC_HDR + len, 0, (size_t)(padded - len));
+    /* zero the tail padding: the bytes go on the wire and into CRCs, stale data must not (a
+     * whole number of words, the common case, has none: the call would cost more than the copy) */
+    if (padded != len)
+        memset(rec + FASTMSG_REC_HDR + len, 0, (size_t)(padded - len));
     r->wpos = r->resv + FASTMSG_REC_HDR + padded;
     r->wcount++;
     r->resv_open = 0;
