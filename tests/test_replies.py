@@ -242,6 +242,30 @@ def test_reply_frames_on_the_wire_and_the_reply_bound():
                 m.release()
 
 
+@pytest.mark.parametrize("last", ["answered", "released"])
+def test_the_replies_to_a_recv_many_batch_leave_in_one_frame(last):
+    """The requests of one recv_many() are answered together: their replies are held until the
+    last is answered (or let go), then written as one REPLY frame, not one frame each."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
+        sock, _ = _raw_requester(rx.endpoint, [(40 + i, b"q%d" % i) for i in range(8)])
+        with sock:
+            batch = []
+            while len(batch) < 8:
+                batch += rx.recv_many(8 - len(batch), timeout=5)
+            for m in batch[:-1]:
+                m.reply(b"r" + bytes(m))
+            if last == "answered":
+                batch[-1].reply(b"r" + bytes(batch[-1]))
+            else:
+                batch[-1].release()
+            kind, frame = read_frame(sock)
+            while kind != "REPLY":
+                kind, frame = read_frame(sock)
+            answered = 8 if last == "answered" else 7
+            assert frame["replies"] == [(40 + i, b"rq%d" % i) for i in range(answered)], (
+                "the replies of one batch left in more than one frame")
+
+
 def test_each_reply_carries_the_ack_of_the_requests_released_before_it():
     # The ACK timer (1 ms) would say it too, but alone and later: here each REPLY frame is preceded
     # by an ACK of the requests released so far, and never of the one it answers (still held).
