@@ -243,27 +243,32 @@ def test_reply_frames_on_the_wire_and_the_reply_bound():
 
 
 @pytest.mark.parametrize("last", ["answered", "released"])
-def test_the_replies_to_a_recv_many_batch_leave_in_one_frame(last):
+def test_the_replies_to_a_recv_many_batch_leave_together(last):
     """The requests of one recv_many() are answered together: their replies are held until the
-    last is answered (or let go), then written as one REPLY frame, not one frame each."""
+    last is answered (or let go), then written at once, not one write each. (The I/O thread may
+    write what is queued meanwhile, should its round come in between, as under a sanitizer: so
+    a few frames, not one.)"""
+    n = 16
     with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
-        sock, _ = _raw_requester(rx.endpoint, [(40 + i, b"q%d" % i) for i in range(8)])
+        sock, _ = _raw_requester(rx.endpoint, [(40 + i, b"q%d" % i) for i in range(n)])
         with sock:
             batch = []
-            while len(batch) < 8:
-                batch += rx.recv_many(8 - len(batch), timeout=5)
+            while len(batch) < n:
+                batch += rx.recv_many(n - len(batch), timeout=5)
             for m in batch[:-1]:
                 m.reply(b"r" + bytes(m))
             if last == "answered":
                 batch[-1].reply(b"r" + bytes(batch[-1]))
             else:
                 batch[-1].release()
-            kind, frame = read_frame(sock)
-            while kind != "REPLY":
+            answered = n if last == "answered" else n - 1
+            frames = []
+            while sum(len(f) for f in frames) < answered:
                 kind, frame = read_frame(sock)
-            answered = 8 if last == "answered" else 7
-            assert frame["replies"] == [(40 + i, b"rq%d" % i) for i in range(answered)], (
-                "the replies of one batch left in more than one frame")
+                if kind == "REPLY":
+                    frames.append(frame["replies"])
+            assert [r for f in frames for r in f] == [(40 + i, b"rq%d" % i) for i in range(answered)]
+            assert len(frames) <= 3, f"the replies of one batch left in {len(frames)} frames"
 
 
 def test_each_reply_carries_the_ack_of_the_requests_released_before_it():
