@@ -193,10 +193,11 @@ cdef class Sender:
     # ---- queueing a message ----
 
     cdef int _put(self, const uint8_t *src, Py_ssize_t size, int64_t deadline, object timeout, bint publish,
-                  object keep, uint32_t flags=0, uint64_t request_id=0) except -1:
+                  object keep, uint32_t flags=0, uint64_t request_id=0, bint waits=False) except -1:
         """Queues one message. `keep` is the message when it is an exact bytes object, which a
         large message lends rather than copies; None for any other buffer. flags REQUEST: the
-        record is a request, `request_id` before the payload (keep None: a large one is copied)."""
+        record is a request, `request_id` before the payload (keep None: a large one is copied);
+        `waits`: request()'s, whose thread waits for the reply next (_hand_over)."""
         cdef uint8_t *dst
         cdef uint32_t tag = FASTMSG_REQUEST_ID_LEN if flags else 0  # bytes before the payload
         cdef uint64_t length = <uint64_t>size + tag
@@ -226,7 +227,7 @@ cdef class Sender:
         if publish:
             idle = fm_sender_all_written(self.s)
             fastmsg_ring_commit(self.ring, <uint32_t>size)
-            self._hand_over(idle)
+            self._hand_over(idle, waits)
         else:
             fastmsg_ring_stage(self.ring, <uint32_t>size)
         return 0
@@ -274,14 +275,18 @@ cdef class Sender:
 
     # ---- the direct write ----
 
-    cdef void _hand_over(self, bint idle) noexcept:
+    cdef void _hand_over(self, bint idle, bint waits=False) noexcept:
         """After publishing: a message that follows a pause (nothing was queued, and the last
         send was a while ago) is written from this thread, sparing the wake-up of the I/O
-        thread; in a stream of sends the I/O thread batches them instead."""
+        thread; in a stream of sends the I/O thread batches them instead. A request that this
+        thread waits for (`waits`) is written by it whatever the pause: nothing can follow it
+        from here before its reply, so there is nothing to batch, and a round trip is about
+        as long as the pause (a kick of the parked I/O thread in one request in two, each
+        followed by its rounds of yields, loop.c)."""
         cdef int64_t now = fastmsg_monotonic_ns()
         cdef int done = 0
         cdef fm_sender *s = self.s
-        if idle and now - self.last_send_ns > DIRECT_GAP_NS:
+        if idle and (waits or now - self.last_send_ns > DIRECT_GAP_NS):
             with nogil:
                 done = fm_sender_write_direct(s)
         if not done:
@@ -518,7 +523,7 @@ cdef class Sender:
         self._acquire(deadline, timeout)
         try:
             self._check()  # (closed meanwhile?)
-            req.r = self._queue_request(data, deadline, timeout)
+            req.r = self._queue_request(data, deadline, timeout, True, False, waits)
             if waits:  # (under the producer lock, which close() takes before it counts them)
                 self.flushing += 1
             else:
@@ -528,10 +533,10 @@ cdef class Sender:
         return req
 
     cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout, bint publish=True,
-                                    bint more=False) except NULL:
+                                    bint more=False, bint waits=False) except NULL:
         """Registers a request (before it is queued: no reply can come first) and queues its
         message (staged, not published, unless `publish`; `more`: not the first of a
-        request_many); under the producer lock."""
+        request_many; `waits`: request()'s, _put's); under the producer lock."""
         cdef Py_buffer view
         if isinstance(data, str):
             raise TypeError("messages are bytes-like objects, not str; encode it first")
@@ -545,7 +550,7 @@ cdef class Sender:
             PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
             try:
                 self._put(<const uint8_t *>view.buf, view.len, deadline, timeout, publish, None, FASTMSG_REC_REQUEST,
-                          self.last_request_id)
+                          self.last_request_id, waits)
             finally:
                 PyBuffer_Release(&view)
         except BaseException:

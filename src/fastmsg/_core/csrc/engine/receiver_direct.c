@@ -200,13 +200,18 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
     fm_receiver *rx = FM_CONTAINER_OF(ep, fm_receiver, ep);
     if (!fm_token_take(&rx->token)) {
         /* A reader holds the sockets, and runs the timers itself, but arms none for
-         * acknowledgements: wake it once they are due. */
+         * acknowledgements: wake it once they are due, at this thread's next look (a lease
+         * later at the latest) rather than at the deadline itself. A reader answering requests
+         * sends each ACK with the next reply, so the deadline it leaves moves on by a round trip
+         * at a time: waking for it only to find it moved cost this thread a wake-up for about
+         * every millisecond of requests, each landing in a round trip. An ACK that a reader
+         * leaves when requests stop goes out up to a lease late; the sender, reading its socket
+         * on a lease of the same length, mostly reads it no sooner, flush() asks for one at
+         * once, and a quarter of the sender's window makes one due at once. */
         int64_t ack_due = __atomic_load_n(&rx->ack_due_ns, __ATOMIC_ACQUIRE);
         if (ack_due != INT64_MAX && now >= ack_due && rx->wake.wr >= 0) {
             __atomic_store_n(&rx->ack_due_ns, INT64_MAX, __ATOMIC_RELEASE);
             fm_waker_signal(&rx->wake);
-        } else if (ack_due < *next) {
-            *next = ack_due;
         }
         if (now + LEASE_NS < *next) *next = now + LEASE_NS;
         fm_receiver_hb_nudge(rx, now); /* heartbeat hook: the reader runs the timers */
@@ -222,7 +227,13 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
             *next = rx->lease_end_ns;
         }
     }
-    step_held(rx, now, next, next);
+    /* On a lease, acknowledgement deadlines wait for its end, as above: the reader, back in its
+     * next recv(), runs them itself (and with a reply, sends them). An ACK due at once is not
+     * put off. */
+    int64_t ack_next = INT64_MAX;
+    step_held(rx, now, next, &ack_next);
+    if (rx->lent && ack_next > now && ack_next < rx->lease_end_ns) ack_next = rx->lease_end_ns;
+    if (ack_next < *next) *next = ack_next;
     if (rx->hb_next_ns) fm_hb_lower(next, rx->hb_next_ns); /* heartbeat hook */
     fm_token_give(&rx->token);
 }
