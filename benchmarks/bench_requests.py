@@ -191,6 +191,31 @@ def test_sync_round_trip(benchmark, servers, name):
     _record(benchmark, samples)
 
 
+@pytest.mark.parametrize("then_flush", [False, True], ids=["request", "request + flush"])
+def test_flush_after_request(benchmark, servers, then_flush):
+    """flush() right after a request: it asks for the ACK at once, so it should add about a round
+    trip (it once waited out the 10 ms lease on the socket the ACK lay in)."""
+    tx = fastmsg.Sender(servers["fastmsg"])
+    samples = []
+
+    def round_of_requests():
+        for _ in range(ROUND_TRIPS // 10):
+            t0 = time.perf_counter_ns()
+            tx.request(PAYLOAD).release()
+            if then_flush and not tx.flush(timeout=5):
+                raise AssertionError("flush() timed out")
+            samples.append(time.perf_counter_ns() - t0)
+
+    benchmark.group = "request/reply 64 B, then flush()"
+    try:
+        round_of_requests()
+        samples.clear()
+        benchmark.pedantic(round_of_requests, rounds=5, iterations=1)
+    finally:
+        tx.close(linger=0)
+    _record(benchmark, samples)
+
+
 # ---- asyncio clients ----
 
 async def _fastmsg_async(endpoint, rounds, samples):

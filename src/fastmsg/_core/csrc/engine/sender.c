@@ -83,6 +83,8 @@ void fm_sender_kick(fm_sender *s) { fm_ctx_kick(s->ctx); }
 
 void fm_sender_ask_ack(fm_sender *s) {
     __atomic_store_n(&s->ack_asked, 1, __ATOMIC_RELEASE);
+    /* The answer would wait unread in a socket lent to a requester until the lease ends (10 ms) */
+    fm_sender_revoke_lease(s);
     fm_ctx_kick(s->ctx);
 }
 
