@@ -66,8 +66,8 @@ static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail)
  * lets a client finish its handshake first). */
 static void fail_io(fm_sender *s, int64_t now, const char *what, int err) {
     if (err == EPROTO && s->tls) {
-        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
         fail(s, now, "%s", fm_tls_error(s->tls));
+        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
         return;
     }
     char fmt[64];
@@ -79,7 +79,6 @@ static void fail_io(fm_sender *s, int64_t now, const char *what, int err) {
  * ERROR where no frame of ours is half written (one try: the socket closes next), and the
  * connection dropped; the sender reconnects and resends from its first unacknowledged message. */
 static void refuse_why(fm_sender *s, int64_t now, int code, const char *why, const char *fmt, const char *detail) {
-    FM_STAT_ADD(s, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : code == FASTMSG_PERR_AUTH ? FM_AUTH_FAILURES : FM_PROTOCOL_ERRORS, 1);
     if (!s->frame_left) {
         char text[FASTMSG_ERROR_MAX_TEXT];
         snprintf(text, sizeof text, why ? "%s: %s" : "%s", fastmsg_proto_strerror(code), why);
@@ -87,7 +86,10 @@ static void refuse_why(fm_sender *s, int64_t now, int code, const char *why, con
         struct iovec iov = {frame, fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text))};
         if (fm_io_writev(s->fd, s->tls, &iov, 1) > 0) fm_io_flush(s->tls);
     }
-    fail(s, now, fmt, detail);
+    /* The reason first: whoever sees the count go up finds it in last_error. */
+    fm_sender_set_error(s, fmt, detail);
+    FM_STAT_ADD(s, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : code == FASTMSG_PERR_AUTH ? FM_AUTH_FAILURES : FM_PROTOCOL_ERRORS, 1);
+    disconnect(s, now);
 }
 
 static void refuse(fm_sender *s, int64_t now, int code, const char *fmt, const char *detail) {
@@ -190,8 +192,9 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         }
         memcpy(msg, text, tlen);
         msg[tlen] = 0;
+        fm_sender_set_error(s, "receiver refused: %s", msg); /* (before the count, as in refuse_why) */
         if (code == FASTMSG_PERR_AUTH) FM_STAT_ADD(s, FM_AUTH_FAILURES, 1); /* (the receiver's text says why) */
-        fail(s, now, "receiver refused: %s", msg);
+        disconnect(s, now);
         return;
     }
     /* ACK, PING, PONG, CLOSE; any other kind is refused here (BAD_KIND). Nothing is acted on
@@ -413,8 +416,8 @@ static void tls_step(fm_sender *s, int64_t now) {
     else if (rc == FM_TLS_WANT_READ) set_interest(s, FASTMSG_POLL_IN);
     else if (rc == FM_TLS_WANT_WRITE) set_interest(s, FASTMSG_POLL_OUT);
     else {
-        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
         fail(s, now, "%s", fm_tls_error(s->tls));
+        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
     }
 }
 
