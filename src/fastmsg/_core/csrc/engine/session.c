@@ -36,10 +36,11 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser: a bijection that 
 }
 
 static uint64_t random_seed(const void *salt) {
-    uint64_t seed = 0;
 #if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__)
+    uint64_t seed = 0;
     if (getentropy(&seed, sizeof seed) == 0 && seed) return seed;
 #elif defined(_WIN32)
+    uint64_t seed = 0;
     if (BCRYPT_SUCCESS(BCryptGenRandom(NULL, (PUCHAR)&seed, sizeof seed, BCRYPT_USE_SYSTEM_PREFERRED_RNG)) && seed)
         return seed;
     FILETIME ft; /* (100 ns units: Windows has no clock_gettime of its own) */

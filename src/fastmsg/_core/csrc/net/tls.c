@@ -501,8 +501,13 @@ static void guard_off(sigpipe_guard *g) {
         sigset_t pipe_only;
         sigemptyset(&pipe_only);
         sigaddset(&pipe_only, SIGPIPE);
+#if defined(__OpenBSD__) /* (no sigtimedwait; the signal is pending, so this returns at once) */
+        int taken;
+        sigwait(&pipe_only, &taken);
+#else
         struct timespec now = {0, 0};
         sigtimedwait(&pipe_only, NULL, &now);
+#endif
     }
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
