@@ -123,10 +123,11 @@ void fm_receiver_stats(fm_receiver *rx, uint64_t out[FM_STAT_COUNT]) {
 
 fm_notifier *fm_receiver_notifier(fm_receiver *rx) { return &rx->ready; }
 
-void fm_receiver_note_refusal(fm_receiver *rx, const char *who, const char *text) {
+void fm_receiver_note_refusal(fm_receiver *rx, int stat, const char *who, const char *text) {
     fm_mutex_lock(&rx->qlock);
     snprintf(rx->last_refusal, sizeof rx->last_refusal, "%s: %s", who, text);
     fm_mutex_unlock(&rx->qlock);
+    FM_STAT_ADD(rx, stat, 1); /* (after the reason: whoever sees the count go up reads why) */
 }
 
 void fm_receiver_last_refusal(fm_receiver *rx, char *buf, size_t len) {

@@ -19,8 +19,7 @@ static void refuse_fd(fm_receiver *rx, int fd, int code, const char *text, int s
     if (!rx->cfg.tls) /* (a TLS peer could not read it: it is told by the connection's end) */
         fastmsg_writev(fd, &iov, 1); /* best effort: the socket is new, its buffer empty */
     fastmsg_close(fd);
-    fm_receiver_note_refusal(rx, "refused a connection", text); /* (before the count: who sees it, sees why) */
-    FM_STAT_ADD(rx, stat, 1);
+    fm_receiver_note_refusal(rx, stat, "refused a connection", text);
 }
 
 /* After accept() failed for want of descriptors or memory, the listener is watched again after

@@ -141,8 +141,7 @@ int fm_rxconn_refuse_why(fm_rxconn *c, int code, const char *why) {
     snprintf(text, sizeof text, why ? "%s: %s" : "%s", fastmsg_proto_strerror(code), why);
     uint8_t frame[FM_RXCONN_OUT_MAX];
     size_t n = fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text));
-    fm_receiver_note_refusal(c->rx, "refused a sender", text); /* (before the count: who sees it, sees why) */
-    FM_STAT_ADD(c->rx, refusal_stat(code), 1);
+    fm_receiver_note_refusal(c->rx, refusal_stat(code), "refused a sender", text);
     publish_staged(c); /* the good frames before the bad one are delivered */
     c->out_len = c->out_off = 0; /* whatever was pending matters less than the reason */
     fm_rxconn_queue_out(c, frame, n);
@@ -256,8 +255,7 @@ static int handle_error(fm_rxconn *c, const uint8_t *f, size_t size) {
         char msg[FASTMSG_ERROR_MAX_TEXT + 1];
         memcpy(msg, text, text_len);
         msg[text_len] = 0;
-        fm_receiver_note_refusal(c->rx, "a sender refused", msg);
-        FM_STAT_ADD(c->rx, FM_AUTH_FAILURES, 1);
+        fm_receiver_note_refusal(c->rx, FM_AUTH_FAILURES, "a sender refused", msg);
     }
     fm_rxconn_close(c);
     return -1;

@@ -345,8 +345,8 @@ int fm_rxconn_rate_paused(fm_rxconn *c);
 int fm_rxconn_rate_step(fm_rxconn *c, int64_t now, int64_t *next);
 
 /* receiver.c: remembers why a peer was refused (this side's refusal, or the peer's ERROR), for
- * Python's last_error. */
-void fm_receiver_note_refusal(fm_receiver *rx, const char *who, const char *text);
+ * Python's last_error, then counts it in `stat` (reason first: whoever sees the count reads why). */
+void fm_receiver_note_refusal(fm_receiver *rx, int stat, const char *who, const char *text);
 
 /* receiver_allow.c: NULL if the peer of a new connection may stay, else why it is refused and,
  * in *code, FASTMSG_PERR_NOT_ALLOWED or FASTMSG_PERR_LIMIT (max_connections_per_source). */

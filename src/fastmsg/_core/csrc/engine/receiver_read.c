@@ -169,8 +169,7 @@ static int tls_unread(fm_rxconn *c) { return c->tls && fm_tls_pending(c->tls); }
 /* The connection's end after a read returned n <= 0; a record TLS refused is counted, with why. */
 static void read_failed(fm_rxconn *c, ptrdiff_t n) {
     if (n == -EPROTO && c->tls) {
-        fm_receiver_note_refusal(c->rx, "dropped a sender", fm_tls_error(c->tls));
-        FM_STAT_ADD(c->rx, FM_TLS_FAILURES, 1);
+        fm_receiver_note_refusal(c->rx, FM_TLS_FAILURES, "dropped a sender", fm_tls_error(c->tls));
     }
     fm_rxconn_close(c);
 }

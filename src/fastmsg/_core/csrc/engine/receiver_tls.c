@@ -22,8 +22,7 @@ static int refuse_plaintext(fm_rxconn *c) {
     uint8_t frame[FM_RXCONN_OUT_MAX];
     struct iovec iov = {frame, fastmsg_encode_error(frame, FASTMSG_PERR_NOT_ALLOWED, text, sizeof text - 1)};
     fastmsg_writev(c->fd, &iov, 1); /* best effort, in plaintext: the peer reads nothing else */
-    fm_receiver_note_refusal(c->rx, "refused a sender", text);
-    FM_STAT_ADD(c->rx, FM_TLS_FAILURES, 1);
+    fm_receiver_note_refusal(c->rx, FM_TLS_FAILURES, "refused a sender", text);
     fm_rxconn_close_as(c, 1); /* lingering: the ERROR is not cut off by a reset */
     return -1;
 }
@@ -47,8 +46,7 @@ int fm_rxconn_tls_step(fm_rxconn *c) {
         return 1;
     }
     if (rc < 0) {
-        fm_receiver_note_refusal(c->rx, "TLS with a sender failed", fm_tls_error(c->tls));
-        FM_STAT_ADD(c->rx, FM_TLS_FAILURES, 1);
+        fm_receiver_note_refusal(c->rx, FM_TLS_FAILURES, "TLS with a sender failed", fm_tls_error(c->tls));
         fm_rxconn_close(c);
         return -1;
     }

@@ -56,9 +56,16 @@ static void disconnect(fm_sender *s, int64_t now) {
     s->next_attempt_ns = now + s->backoff_ns;
 }
 
-static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail) {
+/* The connection failed: its reason in last_error, then its counter (`stat`, or -1: none), so
+ * that whoever sees a count go up reads why; then it is dropped (and retried). */
+static void fail_counted(fm_sender *s, int64_t now, int stat, const char *fmt, const char *detail) {
     fm_sender_set_error(s, fmt, detail);
+    if (stat >= 0) FM_STAT_ADD(s, stat, 1);
     disconnect(s, now);
+}
+
+static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail) {
+    fail_counted(s, now, -1, fmt, detail);
 }
 
 /* A read or write that failed with -err: TLS's own reason for a TLS error, counted (a record that
@@ -66,8 +73,7 @@ static void fail(fm_sender *s, int64_t now, const char *fmt, const char *detail)
  * lets a client finish its handshake first). */
 static void fail_io(fm_sender *s, int64_t now, const char *what, int err) {
     if (err == EPROTO && s->tls) {
-        fail(s, now, "%s", fm_tls_error(s->tls));
-        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
+        fail_counted(s, now, FM_TLS_FAILURES, "%s", fm_tls_error(s->tls));
         return;
     }
     char fmt[64];
@@ -86,10 +92,8 @@ static void refuse_why(fm_sender *s, int64_t now, int code, const char *why, con
         struct iovec iov = {frame, fastmsg_encode_error(frame, (uint32_t)code, text, strlen(text))};
         if (fm_io_writev(s->fd, s->tls, &iov, 1) > 0) fm_io_flush(s->tls);
     }
-    /* The reason first: whoever sees the count go up finds it in last_error. */
-    fm_sender_set_error(s, fmt, detail);
-    FM_STAT_ADD(s, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : code == FASTMSG_PERR_AUTH ? FM_AUTH_FAILURES : FM_PROTOCOL_ERRORS, 1);
-    disconnect(s, now);
+    fail_counted(s, now, code == FASTMSG_PERR_CRC ? FM_CRC_ERRORS : code == FASTMSG_PERR_AUTH ? FM_AUTH_FAILURES : FM_PROTOCOL_ERRORS,
+                 fmt, detail);
 }
 
 static void refuse(fm_sender *s, int64_t now, int code, const char *fmt, const char *detail) {
@@ -192,9 +196,8 @@ static void handle_frame(fm_sender *s, const uint8_t *f, size_t size, uint32_t k
         }
         memcpy(msg, text, tlen);
         msg[tlen] = 0;
-        fm_sender_set_error(s, "receiver refused: %s", msg); /* (before the count, as in refuse_why) */
-        if (code == FASTMSG_PERR_AUTH) FM_STAT_ADD(s, FM_AUTH_FAILURES, 1); /* (the receiver's text says why) */
-        disconnect(s, now);
+        /* (an authentication refusal is counted; the receiver's text says why) */
+        fail_counted(s, now, code == FASTMSG_PERR_AUTH ? FM_AUTH_FAILURES : -1, "receiver refused: %s", msg);
         return;
     }
     /* ACK, PING, PONG, CLOSE; any other kind is refused here (BAD_KIND). Nothing is acted on
@@ -415,10 +418,7 @@ static void tls_step(fm_sender *s, int64_t now) {
     }
     else if (rc == FM_TLS_WANT_READ) set_interest(s, FASTMSG_POLL_IN);
     else if (rc == FM_TLS_WANT_WRITE) set_interest(s, FASTMSG_POLL_OUT);
-    else {
-        fail(s, now, "%s", fm_tls_error(s->tls));
-        FM_STAT_ADD(s, FM_TLS_FAILURES, 1);
-    }
+    else fail_counted(s, now, FM_TLS_FAILURES, "%s", fm_tls_error(s->tls));
 }
 
 static void on_event(fm_sender *s, uint32_t events, int64_t now) {

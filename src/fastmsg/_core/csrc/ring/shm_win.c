@@ -70,18 +70,24 @@ static int map_all(HANDLE h, void **base, size_t *size) {
     return 0;
 }
 
-int fastmsg_shm_attach(const char *name, fastmsg_shm *out) {
+/* Opens the existing mapping named `name` and maps all of it: 0 with *h open and mapped at *base,
+ * or an errno-style code with nothing left open. */
+static int open_mapped(const char *name, HANDLE *h, void **base, size_t *size) {
     char obj[MAX_PATH];
-    void *base;
-    size_t size;
     int err = object_name(name, obj, sizeof obj);
     if (err) return err;
-    HANDLE h = OpenFileMappingA(FILE_MAP_ALL_ACCESS, FALSE, obj);
-    if (!h) return win_errno(GetLastError());
-    if ((err = map_all(h, &base, &size))) {
-        CloseHandle(h);
-        return err;
-    }
+    *h = OpenFileMappingA(FILE_MAP_ALL_ACCESS, FALSE, obj);
+    if (!*h) return win_errno(GetLastError());
+    if ((err = map_all(*h, base, size))) CloseHandle(*h);
+    return err;
+}
+
+int fastmsg_shm_attach(const char *name, fastmsg_shm *out) {
+    HANDLE h;
+    void *base;
+    size_t size;
+    int err = open_mapped(name, &h, &base, &size);
+    if (err) return err;
     if (size < sizeof(fastmsg_shm_header))
         err = FASTMSG_SHM_E_TRUNCATED;
     else if (fastmsg_load_acquire32(&((const fastmsg_shm_header *)base)->ready) == SHM_UNLINKED)
@@ -107,21 +113,17 @@ void fastmsg_shm_unmap(fastmsg_shm *s) {
 }
 
 int fastmsg_shm_unlink(const char *name) {
-    char obj[MAX_PATH];
+    HANDLE h;
     void *base;
     size_t size;
-    int err = object_name(name, obj, sizeof obj);
+    int err = open_mapped(name, &h, &base, &size);
     if (err) return err;
-    HANDLE h = OpenFileMappingA(FILE_MAP_ALL_ACCESS, FALSE, obj);
-    if (!h) return win_errno(GetLastError());
-    if ((err = map_all(h, &base, &size)) == 0) {
-        fastmsg_shm_header *hdr = base;
-        if (size < sizeof *hdr || fastmsg_load_acquire32(&hdr->ready) == SHM_UNLINKED)
-            err = ENOENT; /* (not a segment of ours, or unlinked already) */
-        else
-            fastmsg_store_release32(&hdr->ready, SHM_UNLINKED);
-        UnmapViewOfFile(base);
-    }
+    fastmsg_shm_header *hdr = base;
+    if (size < sizeof *hdr || fastmsg_load_acquire32(&hdr->ready) == SHM_UNLINKED)
+        err = ENOENT; /* (not a segment of ours, or unlinked already) */
+    else
+        fastmsg_store_release32(&hdr->ready, SHM_UNLINKED);
+    UnmapViewOfFile(base);
     CloseHandle(h);
     return err;
 }
