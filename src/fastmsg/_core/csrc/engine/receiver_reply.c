@@ -48,6 +48,7 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     memcpy(r->rec + FASTMSG_REC_HDR + FASTMSG_REQUEST_ID_LEN, data, len);
     memset(r->rec + FASTMSG_REC_HDR + rec_len, 0, (size_t)(size - FASTMSG_REC_HDR - rec_len));
     fm_mutex_lock(&rx->rlock);
+    if (!write_now) __atomic_store_n(&rx->rq_held, 1, __ATOMIC_SEQ_CST); /* (seen with rq_len) */
     if (rx->rq_tail) rx->rq_tail->next = r;
     else rx->rq_head = r;
     rx->rq_tail = r;
@@ -59,6 +60,10 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
 }
 
 void fm_receiver_send_replies(fm_receiver *rx) {
+    /* Everything queued goes, held or not (another thread's hold may begin meanwhile: a reply
+     * asked for before it still goes, rq_go, with whatever is queued then). */
+    __atomic_store_n(&rx->rq_go, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&rx->rq_held, 0, __ATOMIC_SEQ_CST);
     if (fm_receiver_write_replies(rx) == 0) return;
     fm_ctx_kick(rx->ctx);
     /* A reader holding the sockets drains the queue in its own wait: wake it. */
@@ -70,15 +75,24 @@ static fm_reply *take_queue(fm_receiver *rx) {
     fm_reply *r = rx->rq_head;
     rx->rq_head = rx->rq_tail = NULL;
     __atomic_store_n(&rx->rq_len, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&rx->rq_go, 0, __ATOMIC_SEQ_CST);
     fm_mutex_unlock(&rx->rlock);
     return r;
+}
+
+int fm_replies_due(fm_receiver *rx) {
+    /* A batch's replies wait for its end, which sends them (Receiver._send_held): were the I/O
+     * thread to write what it finds queued whenever its round falls, one batch's replies would
+     * leave in as many writes as rounds fell while the application answered. */
+    return __atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST) &&
+           (!__atomic_load_n(&rx->rq_held, __ATOMIC_SEQ_CST) || __atomic_load_n(&rx->rq_go, __ATOMIC_SEQ_CST));
 }
 
 /* 1 if c may write its session's replies now. */
 static int writable(const fm_rxconn *c) { return c->ready && !c->closing && !c->retired && c->session; }
 
 void fm_replies_step(fm_receiver *rx, int64_t now, int64_t *next) {
-    if (!__atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST)) return;
+    if (!fm_replies_due(rx)) return;
     for (fm_reply *r = take_queue(rx), *next; r; r = next) {
         next = r->next;
         r->next = NULL;
