@@ -194,17 +194,24 @@ def test_combine_bad_arguments(args, exc, words):
         fastmsg.crc32c_combine(*args)
 
 
+# Lengths either side of where the selected kernel's short loop hands over to the kernel itself.
+FORCED_LENGTHS = (9, 767, 768, 769, 5000)
+
+
 def _import_with_kernel(name):
-    code = "import fastmsg; print(fastmsg.crc32c_implementation, fastmsg.crc32c(b'123456789'))"
+    code = ("import fastmsg; print(fastmsg.crc32c_implementation, "
+            f"*(fastmsg.crc32c(bytes(i * 7 % 251 for i in range(n))) for n in {FORCED_LENGTHS}))")
     env = dict(os.environ, FASTMSG_CRC32C=name)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_environment_variable_forces_each_kernel(name):
+    """Forcing a kernel forces its short loop too: both give the reference's value."""
     result = _import_with_kernel(name)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [name, str(0xE3069283)]
+    data = [bytes(i * 7 % 251 for i in range(n)) for n in FORCED_LENGTHS]
+    assert result.stdout.split() == [name] + [str(reference.crc32c(d)) for d in data]
 
 
 def test_environment_variable_with_unknown_kernel_fails_the_import_clearly():

@@ -29,11 +29,20 @@ const char *const *fastmsg_crc32c_kernel_names(void);
 /* A compiled kernel that this CPU can run, or NULL. */
 fastmsg_crc32c_kernel fastmsg_crc32c_kernel_by_name(const char *name);
 
-/* The selected kernel; set by init/select. */
-extern fastmsg_crc32c_kernel fastmsg_crc32c_active;
+/* Stream lengths of the three-way kernels. */
+#define FASTMSG_CRC32C_LONG 4096
+#define FASTMSG_CRC32C_SHORT 256
+
+/* The selected kernel, and its loop for inputs shorter than FASTMSG_CRC32C_SHORT_INPUT (where
+ * the kernel itself would only fall through to that loop); set by init/select. A round trip of
+ * small messages makes some nine short CRCs on each side, and the kernels' entry checks cost
+ * more than the bytes. */
+extern fastmsg_crc32c_kernel fastmsg_crc32c_active, fastmsg_crc32c_active_short;
+#define FASTMSG_CRC32C_SHORT_INPUT (3 * FASTMSG_CRC32C_SHORT)
 
 static inline uint32_t fastmsg_crc32c(uint32_t crc, const void *data, size_t len) {
-    return ~fastmsg_crc32c_active(~crc, (const uint8_t *)data, len);
+    fastmsg_crc32c_kernel k = len < FASTMSG_CRC32C_SHORT_INPUT ? fastmsg_crc32c_active_short : fastmsg_crc32c_active;
+    return ~k(~crc, (const uint8_t *)data, len);
 }
 
 /* CRC of A || B from crc(A), crc(B) and len(B), in O(log len_b). */
@@ -56,9 +65,7 @@ static inline uint32_t fastmsg_crc32c_shift(const fastmsg_crc32c_shift_table *ta
            tab->t[3][crc >> 24];
 }
 
-/* Stream lengths of the three-way kernels, and the tables that merge their streams. */
-#define FASTMSG_CRC32C_LONG 4096
-#define FASTMSG_CRC32C_SHORT 256
+/* The tables that merge the three-way kernels' streams (lengths above). */
 extern fastmsg_crc32c_shift_table fastmsg_crc32c_shift_long, fastmsg_crc32c_shift_short;
 
 /* Carry-less multiplication folding moves a 128-bit lane forward over `distance` bits of data:
@@ -85,11 +92,13 @@ uint32_t fastmsg_crc32c_portable(uint32_t raw, const uint8_t *data, size_t len);
 void fastmsg_crc32c_portable_init(void);
 #if defined(__x86_64__) || defined(_M_X64)
 uint32_t fastmsg_crc32c_sse42(uint32_t raw, const uint8_t *data, size_t len);
+uint32_t fastmsg_crc32c_sse42_short(uint32_t raw, const uint8_t *data, size_t len); /* one stream */
 uint32_t fastmsg_crc32c_pclmul(uint32_t raw, const uint8_t *data, size_t len);
 uint32_t fastmsg_crc32c_vpclmul(uint32_t raw, const uint8_t *data, size_t len);
 #endif
 #if defined(__aarch64__) || defined(_M_ARM64)
 uint32_t fastmsg_crc32c_armv8(uint32_t raw, const uint8_t *data, size_t len);
+uint32_t fastmsg_crc32c_armv8_short(uint32_t raw, const uint8_t *data, size_t len); /* one stream */
 #endif
 
 #endif

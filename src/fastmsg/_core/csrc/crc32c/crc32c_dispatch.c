@@ -5,7 +5,7 @@
 
 typedef struct {
     const char *name;
-    fastmsg_crc32c_kernel fn;
+    fastmsg_crc32c_kernel fn, short_fn; /* short_fn: fn's own loop below FASTMSG_CRC32C_SHORT_INPUT */
     int (*runs_here)(const fastmsg_cpu_features *);
 } kernel_entry;
 
@@ -22,20 +22,27 @@ static int has_arm_crc(const fastmsg_cpu_features *f) { return f->arm_crc32; }
 /* In order of preference. */
 static const kernel_entry kernels[] = {
 #if defined(FASTMSG_X86_64)
-    {"vpclmul", fastmsg_crc32c_vpclmul, has_vpclmul},
-    {"pclmul", fastmsg_crc32c_pclmul, has_pclmul},
-    {"sse42", fastmsg_crc32c_sse42, has_sse42},
+    {"vpclmul", fastmsg_crc32c_vpclmul, fastmsg_crc32c_sse42_short, has_vpclmul},
+    {"pclmul", fastmsg_crc32c_pclmul, fastmsg_crc32c_sse42_short, has_pclmul},
+    {"sse42", fastmsg_crc32c_sse42, fastmsg_crc32c_sse42_short, has_sse42},
 #endif
 #if defined(FASTMSG_AARCH64)
-    {"armv8", fastmsg_crc32c_armv8, has_arm_crc},
+    {"armv8", fastmsg_crc32c_armv8, fastmsg_crc32c_armv8_short, has_arm_crc},
 #endif
-    {"portable", fastmsg_crc32c_portable, always},
+    {"portable", fastmsg_crc32c_portable, fastmsg_crc32c_portable, always},
 };
 #define N_KERNELS (sizeof kernels / sizeof kernels[0])
 
 static const char *names[N_KERNELS + 1];
 static const char *active_name = "portable";
 fastmsg_crc32c_kernel fastmsg_crc32c_active = fastmsg_crc32c_portable;
+fastmsg_crc32c_kernel fastmsg_crc32c_active_short = fastmsg_crc32c_portable;
+
+static void use(const kernel_entry *k) {
+    fastmsg_crc32c_active = k->fn;
+    fastmsg_crc32c_active_short = k->short_fn;
+    active_name = k->name;
+}
 
 static const kernel_entry *find(const char *name) {
     for (size_t i = 0; i < N_KERNELS; i++)
@@ -51,8 +58,7 @@ void fastmsg_crc32c_init(void) {
     for (size_t i = 0; i < N_KERNELS; i++) names[i] = kernels[i].name;
     for (size_t i = 0; i < N_KERNELS; i++) {
         if (kernels[i].runs_here(fastmsg_cpu())) {
-            fastmsg_crc32c_active = kernels[i].fn;
-            active_name = kernels[i].name;
+            use(&kernels[i]);
             break;
         }
     }
@@ -63,8 +69,7 @@ int fastmsg_crc32c_select(const char *name) {
     const kernel_entry *k = find(name);
     if (!k) return -1;
     if (!k->runs_here(fastmsg_cpu())) return -2;
-    fastmsg_crc32c_active = k->fn;
-    active_name = k->name;
+    use(k);
     return 0;
 }
 
