@@ -240,7 +240,7 @@ def extensions():
             extra_args=[] if msvc else ["-ffp-contract=off"], libraries=[] if msvc else ["m"]),
     ]
     # Authentication's HMAC-SHA-256 and nonces come from OpenSSL's libcrypto (docs/architecture.md).
-    engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_kqueue.c", "net/poller_wsapoll.c", "net/netio.c", "net/netio_win.c", "net/sockaddr.c", "net/tls.c", "net/dl_win.c"), *_c(*ENGINE_SOURCES)]
+    engine = [*_c("wire/protocol.c", "wire/auth.c", "wire/auth_mac.c"), *ring, *_c("net/poller.c", "net/poller_kqueue.c", "net/poller_wsapoll.c", "net/netio.c", "net/netio_win.c", "net/probe.c", "net/sockaddr.c", "net/tls.c", "net/dl_win.c"), *_c(*ENGINE_SOURCES)]
     ssl_include, ssl_lib = _openssl()
     # Windows: Winsock, WaitOnAddress (synchronization), BCryptGenRandom (the session seed) and
     # OpenSSL's import library; threads are Win32's (base/thread.h) and DLLs kernel32's (net/dl_win.c).

@@ -15,7 +15,7 @@ pytestmark = [
 ]
 
 BACKENDS = ["poll"] + ([NATIVE_POLLER] if NATIVE_POLLER else [])
-SOURCES = ["net/poller.c", "net/poller_kqueue.c", "net/netio.c", "net/sockaddr.c"]
+SOURCES = ["net/poller.c", "net/poller_kqueue.c", "net/netio.c", "net/probe.c", "net/sockaddr.c"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

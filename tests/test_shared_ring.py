@@ -13,8 +13,7 @@ import pytest
 import fastmsg
 from fastmsg import Closed, ProtocolError, SharedRing
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SharedRing needs POSIX shared memory")
-
+WINDOWS = sys.platform == "win32"  # (a named file mapping there, "Local\\<name>": shm_win.c)
 HEADER = 128 + 384  # segment header + control block; records follow
 
 
@@ -101,7 +100,8 @@ def copy_header(name):
     (lambda h: h[:16] + (1000).to_bytes(8, "little") + h[24:], "layout"),  # capacity not a power of 2
     (lambda h: h[:24] + (16).to_bytes(4, "little") + h[28:], "layout"),  # record header size
     (lambda h: h, "truncated"),  # a valid header, but no room for the records it promises
-    (lambda h: h[:40], "truncated"),  # shorter than any header
+    pytest.param(lambda h: h[:40], "truncated",  # shorter than any header
+                 marks=pytest.mark.skipif(WINDOWS, reason="a mapping is whole pages on Windows: none is this short")),
 ])
 def test_foreign_or_damaged_segment(name, damage, message):
     head = damage(copy_header(name))
@@ -214,7 +214,7 @@ def test_producer_process_streams_1m_records(name):
 
 
 def test_writer_killed_mid_record_leaves_only_complete_records(name):
-    """A writer process is SIGKILLed with a reservation half filled: the reader sees exactly the
+    """A writer process is killed with a reservation half filled: the reader sees exactly the
     records it committed, each intact, and a new writer can carry on after it."""
     with SharedRing.create(name, 4096) as ring:
         proc = child("""
@@ -229,8 +229,8 @@ def test_writer_killed_mid_record_leaves_only_complete_records(name):
         """, name)
         try:
             assert proc.stdout.readline().strip() == b"ready"
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=30) == -signal.SIGKILL
+            proc.kill()  # SIGKILL (TerminateProcess on Windows): no handler, no unwinding
+            assert proc.wait(timeout=30) == (1 if WINDOWS else -signal.SIGKILL)
         finally:
             if proc.poll() is None:
                 proc.kill()

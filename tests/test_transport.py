@@ -26,7 +26,7 @@ if not hasattr(fastmsg, "Sender"):
 from transport_helpers import (check_payload, fixed_payload, hello, payload, raw_connect, read_frame,
                                read_until_eof, recv_n, split_frames, wait_for, free_port)
 import transport_helpers
-from platforms import needs_sigkill, needs_unix_sockets
+from platforms import UNIX_SOCKETS, needs_sigkill, needs_unix_sockets
 
 K = proto.KINDS
 SPAWN = multiprocessing.get_context("spawn")
@@ -35,8 +35,8 @@ MiB = 1 << 20
 
 @pytest.fixture
 def ipc_path(tmp_path):
-    if not hasattr(socket, "AF_UNIX"):
-        pytest.skip("POSIX only: ipc:// endpoints are Unix sockets, which Python's socket module lacks on Windows")
+    if not UNIX_SOCKETS:
+        pytest.skip("ipc:// endpoints are Unix sockets, which Windows has only from 10 1803 on")
     path = str(tmp_path / "fm.sock")
     if len(path.encode()) > 100:
         d = tempfile.mkdtemp(prefix="fm", dir=tempfile.gettempdir())

@@ -162,7 +162,8 @@ def test_shared_ring_across_processes_under_wine(tmp_path, objects, wine):
 
 @needs_wine
 def test_wsapoll_poller_under_wine(tmp_path, objects, wine):
-    exe = build_exe(tmp_path, objects, "poller_selftest", ["net/poller_wsapoll.c", "net/poller_kqueue.c", "net/netio_win.c", "net/sockaddr.c"],
+    exe = build_exe(tmp_path, objects, "poller_selftest", ["net/poller_wsapoll.c", "net/poller_kqueue.c", "net/netio_win.c", "net/probe.c",
+                                                          "net/sockaddr.c"],
                     libs=["-lws2_32"])
     out = wine(exe, "poll")
     assert "backend: wsapoll" in out and "0 failures" in out

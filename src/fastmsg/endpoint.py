@@ -1,4 +1,4 @@
-"""Endpoints: ``tcp://host:port`` and ``ipc:///absolute/path``.
+"""Endpoints: ``tcp://host:port`` and ``ipc:///absolute/path`` (on Windows also ``ipc://C:/path``).
 
 ``parse(text)`` checks an endpoint and returns an `Endpoint`; ``str(endpoint)`` gives the text back
 (an IPv6 address in brackets). Nothing is resolved or opened here except by `Endpoint.resolve`.
@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import re
@@ -22,7 +21,7 @@ __all__ = ["ANY_HOST", "MAX_IPC_PATH", "Endpoint", "parse"]
 
 ANY_HOST = "*"  # tcp://*:port: every interface (IPv6 and IPv4 where the host has IPv6)
 
-# sockaddr_un.sun_path is 108 bytes on Linux and 104 on macOS and the BSDs; a path must leave room
+# sockaddr_un.sun_path is 108 bytes on Linux and Windows and 104 on macOS and the BSDs; a path must leave room
 # for its terminating NUL, so the longest usable path is one byte less.
 _SUN_PATH = 104 if sys.platform == "darwin" or "bsd" in sys.platform else 108
 MAX_IPC_PATH = _SUN_PATH - 1
@@ -111,13 +110,9 @@ class Endpoint:
         return socket.AF_INET
 
     def _unix_family(self) -> int:
-        """socket.AF_UNIX. Python's socket module has none on Windows (though Windows 10 has Unix
-        sockets): ipc:// is refused there before any socket is made, saying what to use instead."""
-        family = getattr(socket, "AF_UNIX", None)
-        if family is None:
-            raise OSError(errno.EAFNOSUPPORT, f"cannot use '{self}': ipc:// endpoints need Unix sockets, which "
-                                              f"Python has not on this platform; use tcp://127.0.0.1:<port>")
-        return cast(int, family)
+        """AF_UNIX. Python's socket module on Windows does not name it, though Windows 10 (1803
+        and later) has Unix sockets: the engine makes them, with Winsock's AF_UNIX, also 1."""
+        return cast(int, getattr(socket, "AF_UNIX", 1))
 
     def sockaddr(self) -> str | tuple[str, int]:
         """The address as the socket module takes it: the path for ipc, (host, port) for tcp."""
@@ -174,13 +169,24 @@ def _probe_dual_stack() -> bool:
     return True
 
 
+# An absolute path: /... on POSIX; on Windows also C:\... or C:/..., and \\server\share\...
+_WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:[\\/]|[\\/]")
+
+
+def _is_absolute(path: str) -> bool:
+    if sys.platform == "win32":
+        return _WINDOWS_ABSOLUTE.match(path) is not None
+    return path.startswith("/")
+
+
 def _check_path(path: str) -> str | None:
     if "\0" in path:
         return "contains a NUL byte"
     if not path:
         return "empty path (expected ipc:///absolute/path)"
-    if not path.startswith("/"):
-        return f"relative path {path!r}; ipc needs an absolute path, like ipc:///run/app.sock"
+    if not _is_absolute(path):
+        example = "ipc://C:/ProgramData/app.sock" if sys.platform == "win32" else "ipc:///run/app.sock"
+        return f"relative path {path!r}; ipc needs an absolute path, like {example}"
     size = len(os.fsencode(path))
     if size > MAX_IPC_PATH:
         return (f"path is {size} bytes; a Unix socket path holds at most {MAX_IPC_PATH} on this "

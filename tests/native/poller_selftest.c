@@ -1,7 +1,7 @@
 /* Exercises one poller backend (argv[1]: "epoll", "kqueue" or "poll") over socketpairs: readiness
  * in and out (one event per fd), data pointers, modify (to nothing too), remove with the slot
  * reused, a poller nested in another and rearmed, a second descriptor of a socket, hang-up,
- * timeout, and many fds. Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
+ * timeout, and many fds; and the sockets' probes (a listener alive or gone, AF_UNIX there or not). Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
  * over loopback TCP pairs) by tests/test_windows_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "check.h"
@@ -247,24 +247,42 @@ int main(int argc, char **argv) {
     fastmsg_close(afd);
     fastmsg_close(cfd);
 
-#ifdef _WIN32
+    /* The stale-socket probe (net/probe.c) over TCP: a listener answers 0, a port nobody listens
+     * on -ECONNREFUSED (on Winsock after a connect in progress: the wait's branch). */
+    CHECK(fastmsg_make_sockaddr(AF_INET, "127.0.0.1", 0, 0, NULL, &addr, &len) == 0);
+    CHECK((lfd = fastmsg_listen((struct sockaddr *)&addr, len, 4, 0)) >= 0);
+    CHECK(fastmsg_local_addr(lfd, &addr, &len) == 0);
+    CHECK(fastmsg_probe_listener((struct sockaddr *)&addr, len, 2000000000LL) == 0);
+    fastmsg_close(lfd);
+    CHECK(fastmsg_probe_listener((struct sockaddr *)&addr, len, 2000000000LL) == -ECONNREFUSED);
+
     /* ipc:// is AF_UNIX, which Windows has from 10 (1803) on: a listener works, or the error says
-     * the family is not supported (not some other failure). */
-    char path[MAX_PATH];
+     * the family is not supported (not some other failure), as fastmsg_family_supported says. */
+    char path[256];
+#ifdef _WIN32
     snprintf(path, sizeof path, "fastmsg-selftest-%lu.sock", (unsigned long)GetCurrentProcessId());
+#else
+    snprintf(path, sizeof path, "/tmp/fastmsg-selftest-%ld.sock", (long)getpid());
+#endif
     CHECK(fastmsg_make_sockaddr(AF_UNIX, NULL, 0, 0, path, &addr, &len) == 0);
     lfd = fastmsg_listen((struct sockaddr *)&addr, len, 1, 0);
     CHECK(lfd >= 0 || lfd == -EAFNOSUPPORT);
+    CHECK(fastmsg_family_supported(AF_UNIX) == (lfd >= 0 ? 0 : -EAFNOSUPPORT));
     printf("af_unix: %s\n", lfd >= 0 ? "supported" : "unsupported");
     if (lfd >= 0) {
         CHECK((cfd = fastmsg_connect_start((struct sockaddr *)&addr, len)) >= 0);
         CHECK(fastmsg_wait_readable(lfd, 5000000000LL) == 1 && (a[0] = fastmsg_accept(lfd)) >= 0);
         fastmsg_close(a[0]);
         fastmsg_close(cfd);
-        fastmsg_close(lfd);
+        CHECK(fastmsg_probe_listener((struct sockaddr *)&addr, len, 2000000000LL) == 0); /* alive */
+        fastmsg_close(lfd); /* its file stays: stale */
+        CHECK(fastmsg_probe_listener((struct sockaddr *)&addr, len, 2000000000LL) == -ECONNREFUSED);
+#ifdef _WIN32
         DeleteFileA(path);
-    }
+#else
+        unlink(path);
 #endif
+    }
     fastmsg_poller_free(p);
     printf("%lu failures\n", failures);
     return failures != 0;

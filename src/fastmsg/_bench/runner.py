@@ -13,7 +13,7 @@ import time
 from fastmsg._bench import payload
 
 PEERS = ("fastmsg", "pyzmq", "sockets")
-TRANSPORTS = ("tcp", "ipc") if hasattr(socket, "AF_UNIX") else ("tcp",)  # (Python on Windows: no Unix sockets)
+TRANSPORTS = ("tcp", "ipc") if hasattr(socket, "AF_UNIX") else ("tcp",)  # (Windows: the socket peer has no Unix sockets in Python)
 RTT_SIZE = 64
 SEND_SIZE = 64  # the throughput case with one send() call per message
 

@@ -12,7 +12,7 @@ from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_FillInf
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
                                PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
-from libc.errno cimport EAGAIN, EINVAL, EMSGSIZE, ENOMEM
+from libc.errno cimport EAFNOSUPPORT, EAGAIN, ECONNREFUSED, EINVAL, EMSGSIZE, ENOMEM
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdlib cimport free

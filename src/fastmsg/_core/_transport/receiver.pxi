@@ -118,7 +118,7 @@ cdef class Receiver:
         family, addr = ep.resolve(passive=True)[0]
         cfg.dual_stack = ep.host == "*"
         if ep.scheme == "ipc":
-            _clear_stale_socket(ep)
+            _clear_stale_socket(ep, family)
         cdef sockaddr_storage sa
         cdef socklen_t salen
         _sockaddr(family, addr, &sa, &salen)
@@ -540,16 +540,25 @@ cdef class Receiver:
         return f"<fastmsg.Receiver {self.endpoint}{' closed' if self.rx == NULL else ''}>"
 
 
-def _clear_stale_socket(ep):
+# What a Unix socket file is on Windows, which stat.S_ISSOCK does not see there: a reparse point
+# of this tag (IO_REPARSE_TAG_AF_UNIX).
+_REPARSE_TAG_AF_UNIX = 0x80000023
+# How long a connect still in progress may take to be refused (Winsock's Unix sockets may answer
+# so; POSIX ones refuse at once).
+_PROBE_NS = 200_000_000
+
+
+cdef int _clear_stale_socket(ep, family) except -1:
     """Before binding ipc://path: a socket file that nothing listens on any more (its Receiver
     died without close()) is removed, so that a restarted service binds again. A live socket is
     left for bind() to refuse (address in use); anything else at the path is refused here,
     saying what it is, rather than as an address in use."""
     try:
-        mode = os.lstat(ep.path).st_mode
+        st = os.lstat(ep.path)
     except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
+        return 0
+    mode = st.st_mode
+    if not (stat.S_ISSOCK(mode) or getattr(st, "st_reparse_tag", 0) == _REPARSE_TAG_AF_UNIX):
         what = ("a directory" if stat.S_ISDIR(mode) else "a regular file" if stat.S_ISREG(mode)
                 else "a symbolic link" if stat.S_ISLNK(mode) else "a file that is not a socket")
         exc = BindError(errno.EEXIST, f"cannot bind {ep}: {ep.path} is {what}, not a Unix socket; "
@@ -558,14 +567,20 @@ def _clear_stale_socket(ep):
         raise exc
     # Only a refused connection proves the socket stale; a listener that accepts (or whose
     # backlog is full: EAGAIN) is alive. Any other error is left for bind() to report.
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.setblocking(False)
-        if probe.connect_ex(ep.path) != errno.ECONNREFUSED:
-            return
+    cdef sockaddr_storage sa
+    cdef socklen_t salen
+    cdef int rc
+    cdef int64_t wait_ns = _PROBE_NS
+    _sockaddr(family, ep.path, &sa, &salen)
+    with nogil:
+        rc = fastmsg_probe_listener(<sockaddr *>&sa, salen, wait_ns)
+    if rc != -ECONNREFUSED:
+        return 0
     try:
         os.unlink(ep.path)
     except FileNotFoundError:
         pass  # (another process cleared it first)
+    return 0
 
 
 # The tail a connection ring's producer published (read where the consumer knows it is final).

@@ -195,3 +195,5 @@ cdef extern from "net/netio.h" nogil:
     int fastmsg_make_sockaddr(int family, const char *host, int port, uint32_t scope_id, const char *path,
                               sockaddr_storage *out, socklen_t *length)
     int fastmsg_sockaddr_host_port(const sockaddr_storage *addr, char *host, size_t hostlen, int *port)
+    int fastmsg_probe_listener(const sockaddr *addr, socklen_t length, int64_t timeout_ns)
+    int fastmsg_family_supported(int family)

@@ -26,6 +26,13 @@ int fastmsg_connect_start(const struct sockaddr *addr, socklen_t len);
 /* The outcome of a connect that became writable: 0 or -errno. */
 int fastmsg_connect_result(int fd);
 
+/* 0 if something accepts connections at addr (or may: no answer within timeout_ns), else the
+ * connect's -errno: -ECONNREFUSED when nothing listens there (probe.c). */
+int fastmsg_probe_listener(const struct sockaddr *addr, socklen_t len, int64_t timeout_ns);
+/* 0 if this system makes stream sockets of `family`, else -errno (-EAFNOSUPPORT: Windows before
+ * 10 1803 has no AF_UNIX) (probe.c). */
+int fastmsg_family_supported(int family);
+
 /* read/writev that retry EINTR; bytes, 0 at EOF (read), -EAGAIN, or -errno. */
 ptrdiff_t fastmsg_read(int fd, void *buf, size_t len);
 ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n);
