@@ -1,8 +1,8 @@
 """Request/reply of 64 bytes over loopback TCP, each server in its own process.
 
-Round trips, one request at a time: fastmsg (Sender.request, Message.reply; and the same with
-busy_poll=100 us on both sides, which polls rather than sleeps while waiting: the two processes on
-two CPUs then spare each other's wake-up) against a plain blocking socket echo (one connection,
+Round trips, one request at a time: fastmsg (Sender.request, Message.reply, with the adaptive
+busy_poll of the defaults; and the same with busy_poll=100 us on both sides, which polls rather
+than sleeps in every wait: the two processes on two CPUs then spare each other's wake-up) against a plain blocking socket echo (one connection,
 4-byte length prefix) and pyzmq REQ/REP when installed;
 then the same from asyncio (fastmsg.asyncio request against an asyncio Protocol client of the
 socket echo and zmq.asyncio REQ/REP, on the default loop and uvloop).

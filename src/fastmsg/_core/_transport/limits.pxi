@@ -49,13 +49,16 @@ cdef uint32_t _timeout_ms(str name, object seconds) except 0:
 MAX_BUSY_POLL = 0.01  # seconds: a spin longer than a scheduler tick is never the cheaper wait
 
 
-cdef uint32_t _busy_poll_ns(object busy_poll) except? 1:
-    """busy_poll= in seconds (None or 0: off) as nanoseconds."""
+cdef uint32_t _busy_poll_ns(object busy_poll, uint32_t *adaptive) except? 1:
+    """busy_poll= in seconds as nanoseconds: None, the default, is the adaptive window
+    (*adaptive set: it looks only after a short wait, engine/busy_poll.h); 0 is off."""
+    adaptive[0] = busy_poll is None
     if busy_poll is None:
-        return 0
+        return FM_BUSY_POLL_AUTO_NS
     cdef double t = busy_poll
     if not 0 <= t <= MAX_BUSY_POLL:
-        raise ValueError(f"busy_poll must be in 0..{MAX_BUSY_POLL:g} seconds (None: off), got {busy_poll!r}")
+        raise ValueError(f"busy_poll must be in 0..{MAX_BUSY_POLL:g} seconds (0: off; None: adaptive), "
+                         f"got {busy_poll!r}")
     return <uint32_t>(t * 1e9 + 0.5)
 
 

@@ -109,7 +109,7 @@ cdef class Receiver:
             raise ValueError(f"ack must be one of {ACK_MODES}, got {ack!r}")
         cfg.ack_on_receipt = ack == "received"
         cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
-        cfg.busy_poll_ns = _busy_poll_ns(busy_poll)
+        cfg.busy_poll_ns = _busy_poll_ns(busy_poll, &cfg.busy_poll_auto)
         if reply_hwm_bytes < 4096:
             raise ValueError(f"reply_hwm_bytes must be at least 4096, got {reply_hwm_bytes}")
         cfg.reply_hwm_bytes = reply_hwm_bytes

@@ -88,7 +88,7 @@ cdef class Sender:
         cfg.session_id = secrets.randbits(64) | 1
         cfg.handshake_timeout_ms = _timeout_ms("handshake_timeout", handshake_timeout)
         cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
-        cfg.busy_poll_ns = _busy_poll_ns(busy_poll)
+        cfg.busy_poll_ns = _busy_poll_ns(busy_poll, &cfg.busy_poll_auto)
         self.max_message = max_message_size
         self.hwm = cfg.ring_capacity
         self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)

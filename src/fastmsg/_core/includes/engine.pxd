@@ -33,6 +33,9 @@ cdef extern from "net/tls.h" nogil:
     void fm_tls_ctx_free(fm_tls_ctx *c)
     uint64_t fm_tls_ctx_options(void *ssl_ctx)
 
+cdef extern from "engine/busy_poll.h" nogil:
+    const uint32_t FM_BUSY_POLL_AUTO_NS
+
 cdef extern from "engine/engine.h" nogil:
     ctypedef struct fm_ctx:
         pass
@@ -92,6 +95,7 @@ cdef extern from "engine/engine.h" nogil:
         fm_auth_key key                 # len 0: no secret
         fm_tls_ctx *tls                 # NULL: plaintext; the engine frees it
         uint32_t busy_poll_ns           # polling before sleeping in a wait; 0: never
+        uint32_t busy_poll_auto         # ...only after a short wait
 
     fm_sender *fm_sender_new(fm_ctx *ctx, const sockaddr *addr, socklen_t addrlen, const fm_sender_config *cfg,
                              fm_error *err)
@@ -152,6 +156,7 @@ cdef extern from "engine/engine.h" nogil:
         uint32_t rate_burst
         fm_tls_ctx *tls                 # NULL: plaintext; the engine frees it
         uint32_t busy_poll_ns           # polling before sleeping in a wait; 0: never
+        uint32_t busy_poll_auto         # ...only after a short wait
         fm_allow_name names[32]         # FM_MAX_ALLOW; nnames 0: any certificate
         uint32_t nnames
 

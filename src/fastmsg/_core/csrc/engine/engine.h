@@ -120,6 +120,7 @@ typedef struct {
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the receiver is gone (> heartbeat_ms) */
     uint32_t busy_poll_ns;  /* a requester polls its socket this long before it sleeps; 0: never */
+    uint32_t busy_poll_auto; /* ...only after a short wait (busy_poll.h) */
     fm_auth_key key;        /* len 0: no secret */
     fm_tls_ctx *tls;        /* NULL: plaintext; else the sender's, freed with it */
 } fm_sender_config;
@@ -239,6 +240,7 @@ typedef struct {
     uint32_t heartbeat_ms;  /* PING interval (heartbeat.h); 0: no heartbeats */
     uint32_t dead_peer_ms;  /* nothing received this long: the sender is gone (> heartbeat_ms) */
     uint32_t busy_poll_ns;  /* a recv() polls the sockets this long before it sleeps; 0: never */
+    uint32_t busy_poll_auto; /* ...only after a short wait (busy_poll.h) */
     uint64_t reply_hwm_bytes; /* reply bytes queued or unacknowledged at which reply() refuses */
     uint32_t dual_stack;      /* an IPv6 address takes IPv4 connections too (IPV6_V6ONLY off), as for the address "*" */
     /* ---- who may connect (receiver_allow.c, receiver_auth.c) ---- */

@@ -97,6 +97,7 @@ fm_receiver *fm_receiver_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t
     rx->ack_due_ns = INT64_MAX;
     rx->ctx = ctx;
     rx->cfg = *cfg;
+    fm_busy_poll_init(&rx->busy, cfg->busy_poll_ns, cfg->busy_poll_auto);
     rx->lfd = fd;
     rx->poller = ctx->poller;
     rx->wake.rd = rx->wake.wr = -1;

@@ -67,16 +67,18 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
     __atomic_store_n(&rx->hb_next_ns, hb_next == INT64_MAX ? 0 : hb_next, __ATOMIC_RELAXED); /* heartbeat hook */
 }
 
-/* With busy_poll: looks at the sockets without sleeping for that long (at most to the deadline),
- * as a sleeping reader's wake-up is most of a round trip between two CPUs. Events, or 0. */
+/* With busy_poll (busy_poll.h): looks at the sockets without sleeping for a while first, cut at
+ * the deadline. Events, or 0. */
 static int busy_poll(fm_receiver *rx, fastmsg_poll_event *ev, int64_t now, int64_t deadline_ns) {
-    if (!rx->cfg.busy_poll_ns) return 0;
-    int64_t end = now + rx->cfg.busy_poll_ns;
-    if (deadline_ns >= 0 && deadline_ns < end) end = deadline_ns;
+    /* (Answering requests: a reply was queued since the last wait.) */
+    uint64_t replies = __atomic_load_n(&rx->replies_queued, __ATOMIC_RELAXED);
+    int exchange = replies != rx->busy_replies;
+    rx->busy_replies = replies;
+    int64_t end = fm_busy_poll_end(&rx->busy, now, deadline_ns, exchange);
+    if (end <= now) return 0;
     for (;;) {
         int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, 0);
-        if (n != 0 || fastmsg_monotonic_ns() >= end) return n;
-        fm_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
+        if (n != 0 || fastmsg_monotonic_ns() >= end || !fm_busy_poll_yield(&rx->busy)) return n;
     }
 }
 
@@ -97,7 +99,7 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     }
     fastmsg_poll_event ev[EVENTS_PER_WAIT];
     int rc = FASTMSG_WAIT_TIMEOUT;
-    int64_t now = fastmsg_monotonic_ns();
+    int64_t now = fastmsg_monotonic_ns(), start = now;
     for (;;) {
         /* No timer unless a deadline needs one: arming and cancelling one costs more than the
          * rest of the wait (a VM exit each, in a virtual machine). */
@@ -129,6 +131,7 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
         now = fastmsg_monotonic_ns();
         dispatch(ev, n, now);
     }
+    if (rc != FASTMSG_WAIT_INTERRUPTED) fm_busy_poll_learn(&rx->busy, rc == FASTMSG_WAIT_READY ? now - start : INT64_MAX);
     rx->lease_end_ns = now + LEASE_NS;
     __atomic_store_n(&rx->ack_due_ns, INT64_MAX, __ATOMIC_RELEASE);
     fm_token_give(&rx->token);

@@ -17,6 +17,7 @@
 #include "base/thread.h"
 
 #include "base/futex.h"
+#include "engine/busy_poll.h"
 #include "engine/engine.h"
 #include "engine/heartbeat.h"
 #include "engine/loop.h"
@@ -199,6 +200,8 @@ struct fm_receiver {
     fm_endpoint listener; /* registered with the listening socket */
     fm_ctx *ctx;
     fm_receiver_config cfg;
+    fm_busy_poll busy;    /* a direct reader's looking before it sleeps (busy_poll.h) */
+    uint64_t busy_replies; /* replies_queued at its last wait (the reader's) */
     int lfd;
     /* The listener and the connections live in a poller of their own when it can nest in the
      * context's (epoll): then a thread blocked in recv can wait on it and read the sockets
@@ -239,6 +242,7 @@ struct fm_receiver {
                                  * or name its peer, and by fm_receiver_connections to list them */
     fm_reply *rq_head, *rq_tail;
     uint32_t rq_len;        /* how many (written under rlock, read without it) */
+    uint64_t replies_queued; /* ever (busy_poll: a reader that answers looks before it sleeps) */
     uint32_t rq_held;       /* 1: they wait for the end of a recv_many batch (a reply queued with
                              * write_now 0): the I/O thread and readers leave them alone... */
     uint32_t rq_go;         /* ...unless a write was asked for since the queue was last taken */

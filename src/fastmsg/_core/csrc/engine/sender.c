@@ -43,6 +43,7 @@ fm_sender *fm_sender_new(fm_ctx *ctx, const struct sockaddr *addr, socklen_t add
     memcpy(&s->addr, addr, addrlen);
     s->addrlen = addrlen;
     s->cfg = *cfg;
+    fm_busy_poll_init(&s->busy, cfg->busy_poll_ns, cfg->busy_poll_auto);
     uint32_t timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : HANDSHAKE_TIMEOUT_DEFAULT_MS;
     s->handshake_timeout_ns = (int64_t)timeout_ms * FM_MS;
     s->fd = -1;

@@ -50,16 +50,15 @@ static int take_soon(fm_sender *s) {
     return 0;
 }
 
-/* Waits for the socket to be readable until `until`: with busy_poll, it looks without sleeping
- * for that long first (a sleeping thread's wake-up is most of a round trip between two CPUs). */
+/* Waits for the socket to be readable until `until`: with busy_poll (busy_poll.h), it looks
+ * without sleeping for a while first. */
 static int wait_readable(fm_sender *s, int64_t now, int64_t until) {
-    if (s->cfg.busy_poll_ns) {
-        int64_t spin_end = now + s->cfg.busy_poll_ns < until ? now + s->cfg.busy_poll_ns : until;
+    int64_t spin_end = fm_busy_poll_end(&s->busy, now, until, 1); /* (a reply awaited) */
+    if (spin_end > now) {
         for (;;) {
             int rc = fastmsg_wait_readable(s->fd, 0);
             if (rc != 0) return rc;
-            if (fastmsg_monotonic_ns() >= spin_end) break;
-            fm_yield(); /* (a peer sharing this CPU runs meanwhile: spinning would starve it) */
+            if (fastmsg_monotonic_ns() >= spin_end || !fm_busy_poll_yield(&s->busy)) break;
         }
         now = fastmsg_monotonic_ns();
         if (now >= until) return 0;
@@ -71,7 +70,7 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until) {
  * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
  * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
  * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's). */
-static int read_held(fm_sender *s, fm_request *r, int64_t until) {
+static int read_until(fm_sender *s, fm_request *r, int64_t until) {
     for (;;) {
         if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s);
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
@@ -84,6 +83,15 @@ static int read_held(fm_sender *s, fm_request *r, int64_t until) {
         fm_sender_read_frames(s, fastmsg_monotonic_ns());
         if (s->fd < 0) return FASTMSG_WAIT_TIMEOUT; /* failed: the I/O thread reconnects */
     }
+}
+
+/* read_until, and how long the reply took for busy_poll's adaptive mode. */
+static int read_held(fm_sender *s, fm_request *r, int64_t until) {
+    int64_t start = fastmsg_monotonic_ns();
+    int rc = read_until(s, r, until);
+    if (rc != FASTMSG_WAIT_INTERRUPTED)
+        fm_busy_poll_learn(&s->busy, rc == FASTMSG_WAIT_READY ? fastmsg_monotonic_ns() - start : INT64_MAX);
+    return rc;
 }
 
 void fm_sender_end_lease(fm_sender *s) {

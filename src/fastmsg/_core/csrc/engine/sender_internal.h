@@ -14,6 +14,7 @@
 #include "base/thread.h"
 #include <stdio.h>
 
+#include "engine/busy_poll.h"
 #include "engine/engine.h"
 #include "engine/heartbeat.h"
 #include "engine/loop.h"
@@ -53,6 +54,7 @@ struct fm_sender {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     fm_sender_config cfg;
+    fm_busy_poll busy;      /* a requester's looking at its socket before it sleeps (busy_poll.h) */
     int64_t handshake_timeout_ns;
     void *mem;              /* ring control block + records */
     fastmsg_ring producer;  /* Python's handle */
