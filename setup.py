@@ -36,6 +36,7 @@ ENGINE_SOURCES = (
     "engine/notifier.c",
     "engine/command.c",
     "engine/loop.c",
+    "engine/busy_poll.c",
     "engine/context.c",
     "engine/linger.c",
     "engine/receiver_tls.c",

@@ -17,5 +17,5 @@ pytestmark = [
 
 
 def test_busy_poll_decisions(tmp_path):
-    out = build_and_run(tmp_path, "busy_poll_selftest", ["base/futex.c"], flags=SANITIZE)
+    out = build_and_run(tmp_path, "busy_poll_selftest", ["base/futex.c", "engine/busy_poll.c"], flags=SANITIZE)
     assert "0 failures" in out

@@ -63,6 +63,24 @@ int main(void) {
     fm_busy_poll_learn(&b, 1000);
     CHECK(sleeps_before_a_look(&b) == 1);
 
+    /* The switch count the crowding test reads on Linux: it only grows, and a yield with nothing
+     * else to run leaves it alone at least sometimes (this process has one thread). */
+    long s0 = fm_thread_switches();
+#ifdef __linux__
+    CHECK(s0 >= 0);
+    int unswitched = 0;
+    for (int i = 0; i < 100; i++) {
+        long a = fm_thread_switches();
+        fm_yield();
+        long c = fm_thread_switches();
+        CHECK(c >= a);
+        unswitched += c == a;
+    }
+    CHECK(unswitched > 0);
+#else
+    CHECK(s0 == -1);
+#endif
+
     printf("%lu failures\n", failures);
     return failures != 0;
 }

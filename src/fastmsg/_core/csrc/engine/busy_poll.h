@@ -6,7 +6,8 @@
  * wait before it was short (under two
  * windows, from the wait's start to its end), so a thread looks while messages follow each other
  * closely and sleeps at once when they do not; and only while its CPU is its own: a yield that
- * another thread ran in (the peer, on a shared CPU) ends the looking, and the next waits sleep at
+ * another thread ran in (the peer, on a shared CPU; Linux counts the thread's switches, elsewhere
+ * a yield over 5 us says so) ends the looking, and the next waits sleep at
  * once, 1, 2, 4... up to 64 of them as it happens again before a yield is quick again (a thread
  * of its own process passing through must not cost many sleeps; a peer always there, few
  * looks). There a message can only come while the thread yields the CPU, as a sleep does, and the
@@ -26,7 +27,7 @@
  * 25-30 us on the virtual machine measured, so a two-CPU round trip with both sides asleep took
  * about 60 us: under two windows, so that adaptive looking starts there. */
 #define FM_BUSY_POLL_AUTO_NS 50000u
-/* A yield that took longer ran another thread on this CPU. */
+/* A yield that took longer ran another thread on this CPU (where switches are not counted). */
 #define FM_BUSY_POLL_CROWDED_NS 5000
 /* The most waits that sleep at once after a crowded yield, before the adaptive mode looks again. */
 #define FM_BUSY_POLL_CROWDED_WAITS 64
@@ -61,6 +62,10 @@ static inline int64_t fm_busy_poll_end(fm_busy_poll *b, int64_t now, int64_t dea
     return deadline_ns >= 0 && deadline_ns < end ? deadline_ns : end;
 }
 
+/* How often the calling thread was switched out so far (Linux), or -1 where that is not known
+ * (busy_poll.c): a yield that switched ran another thread, however briefly. */
+long fm_thread_switches(void);
+
 /* A yield between looks took `took_ns`: 0 if the looking is to stop (adaptive, and another
  * thread ran meanwhile), which sends the next waits to sleep at once. */
 static inline int fm_busy_poll_note_yield(fm_busy_poll *b, int64_t took_ns) {
@@ -77,9 +82,12 @@ static inline int fm_busy_poll_note_yield(fm_busy_poll *b, int64_t took_ns) {
 /* Yields the CPU between looks (a peer sharing it runs meanwhile: spinning would starve it);
  * fm_busy_poll_note_yield's answer. */
 static inline int fm_busy_poll_yield(fm_busy_poll *b) {
+    long switches = b->adaptive ? fm_thread_switches() : -1;
     int64_t before = fastmsg_monotonic_ns();
     fm_yield();
-    return fm_busy_poll_note_yield(b, fastmsg_monotonic_ns() - before);
+    int64_t took = fastmsg_monotonic_ns() - before;
+    if (switches >= 0 && fm_thread_switches() != switches) took = FM_BUSY_POLL_CROWDED_NS; /* another ran */
+    return fm_busy_poll_note_yield(b, took);
 }
 
 /* A wait ended after `waited_ns` (INT64_MAX: it timed out). */
