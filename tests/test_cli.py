@@ -1,8 +1,10 @@
 """The `fastmsg` command, run as a real process."""
 
+import io
 import os
 import re
 import selectors
+import socket
 import subprocess
 import sys
 import time
@@ -43,9 +45,16 @@ def test_bench_quick_compare():
     assert "64 B send()" in r.stdout
     assert "p50 µs" in r.stdout and "p99 µs" in r.stdout and "asyncio round trip 64 B" in r.stdout
     peers = ["sockets"] + (["pyzmq"] if HAS_ZMQ else []) + (["fastmsg"] if HAS_TRANSPORT else [])
+    if not hasattr(os, "sched_setaffinity"):  # (macOS, Windows)
+        pins = ("none",)
+    else:
+        pins = ("same", "split") if len(os.sched_getaffinity(0)) > 1 else ("same",)
     for peer in peers:
-        for pin in ("same", "split") if len(os.sched_getaffinity(0)) > 1 else ("same",):
+        for pin in pins:
             for transport in ("tcp", "ipc"):
+                if peer == "sockets" and transport == "ipc" and not hasattr(socket, "AF_UNIX"):  # (Windows)
+                    assert "sockets over ipc: Python's socket module has no Unix sockets here, no row" in r.stdout
+                    continue
                 row = [l for l in lines if l.split()[:3] == [pin, transport, peer]]
                 assert len(row) == 1, (peer, pin, transport, r.stdout)
                 assert "FAILED" not in row[0]
@@ -86,6 +95,22 @@ def test_bench_detects_a_lossy_peer(peer, size, fault, message):
     assert "FAILED (no number is reported for these runs)" in r.stdout
     row = [l.split() for l in r.stdout.splitlines() if l.split()[:3] == ["same", "tcp", peer]]
     assert row and row[0][3:5] == ["FAILED", "FAILED"], r.stdout  # the batched size and 64 B send()
+
+
+def test_a_peer_without_a_transport_has_no_row_and_says_why(monkeypatch):
+    """As the socket peer on Windows, whose Python has no Unix sockets: its ipc row is left out,
+    a note says why, and the other peers' rows are there."""
+    from fastmsg._bench import peer_sockets, runner
+    monkeypatch.setattr(peer_sockets, "unavailable_over", lambda t: "no Unix sockets" if t == "ipc" else None)
+    peers = ["sockets"] + (["fastmsg"] if HAS_TRANSPORT else [])
+    bench = runner.Bench(peers, ["tcp", "ipc"], [64], "same", 0.05, 5, True, err=io.StringIO())
+    results = bench.run()
+    pin = "none" if not hasattr(os, "sched_setaffinity") else "same"
+    assert (pin, "ipc", "sockets") not in results and (pin, "tcp", "sockets") in results
+    assert "sockets over ipc: no Unix sockets, no row" in bench.notes
+    if HAS_TRANSPORT:
+        assert (pin, "ipc", "fastmsg") in results and "FAILED" not in results[pin, "ipc", "fastmsg"].values()
+    assert bench.done == bench.total == len(results) * 4  # (64 B, send(), both round trips)
 
 
 def test_bench_without_compare_when_transport_missing():

@@ -159,11 +159,11 @@ def _bench(args, out):
         return 0
     bench = runner.Bench(peers, transports, sizes, args.pin, duration, args.timeout, args.quick)
     results = bench.run()
-    out.write(table.render(results, sizes, skipped, header + [bench.pin_note]))
+    out.write(table.render(results, sizes, skipped, header + bench.notes))
     if bench.failures:
         out.write("\nFAILED (no number is reported for these runs):\n")
         out.write("".join(f"  {f}\n" for f in bench.failures))
-    _bench_files(args, report.document(args.argv, settings, header + [bench.pin_note], skipped, results,
+    _bench_files(args, report.document(args.argv, settings, header + bench.notes, skipped, results,
                                        bench.details, bench.failures))
     return 1 if bench.failures else 0
 

@@ -21,6 +21,14 @@ def unavailable():
     return None
 
 
+def unavailable_over(transport):
+    import zmq
+
+    if transport == "ipc" and not zmq.has("ipc"):
+        return f"this libzmq ({zmq.zmq_version()}) has no ipc://"
+    return None
+
+
 def _socket(kind, spec):
     import zmq
 

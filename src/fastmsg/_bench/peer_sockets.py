@@ -22,6 +22,12 @@ def unavailable():
     return None
 
 
+def unavailable_over(transport):
+    if transport == "ipc" and not hasattr(socket, "AF_UNIX"):
+        return "Python's socket module has no Unix sockets here"
+    return None
+
+
 def _bounded(sock, timeout):
     tv = struct.pack("@ll", int(timeout), int((timeout % 1) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)

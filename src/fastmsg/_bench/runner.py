@@ -4,7 +4,6 @@ import json
 import os
 import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,10 @@ import time
 from fastmsg._bench import payload
 
 PEERS = ("fastmsg", "pyzmq", "sockets")
-TRANSPORTS = ("tcp", "ipc") if hasattr(socket, "AF_UNIX") else ("tcp",)  # (Windows: the socket peer has no Unix sockets in Python)
+# ipc:// is a Unix socket: everywhere but a Windows before 10 1803 (build 17063), where fastmsg
+# makes them itself; a peer that cannot use one there says so (peer_*.unavailable_over).
+_UNIX_SOCKETS = sys.platform != "win32" or sys.getwindowsversion().build >= 17063
+TRANSPORTS = ("tcp", "ipc") if _UNIX_SOCKETS else ("tcp",)
 RTT_SIZE = 64
 SEND_SIZE = 64  # the throughput case with one send() call per message
 
@@ -192,41 +194,55 @@ class Bench:
         self.last_detail = {"size": RTT_SIZE, "trips": res["trips"], "quantiles_ns": res["quantiles_ns"]}
         return res["p50_ns"] / 1000, res["p99_ns"] / 1000
 
+    def unavailable_over(self):
+        """{(peer, transport): why that peer has no row over that transport here}."""
+        import importlib
+        missing = {}
+        for peer in self.peers:
+            module = importlib.import_module(f"fastmsg._bench.peer_{peer}")
+            for transport in self.transports:
+                reason = module.unavailable_over(transport)
+                if reason:
+                    missing[peer, transport] = reason
+        return missing
+
     def run(self):
         """{(pin, transport, peer): {size, "send" or "rtt": value or "FAILED"}}."""
-        plans, self.pin_note = pinnings(self.pin)
+        plans, pin_note = pinnings(self.pin)
+        missing = self.unavailable_over()
+        self.notes = [pin_note] + [f"{peer} over {transport}: {reason}, no row" for (peer, transport), reason in missing.items()]
         cases = self.sizes + ["send", "rtt", "artt"]
-        self.total = len(plans) * len(self.transports) * len(self.peers) * len(cases)
+        pairs = [(t, p) for t in self.transports for p in self.peers if (p, t) not in missing]
+        self.total = len(plans) * len(pairs) * len(cases)
         results = {}
         self.ipc_dir = tempfile.mkdtemp(prefix="fmb-")
         pair = None
         try:
             for pin, rx_cpu, tx_cpu in plans:
                 pair = Pair(rx_cpu, tx_cpu)
-                for transport in self.transports:
-                    for peer in self.peers:
-                        row = results.setdefault((pin, transport, peer), {})
-                        details = self.details.setdefault((pin, transport, peer), {})
-                        for case in cases:
-                            label = case_label(case)
-                            self._progress(f"{pin} {transport} {peer} {label}")
-                            self.last_detail = None
-                            try:
-                                if case == "rtt":
-                                    row[case] = self.round_trip(pair, peer, transport)
-                                elif case == "artt":
-                                    row[case] = self.round_trip(pair, peer, transport, "apingpong")
-                                elif case == "send":
-                                    row[case] = self.throughput(pair, peer, transport, SEND_SIZE, "single")
-                                else:
-                                    row[case] = self.throughput(pair, peer, transport, case)
-                                details[case] = self.last_detail
-                            except CaseFailed as e:
-                                row[case] = "FAILED"
-                                details[case] = {"error": str(e)}
-                                self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
-                                self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
-                            self.done += 1
+                for transport, peer in pairs:
+                    row = results.setdefault((pin, transport, peer), {})
+                    details = self.details.setdefault((pin, transport, peer), {})
+                    for case in cases:
+                        label = case_label(case)
+                        self._progress(f"{pin} {transport} {peer} {label}")
+                        self.last_detail = None
+                        try:
+                            if case == "rtt":
+                                row[case] = self.round_trip(pair, peer, transport)
+                            elif case == "artt":
+                                row[case] = self.round_trip(pair, peer, transport, "apingpong")
+                            elif case == "send":
+                                row[case] = self.throughput(pair, peer, transport, SEND_SIZE, "single")
+                            else:
+                                row[case] = self.throughput(pair, peer, transport, case)
+                            details[case] = self.last_detail
+                        except CaseFailed as e:
+                            row[case] = "FAILED"
+                            details[case] = {"error": str(e)}
+                            self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
+                            self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
+                        self.done += 1
                 pair.close()
                 pair = None
             if self.err.isatty():
