@@ -1,20 +1,19 @@
 /* busy_poll: a thread about to sleep for a message or a reply first looks at its sockets without
  * sleeping for a while (yielding between looks), as a sleeping thread's wake-up is most of a
- * round trip between two CPUs. Fixed (busy_poll=seconds: every wait looks that long first) or
- * adaptive, the default: only a wait for a reply, or a recv() that answered a request since its
- * last wait (a stream of one-way messages needs throughput, and pays no look), and only if the
- * wait before it was short (under two
- * windows, from the wait's start to its end), so a thread looks while messages follow each other
- * closely and sleeps at once when they do not; and only while its CPU is its own: a yield that
- * another thread ran in (the peer, on a shared CPU; Linux counts the thread's switches, elsewhere
- * a yield over 5 us says so) ends the looking, and the next waits sleep at
- * once, 1, 2, 4... up to 64 of them as it happens again before a yield is quick again (a thread
- * of its own process passing through must not cost many sleeps; a peer always there, few
- * looks). There a message can only come while the thread yields the CPU, as a sleep does, and the
- * looks cost system calls the peer waits for: with both processes pinned to one CPU, one send()
- * per message went 10-20% slower and asyncio round trips 15% slower while the adaptive mode
- * looked regardless. Its cost is bounded: at most a window of looking per message, and only
- * while messages come within two windows. */
+ * round trip between two CPUs. Decided once a wait (fm_busy_poll_end). Fixed (busy_poll=seconds:
+ * every wait looks that long) or adaptive, the default, which looks only where it is likely to pay:
+ * - in an exchange: a wait for a reply, or a recv() that answered a request since its last wait
+ *   (a stream of one-way messages needs throughput: one send() per message lost 10-20% on one
+ *   CPU when it looked);
+ * - after a short wait (under two windows, start to end): while requests follow each other
+ *   closely; a slow peer costs no look;
+ * - while the CPU is the thread's own: a yield in which another thread ran (Linux counts the
+ *   thread's switches; elsewhere, a yield over 5 us) ends the looking, and if no yield has been
+ *   quick since, the next 1, 2, 4 ... up to 64 waits sleep at once. With the peer on the same CPU
+ *   a message only comes while the thread yields it, as a sleep does, and the looks cost system
+ *   calls the peer waits for (asyncio round trips on one CPU lost 15% when looks went on).
+ * Its cost is bounded: at most a window of looking per message, only while messages come within
+ * two windows. */
 #ifndef FASTMSG_BUSY_POLL_H
 #define FASTMSG_BUSY_POLL_H
 

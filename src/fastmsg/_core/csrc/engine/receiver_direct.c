@@ -67,19 +67,27 @@ static void step_held(fm_receiver *rx, int64_t now, int64_t *next, int64_t *ack_
     __atomic_store_n(&rx->hb_next_ns, hb_next == INT64_MAX ? 0 : hb_next, __ATOMIC_RELAXED); /* heartbeat hook */
 }
 
-/* With busy_poll (busy_poll.h): looks at the sockets without sleeping for a while first, cut at
- * the deadline. Events, or 0. */
-static int busy_poll(fm_receiver *rx, fastmsg_poll_event *ev, int64_t now, int64_t deadline_ns) {
-    /* (Answering requests: a reply was queued since the last wait.) */
+/* With busy_poll (busy_poll.h): until *look_end, looks at the sockets without sleeping; a
+ * crowded CPU ends the looking for the rest of the wait (*look_end = 0). Events, or 0. */
+static int busy_poll(fm_receiver *rx, fastmsg_poll_event *ev, int64_t now, int64_t *look_end) {
+    if (now >= *look_end) return 0;
+    for (;;) {
+        int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, 0);
+        if (n != 0 || fastmsg_monotonic_ns() >= *look_end) return n;
+        if (!fm_busy_poll_yield(&rx->busy)) {
+            *look_end = 0;
+            return 0;
+        }
+    }
+}
+
+/* Whether a wait starting at `now` looks first, and till when (busy_poll.h): decided once a wait.
+ * An exchange: a reply was queued since the last wait (this thread answers requests). */
+static int64_t look_end(fm_receiver *rx, int64_t now, int64_t deadline_ns) {
     uint64_t replies = __atomic_load_n(&rx->replies_queued, __ATOMIC_RELAXED);
     int exchange = replies != rx->busy_replies;
     rx->busy_replies = replies;
-    int64_t end = fm_busy_poll_end(&rx->busy, now, deadline_ns, exchange);
-    if (end <= now) return 0;
-    for (;;) {
-        int n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, 0);
-        if (n != 0 || fastmsg_monotonic_ns() >= end || !fm_busy_poll_yield(&rx->busy)) return n;
-    }
+    return fm_busy_poll_end(&rx->busy, now, deadline_ns, exchange);
 }
 
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
@@ -99,7 +107,7 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
     }
     fastmsg_poll_event ev[EVENTS_PER_WAIT];
     int rc = FASTMSG_WAIT_TIMEOUT;
-    int64_t now = fastmsg_monotonic_ns(), start = now;
+    int64_t now = fastmsg_monotonic_ns(), start = now, looking = look_end(rx, now, deadline_ns);
     for (;;) {
         /* No timer unless a deadline needs one: arming and cancelling one costs more than the
          * rest of the wait (a VM exit each, in a virtual machine). */
@@ -122,7 +130,7 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
         }
         int64_t wait_ms = next == INT64_MAX ? -1 : (next - now + FM_MS - 1) / FM_MS;
         int timeout_ms = wait_ms > MAX_WAIT_MS ? MAX_WAIT_MS : (int)wait_ms;
-        int n = busy_poll(rx, ev, now, deadline_ns);
+        int n = busy_poll(rx, ev, now, &looking);
         if (n == 0) n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, timeout_ms);
         if (n == -EINTR) {
             rc = FASTMSG_WAIT_INTERRUPTED;

@@ -50,15 +50,18 @@ static int take_soon(fm_sender *s) {
     return 0;
 }
 
-/* Waits for the socket to be readable until `until`: with busy_poll (busy_poll.h), it looks
- * without sleeping for a while first. */
-static int wait_readable(fm_sender *s, int64_t now, int64_t until) {
-    int64_t spin_end = fm_busy_poll_end(&s->busy, now, until, 1); /* (a reply awaited) */
-    if (spin_end > now) {
+/* Waits for the socket to be readable until `until`; first, until *look_end, it looks without
+ * sleeping (busy_poll.h), and a crowded CPU ends the looking for the rest of the wait. */
+static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look_end) {
+    if (now < *look_end) {
         for (;;) {
             int rc = fastmsg_wait_readable(s->fd, 0);
             if (rc != 0) return rc;
-            if (fastmsg_monotonic_ns() >= spin_end || !fm_busy_poll_yield(&s->busy)) break;
+            if (fastmsg_monotonic_ns() >= *look_end) break;
+            if (!fm_busy_poll_yield(&s->busy)) {
+                *look_end = 0;
+                break;
+            }
         }
         now = fastmsg_monotonic_ns();
         if (now >= until) return 0;
@@ -70,13 +73,13 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until) {
  * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
  * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
  * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's). */
-static int read_until(fm_sender *s, fm_request *r, int64_t until) {
+static int read_until(fm_sender *s, fm_request *r, int64_t until, int64_t *look_end) {
     for (;;) {
         if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s);
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
         int64_t now = fastmsg_monotonic_ns();
         if (now >= until) return FASTMSG_WAIT_TIMEOUT;
-        int rc = s->tls_unread ? 1 : wait_readable(s, now, until);
+        int rc = s->tls_unread ? 1 : wait_readable(s, now, until, look_end);
         if (rc == -EINTR) return FASTMSG_WAIT_INTERRUPTED;
         if (rc < 0) return FASTMSG_WAIT_TIMEOUT; /* (the I/O thread meets the same failure) */
         if (rc == 0) continue;
@@ -85,10 +88,11 @@ static int read_until(fm_sender *s, fm_request *r, int64_t until) {
     }
 }
 
-/* read_until, and how long the reply took for busy_poll's adaptive mode. */
+/* read_until, looking first or not as busy_poll decides once for the wait (a reply awaited is an
+ * exchange), and how long the reply took for its adaptive mode. */
 static int read_held(fm_sender *s, fm_request *r, int64_t until) {
-    int64_t start = fastmsg_monotonic_ns();
-    int rc = read_until(s, r, until);
+    int64_t start = fastmsg_monotonic_ns(), looking = fm_busy_poll_end(&s->busy, start, until, 1);
+    int rc = read_until(s, r, until, &looking);
     if (rc != FASTMSG_WAIT_INTERRUPTED)
         fm_busy_poll_learn(&s->busy, rc == FASTMSG_WAIT_READY ? fastmsg_monotonic_ns() - start : INT64_MAX);
     return rc;
