@@ -2,8 +2,9 @@
 
 Round trips, one request at a time: fastmsg (Sender.request, Message.reply, with the adaptive
 busy_poll of the defaults; and the same with busy_poll=100 us on both sides, which polls rather
-than sleeps in every wait: the two processes on two CPUs then spare each other's wake-up) against a plain blocking socket echo (one connection,
-4-byte length prefix) and pyzmq REQ/REP when installed;
+than sleeps in every wait: the two processes on two CPUs then spare each other's wake-up) against
+a plain blocking socket echo (one connection, 4-byte length prefix) and pyzmq REQ/REP when
+installed;
 then the same from asyncio (fastmsg.asyncio request against an asyncio Protocol client of the
 socket echo and zmq.asyncio REQ/REP, on the default loop and uvloop).
 

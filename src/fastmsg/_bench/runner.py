@@ -1,5 +1,6 @@
 """Run the cases: two worker processes per pinning, each case checked before it counts."""
 
+import importlib
 import json
 import os
 import selectors
@@ -196,7 +197,6 @@ class Bench:
 
     def unavailable_over(self):
         """{(peer, transport): why that peer has no row over that transport here}."""
-        import importlib
         missing = {}
         for peer in self.peers:
             module = importlib.import_module(f"fastmsg._bench.peer_{peer}")
