@@ -296,6 +296,24 @@ def test_a_reply_sent_at_once_is_not_held_by_a_batch():
             assert frame["replies"] == [(3, b"last")]
 
 
+def test_a_batch_kept_unanswered_does_not_hold_its_replies_for_ever():
+    """The application answers one request of a batch, keeps the other and calls nothing more:
+    the held reply still goes, once held 100 ms (the I/O thread's deadline), not never."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0") as rx:
+        sock, _ = _raw_requester(rx.endpoint, [(5, b"a"), (6, b"b")])
+        with sock:
+            batch = []
+            while len(batch) < 2:
+                batch += rx.recv_many(2 - len(batch), timeout=5)
+            batch[0].reply(b"answered")  # batch[1] is kept, unanswered
+            sock.settimeout(10)
+            kind, frame = read_frame(sock)
+            while kind != "REPLY":
+                kind, frame = read_frame(sock)
+            assert frame["replies"] == [(5, b"answered")]
+            batch[1].release()
+
+
 def test_each_reply_carries_the_ack_of_the_requests_released_before_it():
     # The ACK timer (1 ms) would say it too, but alone and later: here each REPLY frame is preceded
     # by an ACK of the requests released so far, and never of the one it answers (still held).

@@ -196,7 +196,7 @@ static void receiver_detach(fm_endpoint *ep) {
     /* Python closes a receiver only when no thread is in recv: a holder gives it back soon. */
     while (!fm_token_take(&rx->token)) fm_yield();
     int64_t next = INT64_MAX;
-    __atomic_store_n(&rx->rq_held, 0, __ATOMIC_SEQ_CST); /* (a batch's too) */
+    __atomic_store_n(&rx->rq_held_ns, 0, __ATOMIC_SEQ_CST); /* (a batch's too) */
     fm_replies_step(rx, fastmsg_monotonic_ns(), &next); /* replies given before close() are written (the sockets linger) */
     fm_acks_flush(rx); /* what the application released before close() is acknowledged */
     while (rx->conns) fm_rxconn_close_as(rx->conns, 1);
@@ -228,7 +228,7 @@ static void receiver_step(fm_endpoint *ep, int64_t now, int64_t *next) {
         if (now + LEASE_NS < *next) *next = now + LEASE_NS;
         fm_receiver_hb_nudge(rx, now); /* heartbeat hook: the reader runs the timers */
         /* Replies queued for a reader that missed reply()'s wake-up: it writes them. */
-        if (fm_replies_due(rx) && rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
+        if (fm_replies_due(rx, now, next) && rx->wake.wr >= 0) fm_waker_signal(&rx->wake);
         return;
     }
     if (rx->lent) {
@@ -255,7 +255,8 @@ static int receiver_has_work(fm_endpoint *ep) {
     /* A reader holding the token resumes the connections itself (at the latest when its wait
      * slice ends). */
     if (!fm_token_take(&rx->token)) return 0;
-    int work = fm_replies_due(rx); /* replies to write */
+    int64_t unused = INT64_MAX;
+    int work = fm_replies_due(rx, fastmsg_monotonic_ns(), &unused); /* replies to write */
     for (fm_rxconn *c = rx->conns; c && !work; c = c->next)
         work = (int)__atomic_load_n(&c->buf->resume, __ATOMIC_SEQ_CST);
     fm_token_give(&rx->token);

@@ -137,8 +137,9 @@ void fm_session_acks_free(fm_session *s);
  * connection's first REPLY frame with an ACK (fm_ack_with_reply; *next as fm_acks_step's). Token
  * held. */
 void fm_replies_step(fm_receiver *rx, int64_t now, int64_t *next);
-/* 1 if replies are queued and free to go: not held for the end of a batch, or asked for. */
-int fm_replies_due(fm_receiver *rx);
+/* 1 if replies are queued and free to go at `now`: not held for the end of a batch, asked for,
+ * or held too long; else 0, and *next lowered to when held ones go regardless. */
+int fm_replies_due(fm_receiver *rx, int64_t now, int64_t *next);
 /* A HELLO (made: of a new session): the sender has every reply below h->reply_seq; the rest is
  * written again on the new connection. */
 void fm_session_replies_hello(fm_session_table *t, fm_session *s, const fastmsg_hello *h, uint32_t max_batch, int made);
@@ -243,8 +244,9 @@ struct fm_receiver {
     fm_reply *rq_head, *rq_tail;
     uint32_t rq_len;        /* how many (written under rlock, read without it) */
     uint64_t replies_queued; /* ever (busy_poll: a reader that answers looks before it sleeps) */
-    uint32_t rq_held;       /* 1: they wait for the end of a recv_many batch (a reply queued with
-                             * write_now 0): the I/O thread and readers leave them alone... */
+    int64_t rq_held_ns;     /* when they began to wait for the end of a recv_many batch (a reply
+                             * queued with write_now 0; 0: not held): the I/O thread and readers
+                             * leave them alone for up to REPLY_HOLD_NS... */
     uint32_t rq_go;         /* ...unless a write was asked for since the queue was last taken */
     uint64_t reply_bytes;   /* reply bytes queued or unacknowledged: bounded by reply_hwm_bytes */
     int64_t hb_next_ns; /* heartbeat hook: the connections' next heartbeat deadline, 0: none */

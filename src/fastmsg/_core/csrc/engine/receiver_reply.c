@@ -14,6 +14,9 @@
 #include "crc32c/crc32c.h"
 #include "engine/receiver_internal.h"
 
+/* The longest a recv_many batch's replies wait for the batch's end (fm_replies_due). */
+#define REPLY_HOLD_NS (100 * FM_MS)
+
 static void reply_free(uint64_t *reply_bytes, fm_reply *r) {
     __atomic_fetch_sub(reply_bytes, r->size, __ATOMIC_RELAXED);
     free(r);
@@ -48,7 +51,8 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     memcpy(r->rec + FASTMSG_REC_HDR + FASTMSG_REQUEST_ID_LEN, data, len);
     memset(r->rec + FASTMSG_REC_HDR + rec_len, 0, (size_t)(size - FASTMSG_REC_HDR - rec_len));
     fm_mutex_lock(&rx->rlock);
-    if (!write_now) __atomic_store_n(&rx->rq_held, 1, __ATOMIC_SEQ_CST); /* (seen with rq_len) */
+    if (!write_now && !__atomic_load_n(&rx->rq_held_ns, __ATOMIC_SEQ_CST)) /* (seen with rq_len) */
+        __atomic_store_n(&rx->rq_held_ns, fastmsg_monotonic_ns(), __ATOMIC_SEQ_CST);
     if (rx->rq_tail) rx->rq_tail->next = r;
     else rx->rq_head = r;
     rx->rq_tail = r;
@@ -64,7 +68,7 @@ void fm_receiver_send_replies(fm_receiver *rx) {
     /* Everything queued goes, held or not (another thread's hold may begin meanwhile: a reply
      * asked for before it still goes, rq_go, with whatever is queued then). */
     __atomic_store_n(&rx->rq_go, 1, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&rx->rq_held, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&rx->rq_held_ns, 0, __ATOMIC_SEQ_CST);
     if (fm_receiver_write_replies(rx) == 0) return;
     fm_ctx_kick(rx->ctx);
     /* A reader holding the sockets drains the queue in its own wait: wake it. */
@@ -81,19 +85,24 @@ static fm_reply *take_queue(fm_receiver *rx) {
     return r;
 }
 
-int fm_replies_due(fm_receiver *rx) {
+int fm_replies_due(fm_receiver *rx, int64_t now, int64_t *next) {
     /* A batch's replies wait for its end, which sends them (Receiver._send_held): were the I/O
      * thread to write what it finds queued whenever its round falls, one batch's replies would
-     * leave in as many writes as rounds fell while the application answered. */
-    return __atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST) &&
-           (!__atomic_load_n(&rx->rq_held, __ATOMIC_SEQ_CST) || __atomic_load_n(&rx->rq_go, __ATOMIC_SEQ_CST));
+     * leave in as many writes as rounds fell while the application answered. But not for ever:
+     * an application that keeps a batch's last request and calls nothing more has its other
+     * replies written REPLY_HOLD_NS after the hold began. */
+    if (!__atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST)) return 0;
+    int64_t held = __atomic_load_n(&rx->rq_held_ns, __ATOMIC_SEQ_CST);
+    if (!held || __atomic_load_n(&rx->rq_go, __ATOMIC_SEQ_CST) || now >= held + REPLY_HOLD_NS) return 1;
+    if (held + REPLY_HOLD_NS < *next) *next = held + REPLY_HOLD_NS;
+    return 0;
 }
 
 /* 1 if c may write its session's replies now. */
 static int writable(const fm_rxconn *c) { return c->ready && !c->closing && !c->retired && c->session; }
 
 void fm_replies_step(fm_receiver *rx, int64_t now, int64_t *next) {
-    if (!fm_replies_due(rx)) return;
+    if (!fm_replies_due(rx, now, next)) return;
     for (fm_reply *r = take_queue(rx), *next; r; r = next) {
         next = r->next;
         r->next = NULL;
