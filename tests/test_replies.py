@@ -18,7 +18,7 @@ from fastmsg.testing import FaultProxy
 
 from reply_helpers import answer, serve_in_thread, serve_process
 from transport_helpers import free_port, raw_connect, read_frame, wait_for
-from platforms import ipc_param, needs_sigkill
+from platforms import ipc_param, needs_posix_signals, needs_sigkill
 
 SPAWN = multiprocessing.get_context("spawn")
 K = proto.KINDS
@@ -447,6 +447,37 @@ def test_replier_killed_and_restarted_mid_stream():
         for p in procs:
             p.kill()
             p.join(10)
+
+
+@needs_posix_signals
+def test_signals_during_request_waits_lose_nothing():
+    """A requester's wait sleeps in its socket's read (sender_direct.c), which a signal cuts short
+    (EINTR): the handler must run and the wait go on, on the same connection, with every reply
+    matched. The replier is another process, so that the signals land in the requesting thread."""
+    port = free_port()
+    ready = SPAWN.Event()
+    p = SPAWN.Process(target=serve_process, args=(port, ready), daemon=True)
+    p.start()
+    hits = []
+    old = signal.signal(signal.SIGALRM, lambda *_: hits.append(1))
+    try:
+        assert ready.wait(30), "the replier did not start"
+        # busy_poll=0: every wait sleeps, none looks (busy_poll.h)
+        with fastmsg.Sender(f"tcp://127.0.0.1:{port}", busy_poll=0) as tx:
+            assert bytes(tx.request(b"first", timeout=10)) == answer(b"first")
+            signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+            try:
+                for i in range(2000):
+                    assert bytes(tx.request(b"s%d" % i, timeout=10)) == answer(b"s%d" % i)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            st = tx.stats()
+    finally:
+        signal.signal(signal.SIGALRM, old)
+        p.kill()
+        p.join(10)
+    assert len(hits) > 100, len(hits)
+    assert st["connects"] == 1 and st["protocol_errors"] == 0 and st["late_replies"] == 0, st
 
 
 def test_reply_given_just_before_the_receiver_closes_arrives():

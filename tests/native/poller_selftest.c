@@ -1,7 +1,8 @@
 /* Exercises one poller backend (argv[1]: "epoll", "kqueue" or "poll") over socketpairs: readiness
  * in and out (one event per fd), data pointers, modify (to nothing too), remove with the slot
  * reused, a poller nested in another and rearmed, a second descriptor of a socket, hang-up,
- * timeout, and many fds; and the sockets' probes (a listener alive or gone, AF_UNIX there or not). Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
+ * timeout, and many fds; the sockets' probes (a listener alive or gone, AF_UNIX there or not);
+ * and reads that wait (fastmsg_set_read_wait). Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
  * over loopback TCP pairs) by tests/test_windows_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "check.h"
@@ -34,9 +35,16 @@ static void close_(int fd) { fastmsg_close(fd); }
 /* Loopback TCP delivers a moment after send returns: waits until fd has what was sent to it. */
 static int arrived(int fd) { return fastmsg_wait_readable(fd, 5000000000LL) == 1; }
 #else
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 static int socketpair_(int sv[2]) { return socketpair(AF_UNIX, SOCK_STREAM, 0, sv); }
 static int write_(int fd, const char *buf, int n) { return (int)write(fd, buf, (size_t)n); }
 static int read_(int fd, char *buf, int n) { return (int)read(fd, buf, (size_t)n); }
@@ -283,6 +291,37 @@ int main(int argc, char **argv) {
         unlink(path);
 #endif
     }
+    /* Reads that wait (netio.h): a requester's read sleeps until bytes come or its timeout
+     * passes, while the engine's own reads and writes of the same socket never block. */
+    CHECK(socketpair_(a) == 0);
+#ifdef _WIN32
+    CHECK(fastmsg_set_read_wait(a[0], 20000000) == -EOPNOTSUPP); /* (Winsock: WSAPoll waits) */
+#else
+    CHECK(fcntl(a[0], F_SETFL, fcntl(a[0], F_GETFL) | O_NONBLOCK) == 0);
+    CHECK(fastmsg_set_read_wait(a[0], 20000000) == 0);
+    CHECK(!(fcntl(a[0], F_GETFL) & O_NONBLOCK));
+    char got[8];
+    int64_t t0 = now_ns();
+    CHECK(fastmsg_read_wait(a[0], got, sizeof got) == -EAGAIN);
+    CHECK(now_ns() - t0 >= 15000000); /* it waited (the timeout, up to a tick over) */
+    CHECK(fastmsg_set_read_wait(a[0], 10000000000LL) == 0); /* (a read that blocked would take 10 s) */
+    t0 = now_ns();
+    CHECK(fastmsg_read(a[0], got, sizeof got) == -EAGAIN);
+    static char chunk[65536];
+    struct iovec iov = {chunk, sizeof chunk};
+    ptrdiff_t w = 0;
+    for (int i = 0; i < 1000 && (w = fastmsg_writev(a[0], &iov, 1)) > 0; i++) {
+    }
+    CHECK(w == -EAGAIN); /* a full socket refuses */
+    CHECK(now_ns() - t0 < 5000000000LL); /* neither waited */
+    CHECK(write_(a[1], "x", 1) == 1);
+    CHECK(fastmsg_read_wait(a[0], got, sizeof got) == 1 && got[0] == 'x');
+    CHECK(fastmsg_set_read_wait(a[0], 0) == 0);
+    CHECK(fcntl(a[0], F_GETFL) & O_NONBLOCK);
+#endif
+    close_(a[0]);
+    close_(a[1]);
+
     fastmsg_poller_free(p);
     printf("%lu failures\n", failures);
     return failures != 0;

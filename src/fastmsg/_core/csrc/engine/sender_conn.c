@@ -40,6 +40,7 @@ static void disconnect(fm_sender *s, int64_t now) {
     fm_tls_free(s->tls);
     s->tls = NULL;
     s->fd = -1;
+    s->fd_waits = 0;
     s->interest = 0;
     __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
     s->state = FM_S_IDLE;
@@ -247,24 +248,30 @@ static ptrdiff_t read_big(fm_sender *s, int64_t now) {
     return n;
 }
 
-void fm_sender_read_frames(fm_sender *s, int64_t now) {
+/* fm_sender_read_frames; with `wait`, its first read waits as the socket was set to
+ * (fm_sender_read_frames_wait). 0, or -EINTR. */
+static int read_frames(fm_sender *s, int64_t now, int wait) {
     /* REPLY frames: a batch up to max_batch, or one reply up to max_message (as DATA's rule) */
     fastmsg_limits lim = {s->cfg.max_message, s->cfg.max_batch, 0};
     s->tls_unread = 0;
     for (int rounds = 0; rounds < READ_ROUNDS && s->fd >= 0; rounds++) {
         int big = s->rbig != NULL;
         size_t want = big ? s->rbig_size - s->rbig_have : sizeof s->in - s->in_len;
-        ptrdiff_t n = big ? read_big(s, now) : fm_io_read(s->fd, s->tls, s->in + s->in_len, want);
-        if (n == -EAGAIN) return;
+        ptrdiff_t n = big ? read_big(s, now)
+                    : wait && !rounds ? fastmsg_read_wait(s->fd, s->in + s->in_len, want)
+                                      : fm_io_read(s->fd, s->tls, s->in + s->in_len, want);
+        if (n == -EAGAIN) return 0;
+        if (n == -EINTR) return -EINTR; /* (only a waiting read) */
+        if (wait && !rounds && n > 0) now = fastmsg_monotonic_ns(); /* (it may have slept) */
         if (n <= 0) {
             if (n) fail_io(s, now, "read", (int)-n);
             else fail(s, now, "receiver closed the connection%s", "");
-            return;
+            return 0;
         }
         fm_hb_received(&s->hb.t, now); /* heartbeat hook: anything from the receiver is life */
         int drained = (size_t)n < want && !(s->tls && fm_tls_pending(s->tls)); /* (TLS may hold more) */
         if (big) { /* (read into rbig, and acted on once whole) */
-            if (drained) return;
+            if (drained) return 0;
             continue;
         }
         s->in_len += (size_t)n;
@@ -275,30 +282,35 @@ void fm_sender_read_frames(fm_sender *s, int64_t now) {
             if (rc || kind == FASTMSG_DATA) {
                 rc = rc ? rc : FASTMSG_PERR_BAD_KIND;
                 refuse(s, now, rc, "malformed frame from the receiver: %s", fastmsg_proto_strerror(rc));
-                return;
+                return 0;
             }
             size_t size = (size_t)fastmsg_frame_size(len);
             if (size > sizeof s->in) { /* a large REPLY */
                 if (start_big(s, s->in + off, s->in_len - off, size)) {
                     refuse(s, now, FASTMSG_PERR_LIMIT, "no memory for a %s", "reply");
-                    return;
+                    return 0;
                 }
                 off = s->in_len;
                 break;
             }
             if (s->in_len - off < size) break;
             handle_frame(s, s->in + off, size, kind, now);
-            if (s->fd < 0) return;
+            if (s->fd < 0) return 0;
             off += size;
         }
         memmove(s->in, s->in + off, s->in_len - off);
         s->in_len -= off;
         /* A short read drained the socket: the read that would say so (EAGAIN) is spared, as the
          * poller reports what comes next. */
-        if (drained) return;
+        if (drained) return 0;
     }
     s->tls_unread = s->tls && fm_tls_pending(s->tls); /* (rounds used up: the next step reads on) */
+    return 0;
 }
+
+void fm_sender_read_frames(fm_sender *s, int64_t now) { read_frames(s, now, 0); }
+
+int fm_sender_read_frames_wait(fm_sender *s, int64_t now) { return read_frames(s, now, 1); }
 
 /* ---- the token, from the I/O thread's side ---- */
 
@@ -393,6 +405,7 @@ static void sender_detach(fm_endpoint *ep) {
     fm_tls_free(s->tls);
     s->tls = NULL;
     s->fd = -1;
+    s->fd_waits = 0;
 }
 
 /* Connected, or TLS established: the HELLO goes. */

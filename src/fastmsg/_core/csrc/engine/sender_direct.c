@@ -19,6 +19,10 @@
 #define LEASE_NS (10 * FM_MS)
 /* Tries at the token before a requester leaves the reply to the I/O thread. */
 #define TAKE_TRIES 4
+/* A requester's read may wait past its DIRECT_READ_NS by up to about as much again (its timeout
+ * is the socket's, rounded up to the kernel's tick): it waits so only for a request whose own
+ * deadline is this much further away, and polls before one nearer. */
+#define WAIT_SLACK_NS (20 * FM_MS)
 
 /* The write, once the token is held. */
 static int write_held(fm_sender *s) {
@@ -50,9 +54,21 @@ static int take_soon(fm_sender *s) {
     return 0;
 }
 
-/* Waits for the socket to be readable until `until`; first, until *look_end, it looks without
- * sleeping (busy_poll.h), and a crowded CPU ends the looking for the rest of the wait. */
-static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look_end) {
+/* 1 if this wait may sleep in the read itself (token held, leased): the socket's reads then
+ * block, until the lease ends (fm_sender_end_lease). A poll() with a 2 ms timeout programs the
+ * CPU's timer each time it sleeps (due before the next tick), which on the virtual machines
+ * measured cost a tenth of one-CPU round trips half their time again; a read's timeout rides the
+ * kernel's tick. */
+static int may_wait_in_read(fm_sender *s, int waits) {
+    if (!waits || s->tls || s->rbig || s->fd_waits < 0) return 0;
+    if (!s->fd_waits) s->fd_waits = fastmsg_set_read_wait(s->fd, DIRECT_READ_NS) == 0 ? 1 : -1;
+    return s->fd_waits > 0;
+}
+
+/* Waits for the socket to be readable until `until`: 1, 0, -errno, or 2 when the wait is to be
+ * the read's (may_wait_in_read). First, until *look_end, it looks without sleeping
+ * (busy_poll.h), and a crowded CPU ends the looking for the rest of the wait. */
+static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look_end, int waits) {
     if (now < *look_end) {
         for (;;) {
             int rc = fastmsg_wait_readable(s->fd, 0);
@@ -66,6 +82,7 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look
         now = fastmsg_monotonic_ns();
         if (now >= until) return 0;
     }
+    if (may_wait_in_read(s, waits)) return 2;
     return fastmsg_wait_readable(s->fd, until - now);
 }
 
@@ -73,32 +90,38 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look
  * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
  * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
  * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's). */
-static int read_until(fm_sender *s, fm_request *r, int64_t until, int64_t *look_end) {
+static int read_until(fm_sender *s, fm_request *r, int64_t until, int64_t *look_end, int waits) {
     for (;;) {
         if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s);
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
         int64_t now = fastmsg_monotonic_ns();
         if (now >= until) return FASTMSG_WAIT_TIMEOUT;
-        int rc = s->tls_unread ? 1 : wait_readable(s, now, until, look_end);
+        int rc = s->tls_unread ? 1 : wait_readable(s, now, until, look_end, waits);
+        if (rc == 2) { /* the wait is the read's */
+            rc = fm_sender_read_frames_wait(s, now);
+        } else if (rc == 1) {
+            fm_sender_read_frames(s, fastmsg_monotonic_ns());
+            rc = 0;
+        }
         if (rc == -EINTR) return FASTMSG_WAIT_INTERRUPTED;
         if (rc < 0) return FASTMSG_WAIT_TIMEOUT; /* (the I/O thread meets the same failure) */
-        if (rc == 0) continue;
-        fm_sender_read_frames(s, fastmsg_monotonic_ns());
         if (s->fd < 0) return FASTMSG_WAIT_TIMEOUT; /* failed: the I/O thread reconnects */
     }
 }
 
 /* read_until, looking first or not as busy_poll decides once for the wait (a reply awaited is an
  * exchange), and how long the reply took for its adaptive mode. */
-static int read_held(fm_sender *s, fm_request *r, int64_t until) {
+static int read_held(fm_sender *s, fm_request *r, int64_t until, int waits) {
     int64_t start = fastmsg_monotonic_ns(), looking = fm_busy_poll_end(&s->busy, start, until, 1);
-    int rc = read_until(s, r, until, &looking);
+    int rc = read_until(s, r, until, &looking, waits);
     if (rc != FASTMSG_WAIT_INTERRUPTED)
         fm_busy_poll_learn(&s->busy, rc == FASTMSG_WAIT_READY ? fastmsg_monotonic_ns() - start : INT64_MAX);
     return rc;
 }
 
 void fm_sender_end_lease(fm_sender *s) {
+    if (s->fd_waits > 0 && s->fd >= 0) fastmsg_set_read_wait(s->fd, 0); /* (the I/O thread's poller reads it) */
+    s->fd_waits = 0;
     __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->lease_revoked, 0, __ATOMIC_SEQ_CST);
     if (s->fd >= 0 && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
@@ -179,14 +202,14 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
         return fm_request_wait(r, deadline_ns);
     int rc = FASTMSG_WAIT_TIMEOUT, leased = 0;
     if (lendable(s)) {
-        int64_t until = fastmsg_monotonic_ns() + DIRECT_READ_NS;
+        int64_t now = fastmsg_monotonic_ns(), until = now + DIRECT_READ_NS;
         if (deadline_ns >= 0 && deadline_ns < until) until = deadline_ns;
         /* The I/O thread's poller would wake it for the reply too (level-triggered): the socket
          * leaves it, on a lease that each such read renews, so that a run of requests costs no
          * poller change each. The I/O thread takes it back at the lease's end (sender_conn.c):
          * told of a new lease by a kick, it wakes for its end. */
         leased = lease(s);
-        rc = read_held(s, r, until);
+        rc = read_held(s, r, until, deadline_ns < 0 || deadline_ns - now >= WAIT_SLACK_NS);
         __atomic_store_n(&s->lease_end_ns, fastmsg_monotonic_ns() + LEASE_NS, __ATOMIC_RELAXED);
         /* No reply yet (it is left to the I/O thread), or another request waits for its own:
          * the I/O thread must watch the socket now. */

@@ -112,6 +112,8 @@ struct fm_sender {
                               * stays out of the I/O thread's poller until lease_end_ns (the token
                               * holder's; others may read it) */
     uint32_t lease_revoked;  /* another request waits: the lease ends at once (sender_direct.c) */
+    int fd_waits;            /* during a lease: 1 while the socket's reads block for the requester
+                              * (fastmsg_set_read_wait), -1 where they cannot; 0: not tried */
     uint64_t conn_number;    /* counts connections: which one a socket lent to an event loop is */
     int lent_dup;            /* this connection's socket has a descriptor in an event loop */
     int loop_reading;        /* an event loop reads the socket now: it wakes its waiters itself */
@@ -171,6 +173,9 @@ void fm_sender_passed(fm_sender *s, uint64_t pos);
  * failure disconnects (sender_conn.c). Token held; the I/O thread's, or a requester's reading
  * directly (fm_request_wait_direct). */
 void fm_sender_read_frames(fm_sender *s, int64_t now);
+/* The same, its first read waiting for bytes as the socket was set to (fd_waits, no TLS, no large
+ * REPLY in part): 0, or -EINTR when a signal came first. */
+int fm_sender_read_frames_wait(fm_sender *s, int64_t now);
 
 /* Ends a requester's lease on the socket (token held): the I/O thread's poller watches it again. */
 void fm_sender_end_lease(fm_sender *s);

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <stddef.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <arpa/inet.h>
 #include <string.h>
@@ -115,11 +116,32 @@ int fastmsg_wait_readable(int fd, int64_t timeout_ns) {
     return n > 0;
 }
 
+/* MSG_DONTWAIT: these never block, even while a requester has its socket blocking for its reads
+ * (fastmsg_set_read_wait): the file flag is the socket's, and so shared with every other user. */
 ptrdiff_t fastmsg_read(int fd, void *buf, size_t len) {
     ssize_t n;
     do {
-        n = recv(fd, buf, len, 0);
+        n = recv(fd, buf, len, MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+    return n;
+}
+
+int fastmsg_set_read_wait(int fd, int64_t timeout_ns) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -errno;
+    if (timeout_ns > 0) {
+        struct timeval tv = {(time_t)(timeout_ns / 1000000000), (suseconds_t)(timeout_ns % 1000000000 / 1000)};
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) return -errno;
+        fl &= ~O_NONBLOCK;
+    } else {
+        fl |= O_NONBLOCK;
+    }
+    return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+ptrdiff_t fastmsg_read_wait(int fd, void *buf, size_t len) {
+    ssize_t n = recv(fd, buf, len, 0);
     if (n < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
     return n;
 }
@@ -130,7 +152,7 @@ ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n) {
     msg.msg_iovlen = (size_t)n;
     ssize_t w;
     do {
-        w = sendmsg(fd, &msg, MSG_NOSIGNAL); /* a closed peer is an error code, never SIGPIPE */
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); /* a closed peer: an error code, never SIGPIPE */
     } while (w < 0 && errno == EINTR);
     if (w < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
     return w;

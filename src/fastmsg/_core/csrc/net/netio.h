@@ -33,9 +33,19 @@ int fastmsg_probe_listener(const struct sockaddr *addr, socklen_t len, int64_t t
  * 10 1803 has no AF_UNIX) (probe.c). */
 int fastmsg_family_supported(int family);
 
-/* read/writev that retry EINTR; bytes, 0 at EOF (read), -EAGAIN, or -errno. */
+/* read/writev that retry EINTR and never block; bytes, 0 at EOF (read), -EAGAIN, or -errno. */
 ptrdiff_t fastmsg_read(int fd, void *buf, size_t len);
 ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n);
+
+/* timeout_ns > 0: fastmsg_read_wait on fd blocks until bytes come, for up to about timeout_ns
+ * (the kernel rounds it up to its tick); 0: the socket is non-blocking again. 0 or -errno
+ * (-EOPNOTSUPP where reads cannot block this way: Windows). Why: a poll() with a timeout arms a
+ * high-resolution timer each time it sleeps, which a virtual machine may pay with an exit to the
+ * hypervisor; a read's own timeout rides the kernel's tick. */
+int fastmsg_set_read_wait(int fd, int64_t timeout_ns);
+/* One read that waits as fastmsg_set_read_wait set: bytes, 0 at EOF, -EAGAIN once the timeout
+ * passed, -EINTR when a signal came (not retried: the caller's handlers run), or -errno. */
+ptrdiff_t fastmsg_read_wait(int fd, void *buf, size_t len);
 
 /* Waits up to timeout_ns (rounded up to whole ms) for fd to be readable (or to fail, or reach
  * EOF): 1, 0 on timeout, or -errno (-EINTR when a signal came). */

@@ -167,6 +167,21 @@ ptrdiff_t fastmsg_read(int fd, void *buf, size_t len) {
     return n < 0 ? last_error() : n;
 }
 
+/* Winsock has no per-call MSG_DONTWAIT: the engine's sockets stay non-blocking and wait in
+ * WSAPoll. */
+int fastmsg_set_read_wait(int fd, int64_t timeout_ns) {
+    (void)fd;
+    (void)timeout_ns;
+    return -EOPNOTSUPP;
+}
+
+ptrdiff_t fastmsg_read_wait(int fd, void *buf, size_t len) {
+    (void)fd;
+    (void)buf;
+    (void)len;
+    return -EOPNOTSUPP;
+}
+
 /* WSABUFs per WSASend: a longer gather is a short write, which callers handle anyway. */
 #define WSABUF_MAX 64
 
