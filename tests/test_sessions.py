@@ -271,6 +271,7 @@ def test_ten_thousand_concurrent_connections(nofile):
                 assert st["protocol_errors"] == 0 and st["accept_errors"] == 0, st
                 if base is not None:
                     per_conn = (rss_bytes() - base) / n
+                    print(f"\n{n} idle connections, round {round_ + 1}: {per_conn:.0f} bytes each")
                     # an idle connection touches one page of its ring; a cleared ring is 4 MiB
                     assert per_conn < 64 << 10, f"{per_conn:.0f} bytes per idle connection"
             finally:
