@@ -19,10 +19,13 @@
 #define LEASE_NS (10 * FM_MS)
 /* Tries at the token before a requester leaves the reply to the I/O thread. */
 #define TAKE_TRIES 4
-/* A requester's read may wait past its DIRECT_READ_NS by up to about as much again (its timeout
- * is the socket's, rounded up to the kernel's tick): it waits so only for a request whose own
- * deadline is this much further away, and polls before one nearer. */
-#define WAIT_SLACK_NS (20 * FM_MS)
+/* A requester's read that waits (may_wait_in_read) sleeps for the socket's timeout, which the
+ * kernel counts in its ticks: a 2 ms one slept 4-12 ms on a 250 Hz kernel. So a wait sleeps in
+ * the read only while the replies come quickly (the last one within QUICK_REPLY_NS), for a slow
+ * one to hold the token that long once at most, and only for a request whose own deadline is
+ * WAIT_SLACK_NS away or more; it polls otherwise. */
+#define QUICK_REPLY_NS (1 * FM_MS)
+#define WAIT_SLACK_NS (40 * FM_MS)
 
 /* The write, once the token is held. */
 static int write_held(fm_sender *s) {
@@ -54,8 +57,8 @@ static int take_soon(fm_sender *s) {
     return 0;
 }
 
-/* 1 if this wait may sleep in the read itself (token held, leased): the socket's reads then
- * block, until the lease ends (fm_sender_end_lease). A poll() with a 2 ms timeout programs the
+/* 1 if this wait may sleep in the read itself (token held, leased; `waits`: the caller's rules
+ * above allow it): the socket's reads then block, until the lease ends (fm_sender_end_lease). A poll() with a 2 ms timeout programs the
  * CPU's timer each time it sleeps (due before the next tick), which on the virtual machines
  * measured cost a tenth of one-CPU round trips half their time again; a read's timeout rides the
  * kernel's tick. */
@@ -114,8 +117,11 @@ static int read_until(fm_sender *s, fm_request *r, int64_t until, int64_t *look_
 static int read_held(fm_sender *s, fm_request *r, int64_t until, int waits) {
     int64_t start = fastmsg_monotonic_ns(), looking = fm_busy_poll_end(&s->busy, start, until, 1);
     int rc = read_until(s, r, until, &looking, waits);
-    if (rc != FASTMSG_WAIT_INTERRUPTED)
-        fm_busy_poll_learn(&s->busy, rc == FASTMSG_WAIT_READY ? fastmsg_monotonic_ns() - start : INT64_MAX);
+    if (rc != FASTMSG_WAIT_INTERRUPTED) {
+        int64_t took = rc == FASTMSG_WAIT_READY ? fastmsg_monotonic_ns() - start : INT64_MAX;
+        fm_busy_poll_learn(&s->busy, took);
+        s->reply_quick = took < QUICK_REPLY_NS;
+    }
     return rc;
 }
 
@@ -209,7 +215,7 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
          * poller change each. The I/O thread takes it back at the lease's end (sender_conn.c):
          * told of a new lease by a kick, it wakes for its end. */
         leased = lease(s);
-        rc = read_held(s, r, until, deadline_ns < 0 || deadline_ns - now >= WAIT_SLACK_NS);
+        rc = read_held(s, r, until, s->reply_quick && (deadline_ns < 0 || deadline_ns - now >= WAIT_SLACK_NS));
         __atomic_store_n(&s->lease_end_ns, fastmsg_monotonic_ns() + LEASE_NS, __ATOMIC_RELAXED);
         /* No reply yet (it is left to the I/O thread), or another request waits for its own:
          * the I/O thread must watch the socket now. */

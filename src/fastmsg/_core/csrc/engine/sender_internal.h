@@ -114,6 +114,7 @@ struct fm_sender {
     uint32_t lease_revoked;  /* another request waits: the lease ends at once (sender_direct.c) */
     int fd_waits;            /* during a lease: 1 while the socket's reads block for the requester
                               * (fastmsg_set_read_wait), -1 where they cannot; 0: not tried */
+    int reply_quick;         /* the last reply read directly came within QUICK_REPLY_NS (sender_direct.c) */
     uint64_t conn_number;    /* counts connections: which one a socket lent to an event loop is */
     int lent_dup;            /* this connection's socket has a descriptor in an event loop */
     int loop_reading;        /* an event loop reads the socket now: it wakes its waiters itself */
