@@ -400,6 +400,7 @@ static void sender_detach(fm_endpoint *ep) {
             struct iovec iov = {frame, fastmsg_encode_control(frame, FASTMSG_CLOSE, s->next_seq)};
             if (fm_io_writev(s->fd, s->tls, &iov, 1) > 0) fm_io_flush(s->tls);
         }
+        if (s->fd_waits > 0) fastmsg_set_read_wait(s->fd, 0); /* (it lingers as it was made: non-blocking) */
         fm_sender_hb_close(s); /* heartbeat hook: a PONG still to come must not reset the connection */
     }
     fm_tls_free(s->tls);

@@ -57,11 +57,11 @@ static int take_soon(fm_sender *s) {
     return 0;
 }
 
-/* 1 if this wait may sleep in the read itself (token held, leased; `waits`: the caller's rules
- * above allow it): the socket's reads then block, until the lease ends (fm_sender_end_lease). A poll() with a 2 ms timeout programs the
- * CPU's timer each time it sleeps (due before the next tick), which on the virtual machines
- * measured cost a tenth of one-CPU round trips half their time again; a read's timeout rides the
- * kernel's tick. */
+/* 1 if this wait may sleep in the read itself (token held, leased; `waits`: the rules above
+ * allow it): the socket's reads then block, until the lease ends (fm_sender_end_lease). Why: a
+ * poll() with a 2 ms timeout programs the CPU's timer each time it sleeps (due before the next
+ * tick), which on the virtual machines measured cost a tenth of one-CPU round trips half their
+ * time again; a read's timeout rides the kernel's tick. */
 static int may_wait_in_read(fm_sender *s, int waits) {
     if (!waits || s->tls || s->rbig || s->fd_waits < 0) return 0;
     if (!s->fd_waits) s->fd_waits = fastmsg_set_read_wait(s->fd, DIRECT_READ_NS) == 0 ? 1 : -1;
