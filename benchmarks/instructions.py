@@ -3,13 +3,13 @@ does not blur, where the wall-clock rates of `fastmsg bench` can move by more th
 being measured. Callgrind runs each process's threads one at a time, so the batching (and with it
 the count) is not the one a free run would see: compare builds with this, not with the peers.
 
-A Sender streams messages with send_many (1,024 a call) to a Receiver in a child process that
-takes them with recv_many; each side is counted twice, for MESSAGES and a third of them, and
+A Sender streams messages with send_many (1,024 a call), or with --single one send() each, to a
+Receiver in a child process that takes them with recv_many; each side is counted twice, for MESSAGES and a third of them, and
 the difference divided by the messages between (start-up, imports and the handshake cancel out).
 Per function, with --functions, the functions whose count per message is largest.
 
 Run: python benchmarks/instructions.py [--size 64] [--transport ipc|tcp] [--messages 300000]
-     [--ack released|received] [--functions 15]
+     [--ack released|received] [--single] [--functions 15]
 Needs valgrind (callgrind_annotate comes with it).
 """
 
@@ -37,7 +37,7 @@ def _receive(pipe, endpoint, count, ack):
     rx.close()
 
 
-def stream(count, size, transport, ack):
+def stream(count, size, transport, ack, single):
     """The measured program: run under callgrind, it prints the pids of both sides."""
     import fastmsg
 
@@ -50,11 +50,16 @@ def stream(count, size, transport, ack):
     if not ours.poll(120):
         raise SystemExit("the receiver did not start")
     tx = fastmsg.Sender(ours.recv())
-    batch = [b"x" * size] * 1024
-    for _ in range(count // 1024):
-        tx.send_many(batch)
-    if count % 1024:
-        tx.send_many(batch[: count % 1024])
+    if single:
+        send, payload = tx.send, b"x" * size
+        for _ in range(count):
+            send(payload)
+    else:
+        batch = [b"x" * size] * 1024
+        for _ in range(count // 1024):
+            tx.send_many(batch)
+        if count % 1024:
+            tx.send_many(batch[: count % 1024])
     if not tx.flush(timeout=120):
         raise SystemExit("flush() did not finish")
     child.join(120)
@@ -84,7 +89,7 @@ def _counts(path):
 def _run(count, args, out_dir):
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", "-q",
            f"--callgrind-out-file={out_dir}/cg.{count}.%p", sys.executable, __file__, "--child",
-           str(count), str(args.size), args.transport, args.ack]
+           str(count), str(args.size), args.transport, args.ack, "single" if args.single else "many"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     m = re.search(r"sender (\d+) receiver (\d+)", done.stdout)
     if done.returncode != 0 or not m:
@@ -94,13 +99,14 @@ def _run(count, args, out_dir):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        count, size, transport, ack = sys.argv[2:6]
-        return stream(int(count), int(size), transport, ack)
+        count, size, transport, ack, how = sys.argv[2:7]
+        return stream(int(count), int(size), transport, ack, how == "single")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
     p.add_argument("--messages", type=int, default=300_000)
     p.add_argument("--ack", choices=["released", "received"], default="released")
+    p.add_argument("--single", action="store_true", help="one send() per message, not send_many")
     p.add_argument("--functions", type=int, default=0, help="also list this many functions per side")
     args = p.parse_args()
     if not (shutil.which("valgrind") and shutil.which("callgrind_annotate")):
@@ -109,7 +115,8 @@ def main():
     with tempfile.TemporaryDirectory() as out_dir:
         big, little = _run(args.messages, args, out_dir), _run(small, args, out_dir)
     between = args.messages - small
-    print(f"{args.size} B over {args.transport}, ack={args.ack}: instructions per message "
+    how = "send() each" if args.single else "send_many"
+    print(f"{args.size} B over {args.transport} by {how}, ack={args.ack}: instructions per message "
           f"({small:,} to {args.messages:,} messages)")
     for side in ("sender", "receiver"):
         (per_big, total_big), (per_small, total_small) = big[side], little[side]

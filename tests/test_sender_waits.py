@@ -122,3 +122,97 @@ def test_send_many_stopped_by_a_bad_message_says_how_many_were_queued(stuck_send
         stuck_sender.send_many([b"a", b"b", "not bytes", b"d"])
     assert info.value.queued == 2
     assert any("queued 2 of the messages" in note for note in info.value.__notes__)
+
+
+# ---- the producer lock (producer_lock.h): exclusive, and a waiter is woken when it is free ----
+
+
+def test_sends_from_many_threads_arrive_whole_and_in_each_threads_order(tmp_path):
+    # Threads sending into one Sender at once, in send(), send_many() and mixed sizes, into a
+    # queue small enough that a sender often waits for room while the others wait for the lock:
+    # each release must wake a waiter (or they stall), and, where no GIL serializes them, two
+    # threads in the ring together would spoil records.
+    from transport_helpers import recv_n
+
+    threads_n, per_thread = 6, 3000
+    with fastmsg.Receiver(f"ipc://{tmp_path}/rx") as rx, fastmsg.Sender(rx.endpoint, hwm_bytes=1 << 16) as tx:
+
+        def produce(t):
+            for i in range(0, per_thread, 3):
+                tx.send(b"%d:%d:" % (t, i) + b"a" * (i % 700))
+                tx.send_many([b"%d:%d:" % (t, i + 1), b"%d:%d:" % (t, i + 2) + b"b" * 3000])
+
+        threads = [threading.Thread(target=produce, args=(t,)) for t in range(threads_n)]
+        for th in threads:
+            th.start()
+        got = recv_n(rx, threads_n * per_thread, timeout=60)
+        for th in threads:
+            th.join(10)
+            assert not th.is_alive()
+        assert tx.flush(timeout=10)
+    nexts = [0] * threads_n
+    for m in got:
+        t, i, rest = m.split(b":", 2)
+        t, i = int(t), int(i)
+        assert i == nexts[t], f"thread {t}: message {i} came where {nexts[t]} was due"
+        nexts[t] += 1
+        assert rest == (b"a" * (i % 700) if i % 3 == 0 else b"" if i % 3 == 1 else b"b" * 3000)
+    assert nexts == [per_thread] * threads_n
+
+
+def test_a_send_waiting_for_the_lock_goes_once_the_holder_is_done(tmp_path):
+    # One thread holds the lock while it waits for room; another waits for the lock. Once the
+    # receiver reads, both must finish: the release has to wake the waiter, not leave it asleep.
+    rx = fastmsg.Receiver(f"ipc://{tmp_path}/rx")
+    tx = fastmsg.Sender(rx.endpoint, hwm_bytes=RING)
+    try:
+        assert tx.flush(timeout=10)
+        fill(tx)
+        first, second = [], []
+        holder = blocked_send(tx, first)  # waits for room, holding the lock
+        waiter = blocked_send(tx, second)  # waits for the lock
+        from transport_helpers import recv_n
+
+        while not (first and second):  # read until both sends went (recv_n fails once none come)
+            recv_n(rx, 1, timeout=10)
+        holder.join(5)
+        waiter.join(5)
+        assert first == [None] and second == [None]
+        assert tx.send(b"after", timeout=1) is None  # the lock is free again
+    finally:
+        tx.close(linger=0)
+        rx.close()
+
+
+def test_a_signal_ends_a_wait_for_the_lock_and_leaves_it_usable(stuck_sender):
+    # A handler that raises while a send() waits for the lock (another thread holds it): the
+    # exception comes out of that send(), and once the holder is gone the lock still works.
+    import signal
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs signal.setitimer (POSIX)")
+
+    class Alarm(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Alarm()
+
+    fill(stuck_sender)
+    outcome = []
+    holder = blocked_send(stuck_sender, outcome)  # holds the lock, waiting for room
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        start = time.monotonic()
+        with pytest.raises(Alarm):
+            stuck_sender.send(b"z", timeout=30)
+        assert time.monotonic() - start < 10
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(fastmsg.Timeout, match="busy"):  # still held by the other thread
+        stuck_sender.send(b"z", timeout=0.1)
+    bounded(lambda: stuck_sender.close(linger=0))
+    holder.join(5)
+    assert isinstance(outcome[0], fastmsg.Closed)

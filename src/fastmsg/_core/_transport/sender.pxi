@@ -42,12 +42,13 @@ cdef class Sender:
     cdef object held          # (ring position after its record, payload) of each external record
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen              # the fork generation it was made in
-    cdef PyThread_type_lock lock  # one producer at a time on the ring; close() takes it too
+    cdef fm_producer_lock plock   # one producer at a time on the ring; close() takes it too
+    cdef PyThread_type_lock gate  # where a thread waiting for plock sleeps (producer_lock.h)
     cdef object waiters       # a Condition: counts flush() and request() waits, which close() awaits
     cdef int flushing         # flush() calls and request() waits in progress (under waiters, or the GIL)
     cdef Py_ssize_t _staged   # messages the send_many() in progress has queued so far
     cdef bint closing         # close() has begun: waiting send() and flush() calls give up
-    cdef int64_t last_send_ns # when send()/send_many() last published
+    cdef int64_t last_send_ns # when send()/send_many() last published to an idle connection
     cdef readonly object linger   # close()'s default wait, also given at interpreter exit
     cdef uint64_t refused_seen    # messages dropped as too large that an exception has reported
     cdef uint64_t unacked_at_close, refused_at_close  # what close() gave up (unreported drops)
@@ -106,9 +107,10 @@ cdef class Sender:
         self.ring = fm_sender_ring(self.s)
         self.endpoint = str(ep)
         self.gen = _generation
-        self.lock = PyThread_allocate_lock()
-        if self.lock == NULL:
+        self.gate = PyThread_allocate_lock()
+        if self.gate == NULL:
             raise MemoryError("cannot allocate the sender's lock")
+        PyThread_acquire_lock(self.gate, NOWAIT_LOCK)  # (shut: a release opens it for a waiter)
         self.waiters = threading.Condition(threading.Lock())
         self.requests = weakref.WeakSet()
         _live_senders.add(self)
@@ -167,21 +169,34 @@ cdef class Sender:
     cdef int _acquire(self, int64_t deadline, object timeout) except -1:
         """Takes the producer lock within the caller's timeout: another thread's send() may hold
         it while it waits for room, and this call's timeout must be honoured all the same."""
-        if PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+        if fm_plock_try(&self.plock):
             return 0
         if deadline == -2:
             raise Full("another thread is sending into this Sender; nothing was sent")
         cdef long long left_us
         cdef PyLockStatus got
-        while True:
-            left_us = -1 if deadline < 0 else max(0, (deadline - fastmsg_monotonic_ns()) // 1000)
-            with nogil:
-                got = PyThread_acquire_lock_timed(self.lock, left_us, 1)
-            if got == PY_LOCK_ACQUIRED:
-                return 0
-            if got == PY_LOCK_FAILURE:
-                raise Timeout(f"another thread kept this Sender busy for {timeout} s; nothing was sent")
-            PyErr_CheckSignals()  # interrupted: run the handlers (Ctrl-C), then wait on
+        fm_plock_announce(&self.plock)
+        try:
+            while not fm_plock_try(&self.plock):
+                left_us = -1 if deadline < 0 else max(0, (deadline - fastmsg_monotonic_ns()) // 1000)
+                with nogil:
+                    got = PyThread_acquire_lock_timed(self.gate, left_us, 1)
+                if got == PY_LOCK_ACQUIRED:
+                    fm_plock_passed(&self.plock)
+                elif got == PY_LOCK_FAILURE:
+                    if fm_plock_try(&self.plock):
+                        return 0
+                    raise Timeout(f"another thread kept this Sender busy for {timeout} s; nothing was sent")
+                else:
+                    PyErr_CheckSignals()  # interrupted: run the handlers (Ctrl-C), then wait on
+        finally:
+            fm_plock_withdraw(&self.plock)
+        return 0
+
+    cdef void _release(self) noexcept nogil:
+        """Gives the producer lock back, waking a thread that waits for it."""
+        if fm_plock_release(&self.plock):
+            PyThread_release_lock(self.gate)
 
     cdef int _release_written(self) except -1:
         """Drops the payloads of external records acknowledged by the receiver (or dropped)."""
@@ -282,16 +297,24 @@ cdef class Sender:
         thread waits for (`waits`) is written by it whatever the pause: nothing can follow it
         from here before its reply, so there is nothing to batch, and a round trip is about
         as long as the pause (a kick of the parked I/O thread in one request in two, each
-        followed by its rounds of yields, loop.c)."""
-        cdef int64_t now = fastmsg_monotonic_ns()
+        followed by its rounds of yields, loop.c).
+
+        The clock is read only by a send that finds the connection idle: the sends of a stream
+        that the I/O thread has not caught up with need no time, as the pause is measured from
+        the later of the last idle send and the writer's last progress (fm_sender_written_ns,
+        no earlier than any send it wrote). A clock read costs a tenth of a small send()."""
+        cdef int64_t now, last
         cdef int done = 0
         cdef fm_sender *s = self.s
-        if idle and (waits or now - self.last_send_ns > DIRECT_GAP_NS):
-            with nogil:
-                done = fm_sender_write_direct(s)
+        if idle:
+            now = fastmsg_monotonic_ns()
+            last = max(self.last_send_ns, fm_sender_written_ns(s))
+            if waits or now - last > DIRECT_GAP_NS:
+                with nogil:
+                    done = fm_sender_write_direct(s)
+            self.last_send_ns = now
         if not done:
             fm_sender_kick(s)
-        self.last_send_ns = now
 
     # ---- public ----
 
@@ -332,7 +355,7 @@ cdef class Sender:
             finally:
                 PyBuffer_Release(&view)
         finally:
-            PyThread_release_lock(self.lock)
+            self._release()
         return 0
 
     def request(self, data, *, timeout=None):
@@ -477,7 +500,7 @@ cdef class Sender:
             if waits:
                 self.flushing += 1  # (under the producer lock, as in _start_request)
         finally:
-            PyThread_release_lock(self.lock)
+            self._release()
         return reqs
 
     def _lend_socket(self):
@@ -529,7 +552,7 @@ cdef class Sender:
             else:
                 self.requests.add(req)
         finally:
-            PyThread_release_lock(self.lock)
+            self._release()
         return req
 
     cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout, bint publish=True,
@@ -576,7 +599,7 @@ cdef class Sender:
         except BaseException as exc:
             raise _partial(exc, self._staged) from None
         finally:
-            PyThread_release_lock(self.lock)
+            self._release()
         return n
 
     cdef Py_ssize_t _send_many(self, object buffers, int64_t deadline, object timeout) except -1:
@@ -638,12 +661,12 @@ cdef class Sender:
                 self.waiters.notify_all()
         if end != WAIT_READY:
             return False  # timed out, or close() from another thread
-        if PyThread_acquire_lock(self.lock, NOWAIT_LOCK):  # (a send() in progress drops them itself)
+        if fm_plock_try(&self.plock):  # (a send() in progress drops them itself)
             try:
                 if self.s != NULL:
                     self._release_written()
             finally:
-                PyThread_release_lock(self.lock)
+                self._release()
         if report and self.s != NULL:  # (a drop is counted before the acknowledgements pass it)
             self._check_refused("every other message queued is acknowledged")
         return True
@@ -656,11 +679,11 @@ cdef class Sender:
             self._check_refused("flush() did not wait; the other messages are sent as usual")
         if fm_sender_released(self.s) < mark and not self._arm_and_check(mark):
             return False
-        if PyThread_acquire_lock(self.lock, NOWAIT_LOCK):  # (a send() in progress drops them itself)
+        if fm_plock_try(&self.plock):  # (a send() in progress drops them itself)
             try:
                 self._release_written()
             finally:
-                PyThread_release_lock(self.lock)
+                self._release()
         if report:
             self._check_refused("every other message queued is acknowledged")
         return True
@@ -830,7 +853,12 @@ cdef class Sender:
         cdef bint here = self.gen == _generation  # (after fork() the lock may be held by a thread now gone)
         if here:
             with nogil:  # a send() in progress finishes or gives up first
-                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                if not fm_plock_try(&self.plock):
+                    fm_plock_announce(&self.plock)
+                    while not fm_plock_try(&self.plock):
+                        PyThread_acquire_lock(self.gate, WAIT_LOCK)
+                        fm_plock_passed(&self.plock)
+                    fm_plock_withdraw(&self.plock)
         try:
             if self.s == NULL:
                 return [] if take else None
@@ -849,7 +877,7 @@ cdef class Sender:
                 self.notifier = NULL
         finally:
             if here:
-                PyThread_release_lock(self.lock)
+                self._release()
         if here:
             _close_sender(<size_t>s)
         # The engine no longer touches the payloads of unsent external records.
@@ -903,8 +931,8 @@ cdef class Sender:
                          "when the Sender was freed without close()")
             with nogil:
                 fm_sender_close(self.s)
-        if self.lock != NULL:
-            PyThread_free_lock(self.lock)
+        if self.gate != NULL:
+            PyThread_free_lock(self.gate)
 
     def __repr__(self):
         return f"<fastmsg.Sender {self.endpoint}{' closed' if self.s == NULL else ''}>"

@@ -33,6 +33,15 @@ cdef extern from "net/tls.h" nogil:
     void fm_tls_ctx_free(fm_tls_ctx *c)
     uint64_t fm_tls_ctx_options(void *ssl_ctx)
 
+cdef extern from "engine/producer_lock.h" nogil:
+    ctypedef struct fm_producer_lock:
+        pass
+    bint fm_plock_try(fm_producer_lock *l)
+    void fm_plock_announce(fm_producer_lock *l)
+    void fm_plock_withdraw(fm_producer_lock *l)
+    bint fm_plock_release(fm_producer_lock *l)
+    void fm_plock_passed(fm_producer_lock *l)
+
 cdef extern from "engine/busy_poll.h" nogil:
     const uint32_t FM_BUSY_POLL_AUTO_NS
 
@@ -104,6 +113,7 @@ cdef extern from "engine/engine.h" nogil:
     uint64_t fm_sender_released(fm_sender *s)
     uint64_t fm_sender_unacked(fm_sender *s)
     bint fm_sender_all_written(fm_sender *s)
+    int64_t fm_sender_written_ns(fm_sender *s)
     void fm_sender_kick(fm_sender *s)
     void fm_sender_ask_ack(fm_sender *s)
     int fm_sender_write_direct(fm_sender *s)

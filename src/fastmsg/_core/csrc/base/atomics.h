@@ -19,6 +19,11 @@ static inline uint32_t fastmsg_load_relaxed32(const uint32_t *p) { return __atom
 static inline void fastmsg_store_release32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline uint32_t fastmsg_fetch_add32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline void fastmsg_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/* 1 if *p was `expected` and is now `v` (a full barrier either way). */
+static inline int fastmsg_cas32(uint32_t *p, uint32_t expected, uint32_t v) {
+    return __atomic_compare_exchange_n(p, &expected, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline void fastmsg_store_seq_cst32(uint32_t *p, uint32_t v) { (void)__atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 /* A store that is also a full barrier against later seq_cst loads (xchg on x86, cheaper than
  * mov + mfence): how a side publishes its position before checking for sleepers. */
 static inline void fastmsg_store_seq_cst64(uint64_t *p, uint64_t v) { (void)__atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
@@ -60,6 +65,10 @@ static __forceinline uint32_t fastmsg_load_relaxed32(const uint32_t *p) { return
 static __forceinline void fastmsg_store_release32(uint32_t *p, uint32_t v) { FASTMSG_HW_BARRIER(); FASTMSG_STORE32(p, v); }
 static __forceinline uint32_t fastmsg_fetch_add32(uint32_t *p, uint32_t v) { return (uint32_t)_InterlockedExchangeAdd((volatile long *)p, (long)v); }
 static __forceinline void fastmsg_store_seq_cst64(uint64_t *p, uint64_t v) { (void)_InterlockedExchange64((volatile __int64 *)p, (__int64)v); }
+static __forceinline int fastmsg_cas32(uint32_t *p, uint32_t expected, uint32_t v) {
+    return (uint32_t)_InterlockedCompareExchange((volatile long *)p, (long)v, (long)expected) == expected;
+}
+static __forceinline void fastmsg_store_seq_cst32(uint32_t *p, uint32_t v) { (void)_InterlockedExchange((volatile long *)p, (long)v); }
 #if defined(_M_ARM64)
 static __forceinline void fastmsg_fence_seq_cst(void) { __dmb(_ARM64_BARRIER_ISH); }
 static __forceinline uint32_t fastmsg_load_seq_cst32(const uint32_t *p) { uint32_t v; __dmb(_ARM64_BARRIER_ISH); v = FASTMSG_LOAD32(p); __dmb(_ARM64_BARRIER_ISH); return v; }

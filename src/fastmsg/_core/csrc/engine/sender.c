@@ -72,6 +72,8 @@ int fm_sender_all_written(fm_sender *s) {
     return __atomic_load_n(&s->written_pos, __ATOMIC_ACQUIRE) == s->producer.wpos;
 }
 
+int64_t fm_sender_written_ns(fm_sender *s) { return __atomic_load_n(&s->written_ns, __ATOMIC_RELAXED); }
+
 uint64_t fm_sender_unacked(fm_sender *s) {
     uint64_t done = __atomic_load_n(&s->stats[FM_ACKED], __ATOMIC_ACQUIRE) + __atomic_load_n(&s->stats[FM_REJECTED], __ATOMIC_ACQUIRE);
     uint64_t queued = __atomic_load_n(&s->producer.ctl->records, __ATOMIC_ACQUIRE);
