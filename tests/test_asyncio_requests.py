@@ -261,7 +261,10 @@ def test_a_second_event_loop_reads_replies_itself_too(run, own_pair):
     run(ask, 20)  # this loop closes with the socket lent to it
     before = tx.stats()["notifications"]
     run(ask, 200)
-    assert tx.stats()["notifications"] - before < 100, tx.stats()
+    # Were the socket never lent again, the I/O thread would read all 200 replies and notify the
+    # loop of each. The loop reads nearly all of them itself on a quiet machine; on a loaded one
+    # a lease can run out between requests (10 ms) and the I/O thread read some: 141 was seen once.
+    assert tx.stats()["notifications"] - before < 180, tx.stats()
 
 
 def test_a_shorter_timeout_after_a_longer_one_still_fires(run, pair):

@@ -301,8 +301,8 @@ cdef class Sender:
 
         The clock is read only by a send that finds the connection idle: the sends of a stream
         that the I/O thread has not caught up with need no time, as the pause is measured from
-        the later of the last idle send and the writer's last progress (fm_sender_written_ns,
-        no earlier than any send it wrote). A clock read costs a tenth of a small send()."""
+        the later of the last idle send and the I/O thread's last write (fm_sender_written_ns,
+        about as late as any send it wrote). A clock read costs a tenth of a small send()."""
         cdef int64_t now, last
         cdef int done = 0
         cdef fm_sender *s = self.s

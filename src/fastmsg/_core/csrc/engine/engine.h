@@ -139,8 +139,8 @@ uint64_t fm_sender_released(fm_sender *s);
 /* 1 if every record published has been written (it may await its acknowledgement): the
  * connection is idle, and the next message may be written directly. */
 int fm_sender_all_written(fm_sender *s);
-/* When the writer last moved past published records (monotonic ns): the latest that a message
- * now all written can have been sent, so a send that finds the connection idle needs no clock
+/* When the I/O thread last wrote messages (monotonic ns, its loop's time): about the latest that
+ * a message it wrote can have been sent, so a send that finds the connection idle needs no clock
  * read by the sends before it to tell whether it follows a pause. */
 int64_t fm_sender_written_ns(fm_sender *s);
 /* Messages queued and not yet acknowledged by the receiver (nor dropped as too large for it). */

@@ -101,7 +101,6 @@ void fm_sender_time_batch(fm_sender *s, uint64_t end_seq) {
 void fm_sender_passed(fm_sender *s, uint64_t pos) {
     if (pos > s->sent_pos) {
         s->sent_pos = pos;
-        __atomic_store_n(&s->written_ns, fastmsg_monotonic_ns(), __ATOMIC_RELAXED);
         __atomic_store_n(&s->written_pos, pos, __ATOMIC_RELEASE);
     }
     if (s->next_seq > s->sent_seq) s->sent_seq = s->next_seq;

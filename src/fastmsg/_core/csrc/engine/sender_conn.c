@@ -139,8 +139,10 @@ static int send_hello(fm_sender *s) {
 }
 
 /* The I/O thread's writer: fm_sender_write_out, then the poll interest or the failure that
- * follows. */
+ * follows. Messages it writes are stamped with the loop's time (a send that finds them all
+ * written measures its pause from there: fm_sender_written_ns). */
 static void pump(fm_sender *s, int64_t now) {
+    if (__atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) __atomic_store_n(&s->written_ns, now, __ATOMIC_RELAXED);
     int rc = fm_sender_write_out(s);
     if (rc == FM_OUT_IDLE) set_interest(s, FASTMSG_POLL_IN);
     else if (rc == FM_OUT_FULL) set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);

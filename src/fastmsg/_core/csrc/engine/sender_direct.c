@@ -93,11 +93,11 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look
  * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
  * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
  * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's). */
-static int read_until(fm_sender *s, fm_request *r, int64_t until, int64_t *look_end, int waits) {
-    for (;;) {
+static int read_until(fm_sender *s, fm_request *r, int64_t start, int64_t until, int64_t *look_end, int waits) {
+    for (int round = 0;; round++) {
         if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s);
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
-        int64_t now = fastmsg_monotonic_ns();
+        int64_t now = round ? fastmsg_monotonic_ns() : start; /* (a clock read costs ~30 ns on a VM) */
         if (now >= until) return FASTMSG_WAIT_TIMEOUT;
         int rc = s->tls_unread ? 1 : wait_readable(s, now, until, look_end, waits);
         if (rc == 2) { /* the wait is the read's */
@@ -112,13 +112,15 @@ static int read_until(fm_sender *s, fm_request *r, int64_t until, int64_t *look_
     }
 }
 
-/* read_until, looking first or not as busy_poll decides once for the wait (a reply awaited is an
- * exchange), and how long the reply took for its adaptive mode. */
-static int read_held(fm_sender *s, fm_request *r, int64_t until, int waits) {
-    int64_t start = fastmsg_monotonic_ns(), looking = fm_busy_poll_end(&s->busy, start, until, 1);
-    int rc = read_until(s, r, until, &looking, waits);
+/* read_until from `start` (now), looking first or not as busy_poll decides once for the wait (a
+ * reply awaited is an exchange), and how long the reply took for its adaptive mode; *end: the
+ * time it ended. */
+static int read_held(fm_sender *s, fm_request *r, int64_t start, int64_t until, int waits, int64_t *end) {
+    int64_t looking = fm_busy_poll_end(&s->busy, start, until, 1);
+    int rc = read_until(s, r, start, until, &looking, waits);
+    *end = fastmsg_monotonic_ns();
     if (rc != FASTMSG_WAIT_INTERRUPTED) {
-        int64_t took = rc == FASTMSG_WAIT_READY ? fastmsg_monotonic_ns() - start : INT64_MAX;
+        int64_t took = rc == FASTMSG_WAIT_READY ? *end - start : INT64_MAX;
         fm_busy_poll_learn(&s->busy, took);
         s->reply_quick = took < QUICK_REPLY_NS;
     }
@@ -139,14 +141,14 @@ void fm_sender_revoke_lease(fm_sender *s) {
     fm_ctx_kick(s->ctx);
 }
 
-/* Starts (or renews) a lease on the socket for this thread (token held, READY): the I/O thread's
- * poller stops watching it until the lease ends. 1 if the lease is new (kick the I/O thread, so
+/* Starts (or renews) a lease on the socket for this thread (token held, READY) from `now`: the I/O
+ * thread's poller stops watching it until the lease ends. 1 if the lease is new (kick the I/O thread, so
  * that it wakes for its end). */
-static int lease(fm_sender *s) {
+static int lease(fm_sender *s, int64_t now) {
     int fresh = !s->lent;
     if (fresh && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
     __atomic_store_n(&s->lent, 1, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&s->lease_end_ns, fastmsg_monotonic_ns() + LEASE_NS, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->lease_end_ns, now + LEASE_NS, __ATOMIC_RELAXED);
     return fresh;
 }
 
@@ -170,7 +172,7 @@ int fm_sender_lend_fd(fm_sender *s, uint64_t *conn) {
         if (fd >= 0) {
             s->lent_dup = 1;
             *conn = s->conn_number;
-            fresh = lease(s);
+            fresh = lease(s, fastmsg_monotonic_ns());
         }
     }
     give(s, fresh);
@@ -192,7 +194,7 @@ int fm_sender_read_lent(fm_sender *s, uint64_t conn) {
         s->loop_reading = 0;
         if (s->fd >= 0 && (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos))
             write_held(s);
-        if (lendable(s)) fresh = lease(s);
+        if (lendable(s)) fresh = lease(s, fastmsg_monotonic_ns());
     }
     int gone = s->conn_number != conn || s->fd < 0;
     give(s, fresh);
@@ -214,9 +216,10 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
          * leaves it, on a lease that each such read renews, so that a run of requests costs no
          * poller change each. The I/O thread takes it back at the lease's end (sender_conn.c):
          * told of a new lease by a kick, it wakes for its end. */
-        leased = lease(s);
-        rc = read_held(s, r, until, s->reply_quick && (deadline_ns < 0 || deadline_ns - now >= WAIT_SLACK_NS));
-        __atomic_store_n(&s->lease_end_ns, fastmsg_monotonic_ns() + LEASE_NS, __ATOMIC_RELAXED);
+        leased = lease(s, now);
+        int64_t end;
+        rc = read_held(s, r, now, until, s->reply_quick && (deadline_ns < 0 || deadline_ns - now >= WAIT_SLACK_NS), &end);
+        __atomic_store_n(&s->lease_end_ns, end + LEASE_NS, __ATOMIC_RELAXED);
         /* No reply yet (it is left to the I/O thread), or another request waits for its own:
          * the I/O thread must watch the socket now. */
         if (s->fd >= 0 && (rc != FASTMSG_WAIT_READY || __atomic_load_n(&s->lease_revoked, __ATOMIC_SEQ_CST) ||

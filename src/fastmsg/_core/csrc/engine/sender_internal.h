@@ -76,7 +76,7 @@ struct fm_sender {
     uint64_t sent_seq;       /* every message below it was written at least once */
     uint64_t sent_pos;       /* ring position the cursor has ever reached (written or dropped) */
     uint64_t written_pos;    /* the same, for Python to read (fm_sender_all_written) */
-    int64_t written_ns;      /* when it last moved (fm_sender_written_ns) */
+    int64_t written_ns;      /* when the I/O thread last wrote messages (fm_sender_written_ns) */
     /* Where recent batches ended, oldest first: an ACK finds its ring position from the last mark
      * at or below it, walking only the records after that mark (sender_ack.c). Cleared on rewind. */
     struct { uint64_t seq, pos; } marks[FM_ACK_MARKS];
