@@ -7,8 +7,8 @@
  * a gate is opened at most once before a waiter passes it, as unlocking a PyThread lock that is
  * not locked is a fatal error from Python 3.13). Waiters try again after every wake-up, so a
  * gate left open by a waiter that gave up only costs the next waiter one more look.
- * (CPython's own lock reads the clock on every acquire, even one that finds it free: a tenth of
- * a small send() on 3.11 and 3.12.)
+ * (CPython 3.11's own lock reads the clock on every acquire, even one that finds it free: a
+ * tenth of a small send() on the virtual machines measured.)
  *
  * No wake-up is lost: a waiter counts itself before its last try, and a release frees the lock
  * before it looks at the count, both with full barriers, so either the try succeeds or the
