@@ -17,14 +17,13 @@ import statistics
 import time
 
 import fastmsg
-from fastmsg._core.ring import RingBuffer
 
 BATCH = 61
 
 
 def writes_ns(touch_before_release, window, size, total, capacity):
     """Nanoseconds per record spent in write_many."""
-    ring = RingBuffer(capacity)
+    ring = fastmsg.RingBuffer(capacity)
     pool = [bytes([i]) * size for i in range(BATCH)]
     held = collections.deque()
     held_bytes = spent = written = crc = 0

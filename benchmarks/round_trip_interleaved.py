@@ -82,6 +82,8 @@ def main():
     args = ap.parse_args()
     if args.blocks < 1 or args.block < 1:
         ap.error("--blocks and --block must be at least 1")
+    if args.pin == "split" and hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < 2:
+        ap.error("--pin split needs two CPUs this process may run on")
     total = WARMUP + args.blocks * args.block
     requester_cpu = 0 if args.pin == "same" else 1
     ctx = multiprocessing.get_context("fork")
