@@ -4,12 +4,13 @@ being measured. Callgrind runs each process's threads one at a time, so the batc
 the count) is not the one a free run would see: compare builds with this, not with the peers.
 
 A Sender streams messages with send_many (1,024 a call), or with --single one send() each, to a
-Receiver in a child process that takes them with recv_many; each side is counted twice, for MESSAGES and a third of them, and
+Receiver in a child process that takes them with recv_many (with --requests: one request() at a
+time, each answered by reply() inside a `with` block, counted per round trip); each side is counted twice, for MESSAGES and a third of them, and
 the difference divided by the messages between (start-up, imports and the handshake cancel out).
 Per function, with --functions, the functions whose count per message is largest.
 
 Run: python benchmarks/instructions.py [--size 64] [--transport ipc|tcp] [--messages 300000]
-     [--ack released|received] [--single] [--functions 15]
+     [--ack released|received] [--single | --requests] [--functions 15]
 Needs valgrind (callgrind_annotate comes with it).
 """
 
@@ -24,11 +25,17 @@ import sys
 import tempfile
 
 
-def _receive(pipe, endpoint, count, ack):
+def _receive(pipe, endpoint, count, ack, how):
     import fastmsg
 
     rx = fastmsg.Receiver(endpoint, **({"ack": ack} if ack != "released" else {}))  # (builds before acks)
     pipe.send(rx.endpoint)
+    if how == "requests":
+        for _ in range(count):
+            with rx.recv(timeout=120) as m:
+                m.reply(m)
+        rx.close()
+        return
     got = 0
     while got < count:
         batch = rx.recv_many(1024, timeout=120)
@@ -37,7 +44,7 @@ def _receive(pipe, endpoint, count, ack):
     rx.close()
 
 
-def stream(count, size, transport, ack, single):
+def stream(count, size, transport, ack, how):
     """The measured program: run under callgrind, it prints the pids of both sides."""
     import fastmsg
 
@@ -45,12 +52,17 @@ def stream(count, size, transport, ack, single):
     where = tempfile.mkdtemp()
     endpoint = f"ipc://{where}/rx" if transport == "ipc" else "tcp://127.0.0.1:0"
     ours, theirs = multiprocessing.Pipe()
-    child = multiprocessing.Process(target=_receive, args=(theirs, endpoint, count, ack))
+    child = multiprocessing.Process(target=_receive, args=(theirs, endpoint, count, ack, how))
     child.start()
     if not ours.poll(120):
         raise SystemExit("the receiver did not start")
     tx = fastmsg.Sender(ours.recv())
-    if single:
+    if how == "requests":
+        payload = b"x" * size
+        for _ in range(count):
+            with tx.request(payload, timeout=120):
+                pass
+    elif how == "single":
         send, payload = tx.send, b"x" * size
         for _ in range(count):
             send(payload)
@@ -86,10 +98,14 @@ def _counts(path):
     return per, total
 
 
+def _how(args):
+    return "requests" if args.requests else "single" if args.single else "many"
+
+
 def _run(count, args, out_dir):
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", "-q",
            f"--callgrind-out-file={out_dir}/cg.{count}.%p", sys.executable, __file__, "--child",
-           str(count), str(args.size), args.transport, args.ack, "single" if args.single else "many"]
+           str(count), str(args.size), args.transport, args.ack, _how(args)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     m = re.search(r"sender (\d+) receiver (\d+)", done.stdout)
     if done.returncode != 0 or not m:
@@ -100,13 +116,16 @@ def _run(count, args, out_dir):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         count, size, transport, ack, how = sys.argv[2:7]
-        return stream(int(count), int(size), transport, ack, how == "single")
+        return stream(int(count), int(size), transport, ack, how)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--transport", choices=["ipc", "tcp"], default="ipc")
     p.add_argument("--messages", type=int, default=300_000)
     p.add_argument("--ack", choices=["released", "received"], default="released")
-    p.add_argument("--single", action="store_true", help="one send() per message, not send_many")
+    one = p.add_mutually_exclusive_group()
+    one.add_argument("--single", action="store_true", help="one send() per message, not send_many")
+    one.add_argument("--requests", action="store_true",
+                     help="request() answered by reply(), one at a time: instructions per round trip")
     p.add_argument("--functions", type=int, default=0, help="also list this many functions per side")
     args = p.parse_args()
     if not (shutil.which("valgrind") and shutil.which("callgrind_annotate")):
@@ -115,9 +134,10 @@ def main():
     with tempfile.TemporaryDirectory() as out_dir:
         big, little = _run(args.messages, args, out_dir), _run(small, args, out_dir)
     between = args.messages - small
-    how = "send() each" if args.single else "send_many"
-    print(f"{args.size} B over {args.transport} by {how}, ack={args.ack}: instructions per message "
-          f"({small:,} to {args.messages:,} messages)")
+    how = {"requests": "request/reply", "single": "send() each", "many": "send_many"}[_how(args)]
+    unit = "round trip" if args.requests else "message"
+    print(f"{args.size} B over {args.transport} by {how}, ack={args.ack}: instructions per {unit} "
+          f"({small:,} to {args.messages:,} {unit}s)")
     for side in ("sender", "receiver"):
         (per_big, total_big), (per_small, total_small) = big[side], little[side]
         print(f"  {side:8} {(total_big - total_small) / between:8.1f}")

@@ -934,6 +934,29 @@ def test_exit_with_sender_blocked_on_full_queue():
     assert r.returncode == 0 and "full" in r.stdout, r.stderr
 
 
+def test_leaving_a_with_block_releases_the_message_and_lets_errors_through(ctx):
+    """`with` releases a Message on the way out, whether the block ends or raises (and the error
+    goes on), and only then is it acknowledged (on release, the default)."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx, \
+            fastmsg.Sender(rx.endpoint, context=ctx) as tx:
+        tx.send_many([b"first", b"second"])
+        with rx.recv(timeout=10) as m:
+            assert bytes(m) == b"first"
+            assert not tx.flush(timeout=0.2)  # held by this block: not acknowledged yet
+        assert repr(m) == "<fastmsg.Message released>"
+        with pytest.raises(fastmsg.Closed, match="released"):
+            memoryview(m)
+        with pytest.raises(KeyError, match="from the block"):
+            with rx.recv(timeout=10) as m2:
+                assert bytes(m2) == b"second"
+                raise KeyError("from the block")
+        assert repr(m2) == "<fastmsg.Message released>"
+        m2.release()  # (idempotent, as is a second exit)
+        m2.__exit__(None, None, None)
+        assert tx.flush(timeout=10)
+        assert tx.stats()["acknowledged"] == 2
+
+
 def test_exit_with_unreleased_messages():
     code = textwrap.dedent("""
         import fastmsg
