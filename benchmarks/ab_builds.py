@@ -79,7 +79,10 @@ def main():
         for which in order:
             results[which].append(run_bench(getattr(args, which), bench_args))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    keys = [k for k in results["a"][0] if all(k in r for r in results["a"] + results["b"])]
+    runs = results["a"] + results["b"]
+    seen = {k for r in runs for k in r}
+    keys = [k for k in results["a"][0] if all(k in r for r in runs)]
+    missing = sorted(seen - set(keys))
     print(f"B/A, median of {args.rounds} alternating rounds (rates: above 1 is B faster; "
           f"round trips, p50: above 1 is B slower)")
     print(f"{'pin':5} {'transport':9} {'peer':8} {'cell':28} {'A':>10} {'B':>10} {'B/A':>6}  range")
@@ -92,6 +95,8 @@ def main():
         print(f"{key[0]:5} {key[1]:9} {key[2]:8} {key[3]:28} {shown(statistics.median(a)):>10} "
               f"{shown(statistics.median(b)):>10} {statistics.median(ratios):6.3f}  "
               f"{min(ratios):.2f}-{max(ratios):.2f}")
+    for key in missing:  # (a run failed there, or one build has no such cell)
+        print(f"not compared, absent from some runs: {' '.join(key)}")
 
 
 if __name__ == "__main__":

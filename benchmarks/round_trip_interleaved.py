@@ -6,16 +6,20 @@ than the difference to be judged. Here both repliers run all along and one reque
 between them in blocks of a few hundred trips, so that both see the same moments of the machine.
 The trips are those of the bench: `Sender.request` against `Message.reply`, and a blocking
 socket's `sendall` of a 4-byte length and the payload against a replier that reads the frame
-with `recv_into` and sends it back.
+with `recv_into` and sends it back; each trip here ends with the reply as bytes, for both peers
+(the bench's socket trip keeps a view).
 
     python benchmarks/round_trip_interleaved.py [--pin same|split] [--blocks 100] [--block 200]
 
-Prints each peer's p50 and p99 over all its trips, the ratio of the p50s, and the median of the
-per-block ratios (fastmsg's p50 over the socket's, blocks taken in pairs)."""
+Prints each peer's p50 and p99 over all its trips and its CPU time per trip (user and system,
+of the requesting process in that peer's blocks and of the replier's whole process), the ratio
+of the p50s, and the median of the per-block ratios (fastmsg's p50 over the socket's, blocks
+taken in pairs)."""
 
 import argparse
 import multiprocessing
 import os
+import resource
 import socket
 import statistics
 import struct
@@ -28,6 +32,16 @@ WARMUP = 2000
 HDR = struct.Struct("<I")
 
 
+def cpu_s():
+    """(user, system) CPU seconds of this process so far, all its threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def per_trip_us(before, after, trips):
+    return tuple((a - b) / trips * 1e6 for a, b in zip(after, before))
+
+
 def pin(cpu):
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
@@ -37,9 +51,12 @@ def fastmsg_replier(conn, cpu, total):
     pin(cpu)
     rx = fastmsg.Receiver("tcp://127.0.0.1:0")
     conn.send(rx.endpoint)
-    for _ in range(total):
+    for i in range(total):
+        if i == WARMUP:
+            start = cpu_s()
         with rx.recv(timeout=60) as msg:
             msg.reply(msg)
+    conn.send(per_trip_us(start, cpu_s(), total - WARMUP))
     conn.recv()  # (the requester is done: close after it)
     rx.close()
 
@@ -62,9 +79,12 @@ def socket_replier(conn, cpu, total):
     peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = bytearray(4 + SIZE)
     view = memoryview(buf)
-    for _ in range(total):
+    for i in range(total):
+        if i == WARMUP:
+            start = cpu_s()
         read_frame(peer, buf, view)
         peer.sendall(view[:4 + SIZE])
+    conn.send(per_trip_us(start, cpu_s(), total - WARMUP))
     conn.recv()
     peer.close()
 
@@ -118,19 +138,25 @@ def main():
                 raise AssertionError("a reply differs from its request")
     clock = time.perf_counter_ns
     samples = {name: [] for name in trips}
+    spent = {name: [0.0, 0.0] for name in trips}
     block_ratios = []
     for b in range(args.blocks):
         order = ("fastmsg", "socket") if b % 2 == 0 else ("socket", "fastmsg")
         p50 = {}
         for name in order:
             trip, lat = trips[name], []
+            before = cpu_s()
             for _ in range(args.block):
                 t0 = clock()
                 trip()
                 lat.append(clock() - t0)
+            after = cpu_s()
+            spent[name][0] += after[0] - before[0]
+            spent[name][1] += after[1] - before[1]
             p50[name] = statistics.median(lat)
             samples[name].extend(lat)
         block_ratios.append(p50["fastmsg"] / p50["socket"])
+    replier_cpu = dict(zip(trips, (pipe.recv() for pipe in pipes)))
     for pipe in pipes:
         pipe.send("done")
     tx.close()
@@ -144,6 +170,9 @@ def main():
         p50s[name] = quantile(lat, 0.5)
         print(f"  {name:8} p50 {p50s[name]:6.1f} us  p99 {quantile(lat, 0.99):6.1f} us  "
               f"p99/p50 {quantile(lat, 0.99) / p50s[name]:.2f}")
+        user, system = (t / len(lat) * 1e6 for t in spent[name])
+        print(f"           CPU per trip: requester user {user:.1f} sys {system:.1f} us, "
+              f"replier user {replier_cpu[name][0]:.1f} sys {replier_cpu[name][1]:.1f} us")
     print(f"  fastmsg/socket p50 {p50s['fastmsg'] / p50s['socket']:.2f}; "
           f"median of the blocks' ratios {statistics.median(block_ratios):.2f} "
           f"(quartiles {statistics.quantiles(block_ratios, n=4)[0]:.2f}-{statistics.quantiles(block_ratios, n=4)[2]:.2f})")
