@@ -104,8 +104,8 @@ def main():
             cpus[h].append(cpu)
     print(f"{args.size} B over {args.transport}, receiver on CPU 0, sender on CPU 1, {args.rounds} rounds:")
     for h, r in rates.items():
-        print(f"  hwm_bytes {h:>9}: median {statistics.median(r) / 1e6:.2f} M msg/s  "
-              f"(runs {', '.join(f'{x / 1e6:.2f}' for x in r)})")
+        print(f"  hwm_bytes {h:>9}: median {statistics.median(r):,.0f} msg/s, "
+              f"{statistics.median(r) * args.size / 1e6:,.0f} MB/s  (runs {', '.join(f'{x:,.0f}' for x in r)})")
         if args.threads:
             ms = [statistics.median(c[i] for c in cpus[h]) / 1e6 for i in range(4)]
             print(f"      CPU ms: sender application {ms[0]:.0f}, its other threads {ms[1]:.0f}; "
