@@ -124,6 +124,45 @@ def test_send_many_stopped_by_a_bad_message_says_how_many_were_queued(stuck_send
     assert any("queued 2 of the messages" in note for note in info.value.__notes__)
 
 
+
+# ---- the two bounds: the ring (ring_bytes) for small messages, hwm_bytes for large ones ----
+
+
+def count_until_full(tx, message, limit=100_000):
+    """How many `message`s tx queues before send(timeout=0) raises Full (the peer never answers)."""
+    for n in range(limit):
+        try:
+            tx.send(message, timeout=0)
+        except fastmsg.Full as exc:
+            assert "nothing was sent" in str(exc)
+            return n
+    raise AssertionError(f"{limit} messages queued and still no Full")
+
+
+def test_ring_bytes_bounds_the_small_messages_below_hwm_bytes():
+    with fastmsg.Sender(f"tcp://127.0.0.1:{free_port()}", hwm_bytes=1 << 20, ring_bytes=RING) as tx:
+        small = count_until_full(tx, b"s" * 100)
+        # A 4 KiB ring holds some 30 of them (each a 100-byte record and its header); hwm_bytes alone
+        # would take about 9,000.
+        assert 0 < small <= RING // 100
+        assert fastmsg.poll([tx], timeout=0) == []  # more than half of the ring is queued: no room
+        tx.close(linger=0)
+
+
+def test_hwm_bytes_bounds_the_large_messages_held_outside_the_ring():
+    large = b"L" * (RING // 4 + 1)  # over a quarter of the ring: held where it lies, not copied in
+    hwm = 64 << 10
+    with fastmsg.Sender(f"tcp://127.0.0.1:{free_port()}", hwm_bytes=hwm, ring_bytes=RING) as tx:
+        # Each takes 24 bytes of the ring, which holds some 170 of those: hwm_bytes is the bound.
+        assert count_until_full(tx, large) == hwm // len(large)
+        tx.close(linger=0)
+
+
+@pytest.mark.parametrize("ring_bytes", [0, 4095, -1])
+def test_ring_bytes_below_4096_is_refused(ring_bytes):
+    with pytest.raises(ValueError, match="ring_bytes must be at least 4096"):
+        fastmsg.Sender(f"tcp://127.0.0.1:{free_port()}", ring_bytes=ring_bytes)
+
 # ---- the producer lock (producer_lock.h): exclusive, and a waiter is woken when it is free ----
 
 

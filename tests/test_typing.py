@@ -173,9 +173,9 @@ def test_sender_and_receiver_signatures_are_their_constructors():
     _assert_keyword_only_after(fastmsg.Receiver, ["endpoint"])
     rdefaults, sdefaults = _defaults(fastmsg.Receiver), _defaults(fastmsg.Sender)
     # The values __init__ takes by default are these constants (its defaults are bound to them).
-    assert (sdefaults["hwm_bytes"], sdefaults["max_message_size"], sdefaults["max_batch_bytes"],
+    assert (sdefaults["hwm_bytes"], sdefaults["ring_bytes"], sdefaults["max_message_size"], sdefaults["max_batch_bytes"],
             sdefaults["handshake_timeout"], sdefaults["heartbeat_interval"], sdefaults["linger"]) == (
-        transport.DEFAULT_HWM_BYTES, transport.DEFAULT_MAX_MESSAGE, transport.DEFAULT_MAX_BATCH,
+        transport.DEFAULT_HWM_BYTES, transport.DEFAULT_SEND_RING, transport.DEFAULT_MAX_MESSAGE, transport.DEFAULT_MAX_BATCH,
         transport.DEFAULT_HANDSHAKE_TIMEOUT, transport.DEFAULT_HEARTBEAT_INTERVAL, transport.DEFAULT_LINGER)
     assert (rdefaults["max_message_size"], rdefaults["max_batch_bytes"], rdefaults["max_connections"],
             rdefaults["ring_bytes"], rdefaults["handshake_timeout"], rdefaults["max_sessions"], rdefaults["ack"],

@@ -283,7 +283,7 @@ class Sender:
     `await request()`.
 
     Takes the same arguments as fastmsg.Sender. send() queues the message and returns, waiting
-    (without blocking the loop) only while hwm_bytes are queued and unacknowledged."""
+    (without blocking the loop) only while its ring or hwm_bytes is full of unacknowledged messages."""
 
     def __init__(self, endpoint: str | Endpoint, **options: Unpack[SenderOptions]) -> None:
         self._tx = fastmsg.Sender(endpoint, **options)

@@ -32,7 +32,7 @@ def poll(  # type: ignore[overload-cannot-match]  # (it does, where the first ca
 def poll(objects: Iterable[_Ready], timeout: float | None = None) -> list[_Ready]:
     """The objects among `objects` (Receivers and Senders) that are ready, in the order given:
     a Receiver with a message waiting (recv() returns at once), a Sender with room (at most half
-    of its hwm_bytes queued, so a message of up to a quarter of it is queued at once). A closed
+    of its ring queued, so a message of up to a quarter of it is queued at once). A closed
     object counts as ready, as a call on it raises at once.
 
     Waits until one is ready: timeout=None as long as it takes, otherwise at most that many

@@ -163,6 +163,7 @@ class BalancerSenderOptions(TypedDict, total=False):
     each of their Senders."""
 
     hwm_bytes: int
+    ring_bytes: int
     max_message_size: int
     max_batch_bytes: int
     handshake_timeout: float

@@ -13,6 +13,7 @@ from fastmsg.types import ConnectionInfo, ReceiverStats, SenderStats
 
 # Option defaults and limits (the constructors' defaults are these).
 DEFAULT_HWM_BYTES: Final[int]
+DEFAULT_SEND_RING: Final[int]
 MAX_BUSY_POLL: Final[float]
 DEFAULT_MAX_MESSAGE: Final[int]
 DEFAULT_MAX_BATCH: Final[int]
@@ -91,12 +92,15 @@ class Sender:
     def linger(self) -> float | None: ...
     @property
     def _lent(self) -> bool: ...
+    @property
+    def _ring_capacity(self) -> int: ...
     def __init__(
         self,
         endpoint: str | Endpoint,
         *,
         context: Context | None = None,
         hwm_bytes: int = 4194304,
+        ring_bytes: int = 1048576,
         max_message_size: int = 16777216,
         max_batch_bytes: int = 262144,
         handshake_timeout: float = 5.0,

@@ -37,7 +37,8 @@ WAIT_SLICE = 0.02
 EXIT_LINGER = 1.0
 # A Balancer nobody calls is looked at this often by its watcher thread (s): failover, names.
 WATCH_EVERY = 0.02
-# A member whose queued bytes reach this fraction of its window is saturated for the Router.
+# A member whose queued bytes reach this fraction of its Sender's ring is saturated for the Router
+# (large messages, held outside the ring up to hwm_bytes, count against the ring too: sooner).
 SATURATED = 0.75
 # An unanswered batch this much older than the member's last round trip counts as a sample.
 STALE_FACTOR = 2
@@ -89,7 +90,6 @@ class Balancer:
         self._resolve_ns = int(resolve_interval * 1e9)
         self._context = context if context is not None else default_context()
         self._options = sender_options
-        self._hwm = sender_options.get("hwm_bytes", 4 << 20)
         self._lock = threading.RLock()
         self._members: list[Member] = []
         self._specs: dict[str, tuple[float, str | None]] = {}  # endpoint as given -> (weight, zone) for re-resolving names
@@ -168,7 +168,7 @@ class Balancer:
                     m.sender.send(data, timeout=_slice(deadline, timeout))
             except Full:
                 tried += 1
-                self._router.set_load(i, self._hwm, saturated=True)
+                self._router.set_load(i, m.sender._ring_capacity, saturated=True)
                 if timeout == 0 and (tried >= len(self._members) or self._keyed):
                     raise Full("every receiver's queue is full; nothing was sent") from None
                 continue
@@ -329,7 +329,7 @@ class Balancer:
             elif timing_since and now - timing_since > STALE_FACTOR * max(last_rtt, m.fed_age, 1_000_000):
                 m.fed_age = now - timing_since  # an ACK overdue: the receiver is at least this slow
                 router.observe_rtt(i, m.fed_age)
-            router.set_load(i, unacked_bytes, unacked_bytes >= SATURATED * self._hwm)
+            router.set_load(i, unacked_bytes, unacked_bytes >= SATURATED * m.sender._ring_capacity)
             if up:
                 m.was_up = True
             elif m.was_up and not self._broadcast:

@@ -1,6 +1,10 @@
 # Defaults and limits of the endpoints' options, and their counters as a stats() dict.
 
 DEFAULT_HWM_BYTES = 4 << 20
+# A Sender's ring, at most: where its small messages are copied, and held until acknowledged.
+# Room comes back a window after it was written, so a ring larger than the CPU's L2 cache (often
+# 1 MiB) is reused cold: 1 KiB streams ran 1.13-1.73x as fast with 1 MiB as with 4 MiB (docs).
+DEFAULT_SEND_RING = 1 << 20
 DEFAULT_MAX_MESSAGE = 16 << 20
 DEFAULT_MAX_BATCH = 256 << 10
 DEFAULT_CONN_RING = 4 << 20

@@ -16,8 +16,8 @@ cdef int _sender_wait_flush(void *s, uint64_t unused, int64_t deadline) noexcept
 # No gc clear: `held` must outlive the engine's use of the payloads, which ends in __dealloc__.
 @cython.no_gc_clear
 cdef class Sender:
-    """Sender(endpoint, *, context=None, hwm_bytes=4194304, max_message_size=16777216,
-           max_batch_bytes=262144, handshake_timeout=5.0, heartbeat_interval=1.0,
+    """Sender(endpoint, *, context=None, hwm_bytes=4194304, ring_bytes=1048576,
+           max_message_size=16777216, max_batch_bytes=262144, handshake_timeout=5.0, heartbeat_interval=1.0,
            dead_peer_timeout=None, linger=1.0, secret=None, key_id=None, ssl=None,
            server_hostname=None, busy_poll=None)
 --
@@ -26,8 +26,10 @@ cdef class Sender:
 
     send() copies the message into a ring and returns; the I/O thread writes batches of them,
     each with one CRC32C. A large bytes object is not copied: being immutable, it is written from
-    where it lies and referenced until then. When hwm_bytes are queued, send() waits (timeout=0:
-    raises Full).
+    where it lies and referenced until then. Every message is held until the receiver
+    acknowledges it: small ones in a ring of ring_bytes (at most hwm_bytes), large ones (over a
+    quarter of the ring) where they lie, up to hwm_bytes of them. When either is full, send() waits
+    (timeout=0: raises Full).
     """
     cdef fm_sender *s         # the engine's sender; NULL once closed
     cdef object __weakref__
@@ -38,7 +40,8 @@ cdef class Sender:
     cdef uint64_t small_max         # the largest message copied into the ring ...
     cdef uint64_t small_bytes_max   # ... and the largest exact bytes object (bigger ones are lent)
     cdef uint32_t peer_max          # the receiver's max_message_size (0: not known yet), as _check() last read it
-    cdef uint64_t hwm               # the ring's capacity, also the bound of held_bytes
+    cdef uint64_t hwm               # hwm_bytes (rounded up to a power of two): the bound of held_bytes
+    cdef readonly uint64_t _ring_capacity  # the ring's: hwm_bytes or ring_bytes, the smaller
     cdef object held          # (ring position after its record, payload) of each external record
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen              # the fork generation it was made in
@@ -60,7 +63,8 @@ cdef class Sender:
     cdef object ssl_context       # ssl=: kept alive, as the engine uses its SSL_CTX (and callbacks)
 
     def __init__(self, endpoint, *, Context context=None, hwm_bytes=DEFAULT_HWM_BYTES,
-                 max_message_size=DEFAULT_MAX_MESSAGE, max_batch_bytes=DEFAULT_MAX_BATCH,
+                 ring_bytes=DEFAULT_SEND_RING, max_message_size=DEFAULT_MAX_MESSAGE,
+                 max_batch_bytes=DEFAULT_MAX_BATCH,
                  handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL,
                  dead_peer_timeout=None, linger=DEFAULT_LINGER, secret=None, key_id=None, ssl=None,
                  server_hostname=None, busy_poll=None):
@@ -72,6 +76,8 @@ cdef class Sender:
         _check_message_limits(max_message_size, max_batch_bytes)
         if hwm_bytes < 4096:
             raise ValueError(f"hwm_bytes must be at least 4096, got {hwm_bytes}")
+        if ring_bytes < 4096:
+            raise ValueError(f"ring_bytes must be at least 4096, got {ring_bytes}")
         deadline_ns(linger)  # (checks it)
         self.linger = linger
         family, addr = ep.resolve()[0]
@@ -82,7 +88,7 @@ cdef class Sender:
         cdef fm_sender_config cfg
         memset(&cfg, 0, sizeof(cfg))
         _sender_key(&cfg, secret, key_id)
-        cfg.ring_capacity = _pow2(hwm_bytes)
+        cfg.ring_capacity = min(_pow2(hwm_bytes), _pow2(ring_bytes))
         cfg.hwm_bytes = cfg.ring_capacity
         cfg.max_message = max_message_size
         cfg.max_batch = max_batch_bytes
@@ -91,7 +97,8 @@ cdef class Sender:
         cfg.heartbeat_ms, cfg.dead_peer_ms = _heartbeat_ms(heartbeat_interval, dead_peer_timeout)
         cfg.busy_poll_ns = _busy_poll_ns(busy_poll, &cfg.busy_poll_auto)
         self.max_message = max_message_size
-        self.hwm = cfg.ring_capacity
+        self.hwm = _pow2(hwm_bytes)
+        self._ring_capacity = cfg.ring_capacity
         self.small_max = min(cfg.ring_capacity // RING_SHARE, <uint64_t>max_message_size)
         # A bytes object this large would fill a batch alone anyway: it is lent, not copied.
         self.small_bytes_max = min(self.small_max, <uint64_t>max_batch_bytes - 1)
@@ -146,7 +153,8 @@ cdef class Sender:
         cdef int end
         if deadline == -2:
             if not self._arm_and_check(target):
-                raise Full(f"the send queue is full ({self.hwm} bytes); nothing was sent")
+                raise Full(f"the send queue is full (a {self._ring_capacity}-byte ring, {self.hwm} bytes for "
+                           f"large messages); nothing was sent")
         else:
             end = wait_until(ring_wait_space, self.ring, target, deadline, WAIT_SLICE_NS, &self.closing)
             if end == WAIT_CLOSED:
@@ -716,12 +724,12 @@ cdef class Sender:
         return fd
 
     def _poll_ready(self):
-        """For fastmsg.poll: True if at most half of hwm_bytes is queued (so a message of up to a
+        """For fastmsg.poll: True if at most half of the ring is queued (so a message of up to a
         quarter of it is queued at once), or the Sender is closed (send() would raise at once);
         otherwise arms the fd (fileno() first)."""
         if self.s == NULL:
             return True
-        cdef uint64_t half = self.hwm // 2
+        cdef uint64_t half = self._ring_capacity // 2
         if fm_sender_queued(self.s) <= half:
             return True
         if self.notifier == NULL:
