@@ -304,7 +304,8 @@ def test_ack_on_receipt_forgets_what_a_killed_receiver_held(ack):
 
     try:
         first = start()
-        with fastmsg.Sender(f"tcp://127.0.0.1:{port}") as tx:
+        # The receiver holds all n1 (some 3 MB) until it has them all: the Sender's ring must too.
+        with fastmsg.Sender(f"tcp://127.0.0.1:{port}", hwm_bytes=8 << 20, ring_bytes=8 << 20) as tx:
             tx.send_many([mixed_payload(i) for i in range(n1)])
             first.send(("until", n1 - 1, keep))  # processes n1 - keep, holds the last `keep`
             assert first.poll(30)
@@ -358,7 +359,7 @@ def test_script_ending_without_close_delivers_everything():
         # The Sender's linger, given at exit, is generous so that a busy machine cannot fail it.
         p = run_script(f"""
             import fastmsg
-            tx = fastmsg.Sender({rx.endpoint!r}, hwm_bytes=32 << 20, linger=60)
+            tx = fastmsg.Sender({rx.endpoint!r}, hwm_bytes=32 << 20, ring_bytes=32 << 20, linger=60)
             tx.send_many([i.to_bytes(8, "little") * 125 for i in range({count})])
         """)
         got = []

@@ -168,9 +168,10 @@ def test_holding_more_than_a_ring_of_messages_does_not_stall(ctx, size):
     n = 64 * 1024 * 8 // size + 100  # about eight rings' worth
     with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx, ring_bytes=64 * 1024,
                           max_batch_bytes=4096) as rx, \
-            fastmsg.Sender(rx.endpoint, context=ctx, max_batch_bytes=4096, hwm_bytes=16 << 20) as tx:
+            fastmsg.Sender(rx.endpoint, context=ctx, max_batch_bytes=4096, hwm_bytes=16 << 20,
+                           ring_bytes=16 << 20) as tx:
         # (the Sender keeps every message until the receiver's application releases it, so its
-        # queue must hold all of them: hwm_bytes bounds what is unacknowledged)
+        # ring must hold all of them: ring_bytes bounds the small messages unacknowledged)
         body = [bytes([i & 0xFF]) * size for i in range(n)]
         tx.send_many(body)
         kept = []
