@@ -203,6 +203,8 @@ struct fm_receiver {
     fm_receiver_config cfg;
     fm_busy_poll busy;    /* a direct reader's looking before it sleeps (busy_poll.h) */
     uint64_t busy_replies; /* replies_queued at its last wait (the reader's) */
+    const void *last_replier; /* the thread that queued the latest reply (&fm_progress, one per thread) */
+    int64_t nest_look_ns;     /* a reader's last look at `poller` (the listener, the waker, the sockets) */
     int lfd;
     /* The listener and the connections live in a poller of their own when it can nest in the
      * context's (epoll): then a thread blocked in recv can wait on it and read the sockets
@@ -315,6 +317,7 @@ struct fm_rxconn {
     double tokens;                /* messages it may deliver now (negative: in debt) */
     int64_t tokens_at_ns;         /* when `tokens` was last brought up to date; 0: full bucket */
     int64_t rate_until_ns;        /* reading is paused until then (0: not paused) */
+    int read_waits;               /* its socket blocks for reads (fm_rxconn_read_wait): 1, -1 it cannot, 0 untried */
 };
 
 /* The loop's (and a reader's) operations on a connection: read, write back (receiver_read.c). */
@@ -373,5 +376,9 @@ void fm_rxconn_pump_in(fm_rxconn *c);
 /* Parses and publishes the frames already read (a rate limit's pause left them in the ring, and
  * the socket may hold nothing more to wake a read). 0, or -1 once closed. */
 int fm_rxconn_parse_read(fm_rxconn *c);
+/* One read that may sleep until bytes come or the socket's read timeout passes (its socket blocks
+ * for reads, fastmsg_set_read_wait; the caller holds the token), then on as fm_rxconn_pump_in. 1
+ * if it read (or the connection ended), 0 if the timeout passed, -EINTR if a signal came. */
+int fm_rxconn_read_wait(fm_rxconn *c);
 
 #endif

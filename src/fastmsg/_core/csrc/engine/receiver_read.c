@@ -174,6 +174,51 @@ static void read_failed(fm_rxconn *c, ptrdiff_t n) {
     fm_rxconn_close(c);
 }
 
+/* A read into the ring returned n <= 0: what was whole goes to the consumer, and the connection
+ * closes. */
+static void ring_read_ended(fm_rxconn *c, ptrdiff_t n) {
+    if (c->w.wpos != __atomic_load_n(&c->w.ctl->tail, __ATOMIC_RELAXED)) publish(c);
+    /* closed mid-frame; a reset (n < 0) is the network's doing, not the peer's */
+    if (n == 0 && c->fill != c->at) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1);
+    read_failed(c, n);
+}
+
+/* Where the next read goes in the ring (at *off), and how many bytes fit there: up to the ring's
+ * end, and 0 while a frame in progress waits to move to the start. */
+static uint64_t read_room(fm_rxconn *c, uint64_t *off) {
+    fastmsg_ring *w = &c->w;
+    uint64_t head = __atomic_load_n(&w->ctl->head, __ATOMIC_ACQUIRE);
+    uint64_t room = head + w->capacity - c->fill, to_end = w->capacity - (c->fill & w->mask);
+    *off = c->fill & w->mask;
+    if (room > to_end) room = to_end;
+    /* Bytes of a frame in progress must stay contiguous: one that ran into the ring's end is
+     * moved to its start (parse, make_room) before anything more is read. */
+    return *off == 0 && c->fill != c->at ? 0 : room;
+}
+
+int fm_rxconn_read_wait(fm_rxconn *c) {
+    uint64_t off, room = read_room(c, &off);
+    if (room == 0 || c->big || c->big_done) { /* (the caller's checks leave none of these, but if one came) */
+        fm_rxconn_pump_in(c);
+        return 1;
+    }
+    ptrdiff_t n = fastmsg_read_wait(c->fd, c->w.data + off, (size_t)room);
+    FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
+    if (n == -EAGAIN) return 0;
+    if (n == -EINTR) return -EINTR;
+    fm_hb_received(&c->hb, fastmsg_monotonic_ns()); /* heartbeat hook: anything from the sender is life */
+    if (n <= 0) {
+        ring_read_ended(c, n);
+        return 1;
+    }
+    c->fill += (uint64_t)n;
+    int stalled, staged = parse(c, &stalled);
+    if (staged < 0) return 1; /* closed */
+    if (staged) publish(c);
+    if ((uint64_t)n == room || stalled) fm_rxconn_pump_in(c); /* more may wait, or the ring is full */
+    return 1;
+}
+
 void fm_rxconn_pump_in(fm_rxconn *c) {
     fastmsg_ring *w = &c->w;
     for (int rounds = 0; rounds < READ_ROUNDS; rounds++) {
@@ -199,12 +244,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
             c->big_done = 1;
             continue;
         } else {
-            uint64_t off = c->fill & w->mask, head = __atomic_load_n(&w->ctl->head, __ATOMIC_ACQUIRE);
-            uint64_t room = head + w->capacity - c->fill, to_end = w->capacity - off;
-            if (room > to_end) room = to_end;
-            /* Bytes of a frame in progress must stay contiguous: one that ran into the ring's
-             * end is moved to its start (parse, make_room) before anything more is read. */
-            if (off == 0 && c->fill != c->at) room = 0;
+            uint64_t off, room = read_room(c, &off);
             if (room == 0) {
                 stalled = 1;
             } else {
@@ -212,10 +252,7 @@ void fm_rxconn_pump_in(fm_rxconn *c) {
                 FM_STAT_ADD(c->rx, FM_READ_CALLS, 1);
                 if (n == -EAGAIN) return;
                 if (n <= 0) {
-                    if (w->wpos != __atomic_load_n(&w->ctl->tail, __ATOMIC_RELAXED)) publish(c);
-                    /* closed mid-frame; a reset (n < 0) is the network's doing, not the peer's */
-                    if (n == 0 && c->fill != c->at) FM_STAT_ADD(c->rx, FM_PROTOCOL_ERRORS, 1);
-                    read_failed(c, n);
+                    ring_read_ended(c, n);
                     return;
                 }
                 c->fill += (uint64_t)n;

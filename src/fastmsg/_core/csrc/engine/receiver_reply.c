@@ -59,6 +59,7 @@ int fm_receiver_reply(fm_receiver *rx, uint64_t session_id, uint64_t request_id,
     /* Under the lock, so that the drain's reset to 0 never loses a count (has_work reads it). */
     __atomic_store_n(&rx->rq_len, rx->rq_len + 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&rx->replies_queued, rx->replies_queued + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&rx->last_replier, (const void *)&fm_progress, __ATOMIC_RELAXED);
     fm_mutex_unlock(&rx->rlock);
     if (write_now) fm_receiver_send_replies(rx);
     return 0;
