@@ -15,9 +15,8 @@
 /* How long a requester reads for itself before it leaves the socket to the I/O thread (which it
  * keeps from writing for others meanwhile: short against a heartbeat, long against a round trip). */
 #define DIRECT_READ_NS (2 * FM_MS)
-/* How long after a direct read the socket stays out of the I/O thread's poller (unread): as a
- * receiver's lease (receiver_direct.c), and for the same reason. */
-#define LEASE_NS (50 * FM_MS)
+/* How long after a direct read the socket stays out of the I/O thread's poller (unread). */
+#define LEASE_NS (10 * FM_MS)
 /* Tries at the token before a requester leaves the reply to the I/O thread. */
 #define TAKE_TRIES 4
 /* A requester's read that waits (may_wait_in_read) sleeps for the socket's timeout, which the
