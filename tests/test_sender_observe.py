@@ -14,7 +14,7 @@ if not hasattr(fastmsg, "Sender"):
 
 from transport_helpers import wait_for
 
-UP, BYTES, MESSAGES, SETTLED, SAMPLES, LAST_RTT, TIMING_SINCE = range(7)
+UP, BYTES, MESSAGES, SETTLED, SAMPLES, LAST_RTT, TIMING_SINCE, FILL = range(8)
 
 
 def take(rx, n, timeout=10.0):
@@ -61,6 +61,30 @@ def test_observations_follow_the_stream(ctx):
         assert o[UP] and o[MESSAGES] == 0 and o[BYTES] == 0 and o[SETTLED] == 100
         assert o[SAMPLES] >= 1 and o[LAST_RTT] > 0
         assert tx.stats()["ack_rtt_samples"] == o[SAMPLES]
+
+
+def test_fill_is_the_fuller_bound_each_against_its_own_limit(ctx):
+    # Small messages fill the ring, large ones hwm_bytes: a Balancer takes a member for saturated
+    # from this, so a few large messages held must not read as a full ring.
+    with fastmsg.Receiver("tcp://127.0.0.1:0", context=ctx) as rx, \
+            fastmsg.Sender(rx.endpoint, context=ctx, hwm_bytes=1 << 20, ring_bytes=64 << 10) as tx:
+        wait_for(lambda: tx._observe()[UP], what="the handshake")
+        assert tx._observe()[FILL] == 0.0
+        large = b"L" * (256 << 10)  # over a quarter of the ring: held where it lies
+        tx.send(large)
+        got = take(rx, 1)  # held unreleased: unacknowledged
+        o = tx._observe()
+        assert o[BYTES] >= len(large)
+        assert 0.24 <= o[FILL] <= 0.3, o  # a quarter of hwm_bytes, though four times the ring
+        small = [b"s" * 1000] * 40  # some 40 KiB of the 64 KiB ring
+        tx.send_many(small)
+        got += take(rx, 40)
+        o = tx._observe()
+        assert 0.6 <= o[FILL] <= 0.7, o  # the ring is the fuller now
+        for m in got:
+            m.release()
+        assert tx.flush(timeout=10)
+        assert tx._observe()[FILL] == 0.0
 
 
 def test_round_trip_includes_a_slow_release(ctx):

@@ -37,8 +37,8 @@ WAIT_SLICE = 0.02
 EXIT_LINGER = 1.0
 # A Balancer nobody calls is looked at this often by its watcher thread (s): failover, names.
 WATCH_EVERY = 0.02
-# A member whose queued bytes reach this fraction of its Sender's ring is saturated for the Router
-# (large messages, held outside the ring up to hwm_bytes, count against the ring too: sooner).
+# A member whose Sender has this fraction of its ring (small messages) or of its hwm_bytes (large
+# ones, held outside the ring) taken is saturated for the Router.
 SATURATED = 0.75
 # An unanswered batch this much older than the member's last round trip counts as a sample.
 STALE_FACTOR = 2
@@ -319,7 +319,7 @@ class Balancer:
             self._resolve_names()
         router = self._router
         for i, m in enumerate(self._members):
-            up, unacked_bytes, _, settled, samples, last_rtt, timing_since = m.sender._observe()
+            up, unacked_bytes, _, settled, samples, last_rtt, timing_since, fill = m.sender._observe()
             if m.pending:
                 self._settle(m, settled)
             if samples != m.samples:
@@ -329,7 +329,7 @@ class Balancer:
             elif timing_since and now - timing_since > STALE_FACTOR * max(last_rtt, m.fed_age, 1_000_000):
                 m.fed_age = now - timing_since  # an ACK overdue: the receiver is at least this slow
                 router.observe_rtt(i, m.fed_age)
-            router.set_load(i, unacked_bytes, unacked_bytes >= SATURATED * m.sender._ring_capacity)
+            router.set_load(i, unacked_bytes, fill >= SATURATED)
             if up:
                 m.was_up = True
             elif m.was_up and not self._broadcast:
@@ -500,7 +500,7 @@ class Balancer:
             loads = self._router.loads()
             members = []
             for m, (up, _, saturated, rtt) in zip(self._members, loads):
-                up_now, unacked_bytes, unacked, settled, samples, last_rtt, _ = m.sender._observe()
+                up_now, unacked_bytes, unacked, settled, samples, last_rtt, _, _ = m.sender._observe()
                 members.append({"endpoint": m.endpoint, "state": "up" if up else "down", "saturated": saturated,
                                 "sent": m.carried[0] + m.sender.queued_count, "acknowledged": m.carried[1] + settled,
                                 "in_flight": unacked, "in_flight_bytes": unacked_bytes, "latency_ns": rtt,

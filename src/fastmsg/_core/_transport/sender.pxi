@@ -785,15 +785,19 @@ cdef class Sender:
     def _observe(self):
         """(up, unacknowledged bytes, unacknowledged messages, settled_count, round-trip samples,
         the latest sample in ns, when the batch being timed now was written (monotonic ns; 0:
-        none)): a few atomic loads, cheap enough for a Balancer to call every few milliseconds.
-        A round trip runs from a batch's write to the ACK that covers it, so it includes the
-        receiver's time to release its messages (by default)."""
+        none), fill): a few atomic loads, cheap enough for a Balancer to call every few
+        milliseconds. A round trip runs from a batch's write to the ACK that covers it, so it
+        includes the receiver's time to release its messages (by default). `fill` is how full the
+        fuller of the two bounds is, 0.0 to 1.0 or a little more: the ring (small messages) against
+        its capacity, the large messages held against hwm_bytes."""
         cdef uint64_t last = 0
         cdef int64_t since = 0
         self._check()
         cdef uint64_t samples = fm_sender_rtt(self.s, &last, &since)
-        return (bool(fm_sender_connected(self.s)), fm_sender_queued(self.s) + self.held_bytes,
-                fm_sender_unacked(self.s), fm_sender_done(self.s), samples, last, since)
+        cdef uint64_t queued = fm_sender_queued(self.s)
+        fill = max(queued / <double>self._ring_capacity, self.held_bytes / <double>self.hwm)
+        return (bool(fm_sender_connected(self.s)), queued + self.held_bytes,
+                fm_sender_unacked(self.s), fm_sender_done(self.s), samples, last, since, fill)
 
     def _take_unacked(self):
         """Closes the Sender at once and returns, in order, every message it had queued and not
