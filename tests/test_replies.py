@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import weakref
 
@@ -125,23 +127,38 @@ def _slow_replier(rx, delay, stop):
             m.reply(answer(m))
 
 
-def test_replies_slower_than_the_requesters_own_read_come_within_the_timeout():
+def _crowd_the_cpus():
+    """A spinning process per CPU, so that threads get preempted mid-step (a direct write or read
+    then meets the I/O thread holding the token, and the other way round)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+
+
+@pytest.mark.parametrize("crowded", [False, True], ids=["quiet", "crowded"])
+def test_replies_slower_than_the_requesters_own_read_come_within_the_timeout(crowded):
     """A requester reads its socket itself for a while, then leaves it to the I/O thread, which
-    must watch it at once: otherwise the reply waits for that thread's idle wake-up (100 ms), or
-    the request's next look (50 ms), longer than these requests may take. (The Sender has an I/O
-    thread of its own: the Receiver's would wake it.)"""
-    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
-            fastmsg.Sender(rx.endpoint, context=own) as tx:
-        stop = threading.Event()
-        t = threading.Thread(target=_slow_replier, args=(rx, 0.003, stop), daemon=True)
-        t.start()
-        try:
-            assert bytes(tx.request(b"first", timeout=10)) == answer(b"first")  # connected
-            for i in range(20):
-                assert bytes(tx.request(b"q%d" % i, timeout=0.045)) == answer(b"q%d" % i)
-        finally:
-            stop.set()
-            t.join(5)
+    must watch it at once: otherwise the reply waits for that thread's idle wake-up (100 ms), the
+    request's next look (50 ms), or the end of the requester's lease on the socket (as long), all
+    longer than these requests may take. On crowded CPUs the requester and the I/O thread often
+    find the token held by the other. (The Sender has an I/O thread of its own: the Receiver's
+    would wake it.)"""
+    hogs = _crowd_the_cpus() if crowded else []
+    try:
+        with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+                fastmsg.Sender(rx.endpoint, context=own) as tx:
+            stop = threading.Event()
+            t = threading.Thread(target=_slow_replier, args=(rx, 0.003, stop), daemon=True)
+            t.start()
+            try:
+                assert bytes(tx.request(b"first", timeout=10)) == answer(b"first")  # connected
+                for i in range(150):
+                    assert bytes(tx.request(b"q%d" % i, timeout=0.045)) == answer(b"q%d" % i)
+            finally:
+                stop.set()
+                t.join(5)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 def test_after_a_request_the_io_thread_reads_the_socket_again():

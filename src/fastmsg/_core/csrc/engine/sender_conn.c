@@ -351,10 +351,12 @@ static int leased_and_idle(fm_sender *s, int64_t now) {
  * holder for a kick (`missed`, read after the holder gives the token back), and tries once more
  * in case the token was given back before the holder could see the request. A lease holder with
  * nothing left for this thread is not asked, unless a socket event came (`event`: one the poller
- * would report again at once): this thread wakes at the lease's end (*next, if given). */
+ * would report again at once) or the socket is muted: this thread wakes at the lease's end (*next,
+ * if given). (Muted, it must be asked: a requester whose read finds no reply ends its lease early,
+ * and only this thread can unmute the socket for the reply.) */
 static int take_from_io(fm_sender *s, int event, int64_t now, int64_t *next) {
     if (!fm_token_take(&s->token)) {
-        if (!event && leased_and_idle(s, now)) {
+        if (!event && !s->muted && leased_and_idle(s, now)) {
             int64_t end = __atomic_load_n(&s->lease_end_ns, __ATOMIC_RELAXED);
             if (next && end < *next) *next = end;
             return 0;

@@ -15,8 +15,9 @@
 /* How long a requester reads for itself before it leaves the socket to the I/O thread (which it
  * keeps from writing for others meanwhile: short against a heartbeat, long against a round trip). */
 #define DIRECT_READ_NS (2 * FM_MS)
-/* How long after a direct read the socket stays out of the I/O thread's poller (unread). */
-#define LEASE_NS (10 * FM_MS)
+/* How long after a direct read the socket stays out of the I/O thread's poller (unread): as a
+ * receiver's lease (receiver_direct.c), and for the same reason. */
+#define LEASE_NS (50 * FM_MS)
 /* Tries at the token before a requester leaves the reply to the I/O thread. */
 #define TAKE_TRIES 4
 /* A requester's read that waits (may_wait_in_read) sleeps for the socket's timeout, which the
@@ -205,9 +206,15 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
     if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
     /* Others' requests in flight: their threads wait on futexes that the I/O thread (or this one)
      * wakes, and this one would keep the I/O thread from writing theirs. */
-    if (__atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != own || !__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) ||
-        !take_soon(s))
+    if (__atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != own || !__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE))
         return fm_request_wait(r, deadline_ns);
+    if (!take_soon(s)) {
+        /* The I/O thread holds the token (preempted, on a crowded CPU): the reply is left to it,
+         * and it would not see the socket until a lease this thread took for an earlier reply
+         * ran out. */
+        fm_sender_revoke_lease(s);
+        return fm_request_wait(r, deadline_ns);
+    }
     int rc = FASTMSG_WAIT_TIMEOUT, leased = 0;
     if (lendable(s)) {
         int64_t now = fastmsg_monotonic_ns(), until = now + DIRECT_READ_NS;
