@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import weakref
 
 import pytest
@@ -74,6 +75,55 @@ def test_many_threads_each_get_their_own_replies(pair):
         t.join(120)
     assert not errors, errors[:3]
     assert tx.stats()["replies_received"] == 4000
+
+
+def test_a_request_made_while_another_waits_goes_out_at_once():
+    """A request is written by its thread's wait for the reply, unless another request is in
+    flight (or the token is taken): the I/O thread must then be told to write it at once, not
+    when it next wakes for something else (here the slow request's reply, after 300 ms, longer
+    than the quick requests may take). (The Sender has an I/O thread of its own: the Receiver's
+    would wake it.)"""
+    slow_seen = threading.Event()
+
+    def replier(rx, stop):
+        held = []  # the slow request, answered after its delay
+        while not stop.is_set():
+            try:
+                m = rx.recv(timeout=0.01)
+            except fastmsg.Timeout:
+                m = None
+            if m is not None and bytes(m) == b"slow":
+                held.append((time.monotonic() + 0.3, m))
+                slow_seen.set()
+            elif m is not None:
+                with m:
+                    m.reply(answer(m))
+            for due, h in [x for x in held if x[0] <= time.monotonic()]:
+                with h:
+                    h.reply(answer(h))
+                held.remove((due, h))
+
+    with fastmsg.Context() as own, fastmsg.Receiver("tcp://127.0.0.1:0") as rx, \
+            fastmsg.Sender(rx.endpoint, context=own) as tx:
+        stop = threading.Event()
+        t = threading.Thread(target=replier, args=(rx, stop), daemon=True)
+        t.start()
+        try:
+            assert bytes(tx.request(b"first", timeout=10)) == answer(b"first")  # connected
+            for round_ in range(3):
+                slow_seen.clear()
+                slow = {}
+                waiter = threading.Thread(target=lambda: slow.update(reply=bytes(tx.request(b"slow", timeout=10))))
+                waiter.start()
+                assert slow_seen.wait(10)
+                data = b"quick %d" % round_
+                with tx.request(data, timeout=0.15) as reply:  # (the slow one is still in flight)
+                    assert bytes(reply) == answer(data)
+                waiter.join(10)
+                assert slow["reply"] == answer(b"slow")
+        finally:
+            stop.set()
+            t.join(5)
 
 
 def test_replies_in_reverse_order_reach_their_requests():

@@ -6,13 +6,16 @@
 cdef struct _ReplyWait:
     fm_sender *s    # the request's sender
     uint32_t own    # requests of the caller's in flight on it (request_many's), r among them
+    int unwritten   # r's message is published, but nobody was asked to write it yet (request())
 
 
 cdef int _request_wait(void *r, uint64_t wait, int64_t deadline) noexcept nogil:
     """fm_request_wait_direct as a wait_fn (`wait` is a _ReplyWait *): the request's reply is
     here."""
     cdef _ReplyWait *w = <_ReplyWait *><uintptr_t>wait
-    return fm_request_wait_direct(w.s, <fm_request *>r, w.own, deadline)
+    cdef int unwritten = w.unwritten
+    w.unwritten = 0
+    return fm_request_wait_direct(w.s, <fm_request *>r, w.own, deadline, unwritten)
 
 
 cdef Message _reply_message(fm_request *r):
@@ -28,15 +31,23 @@ cdef Message _reply_message(fm_request *r):
 
 
 cdef Message _await_reply(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline, object timeout,
-                          const bint *closing):
+                          const bint *closing, bint unwritten=False):
     """Waits for r's reply (a request of s, one of the caller's `own` in flight) within the
-    request's deadline, in slices that notice a close()."""
+    request's deadline, in slices that notice a close(). `unwritten`: r's message is published
+    but nobody was asked to write it (request(): its first wait writes it, in the same release
+    of the GIL)."""
     if fm_request_ready(r):
         return _reply_message(r)
     cdef _ReplyWait w
     w.s = s
     w.own = own
-    cdef int end = wait_until(_request_wait, r, <uintptr_t>&w, deadline, WAIT_SLICE_NS, closing)
+    w.unwritten = unwritten
+    cdef int end
+    try:
+        end = wait_until(_request_wait, r, <uintptr_t>&w, deadline, WAIT_SLICE_NS, closing)
+    finally:
+        if w.unwritten:  # (a signal handler raised before the first wait)
+            fm_sender_kick(s)
     if end == WAIT_READY or fm_request_ready(r):  # (a reply just at the deadline is still its reply)
         return _reply_message(r)
     if end == WAIT_CLOSED:
@@ -93,8 +104,8 @@ cdef class _Request:
             self.tx.requests.discard(self)
 
     cdef void _end(self) noexcept:
-        if self.r != NULL and self.tx.s != NULL and self.tx.gen == _generation:
-            fm_request_end(self.tx.s, self.r)
+        if self.r != NULL:
+            self.tx._end_request(self.r)
         self.r = NULL
 
     def __dealloc__(self):

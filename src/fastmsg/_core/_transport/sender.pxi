@@ -220,7 +220,7 @@ cdef class Sender:
         """Queues one message. `keep` is the message when it is an exact bytes object, which a
         large message lends rather than copies; None for any other buffer. flags REQUEST: the
         record is a request, `request_id` before the payload (keep None: a large one is copied);
-        `waits`: request()'s, whose thread waits for the reply next (_hand_over)."""
+        `waits`: request()'s, whose wait for the reply writes it (_await_reply)."""
         cdef uint8_t *dst
         cdef uint32_t tag = FASTMSG_REQUEST_ID_LEN if flags else 0  # bytes before the payload
         cdef uint64_t length = <uint64_t>size + tag
@@ -247,10 +247,12 @@ cdef class Sender:
         else:
             self._put_external(src, length, deadline, timeout, keep, flags, request_id)
             size = FM_POINTER_REC_LEN
-        if publish:
+        if waits:  # request()'s: the first wait for its reply writes it (_await_reply)
+            fastmsg_ring_commit(self.ring, <uint32_t>size)
+        elif publish:
             idle = fm_sender_all_written(self.s)
             fastmsg_ring_commit(self.ring, <uint32_t>size)
-            self._hand_over(idle, waits)
+            self._hand_over(idle)
         else:
             fastmsg_ring_stage(self.ring, <uint32_t>size)
         return 0
@@ -298,14 +300,15 @@ cdef class Sender:
 
     # ---- the direct write ----
 
-    cdef void _hand_over(self, bint idle, bint waits=False) noexcept:
+    cdef void _hand_over(self, bint idle) noexcept:
         """After publishing: a message that follows a pause (nothing was queued, and the last
         send was a while ago) is written from this thread, sparing the wake-up of the I/O
         thread; in a stream of sends the I/O thread batches them instead. A request that this
-        thread waits for (`waits`) is written by it whatever the pause: nothing can follow it
-        from here before its reply, so there is nothing to batch, and a round trip is about
-        as long as the pause (a kick of the parked I/O thread in one request in two, each
-        followed by its rounds of yields, loop.c).
+        thread waits for (request()'s) is not handed over here: the wait for its reply writes
+        it from this thread whatever the pause, in the same release of the GIL (_await_reply,
+        fm_request_wait_direct). Nothing can follow it from here before its reply, so there is
+        nothing to batch, and a round trip is about as long as the pause (a kick of the parked
+        I/O thread in one request in two, each followed by its rounds of yields, loop.c).
 
         The clock is read only by a send that finds the connection idle: the sends of a stream
         that the I/O thread has not caught up with need no time, as the pause is measured from
@@ -317,7 +320,7 @@ cdef class Sender:
         if idle:
             now = fastmsg_monotonic_ns()
             last = max(self.last_send_ns, fm_sender_written_ns(s))
-            if waits or now - last > DIRECT_GAP_NS:
+            if now - last > DIRECT_GAP_NS:
                 with nogil:
                     done = fm_sender_write_direct(s)
             self.last_send_ns = now
@@ -379,11 +382,11 @@ cdef class Sender:
         A request is acknowledged like any message (by default when the replier releases it):
         a replier that dies after that without replying leaves the request to its Timeout."""
         cdef int64_t deadline = deadline_ns(timeout)
-        cdef _Request req = self._start_request(data, deadline, timeout, True)
+        cdef fm_request *r = self._start_request(data, deadline, timeout, None)
         try:
-            return _await_reply(self.s, req.r, 1, deadline, timeout, &self.closing)
+            return _await_reply(self.s, r, 1, deadline, timeout, &self.closing, True)
         finally:
-            req._end()
+            self._end_request(r)
             self._request_done()
 
     cdef int _request_done(self) except -1:
@@ -542,26 +545,36 @@ cdef class Sender:
         """request() in steps, for fastmsg.asyncio: queues the request at once (raises Full, having
         armed the readiness fd, when there is no room) and returns its _Request, whose take()
         returns the reply once it is here."""
-        return self._start_request(data, -2, 0, False)
-
-    cdef _Request _start_request(self, object data, int64_t deadline, object timeout, bint waits):
-        """Queues a request and returns its handle. close() waits for the end of a request that
-        `waits` (in request(), whose wait notices close()); it ends any other itself."""
         cdef _Request req = _Request.__new__(_Request)
         req.tx = self
+        self._start_request(data, -2, 0, req)
+        return req
+
+    cdef fm_request *_start_request(self, object data, int64_t deadline, object timeout, _Request handle) except NULL:
+        """Queues a request. With `handle` None it is request()'s: close() waits for the end of
+        its wait (which notices close()), and the caller ends it (_end_request). Otherwise it
+        becomes handle's, which close() ends itself. (request() makes no handle: an object fewer
+        per round trip.)"""
+        cdef fm_request *r
         self._check()
         self._check_refused("this request was not sent")
         self._acquire(deadline, timeout)
         try:
             self._check()  # (closed meanwhile?)
-            req.r = self._queue_request(data, deadline, timeout, True, False, waits)
-            if waits:  # (under the producer lock, which close() takes before it counts them)
+            r = self._queue_request(data, deadline, timeout, True, False, handle is None)
+            if handle is None:  # (under the producer lock, which close() takes before it counts them)
                 self.flushing += 1
             else:
-                self.requests.add(req)
+                handle.r = r
+                self.requests.add(handle)
         finally:
             self._release()
-        return req
+        return r
+
+    cdef void _end_request(self, fm_request *r) noexcept:
+        """Ends a request (frees its slot; a reply that comes later is counted late)."""
+        if self.s != NULL and self.gen == _generation:
+            fm_request_end(self.s, r)
 
     cdef fm_request *_queue_request(self, object data, int64_t deadline, object timeout, bint publish=True,
                                     bint more=False, bint waits=False) except NULL:

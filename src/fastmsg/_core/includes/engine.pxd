@@ -136,7 +136,7 @@ cdef extern from "engine/engine.h" nogil:
     fm_request *fm_request_new(fm_sender *s, uint64_t id, int more)
     bint fm_request_ready(fm_request *r)
     int fm_request_wait(fm_request *r, int64_t deadline_ns)
-    int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns)
+    int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns, int unwritten)
     void fm_sender_revoke_lease(fm_sender *s)
     int fm_sender_lend_fd(fm_sender *s, uint64_t *conn)
     int fm_sender_read_lent(fm_sender *s, uint64_t conn)

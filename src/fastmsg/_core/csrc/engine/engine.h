@@ -211,8 +211,9 @@ int fm_request_ready(fm_request *r);
 int fm_request_wait(fm_request *r, int64_t deadline_ns);
 /* The same, but while the caller's `own` requests (r among them) are all of s's in flight, the
  * calling thread (without the GIL) reads the socket itself for a while, sparing the I/O thread's
- * wake-up and hand-off. */
-int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns);
+ * wake-up and hand-off. `unwritten`: r's message was published but nobody was asked to write it
+ * yet; this call writes it, or kicks the I/O thread to. */
+int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns, int unwritten);
 /* Someone waits for a reply other than by fm_request_wait_direct (an event loop): a requester's
  * hold on the socket, if any, ends now, so that the I/O thread reads it. */
 void fm_sender_revoke_lease(fm_sender *s);

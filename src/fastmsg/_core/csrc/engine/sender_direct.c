@@ -202,21 +202,27 @@ int fm_sender_read_lent(fm_sender *s, uint64_t conn) {
     return gone ? -1 : 1;
 }
 
-int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns) {
+/* The reply is left to the I/O thread: it must write the request first, if asked to. */
+static int wait_on_io(fm_sender *s, fm_request *r, int64_t deadline_ns, int unwritten) {
+    if (unwritten) fm_ctx_kick(s->ctx);
+    return fm_request_wait(r, deadline_ns);
+}
+
+int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline_ns, int unwritten) {
     if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
     /* Others' requests in flight: their threads wait on futexes that the I/O thread (or this one)
      * wakes, and this one would keep the I/O thread from writing theirs. */
     if (__atomic_load_n(&s->requests.n, __ATOMIC_RELAXED) != own || !__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE))
-        return fm_request_wait(r, deadline_ns);
+        return wait_on_io(s, r, deadline_ns, unwritten);
     if (!take_soon(s)) {
         /* The I/O thread holds the token (preempted, on a crowded CPU): the reply is left to it,
          * and it would not see the socket until a lease this thread took for an earlier reply
          * ran out. */
         fm_sender_revoke_lease(s);
-        return fm_request_wait(r, deadline_ns);
+        return wait_on_io(s, r, deadline_ns, unwritten);
     }
-    int rc = FASTMSG_WAIT_TIMEOUT, leased = 0;
-    if (lendable(s)) {
+    int rc = FASTMSG_WAIT_TIMEOUT, leased = 0, reads = lendable(s);
+    if (reads) { /* (read_until writes what waits first, the request among it) */
         int64_t now = fastmsg_monotonic_ns(), until = now + DIRECT_READ_NS;
         if (deadline_ns >= 0 && deadline_ns < until) until = deadline_ns;
         /* The I/O thread's poller would wake it for the reply too (level-triggered): the socket
@@ -235,7 +241,7 @@ int fm_request_wait_direct(fm_sender *s, fm_request *r, uint32_t own, int64_t de
             leased = 0;
         }
     }
-    give(s, leased);
+    give(s, leased || (unwritten && !reads)); /* (not lendable: nor writable from here) */
     if (rc != FASTMSG_WAIT_TIMEOUT) return rc;
     return fm_request_wait(r, deadline_ns);
 }

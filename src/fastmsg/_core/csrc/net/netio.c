@@ -146,14 +146,37 @@ ptrdiff_t fastmsg_read_wait(int fd, void *buf, size_t len) {
     return n;
 }
 
+/* Writes of up to this many bytes in several pieces are copied together and sent with send():
+ * for the small frames of a request or a reply (a header, a record, an ACK in front), the copy
+ * costs less than sendmsg's own work, copying in the message header and the iovec array and
+ * filling the socket buffer piece by piece (docs/architecture.md, "Two cuts"). */
+#define GATHER_MAX 512
+
 ptrdiff_t fastmsg_writev(int fd, const struct iovec *iov, int n) {
-    struct msghdr msg = {0};
-    msg.msg_iov = (struct iovec *)iov;
-    msg.msg_iovlen = (size_t)n;
+    const int flags = MSG_NOSIGNAL | MSG_DONTWAIT; /* a closed peer: an error code, never SIGPIPE */
+    uint8_t gathered[GATHER_MAX];
+    const void *one = n == 1 ? iov[0].iov_base : NULL;
+    size_t len = n == 1 ? iov[0].iov_len : 0;
+    for (int i = 0; !one && i < n && len <= GATHER_MAX; i++) len += iov[i].iov_len;
+    if (!one && len <= GATHER_MAX) {
+        size_t at = 0;
+        for (int i = 0; i < n; i++) {
+            if (iov[i].iov_len) memcpy(gathered + at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
+        one = gathered;
+    }
     ssize_t w;
-    do {
-        w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); /* a closed peer: an error code, never SIGPIPE */
-    } while (w < 0 && errno == EINTR);
+    if (one) {
+        do w = send(fd, one, len, flags);
+        while (w < 0 && errno == EINTR);
+    } else {
+        struct msghdr msg = {0};
+        msg.msg_iov = (struct iovec *)iov;
+        msg.msg_iovlen = (size_t)n;
+        do w = sendmsg(fd, &msg, flags);
+        while (w < 0 && errno == EINTR);
+    }
     if (w < 0) return (errno == EWOULDBLOCK) ? -EAGAIN : -errno;
     return w;
 }
