@@ -6,6 +6,8 @@
 # a heap block of its own (a _BigFrame without marker).
 
 @cython.final
+@cython.freelist(64)  # (one a reply: a request's round trip)
+@cython.no_gc  # (its marker, a Record, refers only to its ring: no cycle passes through it)
 cdef class _BigFrame:
     """A DATA frame too large for a connection ring, in its own allocation (or a reply's payload)."""
     cdef uint8_t *frame        # the whole frame, header first (a reply: its payload); freed with the last Message

@@ -8,24 +8,25 @@
 #define QUEUE_MIN 64 /* first allocation */
 
 
+/* `qlen` changes under the lock, but is stored atomically so that an empty queue, the common
+ * answer (twice a round trip each), costs no lock: one that fills meanwhile also bumps
+ * ready_seq and wakes waiters, after its unlock, so a look that missed it is followed by another. */
+static uint32_t queued(fm_receiver *rx) { return __atomic_load_n(&rx->qlen, __ATOMIC_ACQUIRE); }
+
 fm_rxbuf *fm_receiver_next_ready(fm_receiver *rx) {
     fm_rxbuf *b = NULL;
+    if (!queued(rx)) return NULL;
     fm_mutex_lock(&rx->qlock);
     if (rx->qlen) {
         b = rx->queue[rx->qhead];
         rx->qhead = (rx->qhead + 1) % rx->qcap;
-        rx->qlen--;
+        __atomic_store_n(&rx->qlen, rx->qlen - 1, __ATOMIC_RELEASE);
     }
     fm_mutex_unlock(&rx->qlock);
     return b;
 }
 
-int fm_receiver_has_ready(fm_receiver *rx) {
-    fm_mutex_lock(&rx->qlock);
-    uint32_t n = rx->qlen;
-    fm_mutex_unlock(&rx->qlock);
-    return n != 0;
-}
+int fm_receiver_has_ready(fm_receiver *rx) { return queued(rx) != 0; }
 
 /* Appends b (whose reference the queue takes over) and wakes a waiting consumer. */
 static void enqueue(fm_receiver *rx, fm_rxbuf *b) {
@@ -41,7 +42,7 @@ static void enqueue(fm_receiver *rx, fm_rxbuf *b) {
         rx->qcap = cap;
     }
     rx->queue[(rx->qhead + rx->qlen) % rx->qcap] = b;
-    rx->qlen++;
+    __atomic_store_n(&rx->qlen, rx->qlen + 1, __ATOMIC_RELEASE);
     fm_mutex_unlock(&rx->qlock);
     __atomic_fetch_add(&rx->ready_seq, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&rx->waiters, __ATOMIC_SEQ_CST)) fastmsg_futex_wake_all(&rx->ready_seq);
