@@ -173,6 +173,14 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
             }
             reads = got; /* nothing came for a read's timeout: the rest of this wait is the poller's */
             now = fastmsg_monotonic_ns();
+            /* A request came: back to the caller at once. The step's other work (ACKs due,
+             * heartbeats, timers) is the next wait's, a round trip away in a request loop, or the
+             * I/O thread's at the lease's end; replies queued by another thread go now. (The step
+             * ran twice a round trip, some 330 instructions each.) */
+            if (got > 0 && fm_receiver_has_ready(rx) && !__atomic_load_n(&rx->rq_len, __ATOMIC_SEQ_CST)) {
+                rc = FASTMSG_WAIT_READY;
+                break;
+            }
             continue;
         }
         if (n == 0) n = fastmsg_poller_wait(rx->poller, ev, EVENTS_PER_WAIT, timeout_ms);
