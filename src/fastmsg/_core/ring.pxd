@@ -23,6 +23,7 @@ cdef class _Ring:
     cdef int _wait_data(self, object timeout) except -1
     cdef int _wait_space(self, Py_ssize_t size, object timeout) except -1
     cdef Record _record(self, fastmsg_ring_rec *rec)
+    cdef void _skip(self, fastmsg_ring_rec *rec) noexcept
     cdef void _give_back(self, uint64_t start, uint64_t end) noexcept
     cdef void _give_back_locked(self, uint64_t start, uint64_t end) noexcept
     cdef void _unmap(self) noexcept

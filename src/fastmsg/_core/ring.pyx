@@ -174,6 +174,13 @@ cdef class _Ring:
             self.live += 1
         return r
 
+    cdef void _skip(self, fastmsg_ring_rec *rec) noexcept:
+        """Gives the record at rec back as _record(rec).release() would, without making a Record
+        (one that nobody is to see: a control frame the I/O thread has acted on)."""
+        with cython.critical_section(self):
+            self.live += 1
+        self._give_back(rec.start, rec.end)
+
     def read(self, timeout=0):
         """The next record, or None if there is none (timeout=0); with a timeout (None: no limit)
         waits for one or raises Timeout."""

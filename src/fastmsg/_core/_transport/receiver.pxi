@@ -58,6 +58,7 @@ cdef class Receiver:
     cdef int gen               # the fork generation it was made in
     cdef dict rings            # fm_rxbuf address -> _ConnRing
     cdef _ConnRing cur         # the connection ring being drained
+    cdef _ConnRing last        # the ring drained last (a connection mostly comes back next)
     cdef fm_rxbuf *cur_buf     # its queue reference, handed back with fm_receiver_done
     cdef object frame          # the frame the next messages come from (Record or _BigFrame)
     cdef const uint8_t *p      # next message record in the frame
@@ -219,7 +220,7 @@ cdef class Receiver:
                     if _is_data(rec.flags):
                         self._start_frame(&rec)
                     else:  # handshake and control frames: the I/O thread has acted on them
-                        self.cur._record(&rec).release()
+                        self.cur._skip(&rec)
                     continue
                 if rc < 0:
                     raise ProtocolError("a connection ring broke fastmsg's layout (memory corruption?)")
@@ -229,15 +230,21 @@ cdef class Receiver:
                 fm_receiver_done(self.rx, buf, self.cur.r.rpos)
                 if closed and self.cur.r.rpos == fastmsg_load_tail(self.cur):
                     self.rings.pop(<size_t>buf, None)
+                    self.last = None
                 self.cur = None
             buf = fm_receiver_next_ready(self.rx)
             if buf == NULL:
                 return False
-            ring = self.rings.get(<size_t>buf)
-            if ring is None:
-                ring = _ConnRing.__new__(_ConnRing)
-                (<_ConnRing>ring)._bind(buf, self.self_ref)
-                self.rings[<size_t>buf] = ring
+            # (a ring holds a reference on its buffer, so no other buffer can have that address)
+            if self.last is not None and self.last.buf == buf:
+                ring = self.last
+            else:
+                ring = self.rings.get(<size_t>buf)
+                if ring is None:
+                    ring = _ConnRing.__new__(_ConnRing)
+                    (<_ConnRing>ring)._bind(buf, self.self_ref)
+                    self.rings[<size_t>buf] = ring
+                self.last = ring
             self.cur = ring
             self.cur_buf = buf
 
@@ -513,6 +520,7 @@ cdef class Receiver:
                 except OSError:
                     pass
         self.cur = None
+        self.last = None
         self.rings = {}
         return clean
 

@@ -45,6 +45,7 @@ struct fm_request {
 typedef struct {
     fm_mutex lock;
     fm_request **buckets;
+    fm_request *spare; /* an ended request's memory, for the next (taken and left by atomic exchange) */
     uint32_t nbuckets, n; /* nbuckets: a power of two (0 until the first request) */
 } fm_request_table;
 

@@ -15,6 +15,7 @@
 
 int fm_request_table_init(fm_request_table *t) {
     t->buckets = NULL;
+    t->spare = NULL;
     t->nbuckets = t->n = 0;
     return fm_mutex_init(&t->lock) ? -1 : 0;
 }
@@ -22,6 +23,7 @@ int fm_request_table_init(fm_request_table *t) {
 void fm_request_table_free(fm_request_table *t) {
     /* (Python ends every request before it closes the sender: the buckets are empty) */
     free(t->buckets);
+    free(t->spare);
     fm_mutex_destroy(&t->lock);
 }
 
@@ -51,9 +53,10 @@ static void grow(fm_request_table *t) {
 
 fm_request *fm_request_new(fm_sender *s, uint64_t id, int more) {
     fm_request_table *t = &s->requests;
-    fm_request *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    r->id = id;
+    /* (the one a request that ended left, if any: a request at a time makes no malloc) */
+    fm_request *r = __atomic_exchange_n(&t->spare, NULL, __ATOMIC_ACQUIRE);
+    if (!r && !(r = malloc(sizeof *r))) return NULL;
+    *r = (fm_request){.id = id};
     fm_mutex_lock(&t->lock);
     if (t->n >= t->nbuckets) grow(t);
     if (!t->nbuckets) {
@@ -110,7 +113,7 @@ void fm_request_end(fm_sender *s, fm_request *r) {
         FM_STAT_ADD(s, FM_LATE_REPLIES, 1);
         free(r->reply);
     }
-    free(r);
+    free(__atomic_exchange_n(&t->spare, r, __ATOMIC_ACQ_REL)); /* (another thread's, or NULL) */
 }
 
 /* Hands one reply to its request, or counts it late (I/O thread). */
