@@ -212,8 +212,11 @@ def test_a_send_waiting_for_the_lock_goes_once_the_holder_is_done(tmp_path):
         waiter = blocked_send(tx, second)  # waits for the lock
         from transport_helpers import recv_n
 
-        while not (first and second):  # read until both sends went (recv_n fails once none come)
-            recv_n(rx, 1, timeout=10)
+        # Read until both blocked sends' messages came (recv_n fails once none come); not until
+        # the lists fill, as a thread may append a moment after its message was read.
+        arrived = 0
+        while arrived < 2:
+            arrived += recv_n(rx, 1, timeout=10).count(b"y" * 100)
         holder.join(5)
         waiter.join(5)
         assert first == [None] and second == [None]
