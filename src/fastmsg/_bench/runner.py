@@ -5,6 +5,7 @@ import json
 import os
 import selectors
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,10 @@ _UNIX_SOCKETS = sys.platform != "win32" or sys.getwindowsversion().build >= 1706
 TRANSPORTS = ("tcp", "ipc") if _UNIX_SOCKETS else ("tcp",)
 RTT_SIZE = 64
 SEND_SIZE = 64  # the throughput case with one send() call per message
+# With several peers, each one's round trips run in this many rounds, the peers taking turns:
+# on a busy machine the time a trip takes moves by a third from one second to the next, more than
+# the differences the table is for; alternated, every peer sees the same moments.
+RTT_ROUNDS = 5
 
 
 def case_label(case):
@@ -151,10 +156,35 @@ class Bench:
         self.details = {}
         self.last_detail = None
 
-    def _progress(self, text):
+    def _progress(self, text, cases=1):
         tty = self.err.isatty()
-        self.err.write(("\r\x1b[K" if tty else "") + f"bench: {text} {self.done + 1}/{self.total}" + ("" if tty else "\n"))
+        count = f"{self.done + 1}" + (f"-{self.done + cases}" if cases > 1 else "")
+        self.err.write(("\r\x1b[K" if tty else "") + f"bench: {text} {count}/{self.total}" + ("" if tty else "\n"))
         self.err.flush()
+
+    def _case(self, results, pin, transport, peer, case, measure, progress=True):
+        """Runs one cell (`measure`: its value, or a CaseFailed raised or returned; a round trip's
+        comes with its detail) and records it, or its failure."""
+        row = results.setdefault((pin, transport, peer), {})
+        details = self.details.setdefault((pin, transport, peer), {})
+        label = case_label(case)
+        if progress:
+            self._progress(f"{pin} {transport} {peer} {label}")
+        self.last_detail = None
+        try:
+            value = measure()
+            if isinstance(value, CaseFailed):
+                raise value
+            if case in ("rtt", "artt"):
+                value, self.last_detail = value
+            row[case] = value
+            details[case] = self.last_detail
+        except CaseFailed as e:
+            row[case] = "FAILED"
+            details[case] = {"error": str(e)}
+            self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
+            self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
+        self.done += 1
 
     def _spec(self, transport, mode, size, count, warmup=0):
         return {"transport": transport, "mode": mode, "size": size, "count": count, "warmup": warmup,
@@ -184,16 +214,37 @@ class Bench:
             final = True
         raise CaseFailed(f"could not time the transfer: {count} messages arrived in one batch")
 
-    def round_trip(self, pair, peer, transport, mode="pingpong"):
-        count, warmup = (100, 20)
-        for final in (False, True):
-            _, res = pair.run(peer, self._spec(transport, mode, RTT_SIZE, count, warmup),
-                              self._wait(self.duration if final else 0.5))
-            if not final:
-                count = int(max(200, min(self.duration / max(res["p50_ns"], 1) * 1e9 * 0.8, 200_000)))
-                warmup = 100
-        self.last_detail = {"size": RTT_SIZE, "trips": res["trips"], "quantiles_ns": res["quantiles_ns"]}
-        return res["p50_ns"] / 1000, res["p99_ns"] / 1000
+    def round_trips(self, pair, peers, transport, mode):
+        """{peer: ((p50 µs, p99 µs), detail) or the CaseFailed it met}. Each peer's trips run in
+        RTT_ROUNDS rounds of a share of the duration (one round for a peer alone), the peers taking
+        turns; its p50, p99 and distribution are the medians of its rounds'."""
+        rounds = RTT_ROUNDS if len(peers) > 1 else 1
+        counts, runs, out = {}, {peer: [] for peer in peers}, {}
+        for peer in peers:  # a short run first: how many trips fill a round
+            try:
+                _, res = pair.run(peer, self._spec(transport, mode, RTT_SIZE, 100, 20), self._wait(0.5))
+                per_round = self.duration / rounds / max(res["p50_ns"], 1) * 1e9 * 0.8
+                counts[peer] = int(max(200, min(per_round, 200_000)))
+            except CaseFailed as e:
+                out[peer] = e
+        for _ in range(rounds):
+            for peer in peers:
+                if peer in out:
+                    continue
+                try:
+                    _, res = pair.run(peer, self._spec(transport, mode, RTT_SIZE, counts[peer], 100),
+                                      self._wait(self.duration / rounds))
+                    runs[peer].append(res)
+                except CaseFailed as e:  # (its earlier rounds are not reported alone)
+                    out[peer] = e
+        for peer, done in runs.items():
+            if peer not in out:
+                quantiles = {k: statistics.median(r["quantiles_ns"][k] for r in done) for k in done[0]["quantiles_ns"]}
+                detail = {"size": RTT_SIZE, "trips": sum(r["trips"] for r in done), "rounds": len(done),
+                          "quantiles_ns": quantiles}
+                p50, p99 = (statistics.median(r[key] for r in done) / 1000 for key in ("p50_ns", "p99_ns"))
+                out[peer] = ((p50, p99), detail)
+        return out
 
     def unavailable_over(self):
         """{(peer, transport): why that peer has no row over that transport here}."""
@@ -221,28 +272,18 @@ class Bench:
             for pin, rx_cpu, tx_cpu in plans:
                 pair = Pair(rx_cpu, tx_cpu)
                 for transport, peer in pairs:
-                    row = results.setdefault((pin, transport, peer), {})
-                    details = self.details.setdefault((pin, transport, peer), {})
-                    for case in cases:
-                        label = case_label(case)
-                        self._progress(f"{pin} {transport} {peer} {label}")
-                        self.last_detail = None
-                        try:
-                            if case == "rtt":
-                                row[case] = self.round_trip(pair, peer, transport)
-                            elif case == "artt":
-                                row[case] = self.round_trip(pair, peer, transport, "apingpong")
-                            elif case == "send":
-                                row[case] = self.throughput(pair, peer, transport, SEND_SIZE, "single")
-                            else:
-                                row[case] = self.throughput(pair, peer, transport, case)
-                            details[case] = self.last_detail
-                        except CaseFailed as e:
-                            row[case] = "FAILED"
-                            details[case] = {"error": str(e)}
-                            self.failures.append(f"{pin} {transport} {peer} {label}: {e}")
-                            self.err.write(("\n" if self.err.isatty() else "") + f"bench: FAILED {self.failures[-1]}\n")
-                        self.done += 1
+                    for case in self.sizes + ["send"]:
+                        self._case(results, pin, transport, peer, case, lambda: self.throughput(
+                            pair, peer, transport, *((SEND_SIZE, "single") if case == "send" else (case,))))
+                for transport in self.transports:
+                    here = [peer for t, peer in pairs if t == transport]
+                    for case, mode in (("rtt", "pingpong"), ("artt", "apingpong")):
+                        if not here:
+                            continue
+                        turns = f" ({', '.join(here)} taking turns)" if len(here) > 1 else ""
+                        self._progress(f"{pin} {transport} {case_label(case)}{turns}", len(here))
+                        for peer, outcome in self.round_trips(pair, here, transport, mode).items():
+                            self._case(results, pin, transport, peer, case, lambda: outcome, progress=False)
                 pair.close()
                 pair = None
             if self.err.isatty():
