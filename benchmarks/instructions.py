@@ -5,12 +5,13 @@ the count) is not the one a free run would see: compare builds with this, not wi
 
 A Sender streams messages with send_many (1,024 a call), or with --single one send() each, to a
 Receiver in a child process that takes them with recv_many (with --requests: one request() at a
-time, each answered by reply() inside a `with` block, counted per round trip); each side is counted twice, for MESSAGES and a third of them, and
+time, each answered by reply() inside a `with` block, counted per round trip; with --socket-echo, for scale,
+the plain socket echo of round_trip_interleaved.py instead, driven as it drives it); each side is counted twice, for MESSAGES and a third of them, and
 the difference divided by the messages between (start-up, imports and the handshake cancel out).
 Per function, with --functions, the functions whose count per message is largest.
 
 Run: python benchmarks/instructions.py [--size 64] [--transport ipc|tcp] [--messages 300000]
-     [--ack released|received] [--single | --requests] [--functions 15]
+     [--ack released|received] [--single | --requests | --socket-echo] [--functions 15]
 Needs valgrind (callgrind_annotate comes with it).
 """
 
@@ -20,6 +21,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,11 +46,46 @@ def _receive(pipe, endpoint, count, ack, how):
     rx.close()
 
 
+def _socket_replier(pipe, count, size):
+    from round_trip_interleaved import echo
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    pipe.send(listener.getsockname())
+    peer, _ = listener.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    echo(peer, count, size)
+    peer.close()
+
+
+def socket_echo(count, size):
+    """The measured program of --socket-echo: round_trip_interleaved.py's socket trips over TCP."""
+    from round_trip_interleaved import HDR, read_frame
+
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.Process(target=_socket_replier, args=(theirs, count, size))
+    child.start()
+    if not ours.poll(120):
+        raise SystemExit("the replier did not start")
+    sock = socket.create_connection(ours.recv())
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    frame = HDR.pack(size) + b"x" * size
+    buf = bytearray(4 + size)
+    view = memoryview(buf)
+    for _ in range(count):
+        sock.sendall(frame)
+        bytes(read_frame(sock, buf, view))
+    child.join(120)
+    sock.close()
+    print(f"sender {os.getpid()} receiver {child.pid}")
+
+
 def stream(count, size, transport, ack, how):
     """The measured program: run under callgrind, it prints the pids of both sides."""
+    multiprocessing.set_start_method("fork")
+    if how == "socket_echo":
+        return socket_echo(count, size)
     import fastmsg
 
-    multiprocessing.set_start_method("fork")
     where = tempfile.mkdtemp()
     endpoint = f"ipc://{where}/rx" if transport == "ipc" else "tcp://127.0.0.1:0"
     ours, theirs = multiprocessing.Pipe()
@@ -99,7 +136,7 @@ def _counts(path):
 
 
 def _how(args):
-    return "requests" if args.requests else "single" if args.single else "many"
+    return "requests" if args.requests else "single" if args.single else "socket_echo" if args.socket_echo else "many"
 
 
 def _run(count, args, out_dir):
@@ -126,6 +163,8 @@ def main():
     one.add_argument("--single", action="store_true", help="one send() per message, not send_many")
     one.add_argument("--requests", action="store_true",
                      help="request() answered by reply(), one at a time: instructions per round trip")
+    one.add_argument("--socket-echo", action="store_true",
+                     help="for scale: the plain socket echo of round_trip_interleaved.py (TCP), per round trip")
     p.add_argument("--functions", type=int, default=0, help="also list this many functions per side")
     args = p.parse_args()
     if not (shutil.which("valgrind") and shutil.which("callgrind_annotate")):
@@ -134,10 +173,10 @@ def main():
     with tempfile.TemporaryDirectory() as out_dir:
         big, little = _run(args.messages, args, out_dir), _run(small, args, out_dir)
     between = args.messages - small
-    how = {"requests": "request/reply", "single": "send() each", "many": "send_many"}[_how(args)]
-    unit = "round trip" if args.requests else "message"
-    print(f"{args.size} B over {args.transport} by {how}, ack={args.ack}: instructions per {unit} "
-          f"({small:,} to {args.messages:,} {unit}s)")
+    how = {"requests": "request/reply", "single": "send() each", "many": "send_many", "socket_echo": ""}[_how(args)]
+    unit = "round trip" if args.requests or args.socket_echo else "message"
+    over = "tcp by the plain socket echo" if args.socket_echo else f"{args.transport} by {how}, ack={args.ack}"
+    print(f"{args.size} B over {over}: instructions per {unit} ({small:,} to {args.messages:,} {unit}s)")
     for side in ("sender", "receiver"):
         (per_big, total_big), (per_small, total_small) = big[side], little[side]
         print(f"  {side:8} {(total_big - total_small) / between:8.1f}")

@@ -71,19 +71,24 @@ def read_frame(sock, buf, view):
     return view[4:have]
 
 
+def echo(peer, count, size=SIZE):
+    """The socket replier's work: reads `count` frames of `size` bytes and sends each back."""
+    buf = bytearray(4 + size)
+    view = memoryview(buf)
+    for _ in range(count):
+        read_frame(peer, buf, view)
+        peer.sendall(view[:4 + size])
+
+
 def socket_replier(conn, cpu, total):
     pin(cpu)
     listener = socket.create_server(("127.0.0.1", 0))
     conn.send(listener.getsockname())
     peer, _ = listener.accept()
     peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = bytearray(4 + SIZE)
-    view = memoryview(buf)
-    for i in range(total):
-        if i == WARMUP:
-            start = cpu_s()
-        read_frame(peer, buf, view)
-        peer.sendall(view[:4 + SIZE])
+    echo(peer, WARMUP)
+    start = cpu_s()
+    echo(peer, total - WARMUP)
     conn.send(per_trip_us(start, cpu_s(), total - WARMUP))
     conn.recv()
     peer.close()
