@@ -173,9 +173,12 @@ def main():
     with tempfile.TemporaryDirectory() as out_dir:
         big, little = _run(args.messages, args, out_dir), _run(small, args, out_dir)
     between = args.messages - small
-    how = {"requests": "request/reply", "single": "send() each", "many": "send_many", "socket_echo": ""}[_how(args)]
     unit = "round trip" if args.requests or args.socket_echo else "message"
-    over = "tcp by the plain socket echo" if args.socket_echo else f"{args.transport} by {how}, ack={args.ack}"
+    if args.socket_echo:
+        over = "tcp by the plain socket echo"
+    else:
+        how = {"requests": "request/reply", "single": "send() each", "many": "send_many"}[_how(args)]
+        over = f"{args.transport} by {how}, ack={args.ack}"
     print(f"{args.size} B over {over}: instructions per {unit} ({small:,} to {args.messages:,} {unit}s)")
     for side in ("sender", "receiver"):
         (per_big, total_big), (per_small, total_small) = big[side], little[side]

@@ -163,8 +163,8 @@ class Bench:
         self.err.flush()
 
     def _case(self, results, pin, transport, peer, case, measure, progress=True):
-        """Runs one cell (`measure`: its value, or a CaseFailed raised or returned; a round trip's
-        comes with its detail) and records it, or its failure."""
+        """Runs one cell (`measure`: its value, setting self.last_detail, or raising CaseFailed)
+        and records it, or its failure."""
         row = results.setdefault((pin, transport, peer), {})
         details = self.details.setdefault((pin, transport, peer), {})
         label = case_label(case)
@@ -172,12 +172,7 @@ class Bench:
             self._progress(f"{pin} {transport} {peer} {label}")
         self.last_detail = None
         try:
-            value = measure()
-            if isinstance(value, CaseFailed):
-                raise value
-            if case in ("rtt", "artt"):
-                value, self.last_detail = value
-            row[case] = value
+            row[case] = measure()
             details[case] = self.last_detail
         except CaseFailed as e:
             row[case] = "FAILED"
@@ -246,6 +241,13 @@ class Bench:
                 out[peer] = ((p50, p99), detail)
         return out
 
+    def _round_trip_cell(self, outcome):
+        """A round_trips() outcome as a cell: (p50, p99), its detail kept; or its CaseFailed raised."""
+        if isinstance(outcome, CaseFailed):
+            raise outcome
+        value, self.last_detail = outcome
+        return value
+
     def unavailable_over(self):
         """{(peer, transport): why that peer has no row over that transport here}."""
         missing = {}
@@ -283,7 +285,8 @@ class Bench:
                         turns = f" ({', '.join(here)} taking turns)" if len(here) > 1 else ""
                         self._progress(f"{pin} {transport} {case_label(case)}{turns}", len(here))
                         for peer, outcome in self.round_trips(pair, here, transport, mode).items():
-                            self._case(results, pin, transport, peer, case, lambda: outcome, progress=False)
+                            self._case(results, pin, transport, peer, case, lambda: self._round_trip_cell(outcome),
+                                       progress=False)
                 pair.close()
                 pair = None
             if self.err.isatty():
