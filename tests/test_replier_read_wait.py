@@ -128,3 +128,32 @@ def test_signals_during_a_replier_read_lose_no_request():
     assert seen == [b"q%d" % i for i in range(2000)]
     assert len(hits) > 100, len(hits)
     assert st["protocol_errors"] == 0 and st["accepted"] == 1, st
+
+
+def test_the_io_thread_reads_the_connection_again_once_the_replier_has_stopped():
+    """A replier that sleeps in its sole connection's read takes that socket out of the receiver's
+    poller meanwhile (receiver_direct.c: park), and keeps it out after a read that brought a
+    request. When it stops calling recv, the I/O thread must read the connection again once the
+    lease runs out: a message sent after the last reply is then acknowledged on arrival
+    (ack="received") without any recv(), on the same connection. Each round's second request
+    mostly comes while the replier sleeps in the read (it is sent as soon as the first reply is
+    back)."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0", ack="received", busy_poll=0) as rx, \
+            fastmsg.Sender(rx.endpoint) as tx:
+        for round_ in range(5):
+            questions = [b"%d.1" % round_, b"%d.2" % round_]
+            replies = []
+            t = threading.Thread(target=lambda: replies.extend(bytes(tx.request(q, timeout=10)) for q in questions))
+            t.start()
+            for _ in questions:  # the second recv() waits in the read: it follows a reply
+                with rx.recv(timeout=10) as m:
+                    m.reply(answer(m))
+            t.join(10)
+            assert replies == [answer(q) for q in questions]
+            tx.send(b"after the last reply")
+            assert tx.flush(timeout=10), "nobody read the connection after the replier stopped"
+            with rx.recv(timeout=0) as m:
+                assert bytes(m) == b"after the last reply"
+        # (not read, the connection would only come back through the heartbeat's dead-peer
+        # timeout and a new one: every round's message resent)
+        assert tx.stats()["disconnects"] == 0 and rx.stats()["accepted"] == 1, (tx.stats(), rx.stats())

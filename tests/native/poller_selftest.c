@@ -1,9 +1,10 @@
 /* Exercises one poller backend (argv[1]: "epoll", "kqueue" or "poll") over socketpairs: readiness
- * in and out (one event per fd), data pointers, modify (to nothing too), remove with the slot
- * reused, a poller nested in another and rearmed, a second descriptor of a socket, hang-up,
- * timeout, and many fds; the sockets' probes (a listener alive or gone, AF_UNIX there or not);
- * and reads that wait (fastmsg_set_read_wait). Built and run by tests/test_poller_native.py, and for Windows (WSAPoll,
- * over loopback TCP pairs) by tests/test_windows_native.py; exit status 0 means every check held. */
+ * in and out (one event per fd), data pointers, modify (to nothing too), park and unpark, remove
+ * with the slot reused, a poller nested in another (rearmed, and with its fds parked), a second
+ * descriptor of a socket, hang-up, timeout, and many fds; the sockets' probes (a listener alive or
+ * gone, AF_UNIX there or not); and reads that wait (fastmsg_set_read_wait). Built and run by
+ * tests/test_poller_native.py, and for Windows (WSAPoll, over loopback TCP pairs) by
+ * tests/test_windows_native.py; exit status 0 means every check held. */
 #define _GNU_SOURCE
 #include "check.h"
 #include "net/poller.h"
@@ -135,7 +136,26 @@ int main(int argc, char **argv) {
     CHECK(fastmsg_poller_modify(p, d[0], FASTMSG_POLL_IN, &tag_d) == 0);
     n = fastmsg_poller_wait(p, ev, 64, 1000);
     CHECK(n == 1 && ev[0].fd == d[0] && ev[0].events == FASTMSG_POLL_IN);
+    /* Parked (a socket that another thread reads meanwhile): nothing reported, though it is still
+     * readable; parked twice, unparked, unparked when not parked (a change of events), and a
+     * modify and a remove of a parked fd all hold. */
+    CHECK(fastmsg_poller_park(p, d[0]) == 0);
+    CHECK(fastmsg_poller_park(p, d[0]) == 0);
+    CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+    CHECK(fastmsg_poller_unpark(p, d[0], FASTMSG_POLL_IN) == 0);
+    n = fastmsg_poller_wait(p, ev, 64, 1000);
+    CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_d && ev[0].events == FASTMSG_POLL_IN);
+    CHECK(fastmsg_poller_unpark(p, d[0], FASTMSG_POLL_IN | FASTMSG_POLL_OUT) == 0);
+    n = fastmsg_poller_wait(p, ev, 64, 1000);
+    CHECK(n == 1 && ev[0].fd == d[0] && ev[0].events == (FASTMSG_POLL_IN | FASTMSG_POLL_OUT));
+    CHECK(fastmsg_poller_park(p, d[0]) == 0);
+    CHECK(fastmsg_poller_modify(p, d[0], FASTMSG_POLL_IN, &tag_a) == 0);
+    n = fastmsg_poller_wait(p, ev, 64, 1000);
+    CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_a && ev[0].events == FASTMSG_POLL_IN);
+    CHECK(fastmsg_poller_park(p, d[0]) == 0);
     CHECK(fastmsg_poller_remove(p, d[0]) == 0);
+    CHECK(fastmsg_poller_remove(p, d[0]) == -ENOENT);
+    CHECK(fastmsg_poller_park(p, d[0]) == (kind == FASTMSG_POLLER_POLL ? -ENOENT : 0)); /* (the kernel's set: not in it) */
 
     /* A poller nested in this one: its fd is readable while one of its fds is ready, and rearm
      * (from any thread, in the engine) switches that off and on without the table. */
@@ -156,6 +176,26 @@ int main(int argc, char **argv) {
         CHECK(fastmsg_poller_rearm(p, nest, FASTMSG_POLL_IN) == 0);
         n = fastmsg_poller_wait(p, ev, 64, 1000);
         CHECK(n == 1 && ev[0].fd == nest && ev[0].data == &tag_nest);
+        /* Its fd parked in the inner poller: the nest is quiet too, and ready again once back. */
+        CHECK(fastmsg_poller_park(inner, d[0]) == 0);
+        CHECK(fastmsg_poller_wait(p, ev, 64, 0) == 0);
+        CHECK(fastmsg_poller_unpark(inner, d[0], FASTMSG_POLL_IN) == 0);
+        n = fastmsg_poller_wait(p, ev, 64, 1000);
+        CHECK(n == 1 && ev[0].fd == nest);
+        /* A hang-up while parked is not reported (poll() would), until it is back. */
+        int h[2], tag_h = 6;
+        CHECK(socketpair_(h) == 0);
+        CHECK(fastmsg_poller_add(inner, h[0], FASTMSG_POLL_IN, &tag_h) == 0);
+        CHECK(fastmsg_poller_park(inner, h[0]) == 0);
+        close_(h[1]);
+        n = fastmsg_poller_wait(inner, ev, 64, 0);
+        CHECK(n == 1 && ev[0].fd == d[0]);
+        CHECK(fastmsg_poller_unpark(inner, h[0], FASTMSG_POLL_IN) == 0);
+        n = fastmsg_poller_wait(inner, ev, 64, 1000);
+        e = find_fd(ev, n, h[0]);
+        CHECK(n == 2 && e && e->data == &tag_h && (e->events & (FASTMSG_POLL_IN | FASTMSG_POLL_ERR)));
+        CHECK(fastmsg_poller_remove(inner, h[0]) == 0);
+        close_(h[0]);
         n = fastmsg_poller_wait(inner, ev, 64, 0);
         CHECK(n == 1 && ev[0].fd == d[0] && ev[0].data == &tag_d);
         CHECK(read_(d[0], &c, 1) == 1); /* drained: the nest is quiet */

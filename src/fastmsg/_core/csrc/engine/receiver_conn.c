@@ -15,7 +15,8 @@
 
 void fm_rxconn_set_interest(fm_rxconn *c, uint32_t ev) {
     if (ev != c->interest) {
-        fastmsg_poller_modify(c->rx->poller, c->fd, ev, &c->ep);
+        /* (parked, it goes back into the poller with its interest then: receiver_direct.c) */
+        if (c->rx->parked != c) fastmsg_poller_modify(c->rx->poller, c->fd, ev, &c->ep);
         c->interest = ev;
     }
 }
@@ -47,6 +48,7 @@ void fm_rxconn_close_as(fm_rxconn *c, int lingering) {
     if (rx->accept_retry_ns) rx->accept_retry_ns = 1; /* a descriptor is free: accept again now */
     rx->nconns--;
     FM_STAT_ADD(rx, FM_CONNECTIONS, (uint64_t)-1);
+    if (rx->parked == c) rx->parked = NULL;
     fastmsg_poller_remove(rx->poller, c->fd);
     if (lingering) {
         int64_t ns = rx->cfg.dead_peer_ms ? (int64_t)rx->cfg.dead_peer_ms * FM_MS : CLOSE_LINGER_DEFAULT_NS;

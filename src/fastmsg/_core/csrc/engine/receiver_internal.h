@@ -205,6 +205,8 @@ struct fm_receiver {
     uint64_t busy_replies; /* replies_queued at its last wait (the reader's) */
     const void *last_replier; /* the thread that queued the latest reply (&fm_progress, one per thread) */
     int64_t nest_look_ns;     /* a reader's last look at `poller` (the listener, the waker, the sockets) */
+    fm_rxconn *parked;        /* the connection a reader sleeps in the reads of, out of `poller` meanwhile
+                               * (receiver_direct.c; the token holder's) */
     int lfd;
     /* The listener and the connections live in a poller of their own when it can nest in the
      * context's (epoll): then a thread blocked in recv can wait on it and read the sockets

@@ -319,7 +319,7 @@ int fm_sender_read_frames_wait(fm_sender *s, int64_t now) { return read_frames(s
 static void unmute(fm_sender *s) {
     if (s->muted) {
         s->muted = 0;
-        if (s->fd >= 0 && !s->lent) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
+        if (s->fd >= 0 && !s->lent) fastmsg_poller_unpark(s->ctx->poller, s->fd, s->interest);
     }
 }
 
@@ -362,7 +362,7 @@ static int take_from_io(fm_sender *s, int event, int64_t now, int64_t *next) {
             return 0;
         }
         if (s->fd >= 0 && !s->muted) {
-            fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
+            fastmsg_poller_park(s->ctx->poller, s->fd);
             s->muted = 1;
         }
         __atomic_store_n(&s->missed, 1, __ATOMIC_SEQ_CST);

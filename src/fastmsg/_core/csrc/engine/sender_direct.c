@@ -133,7 +133,7 @@ void fm_sender_end_lease(fm_sender *s) {
     s->fd_waits = 0;
     __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->lease_revoked, 0, __ATOMIC_SEQ_CST);
-    if (s->fd >= 0 && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, s->interest, &s->ep);
+    if (s->fd >= 0 && !s->muted) fastmsg_poller_unpark(s->ctx->poller, s->fd, s->interest);
 }
 
 void fm_sender_revoke_lease(fm_sender *s) {
@@ -142,12 +142,12 @@ void fm_sender_revoke_lease(fm_sender *s) {
     fm_ctx_kick(s->ctx);
 }
 
-/* Starts (or renews) a lease on the socket for this thread (token held, READY) from `now`: the I/O
- * thread's poller stops watching it until the lease ends. 1 if the lease is new (kick the I/O thread, so
- * that it wakes for its end). */
+/* Starts (or renews) a lease on the socket for this thread (token held, READY) from `now`: the socket
+ * leaves the I/O thread's poller until the lease ends (parked: its wake-ups, one a reply, then
+ * call into no poller). 1 if the lease is new (kick the I/O thread, so that it wakes for its end). */
 static int lease(fm_sender *s, int64_t now) {
     int fresh = !s->lent;
-    if (fresh && !s->muted) fastmsg_poller_modify(s->ctx->poller, s->fd, 0, &s->ep);
+    if (fresh && !s->muted) fastmsg_poller_park(s->ctx->poller, s->fd);
     __atomic_store_n(&s->lent, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->lease_end_ns, now + LEASE_NS, __ATOMIC_RELAXED);
     return fresh;

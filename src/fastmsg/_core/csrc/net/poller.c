@@ -165,6 +165,7 @@ int fastmsg_poller_modify(fastmsg_poller *p, int fd, uint32_t events, void *data
 #ifdef __linux__
     if (p->kind == FASTMSG_POLLER_EPOLL) {
         int rc = epoll_set(p, EPOLL_CTL_MOD, fd, events);
+        if (rc == -ENOENT) rc = epoll_set(p, EPOLL_CTL_ADD, fd, events); /* parked */
         if (rc) return rc;
         r->data = data;
         return 0;
@@ -187,8 +188,9 @@ int fastmsg_poller_remove(fastmsg_poller *p, int fd) {
     registration *r = lookup(p, fd);
     if (!r) return -ENOENT;
 #ifdef __linux__
-    /* EBADF: the fd was closed first, which already took it out of the epoll set */
-    if (p->kind == FASTMSG_POLLER_EPOLL && epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF)
+    /* EBADF: the fd was closed first, which already took it out of the epoll set; ENOENT: parked */
+    if (p->kind == FASTMSG_POLLER_EPOLL && epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != EBADF &&
+        errno != ENOENT)
         return -errno;
 #endif
 #ifdef FASTMSG_HAVE_KQUEUE
@@ -222,6 +224,30 @@ int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) {
     (void)fd;
     (void)events;
     return -ENOTSUP;
+}
+
+int fastmsg_poller_park(fastmsg_poller *p, int fd) {
+#ifdef __linux__
+    if (p->kind == FASTMSG_POLLER_EPOLL) /* (ENOENT: parked already) */
+        return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) < 0 && errno != ENOENT ? -errno : 0;
+#endif
+    return fastmsg_poller_unpark(p, fd, 0); /* (kqueue: no filter is no knote on the socket) */
+}
+
+int fastmsg_poller_unpark(fastmsg_poller *p, int fd, uint32_t events) {
+#ifdef __linux__
+    if (p->kind == FASTMSG_POLLER_EPOLL) {
+        int rc = epoll_set(p, EPOLL_CTL_ADD, fd, events);
+        return rc == -EEXIST ? epoll_set(p, EPOLL_CTL_MOD, fd, events) : rc; /* (not parked) */
+    }
+#endif
+#ifdef FASTMSG_HAVE_KQUEUE
+    if (p->kind == FASTMSG_POLLER_KQUEUE) return fm_kqueue_set(p->epfd, fd, events);
+#endif
+    registration *r = lookup(p, fd);
+    if (!r) return -ENOENT;
+    p->fds[r->pos].events = to_poll(events);
+    return 0;
 }
 
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms) {

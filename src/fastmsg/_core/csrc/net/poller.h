@@ -48,6 +48,15 @@ int fastmsg_poller_fd(const fastmsg_poller *p);
  * the kernel's set, never the registration table. epoll and kqueue (-ENOTSUP for poll()). */
 int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events);
 
+/* Takes a registered fd out of the kernel's set, or puts it back watching `events`, from any
+ * thread with epoll and kqueue (like rearm, they touch only the kernel's set; poll() and WSAPoll
+ * change their entry's events, as modify does). Parked, an fd has nothing reported, not even an
+ * error, and (epoll) its socket's wake-ups no longer call into the poller, which keeping it in the
+ * set with no events still does: a few hundred ns of every wake-up of a socket that another thread
+ * reads meanwhile. modify and remove work on a parked fd as on any other. */
+int fastmsg_poller_park(fastmsg_poller *p, int fd);
+int fastmsg_poller_unpark(fastmsg_poller *p, int fd, uint32_t events);
+
 /* Waits up to timeout_ms (-1: no limit) for readiness; fills at most max events. Returns how
  * many (0 on timeout), or -errno (-EINTR when a signal arrived: the caller decides to retry). */
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms);

@@ -183,6 +183,15 @@ int fastmsg_poller_rearm(fastmsg_poller *p, int fd, uint32_t events) {
     return -ENOTSUP;
 }
 
+int fastmsg_poller_park(fastmsg_poller *p, int fd) { return fastmsg_poller_unpark(p, fd, 0); }
+
+int fastmsg_poller_unpark(fastmsg_poller *p, int fd, uint32_t events) {
+    int i = slot_of(p, fd);
+    if (i < 0) return -ENOENT;
+    set_events(p, i, events);
+    return 0;
+}
+
 int fastmsg_poller_wait(fastmsg_poller *p, fastmsg_poll_event *out, int max, int timeout_ms) {
     int k = 0;
     if (p->active == 0) { /* WSAPoll fails on an empty set where poll() would just wait */
