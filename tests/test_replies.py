@@ -309,6 +309,30 @@ def test_reply_frames_on_the_wire_and_the_reply_bound():
                 m.release()
 
 
+@pytest.mark.parametrize("acked", [0, 1])
+def test_a_requester_that_does_not_acknowledge_its_replies_is_taken_for_dead(acked):
+    """Written replies wait dead_peer_timeout at most for their RACK (receiver_reply.c), counted
+    from the write or from a RACK that left some unacknowledged: a requester that sends none (it
+    has no heartbeats, so nothing else would tell) has its connection closed as a dead peer."""
+    with fastmsg.Receiver("tcp://127.0.0.1:0", heartbeat_interval=0.2, dead_peer_timeout=0.5) as rx:
+        sock, _ = _raw_requester(rx.endpoint, [(21, b"a"), (22, b"b")])
+        with sock:
+            msgs = [rx.recv(timeout=5) for _ in range(2)]
+            for m in msgs:
+                m.reply(b"re " + bytes(m))
+                m.release()
+            replies = []
+            while len(replies) < 2:
+                kind, f = read_frame(sock)
+                replies += f["replies"] if kind == "REPLY" else []
+            assert replies == [(21, b"re a"), (22, b"re b")]
+            if acked:
+                sock.sendall(proto.encode_control(K["RACK"], acked))
+            wait_for(lambda: rx.stats()["dead_peers"] == 1, what="the dead peer found", timeout=10)
+            st = rx.stats()
+            assert st["connections"] == 0 and st["protocol_errors"] == 0, st
+
+
 @pytest.mark.parametrize("last", ["answered", "released"])
 def test_the_replies_to_a_recv_many_batch_leave_together(last):
     """The requests of one recv_many() are answered together: their replies are held until the

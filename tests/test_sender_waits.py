@@ -163,7 +163,7 @@ def test_ring_bytes_below_4096_is_refused(ring_bytes):
     with pytest.raises(ValueError, match="ring_bytes must be at least 4096"):
         fastmsg.Sender(f"tcp://127.0.0.1:{free_port()}", ring_bytes=ring_bytes)
 
-# ---- the producer lock (producer_lock.h): exclusive, and a waiter is woken when it is free ----
+# ---- the producer lock (gated_lock.h): exclusive, and a waiter is woken when it is free ----
 
 
 def test_sends_from_many_threads_arrive_whole_and_in_each_threads_order(tmp_path):

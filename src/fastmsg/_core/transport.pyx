@@ -68,6 +68,7 @@ include "_transport/access.pxi"       # secret=, secrets=, allow=: keys and allo
 include "_transport/tls.pxi"          # ssl=: an ssl.SSLContext for the engine
 include "_transport/readiness.pxi"    # the readiness fds behind fileno()
 include "_transport/exit.pxi"         # at exit: Senders get their linger, what is left is reported
+include "_transport/gated_lock.pxi"   # the lock of one producer (Sender) or one consumer (Receiver)
 include "_transport/sender.pxi"       # Sender
 include "_transport/spread.pxi"       # _Spread: the Balancer's per-message path
 include "_transport/message.pxi"      # Message, _BigFrame

@@ -32,13 +32,14 @@ cdef enum:
 
 
 cdef inline int wait_until(wait_fn wait, void *handle, uint64_t arg, int64_t deadline, int64_t slice_ns,
-                           const bint *closing) except -1:
+                           const bint *closing, int64_t now=-1) except -1:
     """Waits with `wait` until it says READY, `*closing` is set (NULL: never), or `deadline` passes;
     returns the wait_end that says which.
 
     slice_ns > 0 cuts the wait into slices that long, for waits that a close() from another
     thread cannot interrupt: each slice ends with a look at `*closing`. 0 (or more than a second)
-    waits in slices of a second, for signals.
+    waits in slices of a second, for signals. `now`: the caller's clock reading of a moment ago
+    (deadline_ns's), which the first slice counts from, or -1.
     Raises only what a signal handler raises."""
     cdef int rc
     cdef int64_t until
@@ -46,7 +47,10 @@ cdef inline int wait_until(wait_fn wait, void *handle, uint64_t arg, int64_t dea
         # A signal that came while this thread ran C code with the GIL (on the way here) set
         # Python's flag without interrupting any system call: the wait below would not end for it.
         PyErr_CheckSignals()
-        until = fastmsg_monotonic_ns() + (slice_ns if 0 < slice_ns < SIGNAL_SLICE_NS else SIGNAL_SLICE_NS)
+        if now < 0:
+            now = fastmsg_monotonic_ns()
+        until = now + (slice_ns if 0 < slice_ns < SIGNAL_SLICE_NS else SIGNAL_SLICE_NS)
+        now = -1
         if deadline >= 0 and deadline < until:
             until = deadline
         with nogil:

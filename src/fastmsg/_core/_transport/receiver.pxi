@@ -66,7 +66,8 @@ cdef class Receiver:
     cdef Py_ssize_t requests_taken  # requests _take() handed out (recv_many counts its batch's)
     cdef object unlink_path    # an ipc endpoint's socket file, removed by close()
     cdef Py_ssize_t batch_budget  # bytes one recv_many may hand out
-    cdef PyThread_type_lock lock  # one consumer at a time; close() takes it too
+    cdef fm_gated_lock lock       # one consumer at a time; close() takes it too
+    cdef PyThread_type_lock gate  # where a thread waiting for `lock` sleeps (gated_lock.h)
     cdef bint closing             # close() has begun: a waiting recv() gives up
     cdef fm_notifier *notifier    # its readiness fd, once fileno() made it (NULL: nobody watches)
     cdef readonly uint64_t reply_hwm_bytes  # replies queued or unacknowledged at which reply() raises Full
@@ -85,9 +86,7 @@ cdef class Receiver:
                  max_connections_per_source=None, rate_limit=None, ssl=None, busy_poll=None):
         ep = _parse_endpoint(endpoint)
         _check_message_limits(max_message_size, max_batch_bytes)
-        self.lock = PyThread_allocate_lock()
-        if self.lock == NULL:
-            raise MemoryError("cannot allocate the receiver's lock")
+        self.gate = new_gate("receiver")
         # Connections cost a descriptor each and little memory while idle (their ring's pages
         # are touched only as bytes arrive); the process's descriptor limit is the usual bound.
         if not 1 <= max_connections <= MAX_RECEIVER_LIMIT:
@@ -316,10 +315,10 @@ cdef class Receiver:
 
     # ---- waiting ----
 
-    cdef int _wait(self, int64_t deadline, object timeout) except -1:
+    cdef int _wait(self, int64_t deadline, object timeout, int64_t now=-1) except -1:
         # This thread reads the sockets itself while it waits (fm_receiver_wait_direct). A
         # signal or a close() from another thread interrupts the wait.
-        cdef int end = wait_until(_receiver_wait_direct, self.rx, 0, deadline, 0, &self.closing)
+        cdef int end = wait_until(_receiver_wait_direct, self.rx, 0, deadline, 0, &self.closing, now)
         if end == WAIT_CLOSED:
             raise Closed("the Receiver was closed while recv() waited")
         if end == WAIT_TIMED_OUT:
@@ -329,11 +328,11 @@ cdef class Receiver:
     cdef int _enter(self) except -1:
         """Takes the consumer lock (waiting without the GIL if another thread holds it)."""
         self._check()
-        if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+        if not fm_glock_try(&self.lock):
             with nogil:
-                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                gated_lock_take(&self.lock, self.gate)
         if self.rx == NULL:
-            PyThread_release_lock(self.lock)
+            gated_lock_give(&self.lock, self.gate)
             raise Closed("the Receiver is closed")
         return 0
 
@@ -342,13 +341,15 @@ cdef class Receiver:
         cdef Message m = self._take()
         if m is not None:
             return m
-        cdef int64_t deadline = deadline_ns(timeout)
+        cdef int64_t now
+        cdef int64_t deadline = deadline_ns(timeout, &now)
         while True:
             if timeout is not None and timeout == 0:
                 if self._arm_and_look():
                     return self._take()
                 raise Timeout("no message is waiting")
-            self._wait(deadline, timeout)
+            self._wait(deadline, timeout, now)
+            now = -1
             m = self._take()
             if m is not None:
                 return m
@@ -396,7 +397,7 @@ cdef class Receiver:
         try:
             return self._advance() or self._arm_and_look()
         finally:
-            PyThread_release_lock(self.lock)
+            gated_lock_give(&self.lock, self.gate)
 
     def recv(self, timeout=None):
         """The next message. Waits for one: timeout=None as long as it takes, otherwise raises
@@ -405,7 +406,7 @@ cdef class Receiver:
         try:
             return self._recv(timeout)
         finally:
-            PyThread_release_lock(self.lock)
+            gated_lock_give(&self.lock, self.gate)
 
     def recv_many(self, Py_ssize_t max_messages, timeout=None):
         """Up to max_messages messages, at least one: waits for the first as recv() does.
@@ -434,7 +435,7 @@ cdef class Receiver:
                 self._hold_batch(out)
             return out
         finally:
-            PyThread_release_lock(self.lock)
+            gated_lock_give(&self.lock, self.gate)
 
     def __iter__(self):
         """Each message as it comes; the iteration ends when the Receiver is closed (here between
@@ -496,14 +497,14 @@ cdef class Receiver:
         if self.gen == _generation:  # (after fork() the lock may be held by a thread now gone)
             fm_receiver_interrupt(rx)
             with nogil:  # a recv() in progress gives up first
-                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                gated_lock_take(&self.lock, self.gate)
             rx = self.rx
             try:  # (under the lock, which the look at the rings needs)
                 clean = rx == NULL or (fm_receiver_reply_bytes(rx) == 0 and not self._advance())
             except ProtocolError:  # (a broken ring: whatever it held is left behind; close all the same)
                 clean = False
             self.rx = NULL
-            PyThread_release_lock(self.lock)
+            gated_lock_give(&self.lock, self.gate)
         self.rx = NULL
         self.notifier = NULL
         if rx == NULL:
@@ -541,8 +542,8 @@ cdef class Receiver:
                 fm_rxbuf_decref(self.cur_buf)
             with nogil:
                 fm_receiver_close(self.rx)
-        if self.lock != NULL:
-            PyThread_free_lock(self.lock)
+        if self.gate != NULL:
+            PyThread_free_lock(self.gate)
 
     def __repr__(self):
         return f"<fastmsg.Receiver {self.endpoint}{' closed' if self.rx == NULL else ''}>"
@@ -605,8 +606,8 @@ cdef bint _write_acks(object owner) noexcept:
         return False
     # The consumer lock keeps close() from freeing the engine's receiver meanwhile (without the
     # GIL too); if a recv() holds it, that thread holds the sockets or soon will.
-    if not PyThread_acquire_lock(receiver.lock, NOWAIT_LOCK):
+    if not fm_glock_try(&receiver.lock):
         return False
     done = receiver.rx != NULL and fm_receiver_write_acks(receiver.rx) == 0
-    PyThread_release_lock(receiver.lock)
+    gated_lock_give(&receiver.lock, receiver.gate)
     return done

@@ -31,11 +31,11 @@ cdef Message _reply_message(fm_request *r):
 
 
 cdef Message _await_reply(fm_sender *s, fm_request *r, uint32_t own, int64_t deadline, object timeout,
-                          const bint *closing, bint unwritten=False):
+                          const bint *closing, bint unwritten=False, int64_t now=-1):
     """Waits for r's reply (a request of s, one of the caller's `own` in flight) within the
     request's deadline, in slices that notice a close(). `unwritten`: r's message is published
     but nobody was asked to write it (request(): its first wait writes it, in the same release
-    of the GIL)."""
+    of the GIL). `now`: as wait_until's."""
     if fm_request_ready(r):
         return _reply_message(r)
     cdef _ReplyWait w
@@ -44,7 +44,7 @@ cdef Message _await_reply(fm_sender *s, fm_request *r, uint32_t own, int64_t dea
     w.unwritten = unwritten
     cdef int end
     try:
-        end = wait_until(_request_wait, r, <uintptr_t>&w, deadline, WAIT_SLICE_NS, closing)
+        end = wait_until(_request_wait, r, <uintptr_t>&w, deadline, WAIT_SLICE_NS, closing, now)
     finally:
         if w.unwritten:  # (a signal handler raised before the first wait)
             fm_sender_kick(s)

@@ -45,8 +45,8 @@ cdef class Sender:
     cdef object held          # (ring position after its record, payload) of each external record
     cdef uint64_t held_bytes  # payload bytes in held, bounded by hwm
     cdef int gen              # the fork generation it was made in
-    cdef fm_producer_lock plock   # one producer at a time on the ring; close() takes it too
-    cdef PyThread_type_lock gate  # where a thread waiting for plock sleeps (producer_lock.h)
+    cdef fm_gated_lock plock   # one producer at a time on the ring; close() takes it too
+    cdef PyThread_type_lock gate  # where a thread waiting for plock sleeps (gated_lock.h)
     cdef object waiters       # a Condition: counts flush() and request() waits, which close() awaits
     cdef int flushing         # flush() calls and request() waits in progress (under waiters, or the GIL)
     cdef Py_ssize_t _staged   # messages the send_many() in progress has queued so far
@@ -114,10 +114,7 @@ cdef class Sender:
         self.ring = fm_sender_ring(self.s)
         self.endpoint = str(ep)
         self.gen = _generation
-        self.gate = PyThread_allocate_lock()
-        if self.gate == NULL:
-            raise MemoryError("cannot allocate the sender's lock")
-        PyThread_acquire_lock(self.gate, NOWAIT_LOCK)  # (shut: a release opens it for a waiter)
+        self.gate = new_gate("sender")
         self.waiters = threading.Condition(threading.Lock())
         self.requests = weakref.WeakSet()
         _live_senders.add(self)
@@ -177,34 +174,33 @@ cdef class Sender:
     cdef int _acquire(self, int64_t deadline, object timeout) except -1:
         """Takes the producer lock within the caller's timeout: another thread's send() may hold
         it while it waits for room, and this call's timeout must be honoured all the same."""
-        if fm_plock_try(&self.plock):
+        if fm_glock_try(&self.plock):
             return 0
         if deadline == -2:
             raise Full("another thread is sending into this Sender; nothing was sent")
         cdef long long left_us
         cdef PyLockStatus got
-        fm_plock_announce(&self.plock)
+        fm_glock_announce(&self.plock)
         try:
-            while not fm_plock_try(&self.plock):
+            while not fm_glock_try(&self.plock):
                 left_us = -1 if deadline < 0 else max(0, (deadline - fastmsg_monotonic_ns()) // 1000)
                 with nogil:
                     got = PyThread_acquire_lock_timed(self.gate, left_us, 1)
                 if got == PY_LOCK_ACQUIRED:
-                    fm_plock_passed(&self.plock)
+                    fm_glock_passed(&self.plock)
                 elif got == PY_LOCK_FAILURE:
-                    if fm_plock_try(&self.plock):
+                    if fm_glock_try(&self.plock):
                         return 0
                     raise Timeout(f"another thread kept this Sender busy for {timeout} s; nothing was sent")
                 else:
                     PyErr_CheckSignals()  # interrupted: run the handlers (Ctrl-C), then wait on
         finally:
-            fm_plock_withdraw(&self.plock)
+            fm_glock_withdraw(&self.plock)
         return 0
 
     cdef void _release(self) noexcept nogil:
         """Gives the producer lock back, waking a thread that waits for it."""
-        if fm_plock_release(&self.plock):
-            PyThread_release_lock(self.gate)
+        gated_lock_give(&self.plock, self.gate)
 
     cdef int _release_written(self) except -1:
         """Drops the payloads of external records acknowledged by the receiver (or dropped)."""
@@ -381,10 +377,11 @@ cdef class Sender:
         and counted in stats()["late_replies"]. Raises Closed if close() is called meanwhile.
         A request is acknowledged like any message (by default when the replier releases it):
         a replier that dies after that without replying leaves the request to its Timeout."""
-        cdef int64_t deadline = deadline_ns(timeout)
+        cdef int64_t now  # (the first wait's too: a queueing that waited only shortens its first slice)
+        cdef int64_t deadline = deadline_ns(timeout, &now)
         cdef fm_request *r = self._start_request(data, deadline, timeout, None)
         try:
-            return _await_reply(self.s, r, 1, deadline, timeout, &self.closing, True)
+            return _await_reply(self.s, r, 1, deadline, timeout, &self.closing, True, now)
         finally:
             self._end_request(r)
             self._request_done()
@@ -682,7 +679,7 @@ cdef class Sender:
                 self.waiters.notify_all()
         if end != WAIT_READY:
             return False  # timed out, or close() from another thread
-        if fm_plock_try(&self.plock):  # (a send() in progress drops them itself)
+        if fm_glock_try(&self.plock):  # (a send() in progress drops them itself)
             try:
                 if self.s != NULL:
                     self._release_written()
@@ -700,7 +697,7 @@ cdef class Sender:
             self._check_refused("flush() did not wait; the other messages are sent as usual")
         if fm_sender_released(self.s) < mark and not self._arm_and_check(mark):
             return False
-        if fm_plock_try(&self.plock):  # (a send() in progress drops them itself)
+        if fm_glock_try(&self.plock):  # (a send() in progress drops them itself)
             try:
                 self._release_written()
             finally:
@@ -878,12 +875,7 @@ cdef class Sender:
         cdef bint here = self.gen == _generation  # (after fork() the lock may be held by a thread now gone)
         if here:
             with nogil:  # a send() in progress finishes or gives up first
-                if not fm_plock_try(&self.plock):
-                    fm_plock_announce(&self.plock)
-                    while not fm_plock_try(&self.plock):
-                        PyThread_acquire_lock(self.gate, WAIT_LOCK)
-                        fm_plock_passed(&self.plock)
-                    fm_plock_withdraw(&self.plock)
+                gated_lock_take(&self.plock, self.gate)
         try:
             if self.s == NULL:
                 return [] if take else None

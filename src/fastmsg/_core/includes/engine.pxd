@@ -33,14 +33,14 @@ cdef extern from "net/tls.h" nogil:
     void fm_tls_ctx_free(fm_tls_ctx *c)
     uint64_t fm_tls_ctx_options(void *ssl_ctx)
 
-cdef extern from "engine/producer_lock.h" nogil:
-    ctypedef struct fm_producer_lock:
+cdef extern from "engine/gated_lock.h" nogil:
+    ctypedef struct fm_gated_lock:
         pass
-    bint fm_plock_try(fm_producer_lock *l)
-    void fm_plock_announce(fm_producer_lock *l)
-    void fm_plock_withdraw(fm_producer_lock *l)
-    bint fm_plock_release(fm_producer_lock *l)
-    void fm_plock_passed(fm_producer_lock *l)
+    bint fm_glock_try(fm_gated_lock *l)
+    void fm_glock_announce(fm_gated_lock *l)
+    void fm_glock_withdraw(fm_gated_lock *l)
+    bint fm_glock_release(fm_gated_lock *l)
+    void fm_glock_passed(fm_gated_lock *l)
 
 cdef extern from "engine/busy_poll.h" nogil:
     const uint32_t FM_BUSY_POLL_AUTO_NS

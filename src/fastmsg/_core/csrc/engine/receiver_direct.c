@@ -183,13 +183,12 @@ int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {
             if (n != 0) c = NULL;
         }
         if (c) {
-            int got = fm_rxconn_read_wait(c);
+            int got = fm_rxconn_read_wait(c, &now);
             if (got == -EINTR) {
                 rc = FASTMSG_WAIT_INTERRUPTED;
                 break;
             }
             reads = got; /* nothing came for a read's timeout: the rest of this wait is the poller's */
-            now = fastmsg_monotonic_ns();
             /* A request came: back to the caller at once. The step's other work (ACKs due,
              * heartbeats, timers) is the next wait's, a round trip away in a request loop, or the
              * I/O thread's at the lease's end; replies queued by another thread go now. (The step

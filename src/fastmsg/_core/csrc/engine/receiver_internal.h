@@ -302,7 +302,8 @@ struct fm_rxconn {
     uint8_t *rout;       /* the REPLY frame on its way out (written before `out`, once begun) */
     size_t rout_cap, rout_len, rout_off;
     int replies;         /* REPLIES granted: its DATA may hold requests */
-    int64_t rack_due_ns; /* replies written and unacknowledged: their RACK is due by then (0: none) */
+    int64_t rack_due_ns; /* replies written and unacknowledged: their RACK is due by then (0: none;
+                          * INT64_MAX: timed from the next step, receiver_reply.c) */
     int closing;         /* close once `out` is written */
     /* the DATA frame being staged: its sequence end and payload bytes (receiver_ack.c) */
     int data_pending;
@@ -380,7 +381,8 @@ void fm_rxconn_pump_in(fm_rxconn *c);
 int fm_rxconn_parse_read(fm_rxconn *c);
 /* One read that may sleep until bytes come or the socket's read timeout passes (its socket blocks
  * for reads, fastmsg_set_read_wait; the caller holds the token), then on as fm_rxconn_pump_in. 1
- * if it read (or the connection ended), 0 if the timeout passed, -EINTR if a signal came. */
-int fm_rxconn_read_wait(fm_rxconn *c);
+ * if it read (or the connection ended), 0 if the timeout passed, -EINTR if a signal came; *now:
+ * the time the read returned. */
+int fm_rxconn_read_wait(fm_rxconn *c, int64_t *now);
 
 #endif

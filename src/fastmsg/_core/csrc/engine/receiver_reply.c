@@ -99,6 +99,18 @@ int fm_replies_due(fm_receiver *rx, int64_t now, int64_t *next) {
     return 0;
 }
 
+/* A RACK is awaited, and its timeout counts from the time of the step that wrote the reply, or
+ * the connection's next step (fm_rxconn_reply_step): a reply is written deep in calls that have
+ * no clock reading at hand, and one there cost 25-30 ns of a round trip on a virtual machine, for
+ * a timeout of seconds. */
+#define RACK_UNTIMED INT64_MAX
+
+/* How long written replies may wait for their RACK (the sender sends it within milliseconds of
+ * reading them). */
+static int64_t rack_timeout(const fm_rxconn *c) {
+    return (int64_t)(c->rx->cfg.dead_peer_ms ? c->rx->cfg.dead_peer_ms : 5000) * FM_MS;
+}
+
 /* 1 if c may write its session's replies now. */
 static int writable(const fm_rxconn *c) { return c->ready && !c->closing && !c->retired && c->session; }
 
@@ -123,7 +135,7 @@ void fm_replies_step(fm_receiver *rx, int64_t now, int64_t *next) {
         n = c->next; /* (a failed write closes c) */
         if (writable(c) && c->session->rsend && c->rout_off == c->rout_len) {
             fm_ack_with_reply(c, now, next); /* written in the same writev as the REPLY frame */
-            fm_rxconn_flush_out(c);
+            if (fm_rxconn_flush_out(c) == 0 && c->rack_due_ns == RACK_UNTIMED) c->rack_due_ns = now + rack_timeout(c);
         }
     }
 }
@@ -165,22 +177,17 @@ void fm_replies_free(fm_receiver *rx) {
     }
 }
 
-/* How long written replies may wait for their RACK (the sender sends it within milliseconds of
- * reading them). */
-static int64_t rack_timeout(const fm_rxconn *c) {
-    return (int64_t)(c->rx->cfg.dead_peer_ms ? c->rx->cfg.dead_peer_ms : 5000) * FM_MS;
-}
-
 int fm_rxconn_handle_rack(fm_rxconn *c, uint64_t value) {
     fm_session *s = c->session;
     if (value > s->reply_sent) return fm_rxconn_refuse(c, FASTMSG_PERR_MALFORMED); /* never sent */
     drop_acked(&c->rx->sessions, s, value);
-    c->rack_due_ns = s->rhead == s->rsend ? 0 : fastmsg_monotonic_ns() + rack_timeout(c);
+    c->rack_due_ns = s->rhead == s->rsend ? 0 : RACK_UNTIMED;
     return 0;
 }
 
 int fm_rxconn_reply_step(fm_rxconn *c, int64_t now, int64_t *next) {
     if (!c->rack_due_ns) return 0;
+    if (c->rack_due_ns == RACK_UNTIMED) c->rack_due_ns = now + rack_timeout(c);
     if (now < c->rack_due_ns) {
         if (c->rack_due_ns < *next) *next = c->rack_due_ns;
         return 0;
@@ -226,7 +233,7 @@ int fm_rxconn_reply_frame(fm_rxconn *c) {
     s->rsend = r;
     c->rout_len = FASTMSG_DATA_FRAME_HDR + (size_t)bytes;
     c->rout_off = 0;
-    if (!c->rack_due_ns) c->rack_due_ns = fastmsg_monotonic_ns() + rack_timeout(c);
+    if (!c->rack_due_ns) c->rack_due_ns = RACK_UNTIMED;
     FM_STAT_ADD(c->rx, FM_REPLIES_SENT, count);
     return 1;
 }

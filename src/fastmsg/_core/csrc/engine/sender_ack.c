@@ -92,10 +92,10 @@ void fm_sender_rewind(fm_sender *s) {
     __atomic_store_n(&s->rtt_start_ns, 0, __ATOMIC_RELAXED);
 }
 
-void fm_sender_time_batch(fm_sender *s, uint64_t end_seq) {
+void fm_sender_time_batch(fm_sender *s, uint64_t end_seq, int64_t now) {
     if (s->rtt_seq) return;
     s->rtt_seq = end_seq;
-    __atomic_store_n(&s->rtt_start_ns, fastmsg_monotonic_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&s->rtt_start_ns, now, __ATOMIC_RELAXED);
 }
 
 void fm_sender_passed(fm_sender *s, uint64_t pos) {

@@ -87,7 +87,7 @@ int fm_sender_take_batch(fm_sender *s) {
     return 1;
 }
 
-void fm_sender_batch_done(fm_sender *s) {
+void fm_sender_batch_done(fm_sender *s, int64_t now) {
     fastmsg_ring *r = &s->io;
     FM_STAT_ADD(s, FM_SENT_MESSAGES, s->batch_count);
     FM_STAT_ADD(s, FM_SENT_BYTES, s->batch_bytes);
@@ -101,6 +101,6 @@ void fm_sender_batch_done(fm_sender *s) {
     r->rcount += s->batch_count;
     fm_sender_passed(s, s->batch_end); /* the space comes back with the acknowledgement */
     fm_sender_mark_batch(s, s->batch_first_seq + s->batch_count, s->batch_end);
-    fm_sender_time_batch(s, s->batch_first_seq + s->batch_count);
+    fm_sender_time_batch(s, s->batch_first_seq + s->batch_count, now);
     s->frame_is_data = 0;
 }

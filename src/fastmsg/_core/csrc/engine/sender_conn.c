@@ -143,7 +143,7 @@ static int send_hello(fm_sender *s) {
  * written measures its pause from there: fm_sender_written_ns). */
 static void pump(fm_sender *s, int64_t now) {
     if (__atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) __atomic_store_n(&s->written_ns, now, __ATOMIC_RELAXED);
-    int rc = fm_sender_write_out(s);
+    int rc = fm_sender_write_out(s, -1); /* (`now` is the round's: its RTT samples want the write's own time) */
     if (rc == FM_OUT_IDLE) set_interest(s, FASTMSG_POLL_IN);
     else if (rc == FM_OUT_FULL) set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);
     else fail_io(s, now, "write", -rc);
@@ -250,9 +250,10 @@ static ptrdiff_t read_big(fm_sender *s, int64_t now) {
     return n;
 }
 
-/* fm_sender_read_frames; with `wait`, its first read waits as the socket was set to
- * (fm_sender_read_frames_wait). 0, or -EINTR. */
-static int read_frames(fm_sender *s, int64_t now, int wait) {
+/* fm_sender_read_frames; with `woke`, its first read waits as the socket was set to, and *woke
+ * is the time it returned (fm_sender_read_frames_wait). 0, or -EINTR. */
+static int read_frames(fm_sender *s, int64_t now, int64_t *woke) {
+    int wait = woke != NULL;
     /* REPLY frames: a batch up to max_batch, or one reply up to max_message (as DATA's rule) */
     fastmsg_limits lim = {s->cfg.max_message, s->cfg.max_batch, 0};
     s->tls_unread = 0;
@@ -262,9 +263,9 @@ static int read_frames(fm_sender *s, int64_t now, int wait) {
         ptrdiff_t n = big ? read_big(s, now)
                     : wait && !rounds ? fastmsg_read_wait(s->fd, s->in + s->in_len, want)
                                       : fm_io_read(s->fd, s->tls, s->in + s->in_len, want);
+        if (wait && !rounds) *woke = now = fastmsg_monotonic_ns(); /* (it may have slept) */
         if (n == -EAGAIN) return 0;
         if (n == -EINTR) return -EINTR; /* (only a waiting read) */
-        if (wait && !rounds && n > 0) now = fastmsg_monotonic_ns(); /* (it may have slept) */
         if (n <= 0) {
             if (n) fail_io(s, now, "read", (int)-n);
             else fail(s, now, "receiver closed the connection%s", "");
@@ -310,9 +311,9 @@ static int read_frames(fm_sender *s, int64_t now, int wait) {
     return 0;
 }
 
-void fm_sender_read_frames(fm_sender *s, int64_t now) { read_frames(s, now, 0); }
+void fm_sender_read_frames(fm_sender *s, int64_t now) { read_frames(s, now, NULL); }
 
-int fm_sender_read_frames_wait(fm_sender *s, int64_t now) { return read_frames(s, now, 1); }
+int fm_sender_read_frames_wait(fm_sender *s, int64_t *now) { return read_frames(s, *now, now); }
 
 /* ---- the token, from the I/O thread's side ---- */
 

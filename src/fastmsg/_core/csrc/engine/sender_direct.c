@@ -28,11 +28,11 @@
 #define QUICK_REPLY_NS (1 * FM_MS)
 #define WAIT_SLACK_NS (40 * FM_MS)
 
-/* The write, once the token is held. */
-static int write_held(fm_sender *s) {
+/* The write, once the token is held (`now`: as fm_sender_write_out's). */
+static int write_held(fm_sender *s, int64_t now) {
     int rc = FM_OUT_FULL;
     if (s->state == FM_S_READY && !(s->interest & FASTMSG_POLL_OUT) && !s->direct_err && !s->direct_full) {
-        rc = fm_sender_write_out(s);
+        rc = fm_sender_write_out(s, now);
         if (rc == FM_OUT_FULL) s->direct_full = 1;
         else if (rc < 0) s->direct_err = -rc;
     }
@@ -41,7 +41,7 @@ static int write_held(fm_sender *s) {
 
 int fm_sender_write_direct(fm_sender *s) {
     if (!__atomic_load_n(&s->connected, __ATOMIC_ACQUIRE) || !fm_token_take(&s->token)) return 0;
-    int rc = write_held(s);
+    int rc = write_held(s, -1);
     fm_token_give(&s->token);
     if (__atomic_exchange_n(&s->missed, 0, __ATOMIC_SEQ_CST)) fm_ctx_kick(s->ctx);
     return rc == FM_OUT_IDLE;
@@ -93,19 +93,23 @@ static int wait_readable(fm_sender *s, int64_t now, int64_t until, int64_t *look
 /* Reads until r's reply is here, `until` passes, or the connection fails (token held, the socket
  * muted in the I/O thread's poller). What waits to be written goes first: the request itself,
  * when the I/O thread was to write it, messages queued meanwhile, a PONG owed (with the RACK owed,
- * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's). */
-static int read_until(fm_sender *s, fm_request *r, int64_t start, int64_t until, int64_t *look_end, int waits) {
-    for (int round = 0;; round++) {
-        if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s);
+ * if any; alone, a RACK waits for the next write, with the next request or the I/O thread's).
+ * *now: the time, from the caller's reading on, read again wherever the wait may have slept (and
+ * no more: a clock read costs 25-30 ns on a virtual machine, and a round trip made some 17). */
+static int read_until(fm_sender *s, fm_request *r, int64_t *now, int64_t until, int64_t *look_end, int waits) {
+    for (;;) {
+        if (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos) write_held(s, *now);
         if (fm_request_ready(r)) return FASTMSG_WAIT_READY;
-        int64_t now = round ? fastmsg_monotonic_ns() : start; /* (a clock read costs ~30 ns on a VM) */
-        if (now >= until) return FASTMSG_WAIT_TIMEOUT;
-        int rc = s->tls_unread ? 1 : wait_readable(s, now, until, look_end, waits);
+        if (*now >= until) return FASTMSG_WAIT_TIMEOUT;
+        int rc = s->tls_unread ? 1 : wait_readable(s, *now, until, look_end, waits);
         if (rc == 2) { /* the wait is the read's */
             rc = fm_sender_read_frames_wait(s, now);
-        } else if (rc == 1) {
-            fm_sender_read_frames(s, fastmsg_monotonic_ns());
-            rc = 0;
+        } else { /* (wait_readable's poll may have slept) */
+            *now = fastmsg_monotonic_ns();
+            if (rc == 1) {
+                fm_sender_read_frames(s, *now);
+                rc = 0;
+            }
         }
         if (rc == -EINTR) return FASTMSG_WAIT_INTERRUPTED;
         if (rc < 0) return FASTMSG_WAIT_TIMEOUT; /* (the I/O thread meets the same failure) */
@@ -118,8 +122,8 @@ static int read_until(fm_sender *s, fm_request *r, int64_t start, int64_t until,
  * time it ended. */
 static int read_held(fm_sender *s, fm_request *r, int64_t start, int64_t until, int waits, int64_t *end) {
     int64_t looking = fm_busy_poll_end(&s->busy, start, until, 1);
-    int rc = read_until(s, r, start, until, &looking, waits);
-    *end = fastmsg_monotonic_ns();
+    *end = start;
+    int rc = read_until(s, r, end, until, &looking, waits);
     if (rc != FASTMSG_WAIT_INTERRUPTED) {
         int64_t took = rc == FASTMSG_WAIT_READY ? *end - start : INT64_MAX;
         fm_busy_poll_learn(&s->busy, took);
@@ -190,12 +194,13 @@ int fm_sender_read_lent(fm_sender *s, uint64_t conn) {
     }
     int fresh = 0;
     if (lendable(s)) {
+        int64_t now = fastmsg_monotonic_ns();
         s->loop_reading = 1;
-        fm_sender_read_frames(s, fastmsg_monotonic_ns());
+        fm_sender_read_frames(s, now);
         s->loop_reading = 0;
         if (s->fd >= 0 && (s->hb.out_len || __atomic_load_n(&s->io.ctl->tail, __ATOMIC_ACQUIRE) != s->io.rpos))
-            write_held(s);
-        if (lendable(s)) fresh = lease(s, fastmsg_monotonic_ns());
+            write_held(s, now);
+        if (lendable(s)) fresh = lease(s, now);
     }
     int gone = s->conn_number != conn || s->fd < 0;
     give(s, fresh);

@@ -148,14 +148,16 @@ enum { FM_OUT_IDLE = 0, FM_OUT_FULL = 1 };
 
 /* Writes the current frame and, once READY, further batches: FM_OUT_IDLE when nothing is left,
  * FM_OUT_FULL when the socket is full, or -errno. It touches no poller state, so the Python
- * thread that holds the token may run it too (sender_write.c). */
-int fm_sender_write_out(fm_sender *s);
+ * thread that holds the token may run it too (sender_write.c). `now`: the caller's clock reading
+ * of a moment ago, which times what it writes (a batch's RTT sample, the heartbeat's last
+ * traffic), or -1 to read the clock if something is written. */
+int fm_sender_write_out(fm_sender *s, int64_t now);
 
 /* Sets up the next frame from the ring: a run of whole records within the peer's max_batch, or
  * one external record alone. 0 if there is nothing to send (sender_batch.c). */
 int fm_sender_take_batch(fm_sender *s);
-/* The batch is written: count it and give its ring space back. */
-void fm_sender_batch_done(fm_sender *s);
+/* The batch is written (at `now`): count it and give its ring space back. */
+void fm_sender_batch_done(fm_sender *s, int64_t now);
 
 /* An ACK (or a WELCOME) says every message below ack_seq arrived: gives their ring space back.
  * 0, or -1 if it acknowledges more than was written (sender_ack.c). */
@@ -166,8 +168,8 @@ void fm_sender_rewind(fm_sender *s);
 /* A DATA batch ending before sequence number `seq`, at ring position `pos`, was written: remembered
  * so that the ACK covering it need not walk the records before it. */
 void fm_sender_mark_batch(fm_sender *s, uint64_t seq, uint64_t pos);
-/* A DATA batch ending before sequence number `end_seq` was written: it is timed if none is. */
-void fm_sender_time_batch(fm_sender *s, uint64_t end_seq);
+/* A DATA batch ending before sequence number `end_seq` was written at `now`: it is timed if none is. */
+void fm_sender_time_batch(fm_sender *s, uint64_t end_seq, int64_t now);
 /* The cursor passed records up to `pos` (written, or dropped): keeps sent_pos, and gives dropped
  * records back at once when nothing before them waits for an acknowledgement. */
 void fm_sender_passed(fm_sender *s, uint64_t pos);
@@ -177,8 +179,9 @@ void fm_sender_passed(fm_sender *s, uint64_t pos);
  * directly (fm_request_wait_direct). */
 void fm_sender_read_frames(fm_sender *s, int64_t now);
 /* The same, its first read waiting for bytes as the socket was set to (fd_waits, no TLS, no large
- * REPLY in part): 0, or -EINTR when a signal came first. */
-int fm_sender_read_frames_wait(fm_sender *s, int64_t now);
+ * REPLY in part): 0, or -EINTR when a signal came first. *now: the time, then the time that read
+ * returned. */
+int fm_sender_read_frames_wait(fm_sender *s, int64_t *now);
 
 /* Ends a requester's lease on the socket (token held): the I/O thread's poller watches it again. */
 void fm_sender_end_lease(fm_sender *s);

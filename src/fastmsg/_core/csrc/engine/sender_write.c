@@ -20,7 +20,13 @@ static int next_frames(fm_sender *s) {
     return 1;
 }
 
-static int write_frames(fm_sender *s) {
+/* The time, read once at most per fm_sender_write_out: the caller's reading, if it had one. */
+static int64_t time_of(int64_t *now) {
+    if (*now < 0) *now = fastmsg_monotonic_ns();
+    return *now;
+}
+
+static int write_frames(fm_sender *s, int64_t *now) {
     for (;;) {
         if (!s->frame_left && !next_frames(s)) { /* (TLS may hold bytes it took but has not written) */
             int rc = fm_io_flush(s->tls);
@@ -42,16 +48,16 @@ static int write_frames(fm_sender *s) {
             left -= take;
             if (!iov->iov_len) iov++;
         }
-        if (!s->frame_left && s->frame_is_data) fm_sender_batch_done(s);
+        if (!s->frame_left && s->frame_is_data) fm_sender_batch_done(s, time_of(now));
     }
 }
 
-int fm_sender_write_out(fm_sender *s) {
-    int rc = write_frames(s);
+int fm_sender_write_out(fm_sender *s, int64_t now) {
+    int rc = write_frames(s, &now);
     /* heartbeat hook: what was written is traffic, so the next PING waits an interval from now */
     if (s->hb.wrote) {
         s->hb.wrote = 0;
-        fm_hb_sent(&s->hb.t, fastmsg_monotonic_ns());
+        fm_hb_sent(&s->hb.t, time_of(&now));
     }
     return rc;
 }
