@@ -49,7 +49,7 @@ enum {
     FM_REPLACED_CONNECTIONS, /* a HELLO took its session over from a connection still open */
     FM_SESSIONS,             /* sessions remembered now (a gauge) */
     FM_EVICTED_SESSIONS,     /* idle sessions forgotten beyond max_sessions */
-    FM_ACCEPT_ERRORS,        /* accept() failed other than EAGAIN (EMFILE...): retried next round */
+    FM_ACCEPT_ERRORS,        /* accept() failed other than EAGAIN (EMFILE...): retried next round; or a parked connection could not be watched again (closed) */
     /* acknowledgements */
     FM_ACKED,                /* sender: messages acknowledged */
     FM_RESENT,               /* sender: messages written again after a reconnect */

@@ -4,6 +4,7 @@
  * thread takes them back when it runs out. Also the loop's operations on a receiver. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <string.h>
 
 #include "engine/receiver_internal.h"
 
@@ -123,11 +124,18 @@ static void park(fm_receiver *rx, fm_rxconn *c) {
     if (fastmsg_poller_park(rx->poller, c->fd) == 0) rx->parked = c;
 }
 
+/* Back in the poller, or the connection goes: unwatched, it would stall (putting it back can fail
+ * where leaving could not: no memory, or the user's epoll watches all taken). Its sender
+ * reconnects and sends again what was not acknowledged. */
 static void unpark(fm_receiver *rx) {
     fm_rxconn *c = rx->parked;
     if (!c) return;
     rx->parked = NULL;
-    fastmsg_poller_unpark(rx->poller, c->fd, c->interest);
+    int rc = fastmsg_poller_unpark(rx->poller, c->fd, c->interest);
+    if (rc) {
+        fm_receiver_note_refusal(rx, FM_ACCEPT_ERRORS, "watching a connection again", strerror(-rc));
+        fm_rxconn_close(c);
+    }
 }
 
 int fm_receiver_wait_direct(fm_receiver *rx, int64_t deadline_ns) {

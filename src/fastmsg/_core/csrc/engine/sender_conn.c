@@ -320,7 +320,7 @@ int fm_sender_read_frames_wait(fm_sender *s, int64_t *now) { return read_frames(
 static void unmute(fm_sender *s) {
     if (s->muted) {
         s->muted = 0;
-        if (s->fd >= 0 && !s->lent) fastmsg_poller_unpark(s->ctx->poller, s->fd, s->interest);
+        if (s->fd >= 0 && !s->lent) fm_sender_unpark(s);
     }
 }
 
@@ -378,9 +378,10 @@ static int take_from_io(fm_sender *s, int event, int64_t now, int64_t *next) {
 static void absorb_direct(fm_sender *s, int64_t now) {
     if (s->direct_err) {
         int err = s->direct_err;
-        s->direct_err = 0;
+        const char *what = s->direct_err_poller ? "watching the socket again" : "write";
+        s->direct_err = s->direct_err_poller = 0;
         s->direct_full = 0;
-        fail_io(s, now, "write", err);
+        fail_io(s, now, what, err);
     } else if (s->direct_full) {
         s->direct_full = 0;
         set_interest(s, FASTMSG_POLL_IN | FASTMSG_POLL_OUT);

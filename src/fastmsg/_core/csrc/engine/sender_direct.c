@@ -124,7 +124,7 @@ static int read_held(fm_sender *s, fm_request *r, int64_t start, int64_t until, 
     int64_t looking = fm_busy_poll_end(&s->busy, start, until, 1);
     *end = start;
     int rc = read_until(s, r, end, until, &looking, waits);
-    if (rc != FASTMSG_WAIT_INTERRUPTED) {
+    if (rc != FASTMSG_WAIT_INTERRUPTED && until > start) { /* (a slice already over teaches nothing) */
         int64_t took = rc == FASTMSG_WAIT_READY ? *end - start : INT64_MAX;
         fm_busy_poll_learn(&s->busy, took);
         s->reply_quick = took < QUICK_REPLY_NS;
@@ -137,7 +137,16 @@ void fm_sender_end_lease(fm_sender *s) {
     s->fd_waits = 0;
     __atomic_store_n(&s->lent, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&s->lease_revoked, 0, __ATOMIC_SEQ_CST);
-    if (s->fd >= 0 && !s->muted) fastmsg_poller_unpark(s->ctx->poller, s->fd, s->interest);
+    if (s->fd >= 0 && !s->muted) fm_sender_unpark(s);
+}
+
+void fm_sender_unpark(fm_sender *s) {
+    int rc = fastmsg_poller_unpark(s->ctx->poller, s->fd, s->interest);
+    if (rc && !s->direct_err) {
+        s->direct_err = -rc;
+        s->direct_err_poller = 1;
+        fm_ctx_kick(s->ctx);
+    }
 }
 
 void fm_sender_revoke_lease(fm_sender *s) {

@@ -122,6 +122,7 @@ struct fm_sender {
     int loop_reading;        /* an event loop reads the socket now: it wakes its waiters itself */
     int64_t lease_end_ns;
     int direct_err;          /* a direct write failed with this errno: the I/O thread fails it */
+    int direct_err_poller;   /* ... or putting the socket back in the poller did (fm_sender_unpark) */
     uint32_t direct_full;    /* a direct write found the socket full: the I/O thread waits for OUT */
     uint32_t connected;
     uint32_t ack_asked;      /* Python waits for acknowledgements: PING, which asks for them */
@@ -185,6 +186,10 @@ int fm_sender_read_frames_wait(fm_sender *s, int64_t *now);
 
 /* Ends a requester's lease on the socket (token held): the I/O thread's poller watches it again. */
 void fm_sender_end_lease(fm_sender *s);
+/* Puts the socket back in the I/O thread's poller with its interest (token held). That can fail
+ * where leaving it could not (no memory, or the user's epoll watches all taken): unwatched, the
+ * connection would stall, so it fails instead, through direct_err (the I/O thread is kicked). */
+void fm_sender_unpark(fm_sender *s);
 
 /* A checked-size REPLY frame (whole, header included): hands each new reply to its request. 0,
  * or the protocol error to refuse the connection with (sender_reply.c). */
