@@ -5,9 +5,10 @@ the count) is not the one a free run would see: compare builds with this, not wi
 
 A Sender streams messages with send_many (1,024 a call), or with --single one send() each, to a
 Receiver in a child process that takes them with recv_many (with --requests: one request() at a
-time, each answered by reply() inside a `with` block, counted per round trip; with --socket-echo, for scale,
-the plain socket echo of round_trip_interleaved.py instead, driven as it drives it); each side is counted twice, for MESSAGES and a third of them, and
-the difference divided by the messages between (start-up, imports and the handshake cancel out).
+time, each answered by reply() inside a `with` block, counted per round trip; with --socket-echo,
+for scale, the plain socket echo of round_trip_interleaved.py instead, driven as it drives it).
+Each side is counted twice, for MESSAGES and a third of them, and the difference divided by the
+messages between (start-up, imports and the handshake cancel out).
 Per function, with --functions, the functions whose count per message is largest.
 
 Run: python benchmarks/instructions.py [--size 64] [--transport ipc|tcp] [--messages 300000]

@@ -279,9 +279,7 @@ class Bench:
                             pair, peer, transport, *((SEND_SIZE, "single") if case == "send" else (case,))))
                 for transport in self.transports:
                     here = [peer for t, peer in pairs if t == transport]
-                    for case, mode in (("rtt", "pingpong"), ("artt", "apingpong")):
-                        if not here:
-                            continue
+                    for case, mode in (("rtt", "pingpong"), ("artt", "apingpong")) if here else ():
                         turns = f" ({', '.join(here)} taking turns)" if len(here) > 1 else ""
                         self._progress(f"{pin} {transport} {case_label(case)}{turns}", len(here))
                         for peer, outcome in self.round_trips(pair, here, transport, mode).items():
